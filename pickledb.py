@@ -1,0 +1,643 @@
+"""A JSON-backed key-value store with one sync/async API and atomic, durable saves."""
+
+# Copyright (c) 2026, the pickledb authors.
+# SPDX-License-Identifier: BSD-3-Clause
+# This file is the whole library: copy it into a project together with the
+# LICENSE text and `pip install orjson aiofiles` (plus aiosqlite for async use
+# of PickleDBSQLite).
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import secrets
+import stat
+import sys
+import threading
+import types
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ("PickleDB", "PickleDBSQLite", "CorruptFileError", "MISSING")
+__version__ = "2.0.0"
+
+
+# --- constants and sentinels ------------------------------------------------
+
+
+class _Missing:
+    """The type of MISSING: "no default was given"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+# Code-object flags (CPython's `inspect.CO_*`, stable since 3.5).
+_CO_NESTED = 0x10
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
+_CO_ASYNC = _CO_COROUTINE | _CO_ASYNC_GENERATOR
+# A caller whose flags have none of these bits is plain sync code: the fast path.
+_CO_MAYBE_ASYNC = _CO_ASYNC | _CO_NESTED | _CO_GENERATOR
+# Code that belongs to the function it is written in (3.12 inlines the first three).
+_COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+
+_SQLITE_HINT = 'async use of PickleDBSQLite needs aiosqlite: pip install "pickledb[sqlite]"'
+
+
+# --- exceptions -------------------------------------------------------------
+
+
+class CorruptFileError(ValueError):
+    """A database file exists but does not hold a JSON object; `.path` names it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}; the file was left as it is")
+        self.path = path
+        self.problem = problem
+
+
+# --- private helpers: sync/async dispatch -----------------------------------
+#
+# Every public operation has one name. Called from code that runs as a
+# coroutine (an `async def`, or a notebook cell that uses top-level `await`)
+# it returns an awaitable; called from anything else it returns the value.
+# The decision is made from the caller's code flags, never from "is an event
+# loop running", which is true in every notebook cell and in sync helpers
+# called by async code. Comprehensions and generator expressions count as the
+# function they are written in, so `gather(*(db.get(k) for k in ks))` works.
+
+_getframe = sys._getframe
+
+
+def _async_caller(depth: int = 2) -> bool:
+    """Return True when the frame `depth` levels up is async code."""
+    frame: types.FrameType | None = _getframe(depth)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_flags & _CO_ASYNC:
+            return True
+        if code.co_name not in _COMPREHENSIONS:
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _ready_gen(value: Any) -> Any:
+    return value
+    yield  # pragma: no cover - makes this a generator
+
+
+# An awaitable that is already done: awaiting it gives `value`. Generator-based,
+# so that dropping it unawaited is harmless (the work was done at call time)
+# and warns about nothing.
+_ready: Callable[[Any], Any] = types.coroutine(_ready_gen)
+
+
+def _aiofiles() -> Any:
+    import aiofiles.os
+
+    return aiofiles
+
+
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking `fn(*args)` in aiofiles' worker threads."""
+    return await _aiofiles().os.wrap(fn)(*args)
+
+
+def _dual(blocking: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a blocking method callable from sync code and awaitable from async code.
+
+    The async form runs the very same function off the event loop.
+    """
+
+    @functools.wraps(blocking)
+    def method(self: Any, *args: Any) -> Any:
+        if _async_caller():
+            return _off_loop(blocking, self, *args)
+        return blocking(self, *args)
+
+    return method
+
+
+def _running_loop() -> Any:
+    import asyncio
+
+    return asyncio.get_running_loop()
+
+
+def _short(key: str, limit: int = 80) -> str:
+    text = repr(key)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
+def _path_of(location: str | os.PathLike[str]) -> str:
+    path = os.fspath(location)
+    if not isinstance(path, str):
+        raise TypeError(f"location must be a str or os.PathLike of str, not {type(path).__name__}")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+# --- private helpers: reading and atomic, durable writing -------------------
+
+
+class _PausedGC:
+    """Pause the cyclic GC while a large document is parsed (restored on every path).
+
+    Parsing allocates millions of containers, each of which may trigger a full
+    collection that finds nothing to free.
+    """
+
+    def __enter__(self) -> None:
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            gc.enable()
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    """Return the JSON object stored at `path`; {} when it is missing or empty."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except FileNotFoundError:
+        return {}
+    if not raw:
+        return {}
+    try:
+        with _PausedGC():
+            data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise CorruptFileError(path, f"not valid JSON ({err})") from None
+    if type(data) is not dict:
+        raise CorruptFileError(path, f"top level is a JSON {_json_kind(data)}, expected an object")
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
+
+
+def _fsync_dir(directory: str) -> None:
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened there
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno != 22:  # EINVAL: this file system cannot sync directories
+            raise
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, payload: bytes) -> None:
+    """Replace the file at `path` with `payload`, atomically and durably.
+
+    Writes a uniquely named temp file beside the target, fsyncs it, renames
+    it over the target and fsyncs the directory. The file keeps its mode (a
+    new one gets 0o666 minus the umask). On any error the temp file is
+    removed, the old file is untouched, and an OSError naming `path` is raised.
+    """
+    directory, name = os.path.split(path)
+    try:
+        try:
+            mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = None
+        while True:
+            tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+                break
+            except FileExistsError:  # pragma: no cover - 64 random bits collided
+                continue
+        try:
+            with open(fd, "wb", closefd=True) as file:
+                if mode is not None:
+                    os.chmod(tmp, mode)
+                file.write(payload)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        _fsync_dir(directory)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot save: {err.strerror or err}", path) from err
+
+
+# --- PickleDB ---------------------------------------------------------------
+
+
+class PickleDB:
+    """An in-memory dict of str keys, loaded from and saved to one JSON file.
+
+    The constructor touches no disk: call load() and save(), or use
+    `with` / `async with`, which load on entry and save on a clean exit.
+    Every method is awaitable when called from async code. Pass pretty=True
+    to write indented JSON for people who read or diff the file.
+    """
+
+    def __init__(self, location: str | os.PathLike[str], *, pretty: bool = False) -> None:
+        self.location = _path_of(location)
+        self._option = orjson.OPT_INDENT_2 if pretty else 0
+        self._data: dict[str, Any] = {}
+        self._save_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    # -- file I/O (blocking; off the event loop in async code) --
+
+    @_dual
+    def load(self) -> bool:
+        """Replace the data in memory with the file's; return True.
+
+        A missing or empty file gives an empty database. A file that is not a
+        JSON object raises CorruptFileError (a ValueError) naming it, and
+        leaves memory and file unchanged. Awaitable in async code.
+        """
+        self._data = _read_json(self.location)
+        return True
+
+    @_dual
+    def save(self) -> bool:
+        """Write the whole database to the file atomically and durably; return True.
+
+        A value JSON cannot hold raises TypeError naming its key; an I/O
+        failure raises OSError naming the file. Either way the file on disk
+        and the data in memory stay as they were. Awaitable in async code.
+        """
+        with self._save_lock:
+            _atomic_write(self.location, self._encode())
+        return True
+
+    def _encode(self) -> bytes:
+        try:
+            return orjson.dumps(self._data, option=self._option)
+        except orjson.JSONEncodeError as err:
+            whole = err
+        for key, value in list(self._data.items()):  # only on failure: find the culprit
+            try:
+                orjson.dumps({key: value})
+            except orjson.JSONEncodeError as err:
+                raise TypeError(
+                    f"cannot save {self.location}: key {_short(key)} holds a value "
+                    f"JSON cannot store ({err}); the file was not changed"
+                ) from None
+        raise TypeError(f"cannot save {self.location}: {whole}; the file was not changed")
+
+    # -- in-memory operations: done at call time in both worlds --
+
+    def set(self, key: Any, value: Any) -> bool:
+        """Store value under str(key) in memory; return True. Awaitable in async code."""
+        self._data[str(key)] = value
+        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+            return _ready(True)
+        return True
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """Return the value stored under str(key), or default. Awaitable in async code."""
+        value = self._data.get(str(key), default)
+        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+            return _ready(value)
+        return value
+
+    def remove(self, key: Any) -> bool:
+        """Delete str(key); return True if it existed. Awaitable in async code."""
+        existed = self._data.pop(str(key), MISSING) is not MISSING
+        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+            return _ready(existed)
+        return existed
+
+    def all(self) -> list[str]:
+        """Return a list of every key, in insertion order. Awaitable in async code."""
+        keys = list(self._data)
+        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+            return _ready(keys)
+        return keys
+
+    def purge(self) -> bool:
+        """Delete every key in memory; return True. Awaitable in async code."""
+        self._data.clear()
+        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+            return _ready(True)
+        return True
+
+    def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> bool:
+        """Store every (key, value) pair in memory at once; return True.
+
+        Either all pairs are stored or, if reading `items` fails, none is.
+        Awaitable in async code.
+        """
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._data.update({str(key): value for key, value in pairs})
+        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+            return _ready(True)
+        return True
+
+    # -- context managers --
+
+    def __enter__(self) -> PickleDB:
+        self.load()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.save()
+
+    async def __aenter__(self) -> PickleDB:
+        await self.load()
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            await self.save()
+
+
+# --- PickleDBSQLite ---------------------------------------------------------
+
+# How a statement's result is read, the same in the sync and async paths.
+_ROWS, _COUNT, _MANY = "rows", "count", "many"
+
+
+def _encode_value(key: str, value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as err:
+        raise TypeError(f"cannot store key {_short(key)}: its value is not JSON-serializable ({err})") from None
+
+
+def _sql_key(key: Any) -> str:
+    key = str(key)
+    try:
+        key.encode()
+    except UnicodeEncodeError as err:
+        raise TypeError(f"cannot store key {_short(key)}: it is not valid Unicode text ({err.reason})") from None
+    return key
+
+
+def _aiosqlite() -> Any:
+    try:
+        import aiosqlite
+    except ImportError as err:
+        raise ImportError(_SQLITE_HINT) from err
+    return aiosqlite
+
+
+class PickleDBSQLite:
+    """A key-value store with one SQLite row per key, safe across threads and processes.
+
+    Values are stored as orjson-encoded BLOBs and every write is committed
+    before the call returns (durable by default; durable=False trades the
+    last moments before a power loss for speed). Connections open lazily:
+    one for sync calls, shared by threads under a lock, and one aiosqlite
+    connection per event loop for async calls. Call close(), or use `with` /
+    `async with`. Every method is awaitable when called from async code.
+    """
+
+    def __init__(
+        self,
+        sqlite_path: str | os.PathLike[str] = "pickledb.sqlite3",
+        table_name: str = "kv",
+        *,
+        durable: bool = True,
+        timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(table_name, str):
+            raise TypeError(f"table_name must be a str, not {type(table_name).__name__}")
+        if not (table_name.isascii() and table_name.isidentifier()) or table_name.lower().startswith("sqlite_"):
+            raise ValueError(
+                f"invalid table_name {table_name!r}: use letters, digits and underscores, "
+                "starting with a letter or underscore (and not 'sqlite_')"
+            )
+        self.path = _path_of(sqlite_path)
+        self.table_name = table_name
+        self._timeout = timeout
+        self._setup = (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
+            f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL)',
+        )
+        table = f'"{table_name}"'
+        self._sql_set = f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)"
+        self._sql_get = f"SELECT value FROM {table} WHERE key = ?"
+        self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
+        self._sql_all = f"SELECT key FROM {table} ORDER BY key"
+        self._sql_purge = f"DELETE FROM {table}"
+        self._lock = threading.Lock()
+        self._conn: Any = None  # sqlite3.Connection for sync calls
+        self._aconns: dict[Any, Any] = {}  # event loop -> aiosqlite.Connection
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, {self.table_name!r})"
+
+    # -- the operations: each states its SQL once; _run does it sync or async --
+
+    def set(self, key: Any, value: Any) -> str:
+        """Store value under key (a new uuid4 key when None); return the key.
+
+        Awaitable in async code.
+        """
+        key = str(uuid.uuid4()) if key is None else _sql_key(key)
+        return self._run(_COUNT, self._sql_set, (key, _encode_value(key, value)), lambda _: key)
+
+    def get(self, key: Any, default: Any = MISSING) -> Any:
+        """Return the value under key; without a default a missing key raises KeyError.
+
+        Awaitable in async code.
+        """
+        key = _sql_key(key)
+        return self._run(_ROWS, self._sql_get, (key,), lambda rows: self._found(key, rows, default))
+
+    def remove(self, key: Any) -> bool:
+        """Delete key; return True if a row was deleted. Awaitable in async code."""
+        return self._run(_COUNT, self._sql_remove, (_sql_key(key),), lambda count: count > 0)
+
+    def all(self) -> list[str]:
+        """Return every key, sorted. Awaitable in async code."""
+        return self._run(_ROWS, self._sql_all, (), lambda rows: [row[0] for row in rows])
+
+    def purge(self) -> bool:
+        """Delete every row of this table; return True. Awaitable in async code."""
+        return self._run(_COUNT, self._sql_purge, (), lambda _: True)
+
+    def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[str]:
+        """Store every (key, value) pair in one transaction; return the keys.
+
+        All values are encoded before anything is written, and the pairs are
+        stored all or nothing. A None key gets a new uuid4 key. Awaitable in
+        async code.
+        """
+        pairs = items.items() if isinstance(items, Mapping) else items
+        rows = []
+        for key, value in pairs:
+            key = str(uuid.uuid4()) if key is None else _sql_key(key)
+            rows.append((key, _encode_value(key, value)))
+        return self._run(_MANY, self._sql_set, rows, lambda _: [row[0] for row in rows])
+
+    def _found(self, key: str, rows: list[Any], default: Any) -> Any:
+        if rows:
+            try:
+                return orjson.loads(rows[0][0])
+            except orjson.JSONDecodeError as err:
+                raise ValueError(f"{self.path}: the value of key {_short(key)} is not valid JSON ({err})") from None
+        if default is MISSING:
+            raise KeyError(key)
+        return default
+
+    def _run(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
+        if self._closed:
+            raise self._closed_error()
+        if _async_caller(3):
+            return self._run_async(_aiosqlite(), kind, sql, params, finish)
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            conn = self._conn or self._connect()
+            if kind is _MANY:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, params)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                result = None
+            else:
+                cursor = conn.execute(sql, params)
+                result = cursor.fetchall() if kind is _ROWS else cursor.rowcount
+        return finish(result)
+
+    async def _run_async(self, aiosqlite: Any, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
+        conn, lock = self._aconns.get(_running_loop()) or await self._aconnect(aiosqlite)
+        async with lock:  # keeps other tasks' statements out of a set_many transaction
+            if kind is _MANY:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await conn.executemany(sql, params)
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+                result = None
+            elif kind is _ROWS:
+                result = await conn.execute_fetchall(sql, params)
+            else:
+                result = (await conn.execute(sql, params)).rowcount
+        return finish(result)
+
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"{self!r} is closed; create a new instance to use the database again")
+
+    # -- connections --
+
+    def _connect(self) -> Any:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        try:
+            for statement in self._setup:
+                conn.execute(statement)
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            if isinstance(err, sqlite3.OperationalError):
+                raise
+            raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
+        self._conn = conn
+        return conn
+
+    async def _aconnect(self, aiosqlite: Any) -> tuple[Any, Any]:
+        import asyncio
+        import sqlite3
+
+        loop = asyncio.get_running_loop()
+        for old_loop in [old for old in self._aconns if old.is_closed()]:
+            self._aconns.pop(old_loop)[0].stop()  # its loop is gone: just end its thread
+        conn = aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
+        thread = getattr(conn, "_thread", None)
+        if thread is not None:
+            thread.daemon = True  # an unclosed connection must not hang interpreter exit
+        await conn
+        try:
+            for statement in self._setup:
+                await conn.execute(statement)
+        except sqlite3.DatabaseError as err:
+            await conn.close()
+            if isinstance(err, sqlite3.OperationalError):
+                raise
+            raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
+        if self._closed or loop in self._aconns:  # closed, or another task won the race
+            await conn.close()
+            if self._closed:
+                raise self._closed_error()
+            return self._aconns[loop]
+        self._aconns[loop] = entry = (conn, asyncio.Lock())
+        return entry
+
+    def close(self) -> Any:
+        """Close every connection this instance opened; calling it again does nothing.
+
+        Awaitable in async code.
+        """
+        if _async_caller():
+            return self._close_async()
+        self._close_all(None)
+        return None
+
+    def _close_all(self, current_loop: Any) -> Any:
+        """Close the sync connection, stop the async ones; return the one of current_loop."""
+        self._closed = True
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        keep = self._aconns.pop(current_loop, None)
+        while self._aconns:
+            self._aconns.popitem()[1][0].stop()
+        return keep[0] if keep else None
+
+    async def _close_async(self) -> None:
+        conn = self._close_all(_running_loop())
+        if conn is not None:
+            await conn.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) or (self._conn is None and not self._aconns):
+            return
+        warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
+        try:
+            self._close_all(None)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __enter__(self) -> PickleDBSQLite:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PickleDBSQLite:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        await self.close()
