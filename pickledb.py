@@ -226,12 +226,15 @@ def _atomic_write(path: str, payload: bytes) -> None:
             except FileExistsError:  # pragma: no cover - 64 random bits collided
                 continue
         try:
-            with open(fd, "wb", closefd=True) as file:
+            try:
                 if mode is not None:
                     os.chmod(tmp, mode)
-                file.write(payload)
-                file.flush()
-                os.fsync(file.fileno())
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             try:
