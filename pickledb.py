@@ -211,8 +211,9 @@ def _atomic_write(path: str, payload: bytes) -> None:
     it over the target and fsyncs the directory. The file keeps its mode (a
     new one gets 0o666 minus the umask). On any error the temp file is
     removed, the old file is untouched, and an OSError naming `path` is raised.
+    A symbolic link at `path` is followed: its target is what gets replaced.
     """
-    directory, name = os.path.split(path)
+    directory, name = os.path.split(os.path.realpath(path))
     try:
         try:
             mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
@@ -235,7 +236,7 @@ def _atomic_write(path: str, payload: bytes) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            os.replace(tmp, os.path.join(directory, name))
         except BaseException:
             try:
                 os.unlink(tmp)

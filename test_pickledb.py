@@ -612,6 +612,20 @@ def test_failed_save_keeps_old_file_and_next_save_works(
     assert orjson.loads(path.read_bytes()) == {"old": 1, "new": 2}
 
 
+def test_save_follows_a_symbolic_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "db.json"
+    real.write_bytes(b"{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    db = PickleDB(link)
+    db.set("a", 1)
+    db.save()
+    assert link.is_symlink()
+    assert orjson.loads(real.read_bytes()) == {"a": 1}
+    assert temp_files(tmp_path) == [] and temp_files(tmp_path / "real") == []
+
+
 def test_save_onto_a_directory_fails_cleanly(tmp_path: Path) -> None:
     (tmp_path / "db.json").mkdir()
     db = PickleDB(tmp_path / "db.json")
