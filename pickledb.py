@@ -399,6 +399,20 @@ def _sql_key(key: Any) -> str:
     return key
 
 
+def _release(loop: Any, conn: Any) -> None:
+    """Close an aiosqlite connection that belongs to `loop`, from outside that loop."""
+    if conn is None:
+        return
+    if loop.is_closed():
+        conn.stop()  # ends its thread, which closes the SQLite connection
+    elif loop.is_running():  # the loop of another thread
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(conn.close(), loop)
+    else:
+        loop.run_until_complete(conn.close())
+
+
 def _aiosqlite() -> Any:
     try:
         import aiosqlite
@@ -575,8 +589,9 @@ class PickleDBSQLite:
         import sqlite3
 
         loop = asyncio.get_running_loop()
-        for old_loop in [old for old in self._aconns if old.is_closed()]:
-            self._aconns.pop(old_loop)[0].stop()  # its loop is gone: just end its thread
+        for old_loop in list(self._aconns):
+            if old_loop.is_closed():  # that loop is gone: release its connection
+                _release(old_loop, self._aconns.pop(old_loop, (None,))[0])
         conn = aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
         thread = getattr(conn, "_thread", None)
         if thread is not None:
@@ -616,8 +631,8 @@ class PickleDBSQLite:
         if conn is not None:
             conn.close()
         keep = self._aconns.pop(current_loop, None)
-        while self._aconns:
-            self._aconns.popitem()[1][0].stop()
+        for loop in list(self._aconns):
+            _release(loop, self._aconns.pop(loop, (None,))[0])
         return keep[0] if keep else None
 
     async def _close_async(self) -> None:

@@ -980,10 +980,44 @@ def test_sqlite_threads_end_after_close(tmp_path: Path) -> None:
     asyncio.run(use())
     asyncio.run(use())
     kv.close()
+    assert wait_for_thread_count(before) == before
+
+
+def wait_for_thread_count(count: int) -> int:
     deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
+    while threading.active_count() > count and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert threading.active_count() == before
+    return threading.active_count()
+
+
+def test_sqlite_close_releases_connections_of_loops_still_open(tmp_path: Path) -> None:
+    before = threading.active_count()
+    kv = PickleDBSQLite(tmp_path / "kv.sqlite3")
+
+    async def use() -> None:
+        await kv.set("a", 1)
+
+    idle = asyncio.new_event_loop()  # a loop that is not running when close() is called
+    idle.run_until_complete(use())
+    ready, finish = threading.Event(), threading.Event()
+
+    def other_thread() -> None:  # a loop that is running in another thread
+        async def main() -> None:
+            await use()
+            ready.set()
+            while not finish.is_set():
+                await asyncio.sleep(0.01)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    ready.wait(10)
+    kv.close()
+    finish.set()
+    thread.join()
+    idle.close()
+    assert wait_for_thread_count(before) == before
 
 
 def test_missing_sentinel_repr() -> None:
