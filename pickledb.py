@@ -314,35 +314,50 @@ class PickleDB:
     def set(self, key: Any, value: Any) -> bool:
         """Store value under str(key) in memory; return True. Awaitable in async code."""
         self._data[str(key)] = value
-        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+        code = _getframe(1).f_code
+        if code.co_flags & _CO_MAYBE_ASYNC and (
+            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
+        ):
             return _ready(True)
         return True
 
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value stored under str(key), or default. Awaitable in async code."""
         value = self._data.get(str(key), default)
-        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+        code = _getframe(1).f_code
+        if code.co_flags & _CO_MAYBE_ASYNC and (
+            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
+        ):
             return _ready(value)
         return value
 
     def remove(self, key: Any) -> bool:
         """Delete str(key); return True if it existed. Awaitable in async code."""
         existed = self._data.pop(str(key), MISSING) is not MISSING
-        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+        code = _getframe(1).f_code
+        if code.co_flags & _CO_MAYBE_ASYNC and (
+            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
+        ):
             return _ready(existed)
         return existed
 
     def all(self) -> list[str]:
         """Return a list of every key, in insertion order. Awaitable in async code."""
         keys = list(self._data)
-        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+        code = _getframe(1).f_code
+        if code.co_flags & _CO_MAYBE_ASYNC and (
+            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
+        ):
             return _ready(keys)
         return keys
 
     def purge(self) -> bool:
         """Delete every key in memory; return True. Awaitable in async code."""
         self._data.clear()
-        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+        code = _getframe(1).f_code
+        if code.co_flags & _CO_MAYBE_ASYNC and (
+            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
+        ):
             return _ready(True)
         return True
 
@@ -354,7 +369,10 @@ class PickleDB:
         """
         pairs = items.items() if isinstance(items, Mapping) else items
         self._data.update({str(key): value for key, value in pairs})
-        if _getframe(1).f_code.co_flags & _CO_MAYBE_ASYNC and _async_caller():
+        code = _getframe(1).f_code
+        if code.co_flags & _CO_MAYBE_ASYNC and (
+            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
+        ):
             return _ready(True)
         return True
 
@@ -456,7 +474,9 @@ class PickleDBSQLite:
             f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL)',
         )
         table = f'"{table_name}"'
-        self._sql_set = f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)"
+        self._sql_set = (
+            f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
         self._sql_get = f"SELECT value FROM {table} WHERE key = ?"
         self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
         self._sql_all = f"SELECT key FROM {table} ORDER BY key"
