@@ -1,0 +1,1401 @@
+"""Benchmark pickledb against raw baselines measured moments apart in the same run.
+
+Each figure is the median of several samples. The samples of pickledb, of
+its baseline (and of the --compare implementation, when given) are
+interleaved, A B then B A and so on, so that background noise on a shared
+machine hits all of them alike and neither side always goes first. A ratio
+is pickledb / baseline; lower is better. Per-op loops are the same code for
+every side: `for k in keys: f(k)`, or `await f(k)` in a coroutine.
+
+    python bench.py                     # default suite, about 1-2 minutes
+    python bench.py --quick             # smaller suite, under 20 seconds
+    python bench.py --sizes 100k,1M,10M --sections load,save,scale
+    python bench.py --compare DIR/pickledb.py --json results.json
+
+The exit status is 0 whether or not the targets are met (this is a report);
+it is non-zero only when the benchmark itself fails, and 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import importlib.metadata
+import importlib.util
+import inspect
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+import pickledb
+
+try:
+    import aiosqlite
+except ImportError:  # the async SQLite rows then report n/a
+    aiosqlite = None
+
+perf_counter = time.perf_counter
+
+# --- what can be run --------------------------------------------------------
+
+SECTIONS = {
+    "ops": "PickleDB insert N via set(), get N via get() (each key once, in insertion order), sync and async",
+    "set_many": "PickleDB.set_many() of N pairs into a fresh instance",
+    "save": "PickleDB.save() of N keys, atomic and durable",
+    "load": "PickleDB.load() of an existing file into a fresh instance, timed in a fresh child process",
+    "memory": "peak RSS (VmHWM) of those child processes",
+    "setsave": "one set() then one durable save(), repeated, on small dbs (<= 2k keys)",
+    "sqlite": "PickleDBSQLite bulk set_many, and set()/get() per op, sync and async",
+    "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
+}
+DEFAULT_SECTIONS = tuple(SECTIONS)
+KINDS = ("flat", "nested")
+
+# Who is measured, in the order samples are interleaved.
+PICKLEDB, BASELINE, OTHER = "pickledb", "baseline", "other"
+
+# What each kind of row is compared with (printed under the table).
+BASELINES = {
+    "sync set": "a plain class whose set(key, value) does data[str(key)] = value",
+    "sync get": "a plain class whose get(key, default) does data.get(str(key), default)",
+    "async set": "await of a plain coroutine method doing data[str(key)] = value",
+    "async get": "await of a plain coroutine method doing data.get(str(key), default)",
+    "set_many": "a plain class doing data.update({str(k): v for k, v in pairs})",
+    "save": "orjson.dumps + write temp file + fsync + os.replace + fsync dir",
+    "load": "read the bytes + orjson.loads with the cyclic GC disabled; both timed in fresh child processes",
+    "memory": "a child doing read + orjson.loads (both children import the same modules)",
+    "setsave": "dict set + the raw durable save above, per op",
+    "sqlite bulk": "sqlite3: encode with orjson, BEGIN IMMEDIATE, executemany upsert, COMMIT",
+    "sqlite set": "sqlite3, same pragmas (WAL, synchronous=FULL, autocommit): upsert, committed",
+    "sqlite get": "sqlite3, same pragmas: SELECT value + orjson.loads",
+    "sqlite async set": "one persistent aiosqlite connection: await conn.execute(upsert), autocommit",
+    "sqlite async get": "one persistent aiosqlite connection: await conn.execute_fetchall + orjson.loads",
+    "scale": "pickledb's own per-entry cost at the smaller size (baseline column)",
+}
+
+TARGETS = {
+    "sync set": 1.5,
+    "sync get": 1.5,
+    "async set": 2.0,
+    "async get": 2.0,
+    "save": 1.15,
+    "load flat": 1.1,
+    "load nested": 1.2,
+    "memory": 1.1,
+    "setsave": 1.3,
+    "sqlite get": 1.3,
+    "sqlite set": 1.15,
+    "sqlite async get": 1.5,
+    "sqlite async set": 1.5,
+    "sqlite bulk": 1.5,
+    "scale": 1.3,
+}
+
+
+@dataclass
+class Config:
+    sizes: list[int]
+    sections: list[str]
+    samples: int = 5
+    sqlite_bulk: int = 100_000
+    sqlite_set_ops: tuple[int, int] = (200, 2000)  # fewest, most per sample; tuned to ~sample_budget
+    sqlite_get_ops: tuple[int, int] = (2000, 20_000)
+    small_dbs: tuple[int, ...] = (100, 2000)
+    setsave_ops: tuple[int, int] = (50, 500)  # fewest, most per sample; tuned to ~sample_budget
+    sample_budget: float = 0.15  # seconds one sample of a per-op phase aims at, when tunable
+    phase_floor: float = 0.5  # a phase done sooner than this gets extra rounds
+    quick: bool = False
+
+
+# --- small helpers ----------------------------------------------------------
+
+
+def human_count(n: int) -> str:
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if n >= scale and n % (scale // 10) == 0:
+            text = f"{n / scale:.1f}".removesuffix(".0")
+            return f"{text}{unit}"
+    return str(n)
+
+
+def parse_count(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 100k, 1M, 2500)")
+    number = float(match[1]) * {"": 1, "k": 1_000, "m": 1_000_000}[match[2].lower()]
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least 1: {text!r}")
+    return int(number)
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        value = seconds * 1e6
+        return f"{value:.2f} µs" if value < 10 else f"{value:.1f} µs"
+    if seconds < 1:
+        value = seconds * 1e3
+        return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "bytes":
+        return f"{value / 2**20:.1f} MiB"
+    text = fmt_time(value)
+    return {"op": f"{text}/op", "entry": f"{text}/entry"}.get(unit, text)
+
+
+def fmt_ratio(ratio: float | None, target: float | None = None) -> str:
+    if ratio is None:
+        return "n/a"
+    if target is not None and round(ratio, 2) == target:  # show on which side of the target it fell
+        return f"{ratio:.3f}x"
+    return f"{ratio:.2f}x"
+
+
+def progress(start: float, message: str) -> None:
+    print(f"[{perf_counter() - start:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def make_value(kind: str, i: int) -> Any:
+    if kind == "flat":
+        return i
+    return {"name": f"user {i}", "age": i, "tags": ["kv", f"group{i % 10}"]}
+
+
+def make_pairs(kind: str, n: int) -> list[tuple[str, Any]]:
+    """The dataset: key_i -> i (flat) or key_i -> a small dict (nested), built with the cyclic GC paused."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [(f"key_{i}", make_value(kind, i)) for i in range(n)]
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def cycle(items: Sequence[Any], n: int) -> list[Any]:
+    return [items[i % len(items)] for i in range(n)]
+
+
+# Numbers never used before in this run: a rewrite must change the stored value,
+# since SQLite skips writing a row whose new content equals the old one.
+FRESH_NUMBERS = itertools.count(1_000_000_000)
+
+
+class Rewrites:
+    """Calling it gives (key, value) pairs for its keys with values no earlier call has given."""
+
+    def __init__(self, kind: str, keys: Sequence[str]) -> None:
+        self.kind = kind
+        self.keys = keys
+
+    def __call__(self) -> list[tuple[str, Any]]:
+        return [(key, make_value(self.kind, next(FRESH_NUMBERS))) for key in self.keys]
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def remove_sqlite_files(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
+# --- timed loops --------------------------------------------------------------
+#
+# Module-level plain functions and coroutines, called the same way for
+# pickledb, for its baseline and for the --compare implementation.
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> float:
+    start = perf_counter()
+    fn(*args)
+    return perf_counter() - start
+
+
+def timed_set_loop(set_: Callable[[Any, Any], Any], pairs: Sequence[tuple[str, Any]]) -> float:
+    start = perf_counter()
+    for key, value in pairs:
+        set_(key, value)
+    return perf_counter() - start
+
+
+def timed_get_loop(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    for key in keys:
+        get(key)
+    return perf_counter() - start
+
+
+async def timed_aset_loop(set_: Callable[[Any, Any], Any], pairs: Sequence[tuple[str, Any]]) -> float:
+    start = perf_counter()
+    for key, value in pairs:
+        await set_(key, value)
+    return perf_counter() - start
+
+
+async def timed_aget_loop(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    for key in keys:
+        await get(key)
+    return perf_counter() - start
+
+
+def timed_set_save_loop(
+    set_: Callable[[Any, Any], Any], save: Callable[[], Any], pairs: Sequence[tuple[str, Any]]
+) -> float:
+    start = perf_counter()
+    for key, value in pairs:
+        set_(key, value)
+        save()
+    return perf_counter() - start
+
+
+def fill(set_: Callable[[Any, Any], Any], pairs: Iterable[tuple[str, Any]]) -> None:
+    for key, value in pairs:
+        set_(key, value)
+
+
+# --- raw baselines ------------------------------------------------------------
+
+
+def raw_save(path: str, data: dict[str, Any]) -> None:
+    """orjson.dumps, write a temp file, fsync it, os.replace it over path, fsync the directory."""
+    payload = orjson.dumps(data)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as file:
+        file.write(payload)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PlainStore:
+    """A dict behind plain methods: the floor for PickleDB's sync in-memory calls."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+
+    def set(self, key: Any, value: Any) -> bool:
+        self.data[str(key)] = value
+        return True
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.data.get(str(key), default)
+
+    def set_many(self, pairs: Iterable[tuple[Any, Any]]) -> bool:
+        self.data.update({str(key): value for key, value in pairs})
+        return True
+
+    def save(self) -> bool:
+        raw_save(self.path, self.data)
+        return True
+
+
+class PlainAsyncStore:
+    """A dict behind plain coroutine methods: the floor for PickleDB's awaited calls."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
+
+    async def set(self, key: Any, value: Any) -> bool:
+        self.data[str(key)] = value
+        return True
+
+    async def get(self, key: Any, default: Any = None) -> Any:
+        return self.data.get(str(key), default)
+
+
+SQL_SETUP = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+)
+SQL_UPSERT = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+SQL_SELECT = "SELECT value FROM kv WHERE key = ?"
+
+
+class RawSQLite:
+    """sqlite3 with PickleDBSQLite's pragmas, autocommit: one committed statement per write."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for statement in SQL_SETUP:
+            self.conn.execute(statement)
+
+    def set(self, key: Any, value: Any) -> str:
+        key = str(key)
+        self.conn.execute(SQL_UPSERT, (key, orjson.dumps(value)))
+        return key
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        row = self.conn.execute(SQL_SELECT, (str(key),)).fetchone()
+        return default if row is None else orjson.loads(row[0])
+
+    def set_many(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        rows = [(str(key), orjson.dumps(value)) for key, value in pairs]
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(SQL_UPSERT, rows)
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RawAioSQLite:
+    """One persistent aiosqlite connection with the same pragmas, autocommit."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: str) -> RawAioSQLite:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        for statement in SQL_SETUP:
+            await conn.execute(statement)
+        return cls(conn)
+
+    async def set(self, key: Any, value: Any) -> str:
+        key = str(key)
+        await self.conn.execute(SQL_UPSERT, (key, orjson.dumps(value)))
+        return key
+
+    async def get(self, key: Any, default: Any = None) -> Any:
+        rows = await self.conn.execute_fetchall(SQL_SELECT, (str(key),))
+        return orjson.loads(rows[0][0]) if rows else default
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+async def await_get(db: Any, key: str) -> Any:
+    return await db.get(key, None)
+
+
+async def await_close(db: Any) -> None:
+    result = db.close()
+    if inspect.isawaitable(result):
+        await result
+
+
+def close_quietly(db: Any) -> None:
+    close = getattr(db, "close", None)
+    if close is None:
+        return
+    result = close()
+    if inspect.iscoroutine(result):
+        result.close()
+
+
+# --- peak memory, measured in a child process -------------------------------
+
+LOAD_CHILD = r"""
+import gc, importlib.util, json, os, sys, time
+import orjson
+
+mode, module_path, data_path = sys.argv[1:4]
+spec = importlib.util.spec_from_file_location("bench_child_target", module_path)
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+
+
+def vm_hwm_bytes():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+before = vm_hwm_bytes()
+start = time.perf_counter()
+if mode == "load":
+    db = module.PickleDB(data_path)
+    db.load()
+else:
+    with open(data_path, "rb") as file:
+        raw = file.read()
+    gc.disable()
+    data = orjson.loads(raw)
+    gc.enable()
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "before": before, "peak": vm_hwm_bytes()}), flush=True)
+os._exit(0)
+"""
+
+
+def run_child(mode: str, module_path: str, data_path: str) -> tuple[float, float]:
+    """Load data_path in a fresh interpreter; return (seconds the load took, peak RSS in bytes).
+
+    mode "load" uses module_path's PickleDB(data_path).load(); mode "raw" reads the bytes and
+    calls orjson.loads with the GC disabled. Both children import the same modules first.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOAD_CHILD, mode, module_path, data_path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    if child.returncode != 0:
+        lines = err.strip().splitlines() or [f"exit status {child.returncode}"]
+        raise RuntimeError(lines[-1])
+    result = json.loads(out)
+    return float(result["seconds"]), float(result["peak"])
+
+
+# --- the implementation to compare with -------------------------------------
+
+
+def load_module(path: str, name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def module_version(module: types.ModuleType) -> str:
+    version = getattr(module, "__version__", None)
+    if version:
+        return str(version)
+    folder = os.path.dirname(os.path.abspath(module.__file__ or "."))
+    for dist in importlib.metadata.distributions(path=[folder]):
+        if (dist.metadata["Name"] or "").lower() == "pickledb":
+            return dist.version
+    return "unknown version"
+
+
+# --- results ------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    section: str
+    phase: str
+    kind: str  # a key of BASELINES and TARGETS
+    unit: str  # "op", "total", "entry" or "bytes"
+    samples: dict[str, list[float]]
+    target: float | None
+    na: dict[str, str] = field(default_factory=dict)
+    ops: dict[str, int] = field(default_factory=dict)
+    values: dict[str, float | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for who, got in self.samples.items():
+            self.values.setdefault(who, statistics.median(got) if got else None)
+
+    def value(self, who: str) -> float | None:
+        return self.values.get(who)
+
+    def ratio(self, who: str = PICKLEDB, over: str = BASELINE) -> float | None:
+        top, bottom = self.value(who), self.value(over)
+        return None if top is None or not bottom else top / bottom
+
+    def ok(self) -> bool | None:
+        ratio = self.ratio()
+        return None if ratio is None or self.target is None else ratio <= self.target
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "section": self.section,
+            "phase": self.phase,
+            "kind": self.kind,
+            "unit": {"op": "seconds per op", "entry": "seconds per entry", "bytes": "bytes"}.get(self.unit, "seconds"),
+            "median": self.values,
+            "samples": self.samples,
+            "ratio": self.ratio(),
+            "target": self.target,
+            "ok": self.ok(),
+            "other_ratio": self.ratio(OTHER),
+            "other_vs_pickledb": self.ratio(OTHER, PICKLEDB),
+            "not_available": self.na,
+            "ops_per_sample": self.ops,
+        }
+
+
+def render_table(rows: list[Row], other_name: str | None) -> str:
+    header = ["phase", "pickledb", "baseline", "ratio", "target", "ok?"]
+    if other_name:
+        header += [other_name, "its ratio", "vs pickledb"]
+    lines = [header]
+    for row in rows:
+        ok = row.ok()
+        cells = [
+            row.phase,
+            fmt_value(row.value(PICKLEDB), row.unit),
+            fmt_value(row.value(BASELINE), row.unit),
+            fmt_ratio(row.ratio(), row.target),
+            "-" if row.target is None else f"<= {row.target:g}x",
+            "-" if ok is None else ("yes" if ok else "NO"),
+        ]
+        if other_name:
+            cells += [
+                fmt_value(row.value(OTHER), row.unit) if OTHER in row.samples else "-",
+                fmt_ratio(row.ratio(OTHER)) if OTHER in row.samples else "-",
+                fmt_ratio(row.ratio(OTHER, PICKLEDB)) if OTHER in row.samples else "-",
+            ]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append(" | ".join(cells).rstrip())
+        if n == 0:
+            out.append("-+-".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def render_notes(rows: list[Row], other_name: str | None) -> list[str]:
+    notes = ["Baselines:"]
+    used = {row.kind if row.kind in BASELINES else row.kind.split()[0] for row in rows}
+    notes += [f"  {kind:<17} {text}" for kind, text in BASELINES.items() if kind in used]
+    if other_name:
+        notes.append(f"its ratio = {other_name} / baseline; vs pickledb = {other_name} / pickledb (above 1: worse)")
+        reasons = sorted({f"{reason}" for row in rows for who, reason in row.na.items() if who == OTHER})
+        if reasons:
+            notes.append(f"{other_name}: n/a where it cannot do the phase:")
+            notes += [f"  {reason}" for reason in reasons]
+        fewer = [row for row in rows if OTHER in row.ops and row.ops[OTHER] < row.ops.get(PICKLEDB, 0)]
+        if fewer:
+            notes.append(f"{other_name}: per-op phases it is slow at ran fewer ops per sample:")
+            notes += [f"  {row.phase}: {row.ops[OTHER]:,} ops (pickledb {row.ops[PICKLEDB]:,})" for row in fewer]
+    scale_notes = [row for row in rows if row.kind == "scale" and "raw_scale" in row.values]
+    for row in scale_notes:
+        notes.append(f"{row.phase}: the raw baseline itself scales by {fmt_ratio(row.values['raw_scale'])}")
+    return notes
+
+
+def summary(rows: list[Row]) -> str:
+    judged = [row for row in rows if row.ok() is not None]
+    missed = [row for row in judged if not row.ok()]
+    text = f"Targets met: {len(judged) - len(missed)}/{len(judged)}"
+    if missed:
+        text += "; missed: " + ", ".join(f"{row.phase} ({fmt_ratio(row.ratio(), row.target)})" for row in missed)
+    return text
+
+
+def machine_info(other: types.ModuleType | None) -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = "?"
+    try:
+        with open("/proc/meminfo") as meminfo:
+            total_kib = int(meminfo.readline().split()[1])
+            memory = f"{total_kib / 2**20:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": f"{os.cpu_count()} ({usable} usable)",
+        "memory": memory,
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "sqlite": sqlite3.sqlite_version,
+        "orjson": orjson.__version__,
+        "aiosqlite": getattr(aiosqlite, "__version__", "not installed") if aiosqlite else "not installed",
+        "pickledb": f"{pickledb.__version__} ({pickledb.__file__})",
+    }
+    if other is not None:
+        info["compared with"] = f"pickledb {module_version(other)} ({other.__file__})"
+    return info
+
+
+# --- the benchmark ------------------------------------------------------------
+
+Sampler = Callable[[], float]
+
+
+class Bench:
+    """Runs the chosen sections and collects one Row per phase."""
+
+    def __init__(self, cfg: Config, other: types.ModuleType | None) -> None:
+        self.cfg = cfg
+        self.other = other
+        self.rows: list[Row] = []
+        self.start = perf_counter()
+        self.tmp = tempfile.mkdtemp(prefix="pickledb-bench-")
+        self.loop = asyncio.new_event_loop()
+        self.times: dict[tuple[str, str, int], dict[str, float | None]] = {}
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.tmp, name)
+
+    def cancel_pending(self) -> None:
+        """Cancel what an interrupted run_until_complete left behind."""
+        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.cancel_pending()
+            self.loop.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def note(self, message: str) -> None:
+        progress(self.start, message)
+
+    # -- measuring --
+
+    def record(
+        self,
+        section: str,
+        phase: str,
+        kind: str,
+        unit: str,
+        samplers: dict[str, Sampler | str],
+        ops: dict[str, int] | None = None,
+    ) -> Row:
+        """Take interleaved samples of every sampler (a str is an n/a reason) and store a Row."""
+        self.note(f"{section}: {phase}")
+        samples, na = self.sample_rounds(phase, samplers)
+        return self.add_row(Row(section, phase, kind, unit, samples, TARGETS.get(kind), na, ops or {}))
+
+    def sample_rounds(
+        self, phase: str, samplers: dict[str, Callable[[], Any] | str]
+    ) -> tuple[dict[str, list[Any]], dict[str, str]]:
+        """Call every sampler once per round, for at least cfg.samples rounds; return the samples and n/a reasons.
+
+        The order alternates from one round to the next (A B, B A, A B ...) so that neither
+        side always runs first. A failure of the compare implementation makes it n/a; any
+        other failure is raised.
+        """
+        samples: dict[str, list[Any]] = {who: [] for who in samplers}
+        na = {who: reason for who, reason in samplers.items() if isinstance(reason, str)}
+        order = list(samplers)
+        started = last_note = perf_counter()
+        round_no = 0
+        while round_no < self.cfg.samples or (
+            # quick phases get extra rounds, up to 3x, for steadier medians at little cost
+            perf_counter() - started < self.cfg.phase_floor and round_no < 3 * self.cfg.samples
+        ):
+            if perf_counter() - last_note > 15:  # a long phase still shows signs of life
+                self.note(f"  ... {phase}: round {round_no + 1} of {self.cfg.samples}")
+                last_note = perf_counter()
+            for who in order if round_no % 2 == 0 else reversed(order):
+                sampler = samplers[who]
+                if who in na or isinstance(sampler, str):
+                    continue
+                try:
+                    samples[who].append(sampler())
+                except Exception as err:
+                    if who != OTHER:
+                        raise
+                    na[who] = self.reason(phase, err)
+                    samples[who] = []
+            round_no += 1
+        return samples, na
+
+    def add_row(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    @staticmethod
+    def reason(phase: str, err: BaseException | str) -> str:
+        if isinstance(err, str):
+            return f"{phase}: {err}"
+        text = str(err).splitlines()[0] if str(err) else ""
+        return f"{phase}: {type(err).__name__}{': ' + text[:90] if text else ''}"
+
+    def other_sampler(
+        self, phase: str, make: Callable[[Sequence[Any]], Sampler], seq: Sequence[Any], ops: dict[str, int]
+    ) -> Sampler | str:
+        """A sampler for the compare implementation over as many ops of seq as fit the sample budget."""
+        try:
+            probe = min(len(seq), 20)
+            per_op = make(seq[:probe])()
+            n = max(probe, min(len(seq), int(self.cfg.sample_budget / max(per_op, 1e-9))))
+        except Exception as err:
+            return self.reason(phase, err)
+        ops[OTHER] = n
+        return make(seq[:n])
+
+    def run_sync(self, loop_fn: Callable[..., float], target: Callable[[], Any], seq: Any) -> Sampler:
+        """A per-op sampler: target() gives the bound method, loop_fn times it over seq.
+
+        seq is a sequence, or a callable that makes a new one for every sample (made before the clock starts).
+        """
+
+        def sample() -> float:
+            items = seq() if callable(seq) else seq
+            fn = target()
+            return loop_fn(fn, items) / len(items)
+
+        return sample
+
+    def run_async(self, loop_fn: Callable[..., Any], target: Callable[[], Any], seq: Any) -> Sampler:
+        """Like run_sync, with loop_fn a coroutine run on the benchmark's one event loop."""
+
+        def sample() -> float:
+            items = seq() if callable(seq) else seq
+            fn = target()
+            return self.loop.run_until_complete(loop_fn(fn, items)) / len(items)
+
+        return sample
+
+    def has(self, *names: str) -> bool:
+        return any(name in self.cfg.sections for name in names)
+
+    # -- the sections --
+
+    def run(self) -> None:
+        for n in self.cfg.sizes:
+            for kind in KINDS:
+                if self.has("ops", "set_many", "save", "load", "memory", "scale"):
+                    self.in_memory_block(kind, n)
+        for kind in KINDS:
+            if self.has("setsave"):
+                self.setsave_block(kind)
+        for kind in KINDS:
+            if self.has("sqlite"):
+                self.sqlite_block(kind)
+        if self.has("scale"):
+            self.scale_rows()
+
+    def in_memory_block(self, kind: str, n: int) -> None:
+        tag = f"{kind} {human_count(n)}"
+        self.note(f"building the {tag} dataset")
+        pairs = make_pairs(kind, n)
+        data_path = self.path(f"data-{kind}-{n}.json")
+        with open(data_path, "wb") as file:
+            file.write(orjson.dumps(dict(pairs)))
+        if self.has("ops"):
+            self.ops_phases(tag, pairs, data_path)
+        if self.has("set_many"):
+            self.set_many_phase(tag, pairs)
+        if self.has("save", "scale"):
+            self.save_phase(tag, kind, pairs, data_path)
+        if self.has("load", "memory", "scale"):
+            self.load_phases(tag, kind, n, data_path)
+        for name in os.listdir(self.tmp):
+            os.unlink(self.path(name))
+
+    def ops_phases(self, tag: str, pairs: list[tuple[str, Any]], data_path: str) -> None:
+        location = self.path("ops.json")
+        other = self.other
+
+        # insert N: a fresh, empty instance for every sample
+        self.per_op_row(
+            ("ops", f"insert N via set(), sync [{tag}]", "sync set"),
+            (self.run_sync, timed_set_loop),
+            lambda: pickledb.PickleDB(location).set,
+            lambda: PlainStore().set,
+            lambda: other.PickleDB(location).set,
+            pairs,
+        )
+        self.per_op_row(
+            ("ops", f"insert N via await set(), async [{tag}]", "async set"),
+            (self.run_async, timed_aset_loop),
+            lambda: pickledb.PickleDB(location).set,
+            lambda: PlainAsyncStore().set,
+            lambda: other.PickleDB(location).set,
+            pairs,
+        )
+
+        # get N: instances filled once, every key looked up once, in insertion order
+        keys = [key for key, _ in pairs]
+        db = pickledb.PickleDB(location)
+        fill(db.set, pairs)
+        plain = PlainStore()
+        fill(plain.set, pairs)
+        plain_async = PlainAsyncStore(plain.data)
+        other_db: Any = None
+        if other is not None:
+            try:
+                other_db = other.PickleDB(data_path)
+                other_db.load()
+            except Exception as err:
+                other_db = self.reason("filling it with load()", err)
+
+        def other_get() -> Any:
+            if isinstance(other_db, str):
+                raise RuntimeError(other_db)
+            return other_db.get
+
+        self.per_op_row(
+            ("ops", f"get N via get(), sync [{tag}]", "sync get"),
+            (self.run_sync, timed_get_loop),
+            lambda: db.get,
+            lambda: plain.get,
+            other_get,
+            keys,
+        )
+        self.per_op_row(
+            ("ops", f"get N via await get(), async [{tag}]", "async get"),
+            (self.run_async, timed_aget_loop),
+            lambda: db.get,
+            lambda: plain_async.get,
+            other_get,
+            keys,
+        )
+
+    def per_op_row(
+        self,
+        label: tuple[str, str, str],
+        how: tuple[Callable[..., Sampler], Callable[..., Any]],
+        mine: Callable[[], Any],
+        base: Callable[[], Any],
+        theirs: Callable[[], Any] | str,
+        seq: Sequence[Any],
+        work: Callable[[Sequence[Any]], Any] = lambda part: part,
+        other_seq: Sequence[Any] | None = None,
+    ) -> Row:
+        """Time a per-op loop over work(seq) for each of pickledb, its baseline and the compare implementation.
+
+        label is (section, phase, kind); how is (run_sync or run_async, the timed loop); mine, base and
+        theirs give the bound method to call (theirs may be an n/a reason). The compare implementation
+        runs over as much of other_seq (default: seq) as fits the sample budget.
+        """
+        section, phase, kind = label
+        runner, loop_fn = how
+        ops = {PICKLEDB: len(seq), BASELINE: len(seq)}
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: runner(loop_fn, mine, work(seq)),
+            BASELINE: runner(loop_fn, base, work(seq)),
+        }
+        if self.other is not None:
+            if isinstance(theirs, str):
+                samplers[OTHER] = self.reason(phase, theirs)
+            else:
+                make = functools.partial(self.other_runner, runner, loop_fn, theirs, work)
+                samplers[OTHER] = self.other_sampler(phase, make, seq if other_seq is None else other_seq, ops)
+        return self.record(section, phase, kind, "op", samplers, ops)
+
+    @staticmethod
+    def other_runner(
+        runner: Callable[..., Sampler],
+        loop_fn: Callable[..., Any],
+        theirs: Callable[[], Any],
+        work: Callable[[Sequence[Any]], Any],
+        part: Sequence[Any],
+    ) -> Sampler:
+        return runner(loop_fn, theirs, work(part))
+
+    def set_many_phase(self, tag: str, pairs: list[tuple[str, Any]]) -> None:
+        location = self.path("set_many.json")
+        other = self.other
+
+        def mine() -> float:
+            return timed(pickledb.PickleDB(location).set_many, pairs)
+
+        def base() -> float:
+            return timed(PlainStore().set_many, pairs)
+
+        samplers: dict[str, Sampler | str] = {PICKLEDB: mine, BASELINE: base}
+        if other is not None:
+            if hasattr(getattr(other, "PickleDB", None), "set_many"):
+                samplers[OTHER] = lambda: timed(other.PickleDB(location).set_many, pairs)
+            else:
+                samplers[OTHER] = "PickleDB.set_many: not in this version"
+        self.record("set_many", f"set_many(N pairs), fresh instance [{tag}]", "set_many", "total", samplers)
+
+    def save_phase(self, tag: str, kind: str, pairs: list[tuple[str, Any]], data_path: str) -> None:
+        db = pickledb.PickleDB(self.path("save-pickledb.json"))
+        fill(db.set, pairs)
+        plain = PlainStore(self.path("save-raw.json"))
+        fill(plain.set, pairs)
+        samplers: dict[str, Sampler | str] = {PICKLEDB: lambda: timed(db.save), BASELINE: lambda: timed(plain.save)}
+        if self.other is not None:
+            samplers[OTHER] = self.other_save_sampler(data_path)
+        row = self.record("save", f"save() durable, N keys [{tag}]", "save", "total", samplers)
+        self.times[("save", kind, len(pairs))] = row.values
+
+    def other_save_sampler(self, data_path: str) -> Sampler | str:
+        """The compare implementation's save(), on its own copy of the data file."""
+        location = self.path("save-other.json")
+        shutil.copyfile(data_path, location)
+        try:
+            db = self.other.PickleDB(location)
+            db.load()
+        except Exception as err:
+            return self.reason("save", err)
+        return lambda: timed(db.save)
+
+    def load_phases(self, tag: str, kind: str, n: int, data_path: str) -> None:
+        """load() time and peak RSS, both from fresh child processes (A B B A ... as everywhere).
+
+        A fresh process per sample means neither side runs on a heap the other has just freed.
+        """
+        phase = f"load() into a fresh instance [{tag}]"
+        mem_phase = f"peak RSS of a child running load() [{tag}]"
+        self.note(f"load/memory: {phase}, in child processes")
+        mine_path = pickledb.__file__ or ""
+        samplers: dict[str, Callable[[], Any] | str] = {
+            PICKLEDB: functools.partial(run_child, "load", mine_path, data_path),
+            BASELINE: functools.partial(run_child, "raw", mine_path, data_path),
+        }
+        if self.other is not None:
+            samplers[OTHER] = functools.partial(run_child, "load", self.other.__file__ or "", data_path)
+        results, na = self.sample_rounds(phase, samplers)
+        times = {who: [seconds for seconds, _ in got] for who, got in results.items()}
+        peaks = {who: [peak for _, peak in got] for who, got in results.items()}
+        if self.has("load", "scale"):
+            row = self.add_row(Row("load", phase, f"load {kind}", "total", times, TARGETS[f"load {kind}"], na))
+            self.times[("load", kind, n)] = row.values
+        if self.has("memory"):
+            na = {who: reason.replace(phase, mem_phase) for who, reason in na.items()}
+            self.add_row(Row("memory", mem_phase, "memory", "bytes", peaks, TARGETS["memory"], na))
+
+    def setsave_block(self, kind: str) -> None:
+        for size in self.cfg.small_dbs:
+            self.setsave_phase(kind, size)
+
+    def setsave_phase(self, kind: str, size: int) -> None:
+        pairs = make_pairs(kind, size)
+        db = pickledb.PickleDB(self.path("setsave-pickledb.json"))
+        fill(db.set, pairs)
+        db.save()
+        plain = PlainStore(self.path("setsave-raw.json"))
+        fill(plain.set, pairs)
+        plain.save()
+        most = self.cfg.setsave_ops[1]
+        candidates = [(f"key_{i % size}", make_value(kind, size + i)) for i in range(most)]
+
+        def probe() -> float:
+            return timed_set_save_loop(plain.set, plain.save, candidates[:10]) / 10
+
+        ops = self.tuned_count(probe, self.cfg.setsave_ops, most)
+        updates = candidates[:ops]
+        phase = f"set + save() per op, {size} keys [{kind}]"
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: lambda: timed_set_save_loop(db.set, db.save, updates) / ops,
+            BASELINE: lambda: timed_set_save_loop(plain.set, plain.save, updates) / ops,
+        }
+        counts = {PICKLEDB: ops, BASELINE: ops}
+        if self.other is not None:
+            samplers[OTHER] = self.other_setsave(phase, updates, counts)
+        self.record("setsave", phase, "setsave", "op", samplers, counts)
+
+    def other_setsave(self, phase: str, updates: list[tuple[str, Any]], ops: dict[str, int]) -> Sampler | str:
+        location = self.path("setsave-other.json")
+        shutil.copyfile(self.path("setsave-pickledb.json"), location)
+        try:
+            db = self.other.PickleDB(location)
+            db.load()
+        except Exception as err:
+            return self.reason(phase, err)
+
+        def make(seq: Sequence[Any]) -> Sampler:
+            return lambda: timed_set_save_loop(db.set, db.save, seq) / len(seq)
+
+        return self.other_sampler(phase, make, updates, ops)
+
+    # -- SQLite --
+
+    def sqlite_block(self, kind: str) -> None:
+        pairs = make_pairs(kind, self.cfg.sqlite_bulk)
+        files = self.sqlite_bulk_phase(kind, pairs)
+        opened: list[Any] = []
+        try:
+            self.sqlite_op_phases(kind, pairs, files, opened)
+        finally:
+            self.cancel_pending()
+            for db in reversed(opened):
+                self.close_sqlite(db)
+            for path in files.values():
+                remove_sqlite_files(path)
+
+    def sqlite_bulk_phase(self, kind: str, pairs: list[tuple[str, Any]]) -> dict[str, str]:
+        """Time set_many of the whole dataset into a fresh file; return the last file of each."""
+        made: dict[str, list[str]] = {PICKLEDB: [], BASELINE: [], OTHER: []}
+        other = self.other
+
+        def fresh(who: str) -> str:
+            path = self.path(f"bulk-{who}-{kind}-{len(made[who])}.sqlite3")
+            made[who].append(path)
+            return path
+
+        def mine() -> float:
+            db = pickledb.PickleDBSQLite(fresh(PICKLEDB))
+            try:
+                db.get("warm-up", None)  # opens the connection and creates the table
+                return timed(db.set_many, pairs)
+            finally:
+                db.close()
+
+        def base() -> float:
+            raw = RawSQLite(fresh(BASELINE))
+            try:
+                return timed(raw.set_many, pairs)
+            finally:
+                raw.close()
+
+        def theirs() -> float:
+            db = other.PickleDBSQLite(fresh(OTHER))
+            try:
+                db.get("warm-up", None)
+                return timed(db.set_many, pairs)
+            finally:
+                close_quietly(db)
+
+        samplers: dict[str, Sampler | str] = {PICKLEDB: mine, BASELINE: base}
+        if other is not None:
+            cls = getattr(other, "PickleDBSQLite", None)
+            samplers[OTHER] = theirs if hasattr(cls, "set_many") else "PickleDBSQLite.set_many: not in this version"
+        phase = f"SQLite bulk set_many({human_count(len(pairs))}) [{kind}]"
+        row = self.record("sqlite", phase, "sqlite bulk", "total", samplers)
+        files = {}
+        for who, paths in made.items():
+            keep = paths[-1] if paths and row.samples.get(who) else None
+            for path in paths:
+                if path != keep:
+                    remove_sqlite_files(path)
+            if keep:
+                files[who] = keep
+        files.setdefault(OTHER, self.path(f"ops-other-{kind}.sqlite3"))
+        return files
+
+    def sqlite_op_phases(
+        self, kind: str, pairs: list[tuple[str, Any]], files: dict[str, str], opened: list[Any]
+    ) -> None:
+        rng = random.Random(2)
+        db = pickledb.PickleDBSQLite(files[PICKLEDB])
+        opened.append(db)
+        raw = RawSQLite(files[BASELINE])
+        opened.append(raw)
+        other_db: Any = self.open_other_sqlite(files[OTHER], opened)
+        other_filled = files[OTHER].startswith(self.path("bulk-"))
+
+        self.steady_wal(kind, pairs, [(db, files[PICKLEDB]), (raw, files[BASELINE])])
+        if not isinstance(other_db, str):
+            try:
+                self.steady_wal(kind, pairs, [(other_db, files[OTHER])])
+            except Exception as err:
+                other_db = self.reason("rewriting its rows", err)
+        set_keys = [key for key, _ in rng.sample(pairs, min(self.cfg.sqlite_set_ops[1], len(pairs)))]
+        get_keys = [key for key, _ in rng.sample(pairs, min(self.cfg.sqlite_get_ops[1], len(pairs)))]
+        db.get(get_keys[0], None)  # opens the connection before the clock starts
+        common = {"db": db, "raw": raw, "other_db": other_db, "data_kind": kind}
+        row = self.sqlite_phase(f"SQLite set(), sync [{kind}]", "sqlite set", timed_set_loop, set_keys, **common)
+        other_get_keys = get_keys if other_filled else cycle(set_keys[: row.ops.get(OTHER, 1)], len(get_keys))
+        self.sqlite_phase(
+            f"SQLite get(), sync [{kind}]", "sqlite get", timed_get_loop, get_keys, other_get_keys, **common
+        )
+
+        if aiosqlite is None:
+            self.note("sqlite: async rows skipped (aiosqlite is not installed)")
+            return
+        common["raw"] = raw_async = self.loop.run_until_complete(RawAioSQLite.open(files[BASELINE]))
+        opened.append(raw_async)
+        self.loop.run_until_complete(await_get(db, get_keys[0]))
+        if not isinstance(other_db, str):
+            try:
+                self.loop.run_until_complete(await_get(other_db, other_get_keys[0]))
+            except Exception as err:
+                common["other_db"] = self.reason("async use", err)
+        self.sqlite_phase(
+            f"SQLite await set(), async [{kind}]", "sqlite async set", timed_aset_loop, set_keys, **common
+        )
+        self.sqlite_phase(
+            f"SQLite await get(), async [{kind}]",
+            "sqlite async get",
+            timed_aget_loop,
+            get_keys,
+            other_get_keys,
+            **common,
+        )
+
+    def steady_wal(self, kind: str, pairs: list[tuple[str, Any]], targets: list[tuple[Any, str]]) -> None:
+        """Bring each (db, path) to its steady WAL size before any timed write.
+
+        Every row is rewritten, one transaction at a time, until the WAL file has reached the
+        size at which SQLite checkpoints; from then on SQLite writes it from the start again
+        over the same blocks, so no timed commit pays for growing the file. A db without
+        set_many, or without a WAL file, is left as it is.
+        """
+        probe = sqlite3.connect(":memory:")
+        page_size = probe.execute("PRAGMA page_size").fetchone()[0]
+        pages = probe.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        probe.close()
+        everything = Rewrites(kind, [key for key, _ in pairs])
+        for db, path in targets:
+            set_many = getattr(db, "set_many", None)
+            for _ in range(50 if set_many else 0):
+                set_many(everything())
+                size = file_size(path + "-wal")
+                if size == 0 or size >= page_size * pages:
+                    break
+
+    def tuned_count(self, probe: Sampler, bounds: tuple[int, int], available: int) -> int:
+        """How many ops one sample does: about the sample budget at the probe's speed, within bounds."""
+        fewest, most = bounds
+        per_op = probe()
+        return min(available, max(fewest, min(most, int(self.cfg.sample_budget / max(per_op, 1e-9)))))
+
+    def open_other_sqlite(self, path: str, opened: list[Any]) -> Any:
+        if self.other is None:
+            return "not compared"
+        cls = getattr(self.other, "PickleDBSQLite", None)
+        if cls is None:
+            return "PickleDBSQLite: not in this version"
+        try:
+            db = cls(path)
+        except Exception as err:
+            return self.reason("PickleDBSQLite()", err)
+        opened.append(db)
+        return db
+
+    def sqlite_phase(
+        self,
+        phase: str,
+        kind: str,
+        loop_fn: Callable[..., Any],
+        keys: list[str],
+        other_keys: list[str] | None = None,
+        *,
+        db: Any,
+        raw: Any,
+        other_db: Any,
+        data_kind: str,
+    ) -> Row:
+        """One per-op SQLite row; a set phase writes values that differ from the stored ones every sample."""
+        method = "set" if "set" in kind else "get"
+        runner = self.run_async if "async" in kind else self.run_sync
+
+        def work(part: Sequence[str]) -> Any:
+            return Rewrites(data_kind, part) if method == "set" else part
+
+        bounds = self.cfg.sqlite_set_ops if method == "set" else self.cfg.sqlite_get_ops
+        probe = runner(loop_fn, lambda: getattr(raw, method), work(keys[:50]))
+        keys = keys[: self.tuned_count(probe, bounds, len(keys))]
+        theirs = other_db if isinstance(other_db, str) else lambda: getattr(other_db, method)
+        return self.per_op_row(
+            ("sqlite", phase, kind),
+            (runner, loop_fn),
+            lambda: getattr(db, method),
+            lambda: getattr(raw, method),
+            theirs,
+            keys,
+            work,
+            other_keys,
+        )
+
+    def close_sqlite(self, db: Any) -> None:
+        try:
+            if isinstance(db, RawAioSQLite):
+                self.loop.run_until_complete(asyncio.wait_for(db.close(), 10))
+            elif isinstance(db, RawSQLite):
+                db.close()
+            elif self.loop.is_closed():
+                close_quietly(db)
+            else:
+                self.loop.run_until_complete(asyncio.wait_for(await_close(db), 10))
+        except Exception as err:
+            self.note(f"closing {type(db).__name__} failed: {type(err).__name__}: {err}")
+
+    # -- scale --
+
+    def scale_rows(self) -> None:
+        big = [n for n in self.cfg.sizes if n >= 10_000_000]
+        if not big:
+            self.note("scale: skipped (add 10M to --sizes)")
+            return
+        big_n = max(big)
+        small_n = 100_000 if 100_000 in self.cfg.sizes else min(self.cfg.sizes)
+        if small_n == big_n:
+            self.note("scale: skipped (needs a smaller size too, e.g. 100k)")
+            return
+        for what in ("load", "save"):
+            for kind in KINDS:
+                big_t, small_t = self.times.get((what, kind, big_n)), self.times.get((what, kind, small_n))
+                if not big_t or not small_t:
+                    continue
+                per = {who: (big_t.get(who), small_t.get(who)) for who in (PICKLEDB, BASELINE)}
+                mine_big, mine_small = per[PICKLEDB]
+                raw_big, raw_small = per[BASELINE]
+                values: dict[str, float | None] = {
+                    PICKLEDB: mine_big / big_n if mine_big else None,
+                    BASELINE: mine_small / small_n if mine_small else None,
+                }
+                if raw_big and raw_small:
+                    values["raw_scale"] = (raw_big / big_n) / (raw_small / small_n)
+                phase = f"scale: {what}() per entry, {human_count(big_n)} vs {human_count(small_n)} [{kind}]"
+                self.rows.append(Row("scale", phase, "scale", "entry", {}, TARGETS["scale"], values=values))
+
+
+# --- command line -------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    sections = "\n".join(f"  {name:<9} {text}" for name, text in SECTIONS.items())
+    parser = argparse.ArgumentParser(
+        description="Benchmark pickledb against raw baselines (orjson, sqlite3, aiosqlite) in the same run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            f"sections (default: all):\n{sections}\n\n"
+            "Sizes apply to the in-memory sections; the SQLite and set+save sections use fixed small sizes.\n"
+            "10M needs several GB of RAM (about 16 GB for the nested dataset) and takes many minutes;\n"
+            "the scale rows appear only when 10M is among --sizes."
+        ),
+    )
+    parser.add_argument("--quick", action="store_true", help="a smaller suite that runs in under 20 seconds")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [parse_count(part) for part in text.split(",") if part.strip()],
+        help="comma-separated dataset sizes, e.g. 100k,1M,10M (default 100k,1M; --quick 100k)",
+    )
+    parser.add_argument(
+        "--sections",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        help="comma-separated sections to run (default: all; see below)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=5,
+        help="samples per figure, at least 5 (default 5); phases quicker than 0.5 s take up to 3x as many",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write every figure and sample to PATH as JSON")
+    parser.add_argument(
+        "--compare",
+        metavar="PATH",
+        help="another pickledb.py (e.g. from pip install --no-deps --target DIR pickledb==1.6) to run side by side",
+    )
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.sections or () if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if args.samples < 5:
+        parser.error("--samples must be at least 5")
+    return args
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    if args.quick:
+        cfg = Config(
+            sizes=args.sizes or [100_000],
+            sections=args.sections or list(DEFAULT_SECTIONS),
+            samples=args.samples,
+            sqlite_bulk=20_000,
+            sqlite_set_ops=(100, 500),
+            sqlite_get_ops=(500, 5000),
+            small_dbs=(100, 2000),
+            setsave_ops=(20, 100),
+            sample_budget=0.05,
+            phase_floor=0.2,
+            quick=True,
+        )
+    else:
+        cfg = Config(
+            sizes=args.sizes or [100_000, 1_000_000],
+            sections=args.sections or list(DEFAULT_SECTIONS),
+            samples=args.samples,
+        )
+    if "scale" in cfg.sections:
+        cfg.sections += [name for name in ("load", "save") if name not in cfg.sections]
+    return cfg
+
+
+def report(bench: Bench, info: dict[str, str], other_name: str | None, elapsed: float) -> str:
+    lines = [f"{key:<14} {value}" for key, value in info.items()]
+    lines.append(f"{'run':<14} samples={bench.cfg.samples} sizes={','.join(map(human_count, bench.cfg.sizes))}")
+    lines += ["", render_table(bench.rows, other_name), ""]
+    lines += render_notes(bench.rows, other_name)
+    lines += ["", summary(bench.rows), f"Total time: {elapsed:.1f} s"]
+    return "\n".join(lines)
+
+
+def write_json(path: str, bench: Bench, info: dict[str, str], elapsed: float, interrupted: bool) -> None:
+    document = {
+        "machine": info,
+        "config": {key: value for key, value in vars(bench.cfg).items() if not key.startswith("_")},
+        "elapsed_seconds": elapsed,
+        "interrupted": interrupted,
+        "rows": [row.as_json() for row in bench.rows],
+    }
+    with open(path, "wb") as file:
+        file.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = make_config(args)
+    other = None
+    if args.compare:
+        try:
+            other = load_module(args.compare, "pickledb_compare")
+        except Exception as err:
+            print(f"bench.py: cannot load --compare {args.compare}: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
+    other_name = f"pickledb {module_version(other)}" if other is not None else None
+    info = machine_info(other)
+    bench = Bench(cfg, other)
+    interrupted = False
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: the figures measured so far follow", file=sys.stderr)
+    finally:
+        bench.close()
+    elapsed = perf_counter() - bench.start
+    print(report(bench, info, other_name, elapsed))
+    if args.json:
+        write_json(args.json, bench, info, elapsed, interrupted)
+        print(f"Wrote {args.json}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
