@@ -15,6 +15,7 @@ import secrets
 import stat
 import sys
 import threading
+import time
 import types
 import uuid
 import warnings
@@ -300,13 +301,13 @@ class PickleDB:
         except orjson.JSONEncodeError as err:
             whole = err
         for key, value in list(self._data.items()):  # only on failure: find the culprit
-            try:
-                orjson.dumps({key: value})
-            except orjson.JSONEncodeError as err:
-                raise TypeError(
-                    f"cannot save {self.location}: key {_short(key)} holds a value "
-                    f"JSON cannot store ({err}); the file was not changed"
-                ) from None
+            for part, what in ((key, "cannot be stored as JSON text"), (value, "holds a value JSON cannot store")):
+                try:
+                    orjson.dumps(part)
+                except orjson.JSONEncodeError as err:
+                    raise TypeError(
+                        f"cannot save {self.location}: key {_short(key)} {what} ({err}); the file was not changed"
+                    ) from None
         raise TypeError(f"cannot save {self.location}: {whole}; the file was not changed")
 
     # -- in-memory operations: done at call time in both worlds --
@@ -417,18 +418,50 @@ def _sql_key(key: Any) -> str:
     return key
 
 
-def _release(loop: Any, conn: Any) -> None:
-    """Close an aiosqlite connection that belongs to `loop`, from outside that loop."""
-    if conn is None:
-        return
-    if loop.is_closed():
-        conn.stop()  # ends its thread, which closes the SQLite connection
-    elif loop.is_running():  # the loop of another thread
-        import asyncio
+def _set_wal(conn: Any, timeout: float) -> None:
+    """Put the database in WAL mode (once per file), retrying while another connection does."""
+    import sqlite3
 
-        asyncio.run_coroutine_threadsafe(conn.close(), loop)
-    else:
-        loop.run_until_complete(conn.close())
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            # Two connections switching a new file to WAL at once: SQLite answers
+            # "locked" at once instead of waiting, so wait here.
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+async def _close_each(conns: list[Any]) -> None:
+    for conn in conns:
+        await conn.close()
+
+
+def _run_in_new_thread(coro: Any) -> None:
+    """Run `coro` to completion on a new event loop in a new thread, and wait.
+
+    Lets sync code close aiosqlite connections whatever loop opened them,
+    without touching the event loop state of the calling thread.
+    """
+    import asyncio
+
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as err:  # handed to the calling thread
+            failure.append(err)
+
+    thread = threading.Thread(target=main, name="pickledb-close", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def _aiosqlite() -> Any:
@@ -468,11 +501,8 @@ class PickleDBSQLite:
         self.path = _path_of(sqlite_path)
         self.table_name = table_name
         self._timeout = timeout
-        self._setup = (
-            "PRAGMA journal_mode=WAL",
-            f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
-            f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL)',
-        )
+        self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
+        self._sql_create = f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL)'
         table = f'"{table_name}"'
         self._sql_set = (
             f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -567,7 +597,7 @@ class PickleDBSQLite:
         return finish(result)
 
     async def _run_async(self, aiosqlite: Any, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
-        conn, lock = self._aconns.get(_running_loop()) or await self._aconnect(aiosqlite)
+        conn, lock = await self._aconnection(aiosqlite)
         async with lock:  # keeps other tasks' statements out of a set_many transaction
             if kind is _MANY:
                 await conn.execute("BEGIN IMMEDIATE")
@@ -590,46 +620,69 @@ class PickleDBSQLite:
     # -- connections --
 
     def _connect(self) -> Any:
+        """Open the sync connection and prepare the file: WAL mode and the table."""
         import sqlite3
 
-        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         try:
-            for statement in self._setup:
-                conn.execute(statement)
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError as err:
+            raise sqlite3.OperationalError(f"cannot open {self.path}: {err}") from None
+        try:
+            conn.execute(self._sql_synchronous)
+            _set_wal(conn, self._timeout)
+            conn.execute(self._sql_create)
         except sqlite3.DatabaseError as err:
             conn.close()
             if isinstance(err, sqlite3.OperationalError):
-                raise
+                raise sqlite3.OperationalError(f"{self.path}: {err}") from None
             raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
         self._conn = conn
         return conn
 
-    async def _aconnect(self, aiosqlite: Any) -> tuple[Any, Any]:
-        import asyncio
-        import sqlite3
-
-        loop = asyncio.get_running_loop()
-        for old_loop in list(self._aconns):
-            if old_loop.is_closed():  # that loop is gone: release its connection
-                _release(old_loop, self._aconns.pop(old_loop, (None,))[0])
-        conn = aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
-        thread = getattr(conn, "_thread", None)
-        if thread is not None:
-            thread.daemon = True  # an unclosed connection must not hang interpreter exit
-        await conn
-        try:
-            for statement in self._setup:
-                await conn.execute(statement)
-        except sqlite3.DatabaseError as err:
-            await conn.close()
-            if isinstance(err, sqlite3.OperationalError):
-                raise
-            raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
-        if self._closed or loop in self._aconns:  # closed, or another task won the race
-            await conn.close()
+    def _sync_connection(self) -> Any:
+        with self._lock:
             if self._closed:
                 raise self._closed_error()
-            return self._aconns[loop]
+            return self._conn or self._connect()
+
+    async def _aconnection(self, aiosqlite: Any) -> tuple[Any, Any]:
+        """Return this loop's (connection, lock); the first call on a loop opens it."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        entry = self._aconns.get(loop)
+        if entry is None:  # one task connects; the others on this loop wait for it
+            entry = self._aconns[loop] = loop.create_task(self._aconnect(aiosqlite, loop))
+        if isinstance(entry, asyncio.Task):
+            return await asyncio.shield(entry)
+        return entry
+
+    async def _aconnect(self, aiosqlite: Any, loop: Any) -> tuple[Any, Any]:
+        import asyncio
+
+        try:
+            stale = [self._aconns.pop(old, None) for old in list(self._aconns) if old.is_closed()]
+            await _close_each([entry[0] for entry in stale if isinstance(entry, tuple)])
+            # The sync connection prepares the file, so that this one only has to open it.
+            await _off_loop(self._sync_connection)
+            conn = aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
+            thread = getattr(conn, "_thread", None)
+            if thread is not None:
+                thread.daemon = True  # an unclosed connection must not hang interpreter exit
+            try:
+                await conn
+            except BaseException:
+                if thread is not None and thread.is_alive():
+                    await _off_loop(thread.join, 5.0)  # let it finish stopping while the loop runs
+                raise
+            await conn.execute(self._sql_synchronous)
+        except BaseException:
+            if self._aconns.get(loop) is not None and not isinstance(self._aconns[loop], tuple):
+                del self._aconns[loop]  # the next call on this loop tries again
+            raise
+        if self._closed:
+            await conn.close()
+            raise self._closed_error()
         self._aconns[loop] = entry = (conn, asyncio.Lock())
         return entry
 
@@ -639,35 +692,29 @@ class PickleDBSQLite:
         Awaitable in async code.
         """
         if _async_caller():
-            return self._close_async()
-        self._close_all(None)
+            return _close_each(self._detach())
+        conns = self._detach()
+        if conns:
+            _run_in_new_thread(_close_each(conns))
         return None
 
-    def _close_all(self, current_loop: Any) -> Any:
-        """Close the sync connection, stop the async ones; return the one of current_loop."""
+    def _detach(self) -> list[Any]:
+        """Mark the store closed, close the sync connection, hand over the async ones."""
         self._closed = True
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        keep = self._aconns.pop(current_loop, None)
-        for loop in list(self._aconns):
-            _release(loop, self._aconns.pop(loop, (None,))[0])
-        return keep[0] if keep else None
-
-    async def _close_async(self) -> None:
-        conn = self._close_all(_running_loop())
-        if conn is not None:
-            await conn.close()
+        entries = [self._aconns.pop(loop, None) for loop in list(self._aconns)]
+        return [entry[0] for entry in entries if isinstance(entry, tuple)]
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) or (self._conn is None and not self._aconns):
             return
         warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
-        try:
-            self._close_all(None)
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
 
     def __enter__(self) -> PickleDBSQLite:
         return self
