@@ -77,6 +77,11 @@ class CorruptFileError(ValueError):
 # loop running", which is true in every notebook cell and in sync helpers
 # called by async code. Comprehensions and generator expressions count as the
 # function they are written in, so `gather(*(db.get(k) for k in ks))` works.
+#
+# PickleDB's in-memory methods cost about as much as a dict operation, so
+# they test the caller's flags inline (a helper call would double their
+# cost) and call _async_caller() only for nested or generator code, which
+# may be a comprehension.
 
 _getframe = sys._getframe
 
@@ -315,50 +320,35 @@ class PickleDB:
     def set(self, key: Any, value: Any) -> bool:
         """Store value under str(key) in memory; return True. Awaitable in async code."""
         self._data[str(key)] = value
-        code = _getframe(1).f_code
-        if code.co_flags & _CO_MAYBE_ASYNC and (
-            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
-        ):
+        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
             return _ready(True)
         return True
 
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value stored under str(key), or default. Awaitable in async code."""
         value = self._data.get(str(key), default)
-        code = _getframe(1).f_code
-        if code.co_flags & _CO_MAYBE_ASYNC and (
-            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
-        ):
+        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
             return _ready(value)
         return value
 
     def remove(self, key: Any) -> bool:
         """Delete str(key); return True if it existed. Awaitable in async code."""
         existed = self._data.pop(str(key), MISSING) is not MISSING
-        code = _getframe(1).f_code
-        if code.co_flags & _CO_MAYBE_ASYNC and (
-            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
-        ):
+        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
             return _ready(existed)
         return existed
 
     def all(self) -> list[str]:
         """Return a list of every key, in insertion order. Awaitable in async code."""
         keys = list(self._data)
-        code = _getframe(1).f_code
-        if code.co_flags & _CO_MAYBE_ASYNC and (
-            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
-        ):
+        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
             return _ready(keys)
         return keys
 
     def purge(self) -> bool:
         """Delete every key in memory; return True. Awaitable in async code."""
         self._data.clear()
-        code = _getframe(1).f_code
-        if code.co_flags & _CO_MAYBE_ASYNC and (
-            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
-        ):
+        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
             return _ready(True)
         return True
 
@@ -370,10 +360,7 @@ class PickleDB:
         """
         pairs = items.items() if isinstance(items, Mapping) else items
         self._data.update({str(key): value for key, value in pairs})
-        code = _getframe(1).f_code
-        if code.co_flags & _CO_MAYBE_ASYNC and (
-            code.co_flags & _CO_ASYNC or code.co_name in _COMPREHENSIONS and _async_caller()
-        ):
+        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
             return _ready(True)
         return True
 
