@@ -1170,7 +1170,34 @@ def _rel_key_named(message, key):
 # =============================================================================
 
 
-class _RelPickleDBMachine(RuleBasedStateMachine):
+class _RelStoreMachine(RuleBasedStateMachine):
+    """Rules that mean the same for both classes; `call` drives one operation."""
+
+    def call(self, name, *args):
+        return getattr(self.db, name)(*args)
+
+    def snapshot(self):
+        return {key: self.db.get(key) for key in self.db.all()}
+
+    @rule(key=_rel_keys)
+    def remove(self, key):
+        assert self.call("remove", key) is (key in self.model)
+        self.model.pop(key, None)
+
+    @rule(data=st.data())
+    def remove_existing(self, data):
+        if self.model:
+            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
+            assert self.call("remove", key) is True
+            del self.model[key]
+
+    @rule()
+    def purge(self):
+        assert self.call("purge") is True
+        self.model.clear()
+
+
+class _RelPickleDBMachine(_RelStoreMachine):
     """PickleDB against a dict model, driven through the sync API."""
 
     def __init__(self, base):
@@ -1190,12 +1217,6 @@ class _RelPickleDBMachine(RuleBasedStateMachine):
 
     def stop(self):
         pass
-
-    def call(self, name, *args):
-        return getattr(self.db, name)(*args)
-
-    def snapshot(self):
-        return {key: self.db.get(key) for key in self.db.all()}
 
     def teardown(self):
         try:
@@ -1237,26 +1258,9 @@ class _RelPickleDBMachine(RuleBasedStateMachine):
             key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
             assert _rel_same(self.call("get", key), self.model[key])
 
-    @rule(key=_rel_keys)
-    def remove(self, key):
-        assert self.call("remove", key) is (key in self.model)
-        self.model.pop(key, None)
-
-    @rule(data=st.data())
-    def remove_existing(self, data):
-        if self.model:
-            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
-            assert self.call("remove", key) is True
-            del self.model[key]
-
     @rule()
     def all(self):
         assert self.call("all") == list(self.model)
-
-    @rule()
-    def purge(self):
-        assert self.call("purge") is True
-        self.model.clear()
 
     @rule(pairs=st.lists(st.tuples(_rel_keys, _rel_json), max_size=5), as_mapping=st.booleans())
     def set_many(self, pairs, as_mapping):
@@ -1312,8 +1316,8 @@ class _RelPickleDBMachine(RuleBasedStateMachine):
             assert _rel_same(snap[key], value), key
 
 
-class _RelPickleDBAsyncMachine(_RelPickleDBMachine):
-    """The same model, every operation awaited inside an `async def` on one loop."""
+class _RelAsyncDriver:
+    """Drives a machine's operations awaited inside an `async def`, on one loop."""
 
     def start(self):
         self.loop = asyncio.new_event_loop()
@@ -1335,7 +1339,11 @@ class _RelPickleDBAsyncMachine(_RelPickleDBMachine):
         return self.loop.run_until_complete(self._snapshot())
 
 
-class _RelSQLiteMachine(RuleBasedStateMachine):
+class _RelPickleDBAsyncMachine(_RelAsyncDriver, _RelPickleDBMachine):
+    """The same model, every operation awaited inside an `async def` on one loop."""
+
+
+class _RelSQLiteMachine(_RelStoreMachine):
     """PickleDBSQLite against a dict model, driven through the sync API."""
 
     def __init__(self, base):
@@ -1352,17 +1360,11 @@ class _RelSQLiteMachine(RuleBasedStateMachine):
     def start(self):
         pass
 
-    def call(self, name, *args):
-        return getattr(self.db, name)(*args)
-
     def close_db(self):
         self.db.close()
 
     def stop(self):
         pass
-
-    def snapshot(self):
-        return {key: self.db.get(key) for key in self.db.all()}
 
     def teardown(self):
         try:
@@ -1404,26 +1406,9 @@ class _RelSQLiteMachine(RuleBasedStateMachine):
                 self.call("get", key)
             assert excinfo.value.args == (key,)
 
-    @rule(key=_rel_keys)
-    def remove(self, key):
-        assert self.call("remove", key) is (key in self.model)
-        self.model.pop(key, None)
-
-    @rule(data=st.data())
-    def remove_existing(self, data):
-        if self.model:
-            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
-            assert self.call("remove", key) is True
-            del self.model[key]
-
     @rule()
     def all(self):
         assert self.call("all") == sorted(self.model)
-
-    @rule()
-    def purge(self):
-        assert self.call("purge") is True
-        self.model.clear()
 
     @rule(pairs=st.lists(st.tuples(_rel_keys, _rel_json), max_size=5), as_mapping=st.booleans())
     def set_many(self, pairs, as_mapping):
@@ -1456,30 +1441,11 @@ class _RelSQLiteMachine(RuleBasedStateMachine):
             assert _rel_same(snap[key], value), key
 
 
-class _RelSQLiteAsyncMachine(_RelSQLiteMachine):
+class _RelSQLiteAsyncMachine(_RelAsyncDriver, _RelSQLiteMachine):
     """The SQLite model, every operation awaited inside an `async def` on one loop."""
-
-    def start(self):
-        self.loop = asyncio.new_event_loop()
-
-    def call(self, name, *args):
-        return self.loop.run_until_complete(_rel_await_call(self.db, name, *args))
 
     def close_db(self):
         self.loop.run_until_complete(_rel_await_call(self.db, "close"))
-
-    def stop(self):
-        try:
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        finally:
-            self.loop.close()
-
-    async def _snapshot(self):
-        keys = await self.db.all()
-        return {key: await self.db.get(key) for key in keys}
-
-    def snapshot(self):
-        return self.loop.run_until_complete(self._snapshot())
 
 
 _REL_MACHINES = {
@@ -1490,19 +1456,18 @@ _REL_MACHINES = {
 }
 
 
+# The long variant of a randomized test: same code, a bigger budget, run with -m heavy.
+_REL_BUDGETS = [pytest.param(False, id="std"), pytest.param(True, id="heavy", marks=pytest.mark.heavy)]
+
+
+@pytest.mark.parametrize("heavy", _REL_BUDGETS)
 @pytest.mark.parametrize("name", list(_REL_MACHINES))
-def test_rel_model(tmp_path, name):
+def test_rel_model(tmp_path, name, heavy):
     start = threading.active_count()
     machine = _REL_MACHINES[name]
-    run_state_machine_as_test(lambda: machine(str(tmp_path)), settings=_rel_settings(**_REL_MODEL_STD))
+    budget = _REL_MODEL_HEAVY if heavy else _REL_MODEL_STD
+    run_state_machine_as_test(lambda: machine(str(tmp_path)), settings=_rel_settings(**budget))
     assert _rel_wait_threads(start) == start
-
-
-@pytest.mark.heavy
-@pytest.mark.parametrize("name", list(_REL_MACHINES))
-def test_rel_model_heavy(tmp_path, name):
-    machine = _REL_MACHINES[name]
-    run_state_machine_as_test(lambda: machine(str(tmp_path)), settings=_rel_settings(**_REL_MODEL_HEAVY))
 
 
 # =============================================================================
@@ -1708,29 +1673,17 @@ def _rel_check_json_round_trip(directory, key, value):
     os.mkdir(directory)
 
 
-@given(key=st.text(max_size=30), value=_rel_json)
-@settings(
-    deadline=None,
-    database=None,
-    suppress_health_check=[*_REL_HEALTH, HealthCheck.function_scoped_fixture],
-    **_REL_CONTRACT_STD,
-)
-def test_rel_contract_json_values_round_trip_exactly(tmp_path, key, value):
-    (tmp_path / "w").mkdir(exist_ok=True)
-    _rel_check_json_round_trip(tmp_path / "w", key, value)
+@pytest.mark.parametrize("heavy", _REL_BUDGETS)
+def test_rel_contract_json_values_round_trip_exactly(tmp_path, heavy):
+    directory = tmp_path / "w"
+    directory.mkdir()
 
+    @given(key=st.text(max_size=30), value=_rel_json)
+    @_rel_settings(**(_REL_CONTRACT_HEAVY if heavy else _REL_CONTRACT_STD))
+    def check(key, value):
+        _rel_check_json_round_trip(directory, key, value)
 
-@pytest.mark.heavy
-@given(key=st.text(max_size=30), value=_rel_json)
-@settings(
-    deadline=None,
-    database=None,
-    suppress_health_check=[*_REL_HEALTH, HealthCheck.function_scoped_fixture],
-    **_REL_CONTRACT_HEAVY,
-)
-def test_rel_contract_json_values_round_trip_exactly_heavy(tmp_path, key, value):
-    (tmp_path / "w").mkdir(exist_ok=True)
-    _rel_check_json_round_trip(tmp_path / "w", key, value)
+    check()
 
 
 # =============================================================================
@@ -2537,27 +2490,14 @@ def _rel_fuzz_one(directory, raw):
     assert _rel_names(directory) == ["fuzz.json"]
 
 
-@given(raw=_rel_fuzz_bytes)
-@settings(
-    max_examples=300,
-    deadline=None,
-    database=None,
-    suppress_health_check=[*_REL_HEALTH, HealthCheck.function_scoped_fixture],
-)
-def test_rel_fuzz_load(tmp_path, raw):
-    _rel_fuzz_one(str(tmp_path), raw)
+@pytest.mark.parametrize("heavy", _REL_BUDGETS)
+def test_rel_fuzz_load(tmp_path, heavy):
+    @given(raw=_rel_fuzz_bytes)
+    @_rel_settings(max_examples=10_000 if heavy else 300)
+    def check(raw):
+        _rel_fuzz_one(str(tmp_path), raw)
 
-
-@pytest.mark.heavy
-@given(raw=_rel_fuzz_bytes)
-@settings(
-    max_examples=10_000,
-    deadline=None,
-    database=None,
-    suppress_health_check=[*_REL_HEALTH, HealthCheck.function_scoped_fixture],
-)
-def test_rel_fuzz_load_heavy(tmp_path, raw):
-    _rel_fuzz_one(str(tmp_path), raw)
+    check()
 
 
 def test_rel_fuzz_load_async_and_sync_agree(tmp_path):
