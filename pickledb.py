@@ -500,7 +500,7 @@ class PickleDBSQLite:
         self._sql_purge = f"DELETE FROM {table}"
         self._lock = threading.Lock()
         self._conn: Any = None  # sqlite3.Connection for sync calls
-        self._aconns: dict[Any, Any] = {}  # event loop -> aiosqlite.Connection
+        self._aconns: dict[Any, Any] = {}  # event loop -> (aiosqlite connection, lock), or its connecting task
         self._closed = False
 
     def __repr__(self) -> str:
