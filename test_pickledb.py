@@ -486,6 +486,9 @@ def test_ipython_cells_with_and_without_top_level_await(tmp_path: Path, monkeypa
         assert await cell("await db.save()") is True
         assert await cell("db.save()") is True  # no await in the cell: a plain sync save
         assert await cell("sorted(db.all())") == ["awaited", "plain"]
+        # the corner the README names: a top-level list comprehension in an await cell is plain code
+        assert await cell("import asyncio\nawait asyncio.sleep(0)\n[db.get(k) for k in ['plain']]") == [1]
+        assert await cell("await asyncio.gather(*(db.get(k) for k in ['plain', 'awaited']))") == [1, 2]
 
     try:
         asyncio.run(kernel())
