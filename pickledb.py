@@ -136,12 +136,6 @@ def _dual(blocking: Callable[..., Any]) -> Callable[..., Any]:
     return method
 
 
-def _running_loop() -> Any:
-    import asyncio
-
-    return asyncio.get_running_loop()
-
-
 def _short(key: str, limit: int = 80) -> str:
     text = repr(key)
     return text if len(text) <= limit else text[: limit - 5] + "...'"
@@ -566,9 +560,7 @@ class PickleDBSQLite:
         if _async_caller(3):
             return self._run_async(_aiosqlite(), kind, sql, params, finish)
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            conn = self._conn or self._connect()
+            conn = self._open_locked()
             if kind is _MANY:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -626,11 +618,15 @@ class PickleDBSQLite:
         self._conn = conn
         return conn
 
+    def _open_locked(self) -> Any:
+        """Return the sync connection, opening it if needed; the caller holds the lock."""
+        if self._closed:
+            raise self._closed_error()
+        return self._conn or self._connect()
+
     def _sync_connection(self) -> Any:
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            return self._conn or self._connect()
+            return self._open_locked()
 
     async def _aconnection(self, aiosqlite: Any) -> tuple[Any, Any]:
         """Return this loop's (connection, lock); the first call on a loop opens it."""
@@ -664,8 +660,7 @@ class PickleDBSQLite:
                 raise
             await conn.execute(self._sql_synchronous)
         except BaseException:
-            if self._aconns.get(loop) is not None and not isinstance(self._aconns[loop], tuple):
-                del self._aconns[loop]  # the next call on this loop tries again
+            self._aconns.pop(loop, None)  # drop this task, so the next call on this loop tries again
             raise
         if self._closed:
             await conn.close()
