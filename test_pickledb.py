@@ -2900,17 +2900,24 @@ def test_rel_hygiene_sqlite_several_asyncio_runs_then_sync_close(tmp_path):
     assert _rel_wal_gone(path)
 
 
-def test_rel_hygiene_sqlite_loop_per_owner_closed_inside_loop(tmp_path):
-    start = threading.active_count()
-    path = tmp_path / "h.sqlite3"
+@contextlib.contextmanager
+def _rel_private_loop():
+    """A loop the test drives itself (not asyncio.run), shut down and closed afterwards."""
     loop = asyncio.new_event_loop()
     try:
-        db = PickleDBSQLite(path)
-        loop.run_until_complete(_rel_async_session(db, "a"))
-        loop.run_until_complete(_rel_await_call(db, "close"))
+        yield loop
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
+
+
+def test_rel_hygiene_sqlite_loop_per_owner_closed_inside_loop(tmp_path):
+    start = threading.active_count()
+    path = tmp_path / "h.sqlite3"
+    with _rel_private_loop() as loop:
+        db = PickleDBSQLite(path)
+        loop.run_until_complete(_rel_async_session(db, "a"))
+        loop.run_until_complete(_rel_await_call(db, "close"))
     assert _rel_wait_threads(start) == start
     assert _rel_wal_gone(path)
 
@@ -2918,15 +2925,10 @@ def test_rel_hygiene_sqlite_loop_per_owner_closed_inside_loop(tmp_path):
 def test_rel_hygiene_sqlite_sync_close_with_open_idle_loop(tmp_path):
     start = threading.active_count()
     path = tmp_path / "h.sqlite3"
-    loop = asyncio.new_event_loop()
-    try:
-        with _rel_thread_errors() as errors:
-            db = PickleDBSQLite(path)
-            loop.run_until_complete(_rel_async_session(db, "a"))
-            db.close()  # from sync code while the loop is open but idle
-            loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
+    with _rel_thread_errors() as errors, _rel_private_loop() as loop:
+        db = PickleDBSQLite(path)
+        loop.run_until_complete(_rel_async_session(db, "a"))
+        db.close()  # from sync code while the loop is open but idle
     assert errors == []
     assert _rel_wait_threads(start) == start
     assert _rel_wal_gone(path)
