@@ -1176,6 +1176,12 @@ def _rel_key_named(message, key):
 class _RelStoreMachine(RuleBasedStateMachine):
     """Rules that mean the same for both classes; `call` drives one operation."""
 
+    def start(self):  # the async driver opens its loop here
+        pass
+
+    def stop(self):
+        pass
+
     def call(self, name, *args):
         return getattr(self.db, name)(*args)
 
@@ -1212,14 +1218,6 @@ class _RelPickleDBMachine(_RelStoreMachine):
         self.pretty = False
         self.db = None
         self.start()
-
-    # -- how operations are driven; the async machine overrides these --
-
-    def start(self):
-        pass
-
-    def stop(self):
-        pass
 
     def teardown(self):
         try:
@@ -1360,14 +1358,8 @@ class _RelSQLiteMachine(_RelStoreMachine):
         self.start()
         self.db = PickleDBSQLite(self.path)
 
-    def start(self):
-        pass
-
     def close_db(self):
         self.db.close()
-
-    def stop(self):
-        pass
 
     def teardown(self):
         try:
