@@ -3176,3 +3176,8 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
     _rel_run(_rel_parallel_saves, db, 20)
     assert orjson.loads((tmp_path / "s.json").read_bytes()) == {f"r{n}": n for n in range(20)}
     assert _rel_names(tmp_path) == ["s.json"]
+
+
+# =============================================================================
+# Topic sections below this banner are kept in the order the suite is read.
+# =============================================================================
