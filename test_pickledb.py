@@ -14,6 +14,7 @@ import inspect
 import json
 import math
 import os
+import pydoc
 import random
 import re
 import shutil
@@ -382,7 +383,7 @@ def test_save_writes_compact_json_by_default_and_pretty_on_request(tmp_path: Pat
     pretty = PickleDB(tmp_path / "b.json", pretty=True)
     pretty.set("a", {"b": 1})
     pretty.save()
-    assert (tmp_path / "b.json").read_bytes() == b'{\n  "a": {\n    "b": 1\n  }\n}'
+    assert (tmp_path / "b.json").read_bytes() == b'{\n  "a": {\n    "b": 1\n  }\n}\n'
 
 
 def test_context_manager_loads_and_saves(tmp_path: Path) -> None:
@@ -3170,3 +3171,257 @@ def test_malformed_set_many_items_store_nothing(tmp_path: Path, kind: str, items
 # =============================================================================
 # Topic sections below this banner are kept in the order the suite is read.
 # =============================================================================
+
+
+# --- first contact: the README runs, 1.x files open, errors name the fix -----
+
+# How a README block is run. Each ```python block runs as a script of its own, in a fresh
+# interpreter whose working directory is an empty temporary one. An HTML comment on the
+# line before a block changes that:
+#   <!-- readme-test: notebook -->          a notebook cell: every such block runs, in README
+#                                           order, as one cell of one IPython shell
+#   <!-- readme-test: skip (REASON) -->     not run, e.g. it needs a server or another process
+README_MARKER = re.compile(r"<!--\s*readme-test:\s*(notebook|skip)\b[^>]*-->\s*$")
+
+
+def readme_blocks() -> list[tuple[str, str, str]]:
+    """Every ```python block of README.md as (id, marker, code); marker is "", "notebook" or "skip"."""
+    lines = (HERE / "README.md").read_text(encoding="utf-8").splitlines()
+    blocks: list[tuple[str, str, str]] = []
+    heading, count = "top", 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            heading, count = re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").strip().lower()).strip("-"), 0
+        elif line.startswith("```"):
+            end = lines.index("```", i + 1)
+            if line.strip() == "```python":
+                marker = README_MARKER.match(lines[i - 1].strip()) if i else None
+                count += 1
+                code = "\n".join(lines[i + 1 : end])
+                blocks.append((f"{heading}-{count}", marker.group(1) if marker else "", code))
+            i = end
+        i += 1
+    return blocks
+
+
+SCRIPT_BLOCKS = [
+    pytest.param(code, id=name, marks=[pytest.mark.skip(reason="marked readme-test: skip")] if marker else [])
+    for name, marker, code in readme_blocks()
+    if marker != "notebook"
+]
+
+
+def test_readme_has_python_blocks_of_each_kind() -> None:
+    markers = [marker for _, marker, _ in readme_blocks()]
+    assert markers.count("") >= 4 and markers.count("notebook") >= 2
+
+
+@pytest.mark.parametrize("code", SCRIPT_BLOCKS)
+def test_readme_python_blocks_run(tmp_path: Path, code: str) -> None:
+    result = run_python(code, cwd=tmp_path)
+    assert result.returncode == 0, f"{code}\n---\n{result.stderr}"
+
+
+def test_readme_notebook_cells_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = [code for _, marker, code in readme_blocks() if marker == "notebook"]
+    monkeypatch.chdir(tmp_path)
+    shell = ipython_shell(tmp_path, monkeypatch)
+
+    async def kernel() -> None:  # a loop is running for every cell, as in Jupyter
+        for code in cells:
+            result = await shell.run_cell_async(code, transformed_cell=shell.transform_cell(code))
+            result.raise_error()
+
+    assert cells
+    try:
+        asyncio.run(kernel())
+    finally:
+        shell.clear_instance()
+
+
+# Bytes as pickledb 1.x writes them: orjson.dumps(the dict), compact, no newline.
+JSON_1X = (
+    b'{"name":"alice","visits":3,"theme":{"color":"blue","tags":["a","b"]},'
+    b'"none":null,"pi":3.14,"big":18446744073709551615}'
+)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_json_files_written_by_1x_open_unchanged(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "db.json"
+    path.write_bytes(JSON_1X)
+    (tmp_path / "db.json.tmp").write_bytes(b'{"half":')  # what an interrupted 1.x save leaves
+    db = PickleDB(path)
+    assert load_via(db, mode) is True
+    assert db.all() == ["name", "visits", "theme", "none", "pi", "big"]
+    assert db.get("theme") == {"color": "blue", "tags": ["a", "b"]}
+    assert db.get("big") == 2**64 - 1 and db.get("none") is None
+    assert path.read_bytes() == JSON_1X  # loading changes nothing
+    assert save_via(db, mode) is True
+    assert path.read_bytes() == JSON_1X  # and saving writes the same bytes back
+    assert (tmp_path / "db.json.tmp").read_bytes() == b'{"half":'
+    assert db.remove("none") is True  # 1.6 answered False for a key holding None
+
+
+# The CREATE TABLE statements of earlier versions, whose tables have a rowid.
+EARLIER_TABLES = {
+    "1.x": "CREATE TABLE IF NOT EXISTS kv (\n    key   TEXT PRIMARY KEY,\n    value BLOB NOT NULL\n)",
+    "2.0.0": 'CREATE TABLE IF NOT EXISTS "kv" (key TEXT PRIMARY KEY, value BLOB NOT NULL)',
+}
+
+
+def table_sql(path: Path, table: str = "kv") -> str:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    finally:
+        conn.close()
+    return str(row[0]) if row else ""
+
+
+@pytest.mark.parametrize("version", list(EARLIER_TABLES))
+def test_sqlite_tables_created_earlier_keep_working(tmp_path: Path, version: str) -> None:
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)  # a rollback-journal file, as 1.x left it
+    try:
+        with conn:
+            conn.execute(EARLIER_TABLES[version])
+            conn.executemany(
+                "INSERT INTO kv (key, value) VALUES (?, ?)",
+                [("user", b'{"name":"alice","tags":["a"]}'), ("n", b"42"), ("f0e1d2c3-uuid", b"null")],
+            )
+    finally:
+        conn.close()
+    before = table_sql(path)
+    with PickleDBSQLite(path) as kv:
+        assert kv.all() == ["f0e1d2c3-uuid", "n", "user"]
+        assert kv.get("user") == {"name": "alice", "tags": ["a"]} and kv.get("f0e1d2c3-uuid") is None
+        assert kv.set("n", 43) == "n" and kv.set_many({"new": [1]}) == ["new"]
+        assert kv.remove("user") is True
+
+    async def main() -> None:
+        async with PickleDBSQLite(path) as kv:
+            assert await kv.get("n") == 43
+            await kv.set("async", True)
+
+    asyncio.run(main())
+    with PickleDBSQLite(path) as kv:
+        assert kv.all() == ["async", "f0e1d2c3-uuid", "n", "new"]
+    assert table_sql(path) == before and "WITHOUT ROWID" not in before  # the old table is used as it is
+    with PickleDBSQLite(path, "fresh") as kv:  # a new table in the same file is created without one
+        kv.set("k", 1)
+    assert table_sql(path, "fresh").endswith("WITHOUT ROWID")
+
+
+def test_new_sqlite_tables_are_without_rowid(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    with PickleDBSQLite(path, "items") as kv:
+        kv.set("a", 1)
+    assert table_sql(path, "items") == (
+        'CREATE TABLE "items" (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID'
+    )
+    conn = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="rowid"):
+            conn.execute('SELECT rowid FROM "items"')
+    finally:
+        conn.close()
+
+
+def test_empty_location_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="^location is empty"):
+        PickleDB("")
+    with pytest.raises(ValueError, match="^sqlite_path is empty"):
+        PickleDBSQLite("")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("location", [123, None, 1.5, [b"x"]])
+def test_location_that_is_not_a_path_names_the_argument(location: object) -> None:
+    with pytest.raises(TypeError) as info:
+        PickleDB(location)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith("location must be") and "str" in message and "os.PathLike" in message
+    assert type(location).__name__ in message
+    with pytest.raises(TypeError, match="^sqlite_path must be"):
+        PickleDBSQLite(location)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["kv; DROP TABLE kv", "1kv", "", "sqlite_x", "tablé"])
+def test_bad_table_name_message_starts_as_in_1x(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="^Invalid table name") as info:
+        PickleDBSQLite(tmp_path / "t.sqlite3", name)
+    assert repr(name) in str(info.value) and "letters, digits and underscores" in str(info.value)
+
+
+def test_non_str_table_name_is_a_type_error_as_the_readme_says(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="^Invalid table name 5: table_name must be a str, not int"):
+        PickleDBSQLite(tmp_path / "t.sqlite3", 5)  # type: ignore[arg-type]
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    assert "non-`str` raises `TypeError`" in readme
+    assert 'raises `ValueError` whose message starts with "Invalid table name"' in readme
+
+
+def test_missing_aiofiles_names_the_package_at_the_first_async_call(tmp_path: Path) -> None:
+    result = run_python(
+        f"""
+        import asyncio, sys
+        sys.modules["aiofiles"] = None  # make it unimportable
+        from pickledb import PickleDB
+        db = PickleDB({str(tmp_path / "db.json")!r})
+        db.set("a", 1)
+        assert db.save() is True and db.load() is True  # sync use needs no aiofiles
+        async def main():
+            messages = []
+            for name in ("load", "save"):
+                try:
+                    getattr(db, name)()  # raises at the call, before any await
+                except ImportError as err:
+                    messages.append(str(err))
+            return messages
+        for message in asyncio.run(main()):
+            print(message)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert "aiofiles" in line and "pip install pickledb" in line and "pip install aiofiles" in line
+
+
+def test_missing_aiosqlite_hint_names_the_bare_package_too() -> None:
+    assert 'pip install "pickledb[sqlite]"' in pickledb._SQLITE_HINT
+    assert "pip install aiosqlite" in pickledb._SQLITE_HINT
+
+
+def test_pretty_files_end_with_a_newline(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "p.json", pretty=True)
+    db.set_many({"a": [1, 2], "b": None})
+    db.save()
+    raw = (tmp_path / "p.json").read_bytes()
+    assert raw.endswith(b"}\n") and not raw.endswith(b"\n\n")
+    again = PickleDB(tmp_path / "p.json")
+    again.load()
+    assert again.get("a") == [1, 2] and again.all() == ["a", "b"]
+    db.purge()
+    db.save()
+    assert (tmp_path / "p.json").read_bytes() == b"{}\n"
+
+
+@pytest.mark.parametrize("cls", [PickleDB, PickleDBSQLite])
+def test_help_explains_every_constructor_argument(cls: type) -> None:
+    text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+    for name in inspect.signature(cls).parameters:
+        assert re.search(rf"^\s*\|?\s*{name}: \S", text, re.MULTILINE), f"help({cls.__name__}) does not explain {name}"
+    words = " ".join(text.replace("|", " ").split())
+    assert "`~` is expanded and the path is made absolute" in words
+
+
+def test_help_of_the_module_shows_no_private_name() -> None:
+    text = pydoc.render_doc(pickledb, renderer=pydoc.plaintext)
+    private = sorted(set(re.findall(r"(?<![\w.])_[A-Za-z]\w*", text)))
+    assert private == []
