@@ -149,18 +149,18 @@ def _short(key: str, limit: int = 80) -> str:
 
 
 def _path_of(location: str | os.PathLike[str], argument: str, example: str) -> str:
-    """Return the absolute path of `location` (`~` expanded); `argument` names it in errors."""
+    """Return the absolute path of `location` (`~` expanded); errors name `argument` and show `example`."""
     try:
         path: object = os.fspath(location)
     except TypeError:
         path = location
     if not isinstance(path, str):
         raise TypeError(
-            f"{argument} must be a file path, a str or an os.PathLike of str (such as pathlib.Path), "
-            f"not {type(path).__name__}: {argument}={example!r}"
+            f"{argument} must be a file path, a str or an os.PathLike of str such as pathlib.Path, "
+            f"not {type(path).__name__}; for example {example}"
         )
     if not path:
-        raise ValueError(f"{argument} is empty: pass the path of the database file, e.g. {argument}={example!r}")
+        raise ValueError(f"{argument} is empty; pass the path of the database file, for example {example}")
     return os.path.abspath(os.path.expanduser(path))
 
 
@@ -286,7 +286,7 @@ class PickleDB:
     """
 
     def __init__(self, location: str | os.PathLike[str], *, pretty: bool = False) -> None:
-        self.location = _path_of(location, "location", "data.json")
+        self.location = _path_of(location, "location", 'PickleDB("data.json")')
         self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
         self._save_lock = threading.Lock()
@@ -523,7 +523,7 @@ class PickleDBSQLite:
                 f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
                 "starting with a letter or underscore (and not 'sqlite_')"
             )
-        self.path = _path_of(sqlite_path, "sqlite_path", "pickledb.sqlite3")
+        self.path = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
         self.table_name = table_name
         self._timeout = timeout
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
