@@ -90,8 +90,8 @@ BASELINES = {
     "sqlite async set": "one persistent aiosqlite connection: await conn.execute(upsert), autocommit",
     "sqlite async get": "one persistent aiosqlite connection: await conn.execute_fetchall + orjson.loads",
     "scale": "pickledb's own per-entry cost at the smaller size (baseline column)",
-    "rowid bulk": "sqlite bulk above, into a table with a rowid (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
-    "rowid get": "sqlite get above, from that rowid table",
+    "rowid bulk": "sqlite3, same pragmas, a rowid table (key TEXT PRIMARY KEY, value BLOB NOT NULL): bulk upsert",
+    "rowid get": "sqlite3, same pragmas, that rowid table: SELECT value + orjson.loads",
     "rowid size": "the size of that rowid file after the same bulk insert (WAL checkpointed at close)",
 }
 
