@@ -30,7 +30,7 @@ import time
 import types
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -107,7 +107,7 @@ def thread_errors() -> Iterator[list[str]]:
         threading.excepthook = previous
 
 
-def run_async(coro_fn: Callable[..., Awaitable[Any]], *args: object) -> Any:
+def run_async(coro_fn: Callable[..., Coroutine[Any, Any, Any]], *args: object) -> Any:
     """Run `await coro_fn(*args)` on a fresh event loop (asyncio.run)."""
     return asyncio.run(coro_fn(*args))
 
@@ -217,7 +217,7 @@ coerced_keys = st.one_of(
 )
 
 
-def same_json(a: object, b: object) -> bool:
+def same_json(a: Any, b: Any) -> bool:
     """Deep equality that also requires equal types, dict order and sign of zero."""
     if type(a) is not type(b):
         return False
