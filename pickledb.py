@@ -20,7 +20,7 @@ import types
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -40,7 +40,9 @@ class _Missing:
         return "MISSING"
 
 
-MISSING: Any = _Missing()
+# Typed Any so that it is accepted wherever a value is; no module annotation, so
+# that help(pickledb) shows no private name.
+MISSING = cast(Any, _Missing())
 
 # Code-object flags (CPython's `inspect.CO_*`, stable since 3.5).
 _CO_NESTED = 0x10
@@ -53,7 +55,9 @@ _CO_MAYBE_ASYNC = _CO_ASYNC | _CO_NESTED | _CO_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
-_SQLITE_HINT = 'async use of PickleDBSQLite needs aiosqlite: pip install "pickledb[sqlite]"'
+# Each names the extra and the bare package (for a copied pickledb.py).
+_SQLITE_HINT = 'async use of PickleDBSQLite needs aiosqlite: pip install "pickledb[sqlite]" (or: pip install aiosqlite)'
+_AIOFILES_HINT = "async load() and save() need aiofiles: pip install pickledb (or: pip install aiofiles)"
 
 
 # --- exceptions -------------------------------------------------------------
@@ -107,12 +111,14 @@ def _ready_gen(value: Any) -> Any:
 # An awaitable that is already done: awaiting it gives `value`. Generator-based,
 # so that dropping it unawaited is harmless (the work was done at call time)
 # and warns about nothing.
-_ready: Callable[[Any], Any] = types.coroutine(_ready_gen)
+_ready = cast("Callable[[Any], Any]", types.coroutine(_ready_gen))
 
 
 def _aiofiles() -> Any:
-    import aiofiles.os
-
+    try:
+        import aiofiles.os
+    except ImportError as err:
+        raise ImportError(_AIOFILES_HINT) from err
     return aiofiles
 
 
@@ -130,6 +136,7 @@ def _dual(blocking: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(blocking)
     def method(self: Any, *args: Any) -> Any:
         if _async_caller():
+            _aiofiles()  # a missing aiofiles is reported at the call, not at the await
             return _off_loop(blocking, self, *args)
         return blocking(self, *args)
 
@@ -141,10 +148,19 @@ def _short(key: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
-def _path_of(location: str | os.PathLike[str]) -> str:
-    path = os.fspath(location)
+def _path_of(location: str | os.PathLike[str], argument: str, example: str) -> str:
+    """Return the absolute path of `location` (`~` expanded); errors name `argument` and show `example`."""
+    try:
+        path: object = os.fspath(location)
+    except TypeError:
+        path = location
     if not isinstance(path, str):
-        raise TypeError(f"location must be a str or os.PathLike of str, not {type(path).__name__}")
+        raise TypeError(
+            f"{argument} must be a file path, a str or an os.PathLike of str such as pathlib.Path, "
+            f"not {type(path).__name__}; for example {example}"
+        )
+    if not path:
+        raise ValueError(f"{argument} is empty; pass the path of the database file, for example {example}")
     return os.path.abspath(os.path.expanduser(path))
 
 
@@ -254,15 +270,24 @@ def _atomic_write(path: str, payload: bytes) -> None:
 class PickleDB:
     """An in-memory dict of str keys, loaded from and saved to one JSON file.
 
+    PickleDB(location, *, pretty=False)
+
+    location: the JSON file, a str or an os.PathLike such as pathlib.Path.
+        A leading `~` is expanded and the path is made absolute when the
+        instance is created, so a later os.chdir() does not move it. The
+        file need not exist: a missing file loads as an empty database.
+    pretty: False (the default) writes compact JSON; True writes it
+        indented by two spaces, ending with a newline, for people who read,
+        diff or edit the file.
+
     The constructor touches no disk: call load() and save(), or use
     `with` / `async with`, which load on entry and save on a clean exit.
-    Every method is awaitable when called from async code. Pass pretty=True
-    to write indented JSON for people who read or diff the file.
+    Every method is awaitable when called from async code.
     """
 
     def __init__(self, location: str | os.PathLike[str], *, pretty: bool = False) -> None:
-        self.location = _path_of(location)
-        self._option = orjson.OPT_INDENT_2 if pretty else 0
+        self.location = _path_of(location, "location", 'PickleDB("data.json")')
+        self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
         self._save_lock = threading.Lock()
 
@@ -456,12 +481,29 @@ def _aiosqlite() -> Any:
 class PickleDBSQLite:
     """A key-value store with one SQLite row per key, safe across threads and processes.
 
+    PickleDBSQLite(sqlite_path="pickledb.sqlite3", table_name="kv", *, durable=True, timeout=30.0)
+
+    sqlite_path: the SQLite file, a str or an os.PathLike such as
+        pathlib.Path. A leading `~` is expanded and the path is made
+        absolute when the instance is created. The file is created on
+        first use if it does not exist.
+    table_name: the table that holds this store; several tables in one
+        file are independent stores. Letters, digits and underscores,
+        starting with a letter or underscore, not starting with "sqlite_";
+        anything else raises ValueError (a non-str raises TypeError)
+        before any SQL runs. A new table is created WITHOUT ROWID.
+    durable: True (the default) commits every write with
+        synchronous=FULL, so a write that returned survives a power loss;
+        False uses synchronous=NORMAL: faster, never corrupt, but the last
+        writes before a power loss (not a crash) may be lost.
+    timeout: seconds a write waits for another connection's lock before
+        it raises sqlite3.OperationalError ("database is locked").
+
     Values are stored as orjson-encoded BLOBs and every write is committed
-    before the call returns (durable by default; durable=False trades the
-    last moments before a power loss for speed). Connections open lazily:
-    one for sync calls, shared by threads under a lock, and one aiosqlite
-    connection per event loop for async calls. Call close(), or use `with` /
-    `async with`. Every method is awaitable when called from async code.
+    before the call returns. Connections open lazily: one for sync calls,
+    shared by threads under a lock, and one aiosqlite connection per event
+    loop for async calls. Call close(), or use `with` / `async with`. Every
+    method is awaitable when called from async code.
     """
 
     def __init__(
@@ -473,17 +515,23 @@ class PickleDBSQLite:
         timeout: float = 30.0,
     ) -> None:
         if not isinstance(table_name, str):
-            raise TypeError(f"table_name must be a str, not {type(table_name).__name__}")
+            raise TypeError(
+                f"Invalid table name {table_name!r}: table_name must be a str, not {type(table_name).__name__}"
+            )
         if not (table_name.isascii() and table_name.isidentifier()) or table_name.lower().startswith("sqlite_"):
             raise ValueError(
-                f"invalid table_name {table_name!r}: use letters, digits and underscores, "
+                f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
                 "starting with a letter or underscore (and not 'sqlite_')"
             )
-        self.path = _path_of(sqlite_path)
+        self.path = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
         self.table_name = table_name
         self._timeout = timeout
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
-        self._sql_create = f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL)'
+        # The key is the clustered primary key: faster reads and writes, a smaller file. A table
+        # created earlier (with a rowid, by this version or by 1.x) is used as it is.
+        self._sql_create = (
+            f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID'
+        )
         table = f'"{table_name}"'
         self._sql_set = (
             f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
