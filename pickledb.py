@@ -999,7 +999,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         store = _cli_open(args.store, stack, existing=True)
         value = store.get(args.key, MISSING)
         if value is MISSING:
-            raise _CLIError(f"key {_short(args.key)} not found in {args.store}", 1)
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
         _cli_out(orjson.dumps(value) + b"\n")
     elif command == "set":
         value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
@@ -1007,7 +1007,7 @@ def _cli_run(args: Any, stack: Any) -> int:
     elif command == "remove":
         store = _cli_open(args.store, stack, existing=True)
         if not _cli_write(args.store, store, lambda db: db.remove(args.key)):
-            raise _CLIError(f"key {_short(args.key)} not found in {args.store}", 1)
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
     elif command == "dump":
         total, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
         data = {key: value for pairs in batches for key, value in pairs}
@@ -1035,7 +1035,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
         stored = _cli_store_pairs(dst, len(pairs), batches, progress)
         if not args.quiet:
-            print(f"imported {len(stored)} keys into {args.store}")
+            print(f"imported {len(stored)} keys into {_cli_mask(args.store)}")
     elif command == "copy":
         return _cli_copy(args, stack)
     else:  # info
@@ -1064,13 +1064,13 @@ def _cli_copy(args: Any, stack: Any) -> int:
         return kind, location if kind == "redis" else os.path.realpath(_path_of(location)), name
 
     if identity(args.src) == identity(args.dst):
-        raise _CLIError(f"{args.src} and {args.dst} are the same store")
+        raise _CLIError(f"{_cli_mask(args.src)} and {_cli_mask(args.dst)} are the same store")
     total, batches = _cli_pairs(_cli_open(args.src, stack, existing=True), args.batch)
     dst = _cli_open(args.dst, stack, existing=False)
     held = len(dst.all())
     if held and not args.merge:
         raise _CLIError(
-            f"{args.dst} already holds {held} keys; copy refuses a store that is not empty: "
+            f"{_cli_mask(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
             "pass --merge to copy into it (keys of the source overwrite)"
         )
     progress = _CLIProgress("copy", total, sys.stderr.isatty() and not args.quiet)
@@ -1082,11 +1082,11 @@ def _cli_copy(args: Any, stack: Any) -> int:
     missing = [key for key in stored if key not in present]
     if missing:
         raise _CLIError(
-            f"{args.dst} does not hold {len(missing)} of the {len(stored)} keys copied "
+            f"{_cli_mask(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
             f"(first: {_short(missing[0])}); another writer may have removed them"
         )
     if not args.quiet:
-        print(f"copied {len(stored)} keys from {args.src} to {args.dst}")
+        print(f"copied {len(stored)} keys from {_cli_mask(args.src)} to {_cli_mask(args.dst)}")
     return 0
 
 
