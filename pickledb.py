@@ -947,10 +947,11 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
         for pairs in batches:
             if in_memory:
                 dst.set_many(pairs)
+                stored.extend(key for key, _ in pairs)
             else:
-                with _CLIHoldInterrupt():
+                with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
                     dst.set_many(pairs)
-            stored.extend(key for key, _ in pairs)
+                    stored.extend(key for key, _ in pairs)
             progress.update(len(stored))
         if in_memory:
             _cli_save(dst)
