@@ -998,8 +998,9 @@ def _cli_run(args: Any, stack: Any) -> int:
         _cli_out(orjson.dumps(keys) + b"\n" if args.json else b"".join(key.encode() + b"\n" for key in keys))
     elif command == "get":
         store = _cli_open(args.store, stack, existing=True)
-        value = store.get(args.key, MISSING)
-        if value is MISSING:
+        gone = object()
+        value = store.get(args.key, gone)
+        if value is gone:
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
         _cli_out(orjson.dumps(value) + b"\n")
     elif command == "set":

@@ -3181,3 +3181,174 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
 # =============================================================================
 # Topic sections below this banner are kept in the order the suite is read.
 # =============================================================================
+
+
+# --- command line -------------------------------------------------------------
+
+
+def pickledb_cli(
+    *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m pickledb ARGS` in a fresh interpreter, as a user would."""
+    env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "pickledb", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the command line in this process; return (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = pickledb.main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(err: str, *parts: str) -> None:
+    """`err` is one line naming the problem, with no traceback."""
+    assert err.startswith("pickledb: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in err, (part, err)
+
+
+def redis_address(request: pytest.FixtureRequest) -> str:
+    """The address of a new, empty hash on a running Redis server, or a skip saying what is missing."""
+    if not hasattr(pickledb, "PickleDBRedis"):
+        pytest.skip("this pickledb.py has no PickleDBRedis")
+    try:
+        url = request.getfixturevalue("redis_url")
+    except pytest.FixtureLookupError:
+        pytest.skip("no redis_url fixture: no Redis server for the tests")
+    return f"{url}#cli_{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=["json", "sqlite", "redis"])
+def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store address of each backend; the store does not exist yet."""
+    if request.param == "json":
+        return str(tmp_path / "data.json")
+    if request.param == "sqlite":
+        return str(tmp_path / "data.sqlite3") + "#things"
+    return redis_address(request)
+
+
+VALUES: dict[str, object] = {
+    "user:1": {"name": "Ann", "tags": ["a", "b"], "age": 41},
+    "ünïcode ✓": "snow ☃",
+    "nothing": None,
+    "big": 2**63 - 1,
+    "pi": 3.25,
+    "list": [1, [2, [3]], {"x": False}],
+    "": "empty key",
+}
+
+
+def test_every_command_on_every_backend(address: str, tmp_path: Path) -> None:
+    def ok(*args: str, input: str | None = None) -> str:
+        result = pickledb_cli(*args, input=input)
+        assert (result.returncode, result.stderr) == (0, ""), args
+        return result.stdout
+
+    assert ok("set", address, "user", '{"name": "Ann", "age": 41}') == ""
+    assert json.loads(ok("get", address, "user")) == {"name": "Ann", "age": 41}
+    ok("set", address, "note", "not JSON at all", "--text")
+    assert json.loads(ok("get", address, "note")) == "not JSON at all"
+    assert sorted(ok("keys", address).splitlines()) == ["note", "user"]
+    assert sorted(json.loads(ok("keys", address, "--json"))) == ["note", "user"]
+
+    assert ok("import", address, "-", input=json.dumps(VALUES)) == f"imported {len(VALUES)} keys into {address}\n"
+    source = tmp_path / "more.json"
+    source.write_text(json.dumps({"from_file": [1, 2]}))
+    ok("import", address, str(source), "--quiet")
+    expected = {"user": {"name": "Ann", "age": 41}, "note": "not JSON at all", **VALUES, "from_file": [1, 2]}
+    assert json.loads(ok("dump", address)) == expected
+    assert json.loads(ok("get", address, "ünïcode ✓")) == "snow ☃"
+
+    dumped = tmp_path / "dump.json"
+    assert ok("dump", address, "--pretty", "-o", str(dumped)) == ""
+    assert dumped.read_text().startswith('{\n  "') and json.loads(dumped.read_text()) == expected
+
+    assert ok("remove", address, "note") == ""
+    missing = pickledb_cli("remove", address, "note")
+    assert missing.returncode == 1 and missing.stdout == ""
+    one_line_error(missing.stderr, "'note'", "not found")
+    missing = pickledb_cli("get", address, "note")
+    assert missing.returncode == 1 and missing.stdout == ""
+    one_line_error(missing.stderr, "'note'", "not found")
+
+    info = dict(line.split(": ", 1) for line in ok("info", address).splitlines())
+    assert info["keys"] == str(len(expected) - 1)
+    backend = pickledb._cli_address(address)[0]
+    assert info["backend"] == {"json": "PickleDB", "sqlite": "PickleDBSQLite", "redis": "PickleDBRedis"}[backend]
+    if backend == "redis":
+        assert info["hash"] == address.rpartition("#")[2]
+    else:
+        path = address.partition("#")[0]
+        assert info["file"] == path and info["file size"] == f"{os.path.getsize(path)} bytes"
+        assert info.get("table", "things") == "things"
+
+
+def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    redis = redis_address(request)
+    with PickleDB(tmp_path / "start.json") as db:
+        db.set_many(VALUES)
+    hops = [str(tmp_path / "start.json"), str(tmp_path / "app.sqlite3#users"), redis, str(tmp_path / "end.json")]
+    for src, dst in zip(hops[:-1], hops[1:], strict=True):
+        result = pickledb_cli("copy", src, dst)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert result.stdout == f"copied {len(VALUES)} keys from {src} to {dst}\n"
+    assert orjson.loads((tmp_path / "end.json").read_bytes()) == VALUES
+
+
+def test_copy_between_every_pair_of_backends(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stores = [str(tmp_path / "a.json"), str(tmp_path / "b.db"), "sqlite:" + str(tmp_path / "c.data#t")]
+    with contextlib.suppress(pytest.skip.Exception):
+        stores.append(redis_address(request))
+    with PickleDB(stores[0]) as db:
+        db.set_many(VALUES)
+    for src, dst in zip(stores, [*stores[1:], str(tmp_path / "back.json")], strict=True):
+        status, out, err = cli(capsys, "copy", src, dst)
+        assert (status, err) == (0, "") and out.startswith(f"copied {len(VALUES)} keys")
+        status, out, err = cli(capsys, "dump", dst)
+        assert status == 0 and orjson.loads(out) == VALUES
+
+
+@pytest.mark.parametrize("kind", ["json", "sqlite"])
+def test_copy_refuses_a_store_that_is_not_empty_unless_merge(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = str(tmp_path / "src.json"), str(tmp_path / f"dst.{kind}")
+    with PickleDB(src) as db:
+        db.set_many({"a": 1, "b": 2})
+    assert cli(capsys, "set", dst, "b", "0")[0] == 0
+    assert cli(capsys, "set", dst, "c", "3")[0] == 0
+    before = Path(dst).read_bytes()
+    status, out, err = cli(capsys, "copy", src, dst)
+    assert (status, out) == (2, "")
+    one_line_error(err, dst, "already holds 2 keys", "--merge")
+    assert Path(dst).read_bytes() == before
+    status, out, err = cli(capsys, "copy", src, dst, "--merge")
+    assert (status, out, err) == (0, f"copied 2 keys from {src} to {dst}\n", "")
+    assert orjson.loads(cli(capsys, "dump", dst)[1]) == {"a": 1, "b": 2, "c": 3}
+    assert orjson.loads(Path(src).read_bytes()) == {"a": 1, "b": 2}  # the source is never changed
+
+
+def test_copy_refuses_a_store_onto_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    for src, dst in [
+        (f"{tmp_path}/a.json", f"{tmp_path}/./a.json"),
+        (f"{tmp_path}/x.db", f"sqlite:{tmp_path}/x.db#kv"),
+    ]:
+        status, out, err = cli(capsys, "copy", src, dst)
+        assert (status, out) == (2, "")
+        one_line_error(err, "are the same store")
+    assert (tmp_path / "a.json").read_text() == '{"a": 1}' and not (tmp_path / "x.db").exists()
