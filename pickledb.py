@@ -901,11 +901,15 @@ class _CLIProgress:
 
 
 class _CLIHoldInterrupt:
-    """Hold Ctrl-C while one write runs, so that a copy stops between writes, never inside one.
+    """Hold Ctrl-C while a write runs, so that it lands between writes, never inside one.
 
-    A held Ctrl-C is raised as KeyboardInterrupt when the write is done; a
-    second Ctrl-C during the write raises at once.
+    When the write is done, a held Ctrl-C is raised as KeyboardInterrupt, or
+    dropped with reraise=False (the command's last step: it is finished, not
+    cut). A second Ctrl-C during the write raises at once.
     """
+
+    def __init__(self, *, reraise: bool = True) -> None:
+        self.reraise = reraise
 
     def __enter__(self) -> _CLIHoldInterrupt:
         import signal
@@ -926,13 +930,8 @@ class _CLIHoldInterrupt:
 
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
-        if self.caught and exc_type is None:
+        if self.caught and self.reraise and exc_type is None:
             raise KeyboardInterrupt
-
-
-def _cli_save(db: PickleDB) -> None:
-    with _CLIHoldInterrupt():
-        db.save()
 
 
 def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIProgress) -> list[str]:
@@ -942,6 +941,7 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
     stops between batches and raises _CLIError saying what `dst` holds.
     """
     stored: list[str] = []
+    written = 0  # how many of `stored` are in the store, not only in memory
     in_memory = isinstance(dst, PickleDB)
     try:
         for pairs in batches:
@@ -952,17 +952,20 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
                 with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
                     dst.set_many(pairs)
                     stored.extend(key for key, _ in pairs)
+                    written = len(stored)
             progress.update(len(stored))
         if in_memory:
-            _cli_save(dst)
+            with _CLIHoldInterrupt():
+                dst.save()
+                written = len(stored)
         progress.update(len(stored), final=True)
     except KeyboardInterrupt:
         progress.end()
-        if in_memory or not stored:
+        if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
         raise _CLIError(
-            f"interrupted: {len(stored)} of {total} keys were written, in complete batches: "
-            f"the first {len(stored)} in source order, {_short(stored[0])} to {_short(stored[-1])}; "
+            f"interrupted: {written} of {total} keys were written, in complete batches: "
+            f"the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
             "run again with --merge to finish",
             130,
         ) from None
@@ -970,11 +973,15 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
     return stored
 
 
-def _cli_write(address: str, dst: Any, change: Callable[[Any], Any]) -> Any:
-    """Apply `change` to the store: a JSON store is saved after it, unless it returns False."""
-    result = change(dst)
-    if isinstance(dst, PickleDB) and result is not False:
-        _cli_save(dst)
+def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
+    """Apply `change` to the store, then save a JSON store, unless `change` returned False.
+
+    Ctrl-C meanwhile does not cut it: the write is the command's last step.
+    """
+    with _CLIHoldInterrupt(reraise=False):
+        result = change(dst)
+        if isinstance(dst, PickleDB) and result is not False:
+            dst.save()
     return result
 
 
@@ -1005,10 +1012,10 @@ def _cli_run(args: Any, stack: Any) -> int:
         _cli_out(orjson.dumps(value) + b"\n")
     elif command == "set":
         value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
-        _cli_write(args.store, _cli_open(args.store, stack, existing=False), lambda db: db.set(args.key, value))
+        _cli_write(_cli_open(args.store, stack, existing=False), lambda db: db.set(args.key, value))
     elif command == "remove":
         store = _cli_open(args.store, stack, existing=True)
-        if not _cli_write(args.store, store, lambda db: db.remove(args.key)):
+        if not _cli_write(store, lambda db: db.remove(args.key)):
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
     elif command == "dump":
         total, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
