@@ -987,8 +987,11 @@ def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
 
 def _cli_out(data: bytes) -> None:
     sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    out = sys.stdout.buffer
+    view = memoryview(data)
+    while view:  # a large write into a pipe its reader closed can return short instead of raising
+        view = view[out.write(view) :]
+    out.flush()
 
 
 def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
@@ -1116,7 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:  # one line, no usage text
-            self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+            self.exit(2, f"pickledb: error: {message} (see {self.prog} --help)\n")
 
     def batch_size(text: str) -> int:
         if not text.isdigit() or int(text) < 1:

@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -29,6 +30,7 @@ import time
 import types
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -3352,3 +3354,203 @@ def test_copy_refuses_a_store_onto_itself(tmp_path: Path, capsys: pytest.Capture
         assert (status, out) == (2, "")
         one_line_error(err, "are the same store")
     assert (tmp_path / "a.json").read_text() == '{"a": 1}' and not (tmp_path / "x.db").exists()
+
+
+def _sqlite_with_table(directory: Path) -> None:
+    with PickleDBSQLite(directory / "a.db", "t") as db:
+        db.set("k", 1)
+
+
+def _files(**files: bytes) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        for name, content in files.items():
+            (directory / name).parent.mkdir(exist_ok=True)
+            (directory / name).write_bytes(content)
+
+    return make
+
+
+# (what goes wrong, the files there are, the command, its exit status, what the message names)
+CLI_ERRORS: list[tuple[str, Callable[[Path], None], list[str], int, list[str]]] = [
+    (
+        "unknown address form",
+        _files(),
+        ["keys", "{d}/a.txt"],
+        2,
+        ["'{d}/a.txt' is not a store", ".json", "sqlite:PATH"],
+    ),
+    ("name after a JSON file", _files(), ["keys", "{d}/a.json#t"], 2, ["a JSON file holds one store", "#NAME"]),
+    ("empty name", _files(), ["keys", "{d}/a.db#"], 2, ["'{d}/a.db#' is not a store address", "redis://"]),
+    ("missing JSON file", _files(), ["keys", "{d}/a.json"], 2, ["{d}/a.json: no such file"]),
+    ("missing SQLite file", _files(), ["dump", "sqlite:{d}/a"], 2, ["{d}/a: no such file"]),
+    ("missing table", _sqlite_with_table, ["get", "{d}/a.db#users", "k"], 2, ["no table 'users'", "'t'", "a.db#TABLE"]),
+    (
+        "corrupt JSON file",
+        _files(**{"a.json": b"{no"}),
+        ["get", "{d}/a.json", "k"],
+        2,
+        ["{d}/a.json", "not valid JSON"],
+    ),
+    ("JSON file holding an array", _files(**{"a.json": b"[1]"}), ["set", "{d}/a.json", "k", "1"], 2, ["JSON array"]),
+    ("not an SQLite file", _files(**{"a.db": b"plain text " * 99}), ["keys", "{d}/a.db"], 2, ["{d}/a.db is not"]),
+    ("directory as JSON file", _files(**{"a.json/x": b""}), ["set", "{d}/a.json", "k", "1"], 2, ["{d}/a.json"]),
+    ("invalid JSON in VALUE", _files(), ["set", "{d}/a.json", "k", "{bad"], 2, ["VALUE is not valid JSON", "--text"]),
+    ("invalid JSON to import", _files(**{"in": b'{"a": '}), ["import", "{d}/a.db", "{d}/in"], 2, ["{d}/in is not"]),
+    (
+        "array to import",
+        _files(**{"in": b"[1, 2]"}),
+        ["import", "{d}/a.db", "{d}/in"],
+        2,
+        ["{d}/in holds a JSON array"],
+    ),
+    ("missing file to import", _files(), ["import", "{d}/a.json", "{d}/in"], 2, ["cannot read {d}/in"]),
+    ("missing key", _files(**{"a.json": b'{"a": 1}'}), ["get", "{d}/a.json", "b"], 1, ["key 'b' not found in {d}/a"]),
+    (
+        "removing a missing key",
+        _sqlite_with_table,
+        ["remove", "{d}/a.db#t", "b"],
+        1,
+        ["key 'b' not found in {d}/a.db#t"],
+    ),
+    ("no command", _files(), [], 2, ["error:", "COMMAND", "--help"]),
+    ("unknown command", _files(), ["list", "{d}/a.json"], 2, ["invalid choice: 'list'"]),
+    ("missing argument", _files(), ["get", "{d}/a.json"], 2, ["KEY"]),
+    ("bad batch size", _files(), ["copy", "{d}/a.json", "{d}/b.json", "--batch", "0"], 2, ["invalid batch size '0'"]),
+]
+
+
+@pytest.mark.parametrize(("problem", "make", "argv", "status", "parts"), CLI_ERRORS, ids=[c[0] for c in CLI_ERRORS])
+def test_command_line_errors_are_one_line_with_their_exit_status(
+    problem: str,
+    make: Callable[[Path], None],
+    argv: list[str],
+    status: int,
+    parts: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def files() -> dict[Path, bytes]:  # SQLite's own -wal and -shm files aside
+        return {
+            path: path.read_bytes()
+            for path in tmp_path.rglob("*")
+            if path.is_file() and path.name[-4:] not in ("-wal", "-shm")
+        }
+
+    make(tmp_path)
+    before = files()
+    result = cli(capsys, *(arg.replace("{d}", str(tmp_path)) for arg in argv))
+    assert result[:2] == (status, "")
+    one_line_error(result[2], *(part.replace("{d}", str(tmp_path)) for part in parts))
+    assert files() == before
+
+
+def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_bytes(b"{broken")
+    for args, status in [(("keys", str(tmp_path / "a.json")), 2), (("get", str(tmp_path / "b.json"), "k"), 2)]:
+        result = pickledb_cli(*args)
+        assert (result.returncode, result.stdout) == (status, "")
+        one_line_error(result.stderr)
+    result = pickledb_cli(str(tmp_path / "a.json"))  # once a silent no-op
+    assert result.returncode == 2
+    one_line_error(result.stderr, "invalid choice")
+
+
+def test_redis_address_without_the_redis_class_is_not_available(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(pickledb, "PickleDBRedis", raising=False)  # a pickledb.py from before Redis
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    for address in ["redis://:secret@localhost:6379/0#h", "rediss://cache:6380", "unix:///tmp/redis.sock"]:
+        for argv in [("keys", address), ("copy", str(tmp_path / "a.json"), address), ("copy", address, "b.json")]:
+            status, out, err = cli(capsys, *argv)
+            assert (status, out) == (2, "")
+            one_line_error(err, "Redis stores are not available")
+            assert "secret" not in err
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    if not hasattr(pickledb, "PickleDBRedis"):
+        pytest.skip("this pickledb.py has no PickleDBRedis")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    status, out, err = cli(capsys, "keys", f"redis://:secret@127.0.0.1:{port}/0")
+    assert (status, out) == (2, "")
+    one_line_error(err, f"127.0.0.1:{port}")
+    assert "secret" not in err
+
+
+def test_json_store_changed_meanwhile_is_a_one_line_conflict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not hasattr(pickledb, "ConflictError"):
+        pytest.skip("this pickledb.py has no ConflictError")
+    path = tmp_path / "a.json"
+    path.write_bytes(b'{"a": 1}')
+    load = PickleDB.load
+
+    def load_then_another_writer_saves(self: PickleDB) -> bool:
+        done = load(self)
+        other = PickleDB(path)
+        load(other)
+        other.set("other", 2)
+        other.save()
+        return done
+
+    monkeypatch.setattr(PickleDB, "load", load_then_another_writer_saves)
+    status, out, err = cli(capsys, "set", str(path), "mine", "3")
+    assert (status, out) == (2, "")
+    one_line_error(err, str(path), "changed by another writer", "nothing was written", "run it again")
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "other": 2}
+
+
+def test_writes_keep_an_indented_json_file_indented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with PickleDB(tmp_path / "pretty.json", pretty=True) as db:
+        db.set("a", {"b": 1})
+    with PickleDB(tmp_path / "compact.json") as db:
+        db.set("a", {"b": 1})
+    for name in ["pretty.json", "compact.json"]:
+        assert cli(capsys, "set", str(tmp_path / name), "c", "[2]")[0] == 0
+        assert cli(capsys, "remove", str(tmp_path / name), "a")[0] == 0
+    assert (tmp_path / "pretty.json").read_text().startswith('{\n  "c": [\n')
+    assert (tmp_path / "compact.json").read_text() == '{"c":[2]}'
+
+
+def test_output_is_pipe_friendly(tmp_path: Path) -> None:
+    with PickleDBSQLite(tmp_path / "big.db") as db:
+        db.set_many((f"k{i:05}", i) for i in range(30_000))
+    listed = pickledb_cli("keys", str(tmp_path / "big.db"))
+    assert listed.stdout.splitlines() == [f"k{i:05}" for i in range(30_000)]
+    # A reader that stops early (`pickledb keys big.db | head -1`) ends the command quietly.
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-m", "pickledb", "keys", str(tmp_path / "big.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"k00000\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
+
+
+def test_import_pickledb_does_not_import_argparse() -> None:
+    result = run_python("import sys, pickledb; print('argparse' in sys.modules)")
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
+
+
+def test_console_script_runs_the_command_line(tmp_path: Path) -> None:
+    pyproject = (HERE / "pyproject.toml").read_text()
+    assert re.search(r'^\[project\.scripts\]\npickledb = "pickledb:main"$', pyproject, re.MULTILINE)
+    script = Path(sys.executable).with_name("pickledb")
+    if not script.exists():
+        pytest.skip("the pickledb script is not installed here (pip install -e .)")
+    result = subprocess.run(
+        [str(script), "set", str(tmp_path / "a.json"), "k", "[1]"], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert orjson.loads((tmp_path / "a.json").read_bytes()) == {"k": [1]}
