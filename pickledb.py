@@ -775,14 +775,14 @@ def _cli_mask(url: str) -> str:
 
 
 def _cli_sqlite_tables(path: str) -> list[str]:
-    """The tables of an existing SQLite file, read without changing it."""
+    """The tables of an existing SQLite file (which is only read: mode=rw does not create one)."""
     import sqlite3
     import urllib.parse
 
     if not os.path.isfile(path):
         raise _CLIError(f"{path}: no such file")
     try:
-        conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True)
         try:
             return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         finally:
@@ -842,12 +842,13 @@ def _cli_fetch(store: Any, keys: list[str], batch: int) -> _CLIBatches:
 
 
 def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatches]:
-    # One read transaction over a read-only connection: the count and the rows
-    # are one snapshot, streamed in key order without holding the table in memory.
+    # One read transaction over a connection of its own: the count and the rows are
+    # one snapshot, streamed in key order without holding the table in memory. (A
+    # read-only connection would leave the -wal and -shm files behind.)
     import sqlite3
     import urllib.parse
 
-    conn = sqlite3.connect(f"file:{urllib.parse.quote(store.path)}?mode=ro", uri=True, isolation_level=None)
+    conn = sqlite3.connect(f"file:{urllib.parse.quote(store.path)}?mode=rw", uri=True, isolation_level=None)
     try:
         conn.execute("BEGIN")
         table = f'"{store.table_name}"'
@@ -889,10 +890,10 @@ class _CLIProgress:
         if not self.enabled or (self.shown and not final and now - self.last < 0.1):
             return
         rate = done / max(now - self.start, 1e-6)
+        self.last = now
+        self.shown = True  # before the write: a Ctrl-C may land right after it
         sys.stderr.write(f"\r{self.verb} {done:,} / {self.total:,} keys, {rate:,.0f} keys/s ")
         sys.stderr.flush()
-        self.last = now
-        self.shown = True
 
     def end(self) -> None:
         if self.shown:

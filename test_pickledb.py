@@ -3554,3 +3554,93 @@ def test_console_script_runs_the_command_line(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert orjson.loads((tmp_path / "a.json").read_bytes()) == {"k": [1]}
+
+
+class TerminalRun:
+    """`python -m pickledb ARGS` with stderr on a pseudo-terminal, as in an interactive shell."""
+
+    def __init__(self, *args: str) -> None:
+        master, slave = os.openpty()
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-W", "error", "-m", "pickledb", *args],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+        )
+        os.close(slave)
+        self.master = master
+        self.screen = b""
+
+    def read_until(self, text: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            assert time.monotonic() < deadline, self.screen
+            self.screen += os.read(self.master, 4096)
+
+    def finish(self) -> tuple[int, str, str]:
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read().decode()
+        self.proc.stdout.close()
+        status = self.proc.wait(timeout=60)
+        with contextlib.suppress(OSError):  # EIO: the terminal's other side is closed
+            while chunk := os.read(self.master, 4096):
+                self.screen += chunk
+        os.close(self.master)
+        return status, out, self.screen.decode().replace("\r\n", "\n")  # the terminal's newline
+
+
+def test_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
+    src = tmp_path / "src.sqlite3"
+    with PickleDBSQLite(src) as db:
+        db.set_many((f"k{i}", i) for i in range(5000))
+    (tmp_path / "in.json").write_bytes(orjson.dumps({f"k{i}": i for i in range(3000)}))
+
+    status, out, screen = TerminalRun("copy", str(src), str(tmp_path / "a.json"), "--batch", "1000").finish()
+    assert (status, out) == (0, f"copied 5000 keys from {src} to {tmp_path / 'a.json'}\n")
+    assert re.search(r"^(\rcopy [\d,]+ / 5,000 keys, [\d,]+ keys/s )+\r?\n$", screen), screen
+    assert "copy 5,000 / 5,000 keys" in screen
+    status, out, screen = TerminalRun("import", str(tmp_path / "b.db"), str(tmp_path / "in.json")).finish()
+    assert status == 0 and "import 3,000 / 3,000 keys" in screen
+
+    for args in [("copy", str(src), str(tmp_path / "c.json")), ("import", str(tmp_path / "c.db"), "-")]:
+        result = pickledb_cli(*args, input=(tmp_path / "in.json").read_text())
+        assert (result.returncode, result.stderr) == (0, "")
+    for args in [
+        ("copy", str(src), str(tmp_path / "d.json")),
+        ("import", str(tmp_path / "d.db"), str(tmp_path / "in.json")),
+    ]:
+        assert TerminalRun(*args, "--quiet").finish() == (0, "", "")
+
+
+@pytest.mark.parametrize("dst", ["dst.sqlite3", "dst.json"])
+def test_ctrl_c_during_a_large_copy_leaves_complete_batches(tmp_path: Path, dst: str) -> None:
+    src = tmp_path / "src.sqlite3"
+    with PickleDBSQLite(src) as db:
+        db.set_many((f"k{i:06}", {"n": i}) for i in range(200_000))
+    run = TerminalRun("copy", str(src), str(tmp_path / dst), "--batch", "1000")
+    run.read_until(b"copy ")  # the first batch is done
+    run.proc.send_signal(signal.SIGINT)
+    status, out, screen = run.finish()
+    assert (status, out) == (130, "")
+    message = screen.rpartition("\n")[0].rpartition("\n")[2]
+    assert message.startswith("pickledb: interrupted: ") and "Traceback" not in screen, screen
+    if dst.endswith(".json"):
+        assert message == "pickledb: interrupted: no key was written; the destination is as it was"
+        assert os.listdir(tmp_path) == ["src.sqlite3"]
+        return
+    found = re.fullmatch(
+        r"pickledb: interrupted: (\d+) of 200000 keys were written, in complete batches: "
+        r"the first \1 in source order, 'k000000' to '(k\d+)'; run again with --merge to finish",
+        message,
+    )
+    assert found, message
+    written = int(found[1])
+    assert 0 < written < 200_000 and written % 1000 == 0 and found[2] == f"k{written - 1:06}"
+    with PickleDBSQLite(tmp_path / dst) as db:
+        assert db.all() == [f"k{i:06}" for i in range(written)]
+        assert db.get(found[2]) == {"n": written - 1}
+    finish = pickledb_cli("copy", str(src), str(tmp_path / dst), "--merge")
+    assert (finish.returncode, finish.stderr) == (0, "")
+    with PickleDBSQLite(tmp_path / dst) as db:
+        assert len(db.all()) == 200_000
