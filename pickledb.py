@@ -830,8 +830,15 @@ def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
     """Return the number of pairs in `store` and an iterator over them in lists of up to `batch`."""
     if isinstance(store, PickleDBSQLite):
         return _cli_sqlite_pairs(store, batch)
+    if isinstance(store, PickleDB):  # in memory already: slices of its items
+        pairs = list(store._data.items())
+        return len(pairs), _cli_slices(pairs, batch)
     keys = store.all()
     return len(keys), _cli_fetch(store, keys, batch)
+
+
+def _cli_slices(pairs: list[tuple[str, Any]], batch: int) -> _CLIBatches:
+    return (pairs[start : start + batch] for start in range(0, len(pairs), batch))
 
 
 def _cli_fetch(store: Any, keys: list[str], batch: int) -> _CLIBatches:
@@ -1044,7 +1051,7 @@ def _cli_run(args: Any, stack: Any) -> int:
             raise _CLIError(f"{name} holds a JSON {_json_kind(data)}; import needs one JSON object")
         dst = _cli_open(args.store, stack, existing=False)
         pairs = list(data.items())
-        batches = (pairs[start : start + args.batch] for start in range(0, len(pairs), args.batch))
+        batches = _cli_slices(pairs, args.batch)
         progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
         stored = _cli_store_pairs(dst, len(pairs), batches, progress)
         if not args.quiet:
@@ -1175,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code if isinstance(exit.code, int) else 2
     conflict = globals().get("ConflictError")
     try:
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack, _PausedGC():  # a short run that builds many containers
             return _cli_run(args, stack)
     except _CLIError as err:
         message, status = str(err), err.status

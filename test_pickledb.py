@@ -3644,3 +3644,38 @@ def test_ctrl_c_during_a_large_copy_leaves_complete_batches(tmp_path: Path, dst:
     assert (finish.returncode, finish.stderr) == (0, "")
     with PickleDBSQLite(tmp_path / dst) as db:
         assert len(db.all()) == 200_000
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak memory from Linux's /proc")
+def test_copy_of_a_million_keys(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = 1_000_000
+    with PickleDBSQLite(tmp_path / "start.sqlite3") as db:
+        db.set_many((f"user:{i:07}", {"id": i, "name": f"user {i}", "tags": ["a", "b"]}) for i in range(count))
+    hops = [str(tmp_path / "start.sqlite3"), str(tmp_path / "a.json"), str(tmp_path / "b.db")]
+    with contextlib.suppress(pytest.skip.Exception):
+        hops.append(redis_address(request))
+    hops.append(str(tmp_path / "end.json"))
+    for src, dst in zip(hops[:-1], hops[1:], strict=True):
+        result = run_python(
+            f"""
+            import re, time, pickledb
+            start = time.perf_counter()
+            status = pickledb.main(["copy", {src!r}, {dst!r}, "--quiet"])
+            seconds = time.perf_counter() - start
+            with open("/proc/self/status") as status_file:  # this process's peak, unlike ru_maxrss
+                peak = re.search(r"VmHWM:\\s+(\\d+) kB", status_file.read())[1]
+            print(status, seconds, peak)
+            """,
+            timeout=600,
+        )
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        status, seconds, peak_kib = result.stdout.split()
+        assert status == "0"
+        names = f"{src.rpartition('/')[2]} -> {dst.rpartition('/')[2]}"
+        with capsys.disabled():
+            print(f"\ncopy of {count:,} keys, {names}: {float(seconds):.1f} s, peak RSS {int(peak_kib) >> 10} MiB")
+    end = orjson.loads((tmp_path / "end.json").read_bytes())
+    assert len(end) == count and end["user:0999999"] == {"id": 999999, "name": "user 999999", "tags": ["a", "b"]}
