@@ -3654,7 +3654,7 @@ def test_copy_of_a_million_keys(
     count = 1_000_000
     with PickleDBSQLite(tmp_path / "start.sqlite3") as db:
         db.set_many((f"user:{i:07}", {"id": i, "name": f"user {i}", "tags": ["a", "b"]}) for i in range(count))
-    hops = [str(tmp_path / "start.sqlite3"), str(tmp_path / "a.json"), str(tmp_path / "b.db")]
+    hops = [str(tmp_path / name) for name in ["start.sqlite3", "a.json", "b.db", "c.sqlite3"]]
     with contextlib.suppress(pytest.skip.Exception):
         hops.append(redis_address(request))
     hops.append(str(tmp_path / "end.json"))
