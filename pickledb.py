@@ -1029,7 +1029,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         if not _cli_write(store, lambda db: db.remove(args.key)):
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
     elif command == "dump":
-        total, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
+        _, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
         data = {key: value for pairs in batches for key, value in pairs}
         payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 if args.pretty else 0) + b"\n"
         if args.output is None:
