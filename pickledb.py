@@ -1141,40 +1141,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"pickledb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub = commands.add_parser("keys", help="print every key, one per line")
-    sub.add_argument("store", metavar="STORE")
-    sub.add_argument("--json", action="store_true", help="print one JSON array instead")
-    sub = commands.add_parser("get", help="print the value of KEY as JSON (exit 1 if missing)")
-    sub.add_argument("store", metavar="STORE")
-    sub.add_argument("key", metavar="KEY")
-    sub = commands.add_parser("set", help="store VALUE, parsed as JSON, under KEY")
-    sub.add_argument("store", metavar="STORE")
-    sub.add_argument("key", metavar="KEY")
-    sub.add_argument("value", metavar="VALUE")
-    sub.add_argument("--text", action="store_true", help="store VALUE as a string, without parsing it")
-    sub = commands.add_parser("remove", help="remove KEY (exit 1 if it did not exist)")
-    sub.add_argument("store", metavar="STORE")
-    sub.add_argument("key", metavar="KEY")
-    sub = commands.add_parser("dump", help="print the whole store as one JSON object")
-    sub.add_argument("store", metavar="STORE")
-    sub.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead")
-    sub.add_argument("--pretty", action="store_true", help="indent the JSON")
+
+    def command(name: str, text: str, *arguments: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
+        for argument in arguments:
+            sub.add_argument(argument.lower(), metavar=argument)
+        return sub
 
     def bulk(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
-        sub.add_argument("--batch", type=batch_size, default=_CLI_BATCH, metavar="N", help="pairs per set_many")
+        sub.add_argument(
+            "--batch",
+            type=batch_size,
+            default=_CLI_BATCH,
+            metavar="N",
+            help=f"pairs per set_many (default {_CLI_BATCH})",
+        )
 
-    sub = commands.add_parser("import", help="store every pair of one JSON object read from FILE (default: stdin)")
-    sub.add_argument("store", metavar="STORE")
+    command("keys", "print every key, one per line", "STORE").add_argument(
+        "--json", action="store_true", help="print one JSON array instead"
+    )
+    command("get", "print the value of KEY as JSON (exit 1 if missing)", "STORE", "KEY")
+    command("set", "store VALUE, parsed as JSON, under KEY", "STORE", "KEY", "VALUE").add_argument(
+        "--text", action="store_true", help="store VALUE as a string, without parsing it"
+    )
+    command("remove", "remove KEY (exit 1 if it did not exist)", "STORE", "KEY")
+    sub = command("dump", "print the whole store as one JSON object", "STORE")
+    sub.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead")
+    sub.add_argument("--pretty", action="store_true", help="indent the JSON")
+    sub = command("import", "store every pair of one JSON object read from FILE (default: stdin)", "STORE")
     sub.add_argument("file", metavar="FILE", nargs="?", default="-", help="a JSON file, or - for stdin")
     bulk(sub)
-    sub = commands.add_parser("copy", help="copy every pair of SRC into DST, then check that DST holds them")
-    sub.add_argument("src", metavar="SRC")
-    sub.add_argument("dst", metavar="DST")
-    sub.add_argument("--merge", action="store_true", help="copy into a DST that is not empty")
+    sub = command("copy", "copy every pair of SRC into DST, then check that DST holds them", "SRC", "DST")
+    sub.add_argument("--merge", action="store_true", help="copy into a DST that is not empty (keys of SRC overwrite)")
     bulk(sub)
-    sub = commands.add_parser("info", help="print the backend, the key count and the file size")
-    sub.add_argument("store", metavar="STORE")
+    command("info", "print the backend, the key count and the file size", "STORE")
 
     try:
         args = parser.parse_args(argv)
