@@ -3232,7 +3232,7 @@ def redis_address(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=["json", "sqlite", "redis"])
-def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store address of each backend; the store does not exist yet."""
     if request.param == "json":
         return str(tmp_path / "data.json")
@@ -3241,7 +3241,7 @@ def address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return redis_address(request)
 
 
-VALUES: dict[str, object] = {
+SAMPLE_VALUES: dict[str, object] = {
     "user:1": {"name": "Ann", "tags": ["a", "b"], "age": 41},
     "ünïcode ✓": "snow ☃",
     "nothing": None,
@@ -3252,48 +3252,51 @@ VALUES: dict[str, object] = {
 }
 
 
-def test_every_command_on_every_backend(address: str, tmp_path: Path) -> None:
+def test_every_command_on_every_backend(store_address: str, tmp_path: Path) -> None:
     def ok(*args: str, input: str | None = None) -> str:
         result = pickledb_cli(*args, input=input)
         assert (result.returncode, result.stderr) == (0, ""), args
         return result.stdout
 
-    assert ok("set", address, "user", '{"name": "Ann", "age": 41}') == ""
-    assert json.loads(ok("get", address, "user")) == {"name": "Ann", "age": 41}
-    ok("set", address, "note", "not JSON at all", "--text")
-    assert json.loads(ok("get", address, "note")) == "not JSON at all"
-    assert sorted(ok("keys", address).splitlines()) == ["note", "user"]
-    assert sorted(json.loads(ok("keys", address, "--json"))) == ["note", "user"]
+    assert ok("set", store_address, "user", '{"name": "Ann", "age": 41}') == ""
+    assert json.loads(ok("get", store_address, "user")) == {"name": "Ann", "age": 41}
+    ok("set", store_address, "note", "not JSON at all", "--text")
+    assert json.loads(ok("get", store_address, "note")) == "not JSON at all"
+    assert sorted(ok("keys", store_address).splitlines()) == ["note", "user"]
+    assert sorted(json.loads(ok("keys", store_address, "--json"))) == ["note", "user"]
 
-    shown = pickledb._cli_mask(address)  # a password in a Redis URL is never printed
-    assert ok("import", address, "-", input=json.dumps(VALUES)) == f"imported {len(VALUES)} keys into {shown}\n"
+    shown = pickledb._cli_mask(store_address)  # a password in a Redis URL is never printed
+    assert (
+        ok("import", store_address, "-", input=json.dumps(SAMPLE_VALUES))
+        == f"imported {len(SAMPLE_VALUES)} keys into {shown}\n"
+    )
     source = tmp_path / "more.json"
     source.write_text(json.dumps({"from_file": [1, 2]}))
-    ok("import", address, str(source), "--quiet")
-    expected = {"user": {"name": "Ann", "age": 41}, "note": "not JSON at all", **VALUES, "from_file": [1, 2]}
-    assert json.loads(ok("dump", address)) == expected
-    assert json.loads(ok("get", address, "ünïcode ✓")) == "snow ☃"
+    ok("import", store_address, str(source), "--quiet")
+    expected = {"user": {"name": "Ann", "age": 41}, "note": "not JSON at all", **SAMPLE_VALUES, "from_file": [1, 2]}
+    assert json.loads(ok("dump", store_address)) == expected
+    assert json.loads(ok("get", store_address, "ünïcode ✓")) == "snow ☃"
 
     dumped = tmp_path / "dump.json"
-    assert ok("dump", address, "--pretty", "-o", str(dumped)) == ""
+    assert ok("dump", store_address, "--pretty", "-o", str(dumped)) == ""
     assert dumped.read_text().startswith('{\n  "') and json.loads(dumped.read_text()) == expected
 
-    assert ok("remove", address, "note") == ""
-    missing = pickledb_cli("remove", address, "note")
+    assert ok("remove", store_address, "note") == ""
+    missing = pickledb_cli("remove", store_address, "note")
     assert missing.returncode == 1 and missing.stdout == ""
     one_line_error(missing.stderr, "'note'", "not found")
-    missing = pickledb_cli("get", address, "note")
+    missing = pickledb_cli("get", store_address, "note")
     assert missing.returncode == 1 and missing.stdout == ""
     one_line_error(missing.stderr, "'note'", "not found")
 
-    info = dict(line.split(": ", 1) for line in ok("info", address).splitlines())
+    info = dict(line.split(": ", 1) for line in ok("info", store_address).splitlines())
     assert info["keys"] == str(len(expected) - 1)
-    backend = pickledb._cli_address(address)[0]
+    backend = pickledb._cli_address(store_address)[0]
     assert info["backend"] == {"json": "PickleDB", "sqlite": "PickleDBSQLite", "redis": "PickleDBRedis"}[backend]
     if backend == "redis":
-        assert info["hash"] == address.rpartition("#")[2]
+        assert info["hash"] == store_address.rpartition("#")[2]
     else:
-        path = address.partition("#")[0]
+        path = store_address.partition("#")[0]
         assert info["file"] == path and info["file size"] == f"{os.path.getsize(path)} bytes"
         assert info.get("table", "things") == "things"
 
@@ -3301,14 +3304,14 @@ def test_every_command_on_every_backend(address: str, tmp_path: Path) -> None:
 def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     redis = redis_address(request)
     with PickleDB(tmp_path / "start.json") as db:
-        db.set_many(VALUES)
+        db.set_many(SAMPLE_VALUES)
     hops = [str(tmp_path / "start.json"), str(tmp_path / "app.sqlite3#users"), redis, str(tmp_path / "end.json")]
     for src, dst in zip(hops[:-1], hops[1:], strict=True):
         result = pickledb_cli("copy", src, dst)
         assert (result.returncode, result.stderr) == (0, "")
         shown = [pickledb._cli_mask(address) for address in (src, dst)]  # no password printed
-        assert result.stdout == f"copied {len(VALUES)} keys from {shown[0]} to {shown[1]}\n"
-    assert orjson.loads((tmp_path / "end.json").read_bytes()) == VALUES
+        assert result.stdout == f"copied {len(SAMPLE_VALUES)} keys from {shown[0]} to {shown[1]}\n"
+    assert orjson.loads((tmp_path / "end.json").read_bytes()) == SAMPLE_VALUES
 
 
 def test_copy_between_every_pair_of_backends(
@@ -3318,12 +3321,12 @@ def test_copy_between_every_pair_of_backends(
     with contextlib.suppress(pytest.skip.Exception):
         stores.append(redis_address(request))
     with PickleDB(stores[0]) as db:
-        db.set_many(VALUES)
+        db.set_many(SAMPLE_VALUES)
     for src, dst in zip(stores, [*stores[1:], str(tmp_path / "back.json")], strict=True):
         status, out, err = cli(capsys, "copy", src, dst)
-        assert (status, err) == (0, "") and out.startswith(f"copied {len(VALUES)} keys")
+        assert (status, err) == (0, "") and out.startswith(f"copied {len(SAMPLE_VALUES)} keys")
         status, out, err = cli(capsys, "dump", dst)
-        assert status == 0 and orjson.loads(out) == VALUES
+        assert status == 0 and orjson.loads(out) == SAMPLE_VALUES
 
 
 @pytest.mark.parametrize("kind", ["json", "sqlite"])
