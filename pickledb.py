@@ -774,15 +774,25 @@ def _cli_mask(url: str) -> str:
     return f"{scheme}{sep}{user_info.partition(':')[0]}:***@{host}"
 
 
-def _cli_sqlite_tables(path: str) -> list[str]:
-    """The tables of an existing SQLite file (which is only read: mode=rw does not create one)."""
+def _cli_sqlite_connect(path: str) -> Any:
+    """A plain sqlite3 connection to an existing file, for reading (mode=rw does not create one).
+
+    Not read-only: a read-only connection would leave the -wal and -shm files behind.
+    """
     import sqlite3
     import urllib.parse
+
+    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, isolation_level=None)
+
+
+def _cli_sqlite_tables(path: str) -> list[str]:
+    """The tables of an existing SQLite file."""
+    import sqlite3
 
     if not os.path.isfile(path):
         raise _CLIError(f"{path}: no such file")
     try:
-        conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True)
+        conn = _cli_sqlite_connect(path)
         try:
             return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         finally:
@@ -850,12 +860,8 @@ def _cli_fetch(store: Any, keys: list[str], batch: int) -> _CLIBatches:
 
 def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatches]:
     # One read transaction over a connection of its own: the count and the rows are
-    # one snapshot, streamed in key order without holding the table in memory. (A
-    # read-only connection would leave the -wal and -shm files behind.)
-    import sqlite3
-    import urllib.parse
-
-    conn = sqlite3.connect(f"file:{urllib.parse.quote(store.path)}?mode=rw", uri=True, isolation_level=None)
+    # one snapshot, streamed in key order without holding the table in memory.
+    conn = _cli_sqlite_connect(store.path)
     try:
         conn.execute("BEGIN")
         table = f'"{store.table_name}"'
