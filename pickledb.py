@@ -761,7 +761,7 @@ def _cli_address(text: str) -> tuple[str, str, str]:
         else:
             raise _CLIError(f"{text!r} is not a store address; use {_CLI_FORMS}")
     if not location or (named and not name):
-        raise _CLIError(f"{text!r} is not a store address; use {_CLI_FORMS}")
+        raise _CLIError(f"{_cli_mask(text)!r} is not a store address; use {_CLI_FORMS}")
     return kind, location, name or "kv"
 
 

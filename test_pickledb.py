@@ -3386,6 +3386,7 @@ CLI_ERRORS: list[tuple[str, Callable[[Path], None], list[str], int, list[str]]] 
     ),
     ("name after a JSON file", _files(), ["keys", "{d}/a.json#t"], 2, ["a JSON file holds one store", "#NAME"]),
     ("empty name", _files(), ["keys", "{d}/a.db#"], 2, ["'{d}/a.db#' is not a store address", "redis://"]),
+    ("empty hash name", _files(), ["keys", "redis://:pw@host/0#"], 2, ["'redis://:***@host/0#' is not a store"]),
     ("missing JSON file", _files(), ["keys", "{d}/a.json"], 2, ["{d}/a.json: no such file"]),
     ("missing SQLite file", _files(), ["dump", "sqlite:{d}/a"], 2, ["{d}/a: no such file"]),
     ("missing table", _sqlite_with_table, ["get", "{d}/a.db#users", "k"], 2, ["no table 'users'", "'t'", "a.db#TABLE"]),
