@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import platform
+import py_compile
 import random
 import re
 import shutil
@@ -66,6 +67,7 @@ SECTIONS = {
     "sqlite": "PickleDBSQLite bulk set_many, and set()/get() per op, sync and async",
     "rowid": "PickleDBSQLite's WITHOUT ROWID table against raw sqlite3 on a rowid table (the 2.0.0 and 1.x layout)",
     "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
+    "cli": "the command line: `pickledb copy` of an SQLite store into a new one; what its code adds to import",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -93,6 +95,8 @@ BASELINES = {
     "rowid bulk": "sqlite3, same pragmas, a rowid table (key TEXT PRIMARY KEY, value BLOB NOT NULL): bulk upsert",
     "rowid get": "sqlite3, same pragmas, that rowid table: SELECT value + orjson.loads",
     "rowid size": "the size of that rowid file after the same bulk insert (WAL checkpointed at close)",
+    "cli copy": "sqlite3: SELECT every row, orjson.loads + dumps each value, executemany in 10k-row transactions",
+    "cli import": "a fresh child importing the same pickledb.py without its command-line section (both from .pyc)",
 }
 
 TARGETS = {
@@ -116,6 +120,8 @@ TARGETS = {
     "rowid bulk": 1.0,
     "rowid get": 1.15,
     "rowid size": 0.9,
+    "cli copy": 1.5,
+    "cli import": 1.05,
 }
 
 
@@ -385,6 +391,34 @@ class RawSQLite:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def raw_sqlite_copy(src: str, dst: str, batch: int = 10_000) -> None:
+    """The baseline of `pickledb copy SRC.sqlite3 DST.sqlite3`: every row, decoded and re-encoded."""
+    reader = sqlite3.connect(src, isolation_level=None)
+    writer = RawSQLite(dst)
+    try:
+        cursor = reader.execute("SELECT key, value FROM kv ORDER BY key")
+        while rows := cursor.fetchmany(batch):
+            writer.set_many((key, orjson.loads(value)) for key, value in rows)
+    finally:
+        reader.close()
+        writer.close()
+
+
+IMPORT_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+start = time.perf_counter()
+import pickledb
+print(time.perf_counter() - start)
+"""
+
+
+def import_seconds(directory: str) -> float:
+    """Seconds a fresh child takes to import the pickledb.py in `directory`."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_CHILD, directory], capture_output=True, text=True, check=True)
+    return float(done.stdout)
 
 
 class RawAioSQLite:
@@ -831,6 +865,8 @@ class Bench:
                 self.rowid_block(kind)
         if self.has("scale"):
             self.scale_rows()
+        if self.has("cli"):
+            self.cli_block()
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1347,8 +1383,73 @@ class Bench:
                 phase = f"scale: {what}() per entry, {human_count(big_n)} vs {human_count(small_n)} [{kind}]"
                 self.rows.append(Row("scale", phase, "scale", "entry", {}, TARGETS["scale"], values=values))
 
+    # --- command line -------------------------------------------------------------
 
-# --- command line -------------------------------------------------------------
+    def cli_block(self) -> None:
+        self.cli_copy_phase()
+        self.cli_import_phase()
+
+    def cli_copy_phase(self) -> None:
+        n = self.cfg.sqlite_bulk
+        src = self.path("cli-src.sqlite3")
+        with pickledb.PickleDBSQLite(src) as db:
+            db.set_many(make_pairs("nested", n))
+        made: list[str] = []
+
+        def fresh() -> str:
+            for path in made:  # one destination at a time on disk
+                remove_sqlite_files(path)
+            made.append(self.path(f"cli-dst-{len(made)}.sqlite3"))
+            return made[-1]
+
+        def copy_with(main: Callable[[list[str]], int]) -> Sampler:
+            def sample() -> float:
+                args = ["copy", src, fresh(), "--quiet"]
+                start = perf_counter()
+                status = main(args)
+                seconds = perf_counter() - start
+                if status != 0:
+                    raise RuntimeError(f"pickledb copy exited with status {status}")
+                return seconds
+
+            return sample
+
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: copy_with(pickledb.main),
+            BASELINE: lambda: timed(raw_sqlite_copy, src, fresh()),
+        }
+        if self.other is not None:
+            other_main = getattr(self.other, "main", None)
+            samplers[OTHER] = copy_with(other_main) if callable(other_main) else "no command line in this version"
+        try:
+            self.record(
+                "cli",
+                f"pickledb copy of {human_count(n)} keys, SQLite -> SQLite [nested]",
+                "cli copy",
+                "total",
+                samplers,
+            )
+        finally:
+            for path in [*made, src]:
+                remove_sqlite_files(path)
+
+    def cli_import_phase(self) -> None:
+        with open(pickledb.__file__, encoding="utf-8") as file:
+            source = file.read()
+        head, banner, _ = source.partition("\n\n# --- command line ---")
+        directories = {PICKLEDB: self.path("import-with-cli"), BASELINE: self.path("import-without-cli")}
+        for who, text in ((PICKLEDB, source), (BASELINE, head + "\n")):
+            os.makedirs(directories[who], exist_ok=True)
+            path = os.path.join(directories[who], "pickledb.py")
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
+            py_compile.compile(path, doraise=True)  # the .pyc an installed package has, whatever the environment
+        samplers: dict[str, Sampler | str] = {
+            who: functools.partial(import_seconds, directory) for who, directory in directories.items()
+        }
+        if not banner:
+            samplers = {who: "no command-line section in pickledb.py" for who in directories}
+        self.record("cli", "import pickledb in a fresh process", "cli import", "total", samplers)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -19,7 +19,7 @@ import time
 import types
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import orjson
@@ -757,3 +757,508 @@ class PickleDBSQLite:
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         await self.close()
+
+
+# --- command line -------------------------------------------------------------
+#
+# `pickledb COMMAND ...` (the console script) and `python -m pickledb COMMAND ...`:
+# look inside any store, edit it, dump it, and copy it between backends. The
+# standard library only; argparse is imported by main(), never by `import
+# pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command could
+# not do what was asked (usage, bad input, a store it cannot use, a refused
+# copy, a file changed by another writer), 130 interrupted by Ctrl-C.
+
+_CLI_FORMS = (
+    "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
+    "redis://..., rediss://... or unix://... (PickleDBRedis); end an SQLite or Redis address "
+    "with #NAME to pick the table or hash (default kv)"
+)
+_CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+_CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_CLI_BATCH = 10_000
+_CLIBatches = Iterator[list[tuple[str, Any]]]  # the pairs of a store, in lists for set_many
+
+
+class _CLIError(Exception):
+    """A one-line answer of the command line, with its exit status."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _cli_address(text: str) -> tuple[str, str, str]:
+    """Return (backend, location, name) of a store address; backend is json, sqlite or redis."""
+    lowered = text.lower()
+    named = False
+    if lowered.startswith(_CLI_REDIS_SCHEMES):
+        kind = "redis"
+        location, hash_sign, name = text.partition("#")  # a URL cannot hold a bare '#'
+        named = bool(hash_sign)
+    else:
+        location, name = (text[7:], "") if lowered.startswith("sqlite:") else (text, "")
+        if "#" in location and not location.lower().endswith((".json", *_CLI_SQLITE_SUFFIXES)):
+            location, _, name = location.rpartition("#")
+            named = True
+        if lowered.startswith("sqlite:") or location.lower().endswith(_CLI_SQLITE_SUFFIXES):
+            kind = "sqlite"
+        elif location.lower().endswith(".json") and not named:
+            kind = "json"
+        elif location.lower().endswith(".json"):
+            raise _CLIError(f"{text!r}: a JSON file holds one store; #NAME picks an SQLite table or a Redis hash")
+        else:
+            raise _CLIError(f"{text!r} is not a store address; use {_CLI_FORMS}")
+    if not location or (named and not name):
+        raise _CLIError(f"{_cli_mask(text)!r} is not a store address; use {_CLI_FORMS}")
+    return kind, location, name or "kv"
+
+
+def _cli_mask(url: str) -> str:
+    """The URL with its password, if any, replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    user_info, at, host = rest.rpartition("@")
+    if not at or ":" not in user_info:
+        return url
+    return f"{scheme}{sep}{user_info.partition(':')[0]}:***@{host}"
+
+
+def _cli_sqlite_connect(path: str) -> Any:
+    """A plain sqlite3 connection to an existing file, for reading (mode=rw does not create one).
+
+    Not read-only: a read-only connection would leave the -wal and -shm files behind.
+    """
+    import sqlite3
+    import urllib.parse
+
+    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, isolation_level=None)
+
+
+def _cli_sqlite_tables(path: str) -> list[str]:
+    """The tables of an existing SQLite file."""
+    import sqlite3
+
+    if not os.path.isfile(path):
+        raise _CLIError(f"{path}: no such file")
+    try:
+        conn = _cli_sqlite_connect(path)
+        try:
+            return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
+
+
+def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
+    """Open the store at `address`; a JSON store comes loaded.
+
+    With existing=True (commands that read, and remove) a missing file or
+    SQLite table is an error instead of a new, empty store.
+    """
+    kind, location, name = _cli_address(address)
+    if kind == "json":
+        path = _path_of(location, "STORE", "data.json")
+        if existing and not os.path.isfile(path):
+            raise _CLIError(f"{path}: no such file")
+        try:
+            with open(path, "rb") as file:
+                pretty = file.read(2) == b"{\n"  # keep an indented file indented
+        except FileNotFoundError:
+            pretty = False
+        db = PickleDB(path, pretty=pretty)
+        db.load()
+        return db
+    if kind == "sqlite":
+        path = _path_of(location, "STORE", "data.json")
+        if existing and name not in (tables := _cli_sqlite_tables(path)):
+            listed = ", ".join(repr(table) for table in tables) or "none"
+            base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
+            raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
+        return stack.enter_context(PickleDBSQLite(path, name))
+    redis_class = globals().get("PickleDBRedis")
+    if redis_class is None:
+        raise _CLIError(
+            f"{_cli_mask(location)}: Redis stores are not available in this pickledb.py ({__version__}); "
+            "upgrade pickledb to a version that has PickleDBRedis"
+        )
+    return stack.enter_context(redis_class(location, name))
+
+
+def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
+    """Return the number of pairs in `store` and an iterator over them in lists of up to `batch`."""
+    if isinstance(store, PickleDBSQLite):
+        return _cli_sqlite_pairs(store, batch)
+    if isinstance(store, PickleDB):  # in memory already: slices of its items
+        pairs = list(store._data.items())
+        return len(pairs), _cli_slices(pairs, batch)
+    keys = store.all()
+    return len(keys), _cli_fetch(store, keys, batch)
+
+
+def _cli_slices(pairs: list[tuple[str, Any]], batch: int) -> _CLIBatches:
+    return (pairs[start : start + batch] for start in range(0, len(pairs), batch))
+
+
+def _cli_fetch(store: Any, keys: list[str], batch: int) -> _CLIBatches:
+    gone = object()  # a key another writer removed meanwhile is skipped
+    for start in range(0, len(keys), batch):
+        pairs = [(key, store.get(key, gone)) for key in keys[start : start + batch]]
+        yield [pair for pair in pairs if pair[1] is not gone]
+
+
+def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatches]:
+    # One read transaction over a connection of its own: the count and the rows are
+    # one snapshot, streamed in key order without holding the table in memory.
+    conn = _cli_sqlite_connect(store.path)
+    try:
+        conn.execute("BEGIN")
+        table = f'"{store.table_name}"'
+        total: int = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        cursor = conn.execute(f"SELECT key, value FROM {table} ORDER BY key")
+    except BaseException:
+        conn.close()
+        raise
+
+    def batches() -> _CLIBatches:
+        try:
+            while rows := cursor.fetchmany(batch):
+                yield [(key, _cli_decode(store.path, key, value)) for key, value in rows]
+        finally:
+            conn.close()
+
+    return total, batches()
+
+
+def _cli_decode(path: str, key: str, value: bytes) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"{path}: the value of key {_short(key)} is not valid JSON ({err})") from None
+
+
+class _CLIProgress:
+    """`verb done / total keys, rate` on one stderr line, redrawn at most ten times a second."""
+
+    def __init__(self, verb: str, total: int, enabled: bool) -> None:
+        self.verb = verb
+        self.total = total
+        self.enabled = enabled
+        self.start = self.last = time.monotonic()
+        self.shown = False
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (self.shown and not final and now - self.last < 0.1):
+            return
+        rate = done / max(now - self.start, 1e-6)
+        self.last = now
+        self.shown = True  # before the write: a Ctrl-C may land right after it
+        sys.stderr.write(f"\r{self.verb} {done:,} / {self.total:,} keys, {rate:,.0f} keys/s ")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class _CLIHoldInterrupt:
+    """Hold Ctrl-C while a write runs, so that it lands between writes, never inside one.
+
+    When the write is done, a held Ctrl-C is raised as KeyboardInterrupt, or
+    dropped with reraise=False (the command's last step: it is finished, not
+    cut). A second Ctrl-C during the write raises at once.
+    """
+
+    def __init__(self, *, reraise: bool = True) -> None:
+        self.reraise = reraise
+
+    def __enter__(self) -> _CLIHoldInterrupt:
+        import signal
+
+        self.caught = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: object) -> None:
+        if self.caught:
+            raise KeyboardInterrupt
+        self.caught = True
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.caught and self.reraise and exc_type is None:
+            raise KeyboardInterrupt
+
+
+def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIProgress) -> list[str]:
+    """Store every pair into `dst` with set_many, batch by batch; return the keys stored.
+
+    A JSON store is changed in memory and saved once at the end. Ctrl-C
+    stops between batches and raises _CLIError saying what `dst` holds.
+    """
+    stored: list[str] = []
+    written = 0  # how many of `stored` are in the store, not only in memory
+    in_memory = isinstance(dst, PickleDB)
+    try:
+        for pairs in batches:
+            if in_memory:
+                dst.set_many(pairs)
+                stored.extend(key for key, _ in pairs)
+            else:
+                with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
+                    dst.set_many(pairs)
+                    stored.extend(key for key, _ in pairs)
+                    written = len(stored)
+            progress.update(len(stored))
+        if in_memory:
+            with _CLIHoldInterrupt():
+                dst.save()
+                written = len(stored)
+        progress.update(len(stored), final=True)
+    except KeyboardInterrupt:
+        progress.end()
+        if not written:
+            raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
+        raise _CLIError(
+            f"interrupted: {written} of {total} keys were written, in complete batches: "
+            f"the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
+            "run again with --merge to finish",
+            130,
+        ) from None
+    progress.end()
+    return stored
+
+
+def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
+    """Apply `change` to the store, then save a JSON store, unless `change` returned False.
+
+    Ctrl-C meanwhile does not cut it: the write is the command's last step.
+    """
+    with _CLIHoldInterrupt(reraise=False):
+        result = change(dst)
+        if isinstance(dst, PickleDB) and result is not False:
+            dst.save()
+    return result
+
+
+def _cli_out(data: bytes) -> None:
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    view = memoryview(data)
+    while view:  # a large write into a pipe its reader closed can return short instead of raising
+        view = view[out.write(view) :]
+    out.flush()
+
+
+def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as err:
+        raise _CLIError(f"{what} is not valid JSON ({err}){hint}") from None
+
+
+def _cli_run(args: Any, stack: Any) -> int:
+    command = args.command
+    if command == "keys":
+        keys = _cli_open(args.store, stack, existing=True).all()
+        _cli_out(orjson.dumps(keys) + b"\n" if args.json else b"".join(key.encode() + b"\n" for key in keys))
+    elif command == "get":
+        store = _cli_open(args.store, stack, existing=True)
+        gone = object()
+        value = store.get(args.key, gone)
+        if value is gone:
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
+        _cli_out(orjson.dumps(value) + b"\n")
+    elif command == "set":
+        value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
+        _cli_write(_cli_open(args.store, stack, existing=False), lambda db: db.set(args.key, value))
+    elif command == "remove":
+        store = _cli_open(args.store, stack, existing=True)
+        if not _cli_write(store, lambda db: db.remove(args.key)):
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
+    elif command == "dump":
+        _, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
+        data = {key: value for pairs in batches for key, value in pairs}
+        payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 if args.pretty else 0) + b"\n"
+        if args.output is None:
+            _cli_out(payload)
+        else:
+            _atomic_write(_path_of(args.output, "-o", "dump.json"), payload)
+    elif command == "import":
+        name = "<stdin>" if args.file == "-" else args.file
+        try:
+            if args.file == "-":
+                raw = sys.stdin.buffer.read()
+            else:
+                with open(args.file, "rb") as file:
+                    raw = file.read()
+        except OSError as err:
+            raise _CLIError(f"cannot read {name}: {err.strerror or err}") from None
+        data = _cli_json_arg(raw, name)
+        if type(data) is not dict:
+            raise _CLIError(f"{name} holds a JSON {_json_kind(data)}; import needs one JSON object")
+        dst = _cli_open(args.store, stack, existing=False)
+        pairs = list(data.items())
+        batches = _cli_slices(pairs, args.batch)
+        progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
+        stored = _cli_store_pairs(dst, len(pairs), batches, progress)
+        if not args.quiet:
+            print(f"imported {len(stored)} keys into {_cli_mask(args.store)}")
+    elif command == "copy":
+        return _cli_copy(args, stack)
+    else:  # info
+        store = _cli_open(args.store, stack, existing=True)
+        kind, location, name = _cli_address(args.store)
+        lines = [f"backend: {type(store).__name__}"]
+        if kind == "redis":
+            lines += [f"url: {_cli_mask(location)}", f"hash: {name}"]
+        else:
+            path = store.location if kind == "json" else store.path
+            lines.append(f"file: {path}")
+            if kind == "sqlite":
+                lines.append(f"table: {name}")
+        lines.append(f"keys: {len(store.all())}")
+        if kind != "redis":
+            lines.append(f"file size: {os.path.getsize(path)} bytes")
+            if kind == "sqlite" and os.path.isfile(path + "-wal") and (wal := os.path.getsize(path + "-wal")):
+                lines.append(f"write-ahead log: {wal} bytes")
+        print("\n".join(lines))
+    return 0
+
+
+def _cli_copy(args: Any, stack: Any) -> int:
+    def identity(address: str) -> tuple[str, str, str]:
+        kind, location, name = _cli_address(address)
+        return kind, location if kind == "redis" else os.path.realpath(_path_of(location, "STORE", "data.json")), name
+
+    if identity(args.src) == identity(args.dst):
+        raise _CLIError(f"{_cli_mask(args.src)} and {_cli_mask(args.dst)} are the same store")
+    total, batches = _cli_pairs(_cli_open(args.src, stack, existing=True), args.batch)
+    dst = _cli_open(args.dst, stack, existing=False)
+    held = len(dst.all())
+    if held and not args.merge:
+        raise _CLIError(
+            f"{_cli_mask(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
+            "pass --merge to copy into it (keys of the source overwrite)"
+        )
+    progress = _CLIProgress("copy", total, sys.stderr.isatty() and not args.quiet)
+    stored = _cli_store_pairs(dst, total, batches, progress)
+    if isinstance(dst, PickleDB):  # check what the file holds, not what is in memory
+        dst = None  # drop the data in memory before the file is read again
+        dst = _cli_open(args.dst, stack, existing=True)
+    present = set(dst.all())
+    missing = [key for key in stored if key not in present]
+    if missing:
+        raise _CLIError(
+            f"{_cli_mask(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
+            f"(first: {_short(missing[0])}); another writer may have removed them"
+        )
+    if not args.quiet:
+        print(f"copied {len(stored)} keys from {_cli_mask(args.src)} to {_cli_mask(args.dst)}")
+    return 0
+
+
+def _cli_handled() -> tuple[type[BaseException], ...]:
+    """The errors that are answered with one line on stderr instead of a traceback."""
+    handled: list[Any] = [OSError, ValueError, TypeError, ImportError]
+    for module, name in (("sqlite3", "Error"), ("redis", "RedisError")):
+        found = getattr(sys.modules.get(module), name, None)
+        if isinstance(found, type):
+            handled.append(found)
+    return tuple(handled)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `pickledb` command line with `argv` (default sys.argv[1:]); return the exit status."""
+    import argparse
+    import contextlib
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # one line, no usage text
+            self.exit(2, f"pickledb: error: {message} (see {self.prog} --help)\n")
+
+    def batch_size(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"invalid batch size {text!r}: use a whole number of at least 1")
+        return int(text)
+
+    parser = Parser(
+        prog="pickledb",
+        description="Look inside a pickledb store, edit it, dump it, or copy it to another backend.",
+        epilog=f"STORE is one of: {_CLI_FORMS}. Exit status: 0 done, 1 not found, 2 error, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"pickledb {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, *arguments: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
+        for argument in arguments:
+            sub.add_argument(argument.lower(), metavar=argument)
+        return sub
+
+    def bulk(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
+        sub.add_argument(
+            "--batch",
+            type=batch_size,
+            default=_CLI_BATCH,
+            metavar="N",
+            help=f"pairs per set_many (default {_CLI_BATCH})",
+        )
+
+    command("keys", "print every key, one per line", "STORE").add_argument(
+        "--json", action="store_true", help="print one JSON array instead"
+    )
+    command("get", "print the value of KEY as JSON (exit 1 if missing)", "STORE", "KEY")
+    command("set", "store VALUE, parsed as JSON, under KEY", "STORE", "KEY", "VALUE").add_argument(
+        "--text", action="store_true", help="store VALUE as a string, without parsing it"
+    )
+    command("remove", "remove KEY (exit 1 if it did not exist)", "STORE", "KEY")
+    sub = command("dump", "print the whole store as one JSON object", "STORE")
+    sub.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead")
+    sub.add_argument("--pretty", action="store_true", help="indent the JSON")
+    sub = command("import", "store every pair of one JSON object read from FILE (default: stdin)", "STORE")
+    sub.add_argument("file", metavar="FILE", nargs="?", default="-", help="a JSON file, or - for stdin")
+    bulk(sub)
+    sub = command("copy", "copy every pair of SRC into DST, then check that DST holds them", "SRC", "DST")
+    sub.add_argument("--merge", action="store_true", help="copy into a DST that is not empty (keys of SRC overwrite)")
+    bulk(sub)
+    command("info", "print the backend, the key count and the file size", "STORE")
+
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 2
+    conflict = globals().get("ConflictError")
+    try:
+        with contextlib.ExitStack() as stack, _PausedGC():  # a short run that builds many containers
+            return _cli_run(args, stack)
+    except _CLIError as err:
+        message, status = str(err), err.status
+    except KeyboardInterrupt:
+        message, status = "interrupted", 130
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as err:
+        if isinstance(conflict, type) and isinstance(err, conflict):
+            path = getattr(err, "path", "the file")
+            message = f"{path} was changed by another writer while this command ran; nothing was written: run it again"
+        elif isinstance(err, _cli_handled()):
+            message = str(err) or type(err).__name__
+        else:
+            raise
+        status = 2
+    sys.stderr.write(f"pickledb: {' '.join(message.split())}\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -3425,3 +3426,505 @@ def test_help_of_the_module_shows_no_private_name() -> None:
     text = pydoc.render_doc(pickledb, renderer=pydoc.plaintext)
     private = sorted(set(re.findall(r"(?<![\w.])_[A-Za-z]\w*", text)))
     assert private == []
+
+
+# --- command line -------------------------------------------------------------
+
+
+def pickledb_cli(
+    *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m pickledb ARGS` in a fresh interpreter, as a user would."""
+    env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "pickledb", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the command line in this process; return (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = pickledb.main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(err: str, *parts: str) -> None:
+    """`err` is one line naming the problem, with no traceback."""
+    assert err.startswith("pickledb: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in err, (part, err)
+
+
+def redis_address(request: pytest.FixtureRequest) -> str:
+    """The address of a new, empty hash on a running Redis server, or a skip saying what is missing."""
+    if not hasattr(pickledb, "PickleDBRedis"):
+        pytest.skip("this pickledb.py has no PickleDBRedis")
+    try:
+        url = request.getfixturevalue("redis_url")
+    except pytest.FixtureLookupError:
+        pytest.skip("no redis_url fixture: no Redis server for the tests")
+    return f"{url}#cli_{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=["json", "sqlite", "redis"])
+def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store address of each backend; the store does not exist yet."""
+    if request.param == "json":
+        return str(tmp_path / "data.json")
+    if request.param == "sqlite":
+        return str(tmp_path / "data.sqlite3") + "#things"
+    return redis_address(request)
+
+
+SAMPLE_VALUES: dict[str, object] = {
+    "user:1": {"name": "Ann", "tags": ["a", "b"], "age": 41},
+    "ünïcode ✓": "snow ☃",
+    "nothing": None,
+    "big": 2**63 - 1,
+    "pi": 3.25,
+    "list": [1, [2, [3]], {"x": False}],
+    "": "empty key",
+}
+
+
+def test_every_command_on_every_backend(store_address: str, tmp_path: Path) -> None:
+    def ok(*args: str, input: str | None = None) -> str:
+        result = pickledb_cli(*args, input=input)
+        assert (result.returncode, result.stderr) == (0, ""), args
+        return result.stdout
+
+    assert ok("set", store_address, "user", '{"name": "Ann", "age": 41}') == ""
+    assert json.loads(ok("get", store_address, "user")) == {"name": "Ann", "age": 41}
+    ok("set", store_address, "note", "not JSON at all", "--text")
+    assert json.loads(ok("get", store_address, "note")) == "not JSON at all"
+    assert sorted(ok("keys", store_address).splitlines()) == ["note", "user"]
+    assert sorted(json.loads(ok("keys", store_address, "--json"))) == ["note", "user"]
+
+    shown = pickledb._cli_mask(store_address)  # a password in a Redis URL is never printed
+    assert (
+        ok("import", store_address, "-", input=json.dumps(SAMPLE_VALUES))
+        == f"imported {len(SAMPLE_VALUES)} keys into {shown}\n"
+    )
+    source = tmp_path / "more.json"
+    source.write_text(json.dumps({"from_file": [1, 2]}))
+    ok("import", store_address, str(source), "--quiet")
+    expected = {"user": {"name": "Ann", "age": 41}, "note": "not JSON at all", **SAMPLE_VALUES, "from_file": [1, 2]}
+    assert json.loads(ok("dump", store_address)) == expected
+    assert json.loads(ok("get", store_address, "ünïcode ✓")) == "snow ☃"
+
+    dumped = tmp_path / "dump.json"
+    assert ok("dump", store_address, "--pretty", "-o", str(dumped)) == ""
+    assert dumped.read_text().startswith('{\n  "') and json.loads(dumped.read_text()) == expected
+
+    assert ok("remove", store_address, "note") == ""
+    missing = pickledb_cli("remove", store_address, "note")
+    assert missing.returncode == 1 and missing.stdout == ""
+    one_line_error(missing.stderr, "'note'", "not found")
+    missing = pickledb_cli("get", store_address, "note")
+    assert missing.returncode == 1 and missing.stdout == ""
+    one_line_error(missing.stderr, "'note'", "not found")
+
+    info = dict(line.split(": ", 1) for line in ok("info", store_address).splitlines())
+    assert info["keys"] == str(len(expected) - 1)
+    backend = pickledb._cli_address(store_address)[0]
+    assert info["backend"] == {"json": "PickleDB", "sqlite": "PickleDBSQLite", "redis": "PickleDBRedis"}[backend]
+    if backend == "redis":
+        assert info["hash"] == store_address.rpartition("#")[2]
+    else:
+        path = store_address.partition("#")[0]
+        assert info["file"] == path and info["file size"] == f"{os.path.getsize(path)} bytes"
+        assert info.get("table", "things") == "things"
+
+
+def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    redis = redis_address(request)
+    with PickleDB(tmp_path / "start.json") as db:
+        db.set_many(SAMPLE_VALUES)
+    hops = [str(tmp_path / "start.json"), str(tmp_path / "app.sqlite3#users"), redis, str(tmp_path / "end.json")]
+    for src, dst in zip(hops[:-1], hops[1:], strict=True):
+        result = pickledb_cli("copy", src, dst)
+        assert (result.returncode, result.stderr) == (0, "")
+        shown = [pickledb._cli_mask(address) for address in (src, dst)]  # no password printed
+        assert result.stdout == f"copied {len(SAMPLE_VALUES)} keys from {shown[0]} to {shown[1]}\n"
+    assert orjson.loads((tmp_path / "end.json").read_bytes()) == SAMPLE_VALUES
+
+
+def test_copy_between_every_pair_of_backends(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stores = [str(tmp_path / "a.json"), str(tmp_path / "b.db"), "sqlite:" + str(tmp_path / "c.data#t")]
+    with contextlib.suppress(pytest.skip.Exception):
+        stores.append(redis_address(request))
+    with PickleDB(stores[0]) as db:
+        db.set_many(SAMPLE_VALUES)
+    for src, dst in zip(stores, [*stores[1:], str(tmp_path / "back.json")], strict=True):
+        status, out, err = cli(capsys, "copy", src, dst)
+        assert (status, err) == (0, "") and out.startswith(f"copied {len(SAMPLE_VALUES)} keys")
+        status, out, err = cli(capsys, "dump", dst)
+        assert status == 0 and orjson.loads(out) == SAMPLE_VALUES
+
+
+@pytest.mark.parametrize("kind", ["json", "sqlite"])
+def test_copy_refuses_a_store_that_is_not_empty_unless_merge(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = str(tmp_path / "src.json"), str(tmp_path / f"dst.{kind}")
+    with PickleDB(src) as db:
+        db.set_many({"a": 1, "b": 2})
+    assert cli(capsys, "set", dst, "b", "0")[0] == 0
+    assert cli(capsys, "set", dst, "c", "3")[0] == 0
+    before = Path(dst).read_bytes()
+    status, out, err = cli(capsys, "copy", src, dst)
+    assert (status, out) == (2, "")
+    one_line_error(err, dst, "already holds 2 keys", "--merge")
+    assert Path(dst).read_bytes() == before
+    status, out, err = cli(capsys, "copy", src, dst, "--merge")
+    assert (status, out, err) == (0, f"copied 2 keys from {src} to {dst}\n", "")
+    assert orjson.loads(cli(capsys, "dump", dst)[1]) == {"a": 1, "b": 2, "c": 3}
+    assert orjson.loads(Path(src).read_bytes()) == {"a": 1, "b": 2}  # the source is never changed
+
+
+def test_copy_refuses_a_store_onto_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    for src, dst in [
+        (f"{tmp_path}/a.json", f"{tmp_path}/./a.json"),
+        (f"{tmp_path}/x.db", f"sqlite:{tmp_path}/x.db#kv"),
+    ]:
+        status, out, err = cli(capsys, "copy", src, dst)
+        assert (status, out) == (2, "")
+        one_line_error(err, "are the same store")
+    assert (tmp_path / "a.json").read_text() == '{"a": 1}' and not (tmp_path / "x.db").exists()
+
+
+def _sqlite_with_table(directory: Path) -> None:
+    with PickleDBSQLite(directory / "a.db", "t") as db:
+        db.set("k", 1)
+
+
+def _files(**files: bytes) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        for name, content in files.items():
+            (directory / name).parent.mkdir(exist_ok=True)
+            (directory / name).write_bytes(content)
+
+    return make
+
+
+# (what goes wrong, the files there are, the command, its exit status, what the message names)
+CLI_ERRORS: list[tuple[str, Callable[[Path], None], list[str], int, list[str]]] = [
+    (
+        "unknown address form",
+        _files(),
+        ["keys", "{d}/a.txt"],
+        2,
+        ["'{d}/a.txt' is not a store", ".json", "sqlite:PATH"],
+    ),
+    ("name after a JSON file", _files(), ["keys", "{d}/a.json#t"], 2, ["a JSON file holds one store", "#NAME"]),
+    ("empty name", _files(), ["keys", "{d}/a.db#"], 2, ["'{d}/a.db#' is not a store address", "redis://"]),
+    ("empty hash name", _files(), ["keys", "redis://:pw@host/0#"], 2, ["'redis://:***@host/0#' is not a store"]),
+    ("missing JSON file", _files(), ["keys", "{d}/a.json"], 2, ["{d}/a.json: no such file"]),
+    ("missing SQLite file", _files(), ["dump", "sqlite:{d}/a"], 2, ["{d}/a: no such file"]),
+    ("missing table", _sqlite_with_table, ["get", "{d}/a.db#users", "k"], 2, ["no table 'users'", "'t'", "a.db#TABLE"]),
+    (
+        "corrupt JSON file",
+        _files(**{"a.json": b"{no"}),
+        ["get", "{d}/a.json", "k"],
+        2,
+        ["{d}/a.json", "not valid JSON"],
+    ),
+    ("JSON file holding an array", _files(**{"a.json": b"[1]"}), ["set", "{d}/a.json", "k", "1"], 2, ["JSON array"]),
+    ("not an SQLite file", _files(**{"a.db": b"plain text " * 99}), ["keys", "{d}/a.db"], 2, ["{d}/a.db is not"]),
+    ("directory as JSON file", _files(**{"a.json/x": b""}), ["set", "{d}/a.json", "k", "1"], 2, ["{d}/a.json"]),
+    ("invalid JSON in VALUE", _files(), ["set", "{d}/a.json", "k", "{bad"], 2, ["VALUE is not valid JSON", "--text"]),
+    ("invalid JSON to import", _files(**{"in": b'{"a": '}), ["import", "{d}/a.db", "{d}/in"], 2, ["{d}/in is not"]),
+    (
+        "array to import",
+        _files(**{"in": b"[1, 2]"}),
+        ["import", "{d}/a.db", "{d}/in"],
+        2,
+        ["{d}/in holds a JSON array"],
+    ),
+    ("missing file to import", _files(), ["import", "{d}/a.json", "{d}/in"], 2, ["cannot read {d}/in"]),
+    ("missing key", _files(**{"a.json": b'{"a": 1}'}), ["get", "{d}/a.json", "b"], 1, ["key 'b' not found in {d}/a"]),
+    (
+        "removing a missing key",
+        _sqlite_with_table,
+        ["remove", "{d}/a.db#t", "b"],
+        1,
+        ["key 'b' not found in {d}/a.db#t"],
+    ),
+    ("no command", _files(), [], 2, ["error:", "COMMAND", "--help"]),
+    ("unknown command", _files(), ["list", "{d}/a.json"], 2, ["invalid choice: 'list'"]),
+    ("missing argument", _files(), ["get", "{d}/a.json"], 2, ["KEY"]),
+    ("bad batch size", _files(), ["copy", "{d}/a.json", "{d}/b.json", "--batch", "0"], 2, ["invalid batch size '0'"]),
+]
+
+
+@pytest.mark.parametrize(("problem", "make", "argv", "status", "parts"), CLI_ERRORS, ids=[c[0] for c in CLI_ERRORS])
+def test_command_line_errors_are_one_line_with_their_exit_status(
+    problem: str,
+    make: Callable[[Path], None],
+    argv: list[str],
+    status: int,
+    parts: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def files() -> dict[Path, bytes]:  # SQLite's own -wal and -shm files aside
+        return {
+            path: path.read_bytes()
+            for path in tmp_path.rglob("*")
+            if path.is_file() and path.name[-4:] not in ("-wal", "-shm")
+        }
+
+    make(tmp_path)
+    before = files()
+    result = cli(capsys, *(arg.replace("{d}", str(tmp_path)) for arg in argv))
+    assert result[:2] == (status, "")
+    one_line_error(result[2], *(part.replace("{d}", str(tmp_path)) for part in parts))
+    assert files() == before
+
+
+def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_bytes(b"{broken")
+    for args, status in [(("keys", str(tmp_path / "a.json")), 2), (("get", str(tmp_path / "b.json"), "k"), 2)]:
+        result = pickledb_cli(*args)
+        assert (result.returncode, result.stdout) == (status, "")
+        one_line_error(result.stderr)
+    result = pickledb_cli(str(tmp_path / "a.json"))  # once a silent no-op
+    assert result.returncode == 2
+    one_line_error(result.stderr, "invalid choice")
+
+
+def test_redis_address_without_the_redis_class_is_not_available(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(pickledb, "PickleDBRedis", raising=False)  # a pickledb.py from before Redis
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    for address in ["redis://:secret@localhost:6379/0#h", "rediss://cache:6380", "unix:///tmp/redis.sock"]:
+        for argv in [("keys", address), ("copy", str(tmp_path / "a.json"), address), ("copy", address, "b.json")]:
+            status, out, err = cli(capsys, *argv)
+            assert (status, out) == (2, "")
+            one_line_error(err, "Redis stores are not available")
+            assert "secret" not in err
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    if not hasattr(pickledb, "PickleDBRedis"):
+        pytest.skip("this pickledb.py has no PickleDBRedis")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    status, out, err = cli(capsys, "keys", f"redis://:secret@127.0.0.1:{port}/0")
+    assert (status, out) == (2, "")
+    one_line_error(err, f"127.0.0.1:{port}")
+    assert "secret" not in err
+
+
+def test_json_store_changed_meanwhile_is_a_one_line_conflict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not hasattr(pickledb, "ConflictError"):
+        pytest.skip("this pickledb.py has no ConflictError")
+    path = tmp_path / "a.json"
+    path.write_bytes(b'{"a": 1}')
+    load = PickleDB.load
+
+    def load_then_another_writer_saves(self: PickleDB) -> bool:
+        done = load(self)
+        other = PickleDB(path)
+        load(other)
+        other.set("other", 2)
+        other.save()
+        return done
+
+    monkeypatch.setattr(PickleDB, "load", load_then_another_writer_saves)
+    status, out, err = cli(capsys, "set", str(path), "mine", "3")
+    assert (status, out) == (2, "")
+    one_line_error(err, str(path), "changed by another writer", "nothing was written", "run it again")
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "other": 2}
+
+
+def test_writes_keep_an_indented_json_file_indented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with PickleDB(tmp_path / "pretty.json", pretty=True) as db:
+        db.set("a", {"b": 1})
+    with PickleDB(tmp_path / "compact.json") as db:
+        db.set("a", {"b": 1})
+    for name in ["pretty.json", "compact.json"]:
+        assert cli(capsys, "set", str(tmp_path / name), "c", "[2]")[0] == 0
+        assert cli(capsys, "remove", str(tmp_path / name), "a")[0] == 0
+    assert (tmp_path / "pretty.json").read_text().startswith('{\n  "c": [\n')
+    assert (tmp_path / "compact.json").read_text() == '{"c":[2]}'
+
+
+def test_output_is_pipe_friendly(tmp_path: Path) -> None:
+    with PickleDBSQLite(tmp_path / "big.db") as db:
+        db.set_many((f"k{i:05}", i) for i in range(30_000))
+    listed = pickledb_cli("keys", str(tmp_path / "big.db"))
+    assert listed.stdout.splitlines() == [f"k{i:05}" for i in range(30_000)]
+    # A reader that stops early (`pickledb keys big.db | head -1`) ends the command quietly.
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-m", "pickledb", "keys", str(tmp_path / "big.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"k00000\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
+
+
+def test_import_pickledb_does_not_import_argparse() -> None:
+    result = run_python("import sys, pickledb; print('argparse' in sys.modules)")
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
+
+
+def test_console_script_runs_the_command_line(tmp_path: Path) -> None:
+    pyproject = (HERE / "pyproject.toml").read_text()
+    assert re.search(r'^\[project\.scripts\]\npickledb = "pickledb:main"$', pyproject, re.MULTILINE)
+    script = Path(sys.executable).with_name("pickledb")
+    if not script.exists():
+        pytest.skip("the pickledb script is not installed here (pip install -e .)")
+    result = subprocess.run(
+        [str(script), "set", str(tmp_path / "a.json"), "k", "[1]"], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert orjson.loads((tmp_path / "a.json").read_bytes()) == {"k": [1]}
+
+
+class TerminalRun:
+    """`python -m pickledb ARGS` with stderr on a pseudo-terminal, as in an interactive shell."""
+
+    def __init__(self, *args: str) -> None:
+        master, slave = os.openpty()
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-W", "error", "-m", "pickledb", *args],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+        )
+        os.close(slave)
+        self.master = master
+        self.screen = b""
+
+    def read_until(self, text: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            assert time.monotonic() < deadline, self.screen
+            self.screen += os.read(self.master, 4096)
+
+    def finish(self) -> tuple[int, str, str]:
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read().decode()
+        self.proc.stdout.close()
+        status = self.proc.wait(timeout=60)
+        with contextlib.suppress(OSError):  # EIO: the terminal's other side is closed
+            while chunk := os.read(self.master, 4096):
+                self.screen += chunk
+        os.close(self.master)
+        return status, out, self.screen.decode().replace("\r\n", "\n")  # the terminal's newline
+
+
+def test_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
+    src = tmp_path / "src.sqlite3"
+    with PickleDBSQLite(src) as db:
+        db.set_many((f"k{i}", i) for i in range(5000))
+    (tmp_path / "in.json").write_bytes(orjson.dumps({f"k{i}": i for i in range(3000)}))
+
+    status, out, screen = TerminalRun("copy", str(src), str(tmp_path / "a.json"), "--batch", "1000").finish()
+    assert (status, out) == (0, f"copied 5000 keys from {src} to {tmp_path / 'a.json'}\n")
+    assert re.search(r"^(\rcopy [\d,]+ / 5,000 keys, [\d,]+ keys/s )+\r?\n$", screen), screen
+    assert "copy 5,000 / 5,000 keys" in screen
+    status, out, screen = TerminalRun("import", str(tmp_path / "b.db"), str(tmp_path / "in.json")).finish()
+    assert status == 0 and "import 3,000 / 3,000 keys" in screen
+
+    for args in [("copy", str(src), str(tmp_path / "c.json")), ("import", str(tmp_path / "c.db"), "-")]:
+        result = pickledb_cli(*args, input=(tmp_path / "in.json").read_text())
+        assert (result.returncode, result.stderr) == (0, "")
+    for args in [
+        ("copy", str(src), str(tmp_path / "d.json")),
+        ("import", str(tmp_path / "d.db"), str(tmp_path / "in.json")),
+    ]:
+        assert TerminalRun(*args, "--quiet").finish() == (0, "", "")
+
+
+@pytest.mark.parametrize("dst", ["dst.sqlite3", "dst.json"])
+def test_ctrl_c_during_a_large_copy_leaves_complete_batches(tmp_path: Path, dst: str) -> None:
+    src = tmp_path / "src.sqlite3"
+    with PickleDBSQLite(src) as db:
+        db.set_many((f"k{i:06}", {"n": i}) for i in range(200_000))
+    run = TerminalRun("copy", str(src), str(tmp_path / dst), "--batch", "1000")
+    run.read_until(b"copy ")  # the first batch is done
+    run.proc.send_signal(signal.SIGINT)
+    status, out, screen = run.finish()
+    assert (status, out) == (130, "")
+    message = screen.rpartition("\n")[0].rpartition("\n")[2]
+    assert message.startswith("pickledb: interrupted: ") and "Traceback" not in screen, screen
+    if dst.endswith(".json"):
+        assert message == "pickledb: interrupted: no key was written; the destination is as it was"
+        assert os.listdir(tmp_path) == ["src.sqlite3"]
+        return
+    found = re.fullmatch(
+        r"pickledb: interrupted: (\d+) of 200000 keys were written, in complete batches: "
+        r"the first \1 in source order, 'k000000' to '(k\d+)'; run again with --merge to finish",
+        message,
+    )
+    assert found, message
+    written = int(found[1])
+    assert 0 < written < 200_000 and written % 1000 == 0 and found[2] == f"k{written - 1:06}"
+    with PickleDBSQLite(tmp_path / dst) as db:
+        assert db.all() == [f"k{i:06}" for i in range(written)]
+        assert db.get(found[2]) == {"n": written - 1}
+    finish = pickledb_cli("copy", str(src), str(tmp_path / dst), "--merge")
+    assert (finish.returncode, finish.stderr) == (0, "")
+    with PickleDBSQLite(tmp_path / dst) as db:
+        assert len(db.all()) == 200_000
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak memory from Linux's /proc")
+def test_copy_of_a_million_keys(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = 1_000_000
+    with PickleDBSQLite(tmp_path / "start.sqlite3") as db:
+        db.set_many((f"user:{i:07}", {"id": i, "name": f"user {i}", "tags": ["a", "b"]}) for i in range(count))
+    hops = [str(tmp_path / name) for name in ["start.sqlite3", "a.json", "b.db", "c.sqlite3"]]
+    with contextlib.suppress(pytest.skip.Exception):
+        hops.append(redis_address(request))
+    hops.append(str(tmp_path / "end.json"))
+    for src, dst in zip(hops[:-1], hops[1:], strict=True):
+        result = run_python(
+            f"""
+            import re, time, pickledb
+            start = time.perf_counter()
+            status = pickledb.main(["copy", {src!r}, {dst!r}, "--quiet"])
+            seconds = time.perf_counter() - start
+            with open("/proc/self/status") as status_file:  # this process's peak, unlike ru_maxrss
+                peak = re.search(r"VmHWM:\\s+(\\d+) kB", status_file.read())[1]
+            print(status, seconds, peak)
+            """,
+            timeout=600,
+        )
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        status, seconds, peak_kib = result.stdout.split()
+        assert status == "0"
+        names = f"{src.rpartition('/')[2]} -> {dst.rpartition('/')[2]}"
+        with capsys.disabled():
+            print(f"\ncopy of {count:,} keys, {names}: {float(seconds):.1f} s, peak RSS {int(peak_kib) >> 10} MiB")
+    end = orjson.loads((tmp_path / "end.json").read_bytes())
+    assert len(end) == count and end["user:0999999"] == {"id": 999999, "name": "user 999999", "tags": ["a", "b"]}
