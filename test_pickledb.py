@@ -322,8 +322,10 @@ def test_async_return_values_and_forgotten_await_still_writes(tmp_path: Path) ->
     async def main() -> None:
         assert await db.load() is True
         assert await db.set("a", 1) is True
-        db.set("forgotten", 2)  # no await: still written, and no warning
-        db.remove("nothing")
+        with pytest.warns(RuntimeWarning, match="coroutine 'PickleDB.set' was never awaited"):
+            db.set("forgotten", 2)  # no await: still written, and Python names the method
+        with pytest.warns(RuntimeWarning, match="coroutine 'PickleDB.remove' was never awaited"):
+            db.remove("nothing")
         assert await db.get("forgotten") == 2
         assert await db.get("missing", "d") == "d"
         assert await db.remove("a") is True
@@ -423,7 +425,7 @@ def test_sync_helper_and_sync_with_block_inside_async_code(tmp_path: Path) -> No
         sync_block()
         with PickleDB(path) as db:  # a sync `with` written in async code
             assert await db.get("block") == 2
-            db.set("inline", 3)  # returns an awaitable here; the write is done anyway
+            assert await db.set("inline", 3) is True  # async code: a coroutine, as everywhere in main()
 
     asyncio.run(main())
     assert orjson.loads(path.read_bytes()) == {"helper": 1, "block": 2, "inline": 3}
@@ -3014,7 +3016,7 @@ def test_rel_hygiene_unclosed_sqlite_warns_and_closed_one_is_silent(tmp_path):
 
 async def _rel_pickledb_async_usage(path):
     db = PickleDB(path)
-    db.set("not-awaited", 1)  # done at call time; dropping the awaitable is harmless
+    db.set("not-awaited", 1)  # done at call time; Python warns that the coroutine was never awaited
     db.get("not-awaited")
     await db.set("a", 1)
     await asyncio.gather(*(db.set(f"g{n}", n) for n in range(3)))
@@ -3030,7 +3032,10 @@ def test_rel_hygiene_pickledb_async_no_warnings_no_threads(tmp_path):
         warnings.simplefilter("always")
         keys = _rel_run(_rel_pickledb_async_usage, tmp_path / "p.json")
         gc.collect()
-    assert caught == []
+    assert sorted(str(w.message) for w in caught) == [
+        "coroutine 'PickleDB.get' was never awaited",
+        "coroutine 'PickleDB.set' was never awaited",
+    ]
     assert keys == ["not-awaited", "a", "g0", "g1", "g2"]
     assert _rel_wait_threads(start) == start
 
