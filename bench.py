@@ -65,6 +65,7 @@ SECTIONS = {
     "setsave": "one set() then one durable save(), repeated, on small dbs (<= 2k keys)",
     "sqlite": "PickleDBSQLite bulk set_many, and set()/get() per op, sync and async",
     "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
+    "dispatch": "PickleDB get() of 100k keys from each kind of calling code (loop, comprehension, closure, ...)",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -89,6 +90,7 @@ BASELINES = {
     "sqlite async set": "one persistent aiosqlite connection: await conn.execute(upsert), autocommit",
     "sqlite async get": "one persistent aiosqlite connection: await conn.execute_fetchall + orjson.loads",
     "scale": "pickledb's own per-entry cost at the smaller size (baseline column)",
+    "dispatch": "the plain class's get() (or plain coroutine method, for await), called from the same code",
 }
 
 TARGETS = {
@@ -107,6 +109,9 @@ TARGETS = {
     "sqlite async set": 1.5,
     "sqlite bulk": 1.5,
     "scale": 1.3,
+    "dispatch loop": 1.5,
+    "dispatch nested": 2.0,
+    "dispatch await": 2.0,
 }
 
 
@@ -284,6 +289,65 @@ def timed_set_save_loop(
 def fill(set_: Callable[[Any, Any], Any], pairs: Iterable[tuple[str, Any]]) -> None:
     for key, value in pairs:
         set_(key, value)
+
+
+# The calling contexts of the dispatch section: each gets every key once through
+# `get`, written as a user would write it in that kind of code. Nested code (a
+# function defined in a function, a lambda, a class defined in a function) is
+# made inside a module-level function, as in real programs.
+
+
+def timed_listcomp(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    [get(key) for key in keys]
+    return perf_counter() - start
+
+
+def timed_genexpr(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    for _ in (get(key) for key in keys):
+        pass
+    return perf_counter() - start
+
+
+def make_closure_loop() -> Callable[[Callable[[Any], Any], Sequence[str]], float]:
+    def timed_closure(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+        start = perf_counter()
+        for key in keys:
+            get(key)
+        return perf_counter() - start
+
+    return timed_closure
+
+
+def timed_lambda(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    read = lambda key: get(key)  # noqa: E731 - the calling context measured here
+    start = perf_counter()
+    for key in keys:
+        read(key)
+    return perf_counter() - start
+
+
+def make_nested_class_loop() -> Callable[[Callable[[Any], Any], Sequence[str]], float]:
+    class Reader:
+        def timed(self, get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+            start = perf_counter()
+            for key in keys:
+                get(key)
+            return perf_counter() - start
+
+    return Reader().timed
+
+
+DISPATCH_CONTEXTS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("a loop in a module-level function", "dispatch loop", timed_get_loop),
+    ("a list comprehension", "dispatch nested", timed_listcomp),
+    ("a generator expression", "dispatch nested", timed_genexpr),
+    ("a closure", "dispatch nested", make_closure_loop()),
+    ("a lambda", "dispatch nested", timed_lambda),
+    ("a method of a class defined in a function", "dispatch nested", make_nested_class_loop()),
+    ("await in a coroutine", "dispatch await", timed_aget_loop),
+)
 
 
 # --- raw baselines ------------------------------------------------------------
@@ -812,6 +876,8 @@ class Bench:
                 self.sqlite_block(kind)
         if self.has("scale"):
             self.scale_rows()
+        if self.has("dispatch"):
+            self.dispatch_block()
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1040,6 +1106,27 @@ class Bench:
             return lambda: timed_set_save_loop(db.set, db.save, seq) / len(seq)
 
         return self.other_sampler(phase, make, updates, ops)
+
+    # -- calling contexts --
+
+    def dispatch_block(self, n: int = 100_000) -> None:
+        """get() of every key once from each kind of calling code, against a plain method called from the same code."""
+        keys = [key for key, _ in make_pairs("flat", n)]
+        db = pickledb.PickleDB(self.path("dispatch.json"))
+        db.set_many((key, 1) for key in keys)
+        plain = PlainStore()
+        plain.set_many((key, 1) for key in keys)
+        plain_async = PlainAsyncStore(plain.data)
+        for context, kind, loop_fn in DISPATCH_CONTEXTS:
+            awaited = kind == "dispatch await"
+            self.per_op_row(
+                ("dispatch", f"get() from {context} [{human_count(n)}]", kind),
+                (self.run_async if awaited else self.run_sync, loop_fn),
+                lambda: db.get,
+                (lambda: plain_async.get) if awaited else (lambda: plain.get),
+                "not run in this section",
+                keys,
+            )
 
     # -- SQLite --
 

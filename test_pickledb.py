@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import builtins
 import contextlib
@@ -29,6 +30,7 @@ import time
 import types
 import uuid
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -3186,3 +3188,283 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
 # =============================================================================
 # Topic sections below this banner are kept in the order the suite is read.
 # =============================================================================
+
+
+# --- one name, both worlds: coroutines, asyncio APIs, nested callers, types, notebooks ---
+
+
+_IN_MEMORY_CALLS: dict[str, tuple[object, ...]] = {
+    "set": ("k", 1),
+    "get": ("k",),
+    "remove": ("k",),
+    "all": (),
+    "purge": (),
+    "set_many": ({"k": 1},),
+}
+
+
+def test_async_calls_are_native_coroutines_named_after_the_method(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    kv = PickleDBSQLite(tmp_path / "db.sqlite3")
+
+    async def main() -> None:
+        for obj, calls in (
+            (db, [*_IN_MEMORY_CALLS.items(), ("save", ()), ("load", ())]),
+            (kv, _IN_MEMORY_CALLS.items()),
+        ):
+            for name, args in calls:
+                call = getattr(obj, name)(*args)
+                assert type(call) is types.CoroutineType
+                assert call.__qualname__ == f"{type(obj).__name__}.{name}"
+                await call
+        closing = kv.close()
+        assert type(closing) is types.CoroutineType and closing.__qualname__ == "PickleDBSQLite.close"
+        await closing
+
+    asyncio.run(main())
+
+
+def test_forgotten_await_warns_naming_the_method(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+
+    async def main() -> None:
+        with PickleDBSQLite(tmp_path / "db.sqlite3") as kv:
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.set' was never awaited$"):
+                db.set("written", 1)  # in-memory work is done at call time
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.save' was never awaited$"):
+                db.save()  # I/O happens only when awaited
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDBSQLite\.set' was never awaited$"):
+                kv.set("not written", 1)
+            assert await db.get("written") == 1
+            assert await kv.all() == []
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDBSQLite\.close' was never awaited$"):
+                kv.close()
+
+    asyncio.run(main())
+    assert not Path(db.location).exists()
+
+
+@pytest.mark.parametrize("api", ["create_task", "task_group", "ensure_future", "gather", "wait_for"])
+def test_every_asyncio_api_accepts_every_call(store, api: str) -> None:
+    if api == "task_group" and sys.version_info < (3, 11):
+        pytest.skip("asyncio.TaskGroup is new in Python 3.11")
+
+    async def submit(call: object) -> object:
+        if api == "create_task":
+            return await asyncio.create_task(call)  # type: ignore[arg-type]
+        if api == "ensure_future":
+            return await asyncio.ensure_future(call)  # type: ignore[arg-type]
+        if api == "gather":
+            return (await asyncio.gather(call))[0]  # type: ignore[arg-type]
+        if api == "wait_for":
+            return await asyncio.wait_for(call, 30)  # type: ignore[arg-type]
+        async with asyncio.TaskGroup() as group:  # type: ignore[attr-defined]
+            task = group.create_task(call)
+        return task.result()
+
+    async def main() -> None:
+        assert await submit(store.set("a", 1)) in (True, "a")
+        assert await submit(store.get("a")) == 1
+        assert await submit(store.set_many({"b": 2})) in (True, ["b"])
+        assert sorted(await submit(store.all())) == ["a", "b"]  # type: ignore[call-overload]
+        assert await submit(store.remove("b")) is True
+        if isinstance(store, PickleDB):
+            assert await submit(store.save()) is True
+            assert await submit(store.load()) is True
+        assert await submit(store.purge()) is True
+        if isinstance(store, PickleDBSQLite):
+            assert await submit(store.close()) is None
+
+    asyncio.run(main())
+
+
+def test_a_plain_call_handed_to_asyncio_run_is_a_plain_call(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    with pytest.raises(ValueError, match="coroutine was expected"):
+        asyncio.run(db.save())  # plain code: save() ran and returned True, which asyncio.run refuses
+    assert Path(db.location).read_bytes() == b"{}"
+
+
+def test_nested_callers_get_values_in_sync_code_and_coroutines_in_async_code(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"a": 1, "b": 2})
+
+    def closure() -> list[int]:
+        return [db.get(k) for k in "ab"]
+
+    class Reader:
+        def read(self) -> int:
+            return db.get("a")
+
+    read = lambda key: db.get(key)  # noqa: E731
+
+    def sync_contexts() -> list[object]:
+        return [closure(), Reader().read(), read("b"), list(db.get(k) for k in "ab"), {k: db.get(k) for k in "ab"}]
+
+    expected = [[1, 2], 1, 2, [1, 2], {"a": 1, "b": 2}]
+
+    def consume(items: Iterable[object]) -> list[object]:
+        return list(items)
+
+    async def main() -> None:
+        assert sync_contexts() == expected  # sync code called from async code gives values
+        assert await asyncio.gather(*[db.get(k) for k in "ab"]) == [1, 2]
+        assert await asyncio.gather(*(db.get(k) for k in "ab")) == [1, 2]
+        assert [await c for c in {k: db.get(k) for k in "ab"}.values()] == [1, 2]
+        assert [await c for row in [[db.get(k)] for k in "ab"] for c in row] == [1, 2]
+        # a generator expression counts as the function it is written in, whoever iterates it
+        assert [await c for c in consume(db.get(k) for k in "ab")] == [1, 2]
+
+    for _ in range(3):  # remembered answers give the same results every time
+        assert sync_contexts() == expected
+        asyncio.run(main())
+
+
+def test_statements_compiled_one_by_one_follow_their_own_await(tmp_path: Path) -> None:
+    # What IPython does with each statement of a cell; every compile gives a new code object.
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"a": 1, "b": 2})
+    namespace = {"db": db, "asyncio": asyncio}
+
+    def run(source: str) -> object:
+        code = compile(source, "<cell>", "eval", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = eval(code, namespace)
+        return asyncio.run(result) if code.co_flags & inspect.CO_COROUTINE else result
+
+    for _ in range(3):
+        assert run("[db.get(k) for k in 'ab']") == [1, 2]
+        assert run("list(db.get(k) for k in 'ab')") == [1, 2]
+        assert run("await asyncio.gather(*[db.get(k) for k in 'ab'])") == [1, 2]
+        assert run("await asyncio.gather(*(db.get(k) for k in 'ab'))") == [1, 2]
+
+
+def test_remembered_comprehensions_are_bounded(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set("a", 1)
+    for _ in range(pickledb._REMEMBER_AT_MOST + 100):  # a new code object each time, as in a notebook
+        assert eval(compile("list(db.get('a') for _ in 'x')", "<cell>", "eval"), {"db": db}) == [1]
+        assert len(pickledb._comprehensions_seen) <= pickledb._REMEMBER_AT_MOST
+
+
+def test_callbacks_called_by_c_code_count_as_the_async_function(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"a": 2, "b": 1})
+
+    def value_of(key: str) -> int:
+        return db.get(key)
+
+    async def main() -> None:
+        pending = list(map(db.get, ["a", "b"]))  # map calls get from C: the caller is main()
+        assert all(type(call) is types.CoroutineType for call in pending)
+        assert [await call for call in pending] == [2, 1]
+        with pytest.warns(RuntimeWarning, match="'PickleDB.get' was never awaited"):
+            with pytest.raises(TypeError):
+                sorted(["a", "b"], key=db.get)  # sorts coroutines, which cannot be compared
+        assert sorted(["a", "b"], key=lambda key: db.get(key)) == ["b", "a"]  # a lambda is sync code
+        assert sorted(["a", "b"], key=value_of) == ["b", "a"]
+
+    asyncio.run(main())
+
+
+_TYPED_USER_CODE = """
+from pickledb import PickleDB, PickleDBSQLite
+
+
+def sync_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
+    loaded: bool = db.load()
+    ok: bool = db.set("a", 1)
+    value = db.get("a", 0)
+    removed: bool = db.remove("a")
+    stored: bool = db.set_many({"b": 2})
+    keys: list[str] = db.all()
+    saved: bool = db.save()
+    emptied: bool = db.purge()
+    key: str = kv.set(None, {"x": 1})
+    keys = kv.set_many([("c", 3)]) + kv.all()
+    gone: bool = kv.remove(key)
+    kv.close()
+    with PickleDB("other.json") as other:
+        other.set("visits", other.get("visits", 0) + 1)
+    print(loaded, ok, value, removed, stored, saved, emptied, gone)
+    return keys
+
+
+async def async_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
+    loaded: bool = await db.load()
+    ok: bool = await db.set("a", 1)
+    value = await db.get("a", 0)
+    removed: bool = await db.remove("a")
+    stored: bool = await db.set_many({"b": 2})
+    keys: list[str] = await db.all()
+    saved: bool = await db.save()
+    emptied: bool = await db.purge()
+    key: str = await kv.set(None, {"x": 1})
+    keys = await kv.set_many([("c", 3)]) + await kv.all()
+    gone: bool = await kv.remove(key)
+    await kv.close()
+    async with PickleDB("other.json") as other:
+        await other.set("seen", True)
+    print(loaded, ok, value, removed, stored, saved, emptied, gone)
+    return keys
+"""
+
+
+def test_user_code_type_checks_with_mypy_strict_in_both_worlds(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    (tmp_path / "user.py").write_text(_TYPED_USER_CODE)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "user.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=dict(os.environ, MYPYPATH=str(HERE)),  # pickledb.py as source, as a vendored copy is
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_notebook_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    paths = {name: str(tmp_path / name) for name in ("db.json", "other.json", "third.json", "kv.sqlite3")}
+    cells = [  # (source, the text the cell shows)
+        (
+            f"import asyncio, sys, warnings\nwarnings.simplefilter('always')\nsys.path.insert(0, {str(HERE)!r})\n"
+            f"from pickledb import PickleDB, PickleDBSQLite\ndb = PickleDB({paths['db.json']!r})\ndb.load()",
+            "True",
+        ),
+        ("db.set('a', 1)\ndb.get('a')", "1"),  # no await in the cell: plain calls
+        ("await db.set('b', 2)\nawait db.get('b')", "2"),  # top-level await
+        ("await db.save()\ndb.get('a')", "1"),  # the rule is per statement
+        ("print(await db.get('a'), await db.get('b'))", "1 2\n"),
+        ("x = [db.get(k) for k in 'ab']; await asyncio.sleep(0)\nx", "[1, 2]"),
+        ("await asyncio.gather(*[db.get(k) for k in 'ab'])", "[1, 2]"),
+        ("await asyncio.gather(*(db.get(k) for k in 'ab'))", "[1, 2]"),
+        ("[await db.get(k) for k in 'ab']", "[1, 2]"),
+        (f"with PickleDB({paths['other.json']!r}) as other:\n    other.set('w', 1)\nother.get('w')", "1"),
+        (
+            f"async with PickleDB({paths['third.json']!r}) as third:\n    await third.set('w', 2)\n"
+            "await third.get('w')",
+            "2",
+        ),
+        (f"kv = PickleDBSQLite({paths['kv.sqlite3']!r})\nkv.set('s', 1)", "'s'"),
+        ("await kv.set('t', 2)\nawait asyncio.gather(*(kv.get(k) for k in ['s', 't']))", "[1, 2]"),
+        ("kv.all()", "['s', 't']"),
+        (
+            f"async with PickleDBSQLite({paths['kv.sqlite3']!r}) as kv2:\n    keys = await kv2.all()\nkeys",
+            "['s', 't']",
+        ),
+        ("await kv.close()\n'closed'", "'closed'"),
+        (f"with PickleDBSQLite({paths['kv.sqlite3']!r}) as kv3:\n    value = kv3.get('t')\nvalue", "2"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source, _ in cells])
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    for cell, (source, shown) in zip(notebook.cells, cells, strict=True):
+        texts = [output.get("text") or output.get("data", {}).get("text/plain") for output in cell.outputs]
+        kinds = [output.get("name") or output["output_type"] for output in cell.outputs]
+        assert (kinds, texts) == (["stdout" if shown.endswith("\n") else "execute_result"], [shown]), source
+    assert orjson.loads(Path(paths["other.json"]).read_bytes()) == {"w": 1}
+    assert orjson.loads(Path(paths["third.json"]).read_bytes()) == {"w": 2}
