@@ -168,14 +168,12 @@ def _named_for_caller(fn: _F, owner: object, depth: int = 2) -> _F:
     """
     code = _getframe(depth).f_code
     qualname: str | None = getattr(code, "co_qualname", None)  # Python 3.11+
-    if qualname is None:
-        methods = (vars(klass).get(code.co_name) for klass in type(owner).__mro__)
-        found = [method for method in methods if getattr(method, "__code__", None) is code]
-        qualname = (
-            str(getattr(found[0], "__qualname__", code.co_name))
-            if found
-            else f"{type(owner).__qualname__}.{code.co_name}"
-        )
+    if qualname is None:  # Python 3.10: the class in which this code is the method of that name
+        qualname = f"{type(owner).__qualname__}.{code.co_name}"
+        for klass in type(owner).__mro__:
+            if getattr(vars(klass).get(code.co_name), "__code__", None) is code:
+                qualname = f"{klass.__qualname__}.{code.co_name}"
+                break
     return _named(qualname, fn)
 
 
