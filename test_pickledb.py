@@ -3468,3 +3468,24 @@ def test_notebook_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
         assert (kinds, texts) == (["stdout" if shown.endswith("\n") else "execute_result"], [shown]), source
     assert orjson.loads(Path(paths["other.json"]).read_bytes()) == {"w": 1}
     assert orjson.loads(Path(paths["third.json"]).read_bytes()) == {"w": 2}
+
+
+def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
+    class Job:
+        @pickledb._dual
+        def run(self, *, fail: bool = False) -> bool:
+            if fail:
+                raise ValueError("asked to fail")
+            return True
+
+    job = Job()
+    assert job.run(fail=False) is True
+
+    async def main() -> None:
+        call = job.run(fail=False)
+        assert call.__qualname__.endswith("<locals>.Job.run")
+        assert await call is True
+        with pytest.raises(ValueError, match="asked to fail"):
+            await job.run(fail=True)
+
+    asyncio.run(main())
