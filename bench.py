@@ -1117,6 +1117,11 @@ class Bench:
         plain = PlainStore()
         plain.set_many((key, 1) for key in keys)
         plain_async = PlainAsyncStore(plain.data)
+        theirs: Callable[[], Any] | str = "PickleDB.set_many: not in this version"
+        if self.other is not None and hasattr(getattr(self.other, "PickleDB", None), "set_many"):
+            other_db = self.other.PickleDB(self.path("dispatch-other.json"))
+            other_db.set_many((key, 1) for key in keys)
+            theirs = lambda: other_db.get  # noqa: E731
         for context, kind, loop_fn in DISPATCH_CONTEXTS:
             awaited = kind == "dispatch await"
             self.per_op_row(
@@ -1124,7 +1129,7 @@ class Bench:
                 (self.run_async if awaited else self.run_sync, loop_fn),
                 lambda: db.get,
                 (lambda: plain_async.get) if awaited else (lambda: plain.get),
-                "not run in this section",
+                theirs,
                 keys,
             )
 
