@@ -65,7 +65,7 @@ SECTIONS = {
     "setsave": "one set() then one durable save(), repeated, on small dbs (<= 2k keys)",
     "sqlite": "PickleDBSQLite bulk set_many, and set()/get() per op, sync and async",
     "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
-    "dispatch": "PickleDB get() of 100k keys from each kind of calling code (loop, comprehension, closure, ...)",
+    "dispatch": "PickleDB get() of 100k keys (20k with --quick) from each kind of calling code: loop, closure, ...",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -877,7 +877,7 @@ class Bench:
         if self.has("scale"):
             self.scale_rows()
         if self.has("dispatch"):
-            self.dispatch_block()
+            self.dispatch_block(20_000 if self.cfg.quick else 100_000)
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1109,7 +1109,7 @@ class Bench:
 
     # -- calling contexts --
 
-    def dispatch_block(self, n: int = 100_000) -> None:
+    def dispatch_block(self, n: int) -> None:
         """get() of every key once from each kind of calling code, against a plain method called from the same code."""
         keys = [key for key, _ in make_pairs("flat", n)]
         db = pickledb.PickleDB(self.path("dispatch.json"))
