@@ -11,6 +11,7 @@ import datetime
 import enum
 import errno
 import gc
+import importlib.metadata
 import inspect
 import json
 import math
@@ -3236,6 +3237,8 @@ def test_forgotten_await_warns_naming_the_method(tmp_path: Path) -> None:
                 db.save()  # I/O happens only when awaited
             with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDBSQLite\.set' was never awaited$"):
                 kv.set("not written", 1)
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.get' was never awaited$"):
+                assert db.get("missing")  # a coroutine object: always true
             assert await db.get("written") == 1
             assert await kv.all() == []
         unused = PickleDBSQLite(tmp_path / "unused.sqlite3")
@@ -3338,6 +3341,9 @@ def test_statements_compiled_one_by_one_follow_their_own_await(tmp_path: Path) -
         assert run("list(db.get(k) for k in 'ab')") == [1, 2]
         assert run("await asyncio.gather(*[db.get(k) for k in 'ab'])") == [1, 2]
         assert run("await asyncio.gather(*(db.get(k) for k in 'ab'))") == [1, 2]
+        with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.get' was never awaited$"):
+            shown = run("str((db.get('a'), await db.get('b')))")  # one statement: both calls are async
+        assert re.fullmatch(r"\(<coroutine object PickleDB\.get at 0x[0-9a-f]+>, 2\)", str(shown))
 
 
 def test_remembered_comprehensions_are_bounded(tmp_path: Path) -> None:
@@ -3359,6 +3365,7 @@ def test_callbacks_called_by_c_code_count_as_the_async_function(tmp_path: Path) 
         pending = list(map(db.get, ["a", "b"]))  # map calls get from C: the caller is main()
         assert all(type(call) is types.CoroutineType for call in pending)
         assert [await call for call in pending] == [2, 1]
+        assert [await call for call in map(db.remove, ["gone"])] == [False]
         with pytest.warns(RuntimeWarning, match="'PickleDB.get' was never awaited"):
             with pytest.raises(TypeError):
                 sorted(["a", "b"], key=db.get)  # sorts coroutines, which cannot be compared
@@ -3421,6 +3428,19 @@ def test_user_code_type_checks_with_mypy_strict_in_both_worlds(tmp_path: Path) -
         timeout=300,
         cwd=tmp_path,
         env=dict(os.environ, MYPYPATH=str(HERE)),  # pickledb.py as source, as a vendored copy is
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        importlib.metadata.distribution("pickledb")
+    except importlib.metadata.PackageNotFoundError:
+        return  # not installed: the installed-module case below does not apply
+    result = subprocess.run(  # an installed pickledb.py carries no py.typed marker
+        [sys.executable, "-m", "mypy", "--strict", "--follow-untyped-imports", "--cache-dir", "cache", "user.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")},
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
