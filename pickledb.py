@@ -91,7 +91,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 _sync_code: types.CodeType | None = None  # the code that last called from the sync world
 _async_code: types.CodeType | None = None  # ... and from the async world
-_comprehensions_seen: dict[int, tuple[types.CodeType, bool]] = {}
+_comprehensions_seen: dict[int, tuple[types.CodeType, bool | None]] = {}  # None: its consumer decides
 _REMEMBER_AT_MOST = 1024  # comprehension code objects (and named coroutine functions)
 
 
@@ -117,21 +117,28 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
         return False, True
     seen = _comprehensions_seen.get(id(code))
     if seen is not None and seen[0] is code:
-        return seen[1], True
-    # The function a comprehension is written in holds its code object as a
-    # constant, and is on the stack while the comprehension runs (a generator
-    # expression may be iterated by a helper it was handed to).
-    outer = frame.f_back
-    while outer is not None and not any(const is code for const in outer.f_code.co_consts):
-        outer = outer.f_back
-    if outer is None:  # a generator iterated after its function returned: its consumer decides
-        return (frame.f_back is not None and _frame_is_async(frame.f_back)[0]), False
-    answer, lasting = _frame_is_async(outer)
-    if lasting:
+        answer = seen[1]
+    else:
+        # The function a comprehension is written in holds its code object as
+        # a constant, and is on the stack while the comprehension runs (a
+        # generator expression may be iterated by a helper it was handed to).
+        outer = frame.f_back
+        while outer is not None and not (
+            code in outer.f_code.co_consts and any(const is code for const in outer.f_code.co_consts)
+        ):
+            outer = outer.f_back
+        if outer is None:  # a generator iterated after its function returned: from now on its consumer decides
+            answer = None
+        else:
+            answer, lasting = _frame_is_async(outer)
+            if not lasting:
+                return answer, False
         if len(_comprehensions_seen) >= _REMEMBER_AT_MOST:
             _comprehensions_seen.clear()
         _comprehensions_seen[id(code)] = (code, answer)
-    return answer, lasting
+    if answer is None:
+        return (frame.f_back is not None and _frame_is_async(frame.f_back)[0]), False
+    return answer, True
 
 
 _named_copies: dict[tuple[str, Callable[..., Any]], Callable[..., Any]] = {}

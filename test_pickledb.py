@@ -3311,6 +3311,9 @@ def test_nested_callers_get_values_in_sync_code_and_coroutines_in_async_code(tmp
     def consume(items: Iterable[object]) -> list[object]:
         return list(items)
 
+    def lazily() -> Iterable[object]:
+        return (db.get(k) for k in "ab")  # iterated after lazily() returned: the code iterating it decides
+
     async def main() -> None:
         assert sync_contexts() == expected  # sync code called from async code gives values
         assert await asyncio.gather(*[db.get(k) for k in "ab"]) == [1, 2]
@@ -3319,9 +3322,11 @@ def test_nested_callers_get_values_in_sync_code_and_coroutines_in_async_code(tmp
         assert [await c for row in [[db.get(k)] for k in "ab"] for c in row] == [1, 2]
         # a generator expression counts as the function it is written in, whoever iterates it
         assert [await c for c in consume(db.get(k) for k in "ab")] == [1, 2]
+        assert [await c for c in lazily()] == [1, 2]
 
     for _ in range(3):  # remembered answers give the same results every time
         assert sync_contexts() == expected
+        assert list(lazily()) == [1, 2]
         asyncio.run(main())
 
 
