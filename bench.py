@@ -68,6 +68,7 @@ SECTIONS = {
     "rowid": "PickleDBSQLite's WITHOUT ROWID table against raw sqlite3 on a rowid table (the 2.0.0 and 1.x layout)",
     "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
     "cli": "the command line: `pickledb copy` of an SQLite store into a new one; what its code adds to import",
+    "dispatch": "PickleDB get() of 100k keys (20k with --quick) from each kind of calling code: loop, closure, ...",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -97,6 +98,7 @@ BASELINES = {
     "rowid size": "the size of that rowid file after the same bulk insert (WAL checkpointed at close)",
     "cli copy": "sqlite3: SELECT every row, orjson.loads + dumps each value, executemany in 10k-row transactions",
     "cli import": "a fresh child importing the same pickledb.py without its command-line section (both from .pyc)",
+    "dispatch": "the plain class's get() (or plain coroutine method, for await), called from the same code",
 }
 
 TARGETS = {
@@ -122,6 +124,9 @@ TARGETS = {
     "rowid size": 0.9,
     "cli copy": 1.5,
     "cli import": 1.05,
+    "dispatch loop": 1.5,
+    "dispatch nested": 2.0,
+    "dispatch await": 2.0,
 }
 
 
@@ -299,6 +304,65 @@ def timed_set_save_loop(
 def fill(set_: Callable[[Any, Any], Any], pairs: Iterable[tuple[str, Any]]) -> None:
     for key, value in pairs:
         set_(key, value)
+
+
+# The calling contexts of the dispatch section: each gets every key once through
+# `get`, written as a user would write it in that kind of code. Nested code (a
+# function defined in a function, a lambda, a class defined in a function) is
+# made inside a module-level function, as in real programs.
+
+
+def timed_listcomp(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    [get(key) for key in keys]
+    return perf_counter() - start
+
+
+def timed_genexpr(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    for _ in (get(key) for key in keys):
+        pass
+    return perf_counter() - start
+
+
+def make_closure_loop() -> Callable[[Callable[[Any], Any], Sequence[str]], float]:
+    def timed_closure(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+        start = perf_counter()
+        for key in keys:
+            get(key)
+        return perf_counter() - start
+
+    return timed_closure
+
+
+def timed_lambda(get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+    read = lambda key: get(key)  # noqa: E731 - the calling context measured here
+    start = perf_counter()
+    for key in keys:
+        read(key)
+    return perf_counter() - start
+
+
+def make_nested_class_loop() -> Callable[[Callable[[Any], Any], Sequence[str]], float]:
+    class Reader:
+        def timed(self, get: Callable[[Any], Any], keys: Sequence[str]) -> float:
+            start = perf_counter()
+            for key in keys:
+                get(key)
+            return perf_counter() - start
+
+    return Reader().timed
+
+
+DISPATCH_CONTEXTS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("a loop in a module-level function", "dispatch loop", timed_get_loop),
+    ("a list comprehension", "dispatch nested", timed_listcomp),
+    ("a generator expression", "dispatch nested", timed_genexpr),
+    ("a closure", "dispatch nested", make_closure_loop()),
+    ("a lambda", "dispatch nested", timed_lambda),
+    ("a method of a class defined in a function", "dispatch nested", make_nested_class_loop()),
+    ("await in a coroutine", "dispatch await", timed_aget_loop),
+)
 
 
 # --- raw baselines ------------------------------------------------------------
@@ -867,6 +931,8 @@ class Bench:
             self.scale_rows()
         if self.has("cli"):
             self.cli_block()
+        if self.has("dispatch"):
+            self.dispatch_block(20_000 if self.cfg.quick else 100_000)
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1095,6 +1161,32 @@ class Bench:
             return lambda: timed_set_save_loop(db.set, db.save, seq) / len(seq)
 
         return self.other_sampler(phase, make, updates, ops)
+
+    # -- calling contexts --
+
+    def dispatch_block(self, n: int) -> None:
+        """get() of every key once from each kind of calling code, against a plain method called from the same code."""
+        keys = [key for key, _ in make_pairs("flat", n)]
+        db = pickledb.PickleDB(self.path("dispatch.json"))
+        db.set_many((key, 1) for key in keys)
+        plain = PlainStore()
+        plain.set_many((key, 1) for key in keys)
+        plain_async = PlainAsyncStore(plain.data)
+        theirs: Callable[[], Any] | str = "PickleDB.set_many: not in this version"
+        if self.other is not None and hasattr(getattr(self.other, "PickleDB", None), "set_many"):
+            other_db = self.other.PickleDB(self.path("dispatch-other.json"))
+            other_db.set_many((key, 1) for key in keys)
+            theirs = lambda: other_db.get  # noqa: E731
+        for context, kind, loop_fn in DISPATCH_CONTEXTS:
+            awaited = kind == "dispatch await"
+            self.per_op_row(
+                ("dispatch", f"get() from {context} [{human_count(n)}]", kind),
+                (self.run_async if awaited else self.run_sync, loop_fn),
+                lambda: db.get,
+                (lambda: plain_async.get) if awaited else (lambda: plain.get),
+                theirs,
+                keys,
+            )
 
     # -- SQLite --
 

@@ -19,8 +19,8 @@ import time
 import types
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 import orjson
 
@@ -45,13 +45,9 @@ class _Missing:
 MISSING = cast(Any, _Missing())
 
 # Code-object flags (CPython's `inspect.CO_*`, stable since 3.5).
-_CO_NESTED = 0x10
-_CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x80
 _CO_ASYNC_GENERATOR = 0x200
 _CO_ASYNC = _CO_COROUTINE | _CO_ASYNC_GENERATOR
-# A caller whose flags have none of these bits is plain sync code: the fast path.
-_CO_MAYBE_ASYNC = _CO_ASYNC | _CO_NESTED | _CO_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
@@ -75,43 +71,131 @@ class CorruptFileError(ValueError):
 # --- private helpers: sync/async dispatch -----------------------------------
 #
 # Every public operation has one name. Called from code that runs as a
-# coroutine (an `async def`, or a notebook cell that uses top-level `await`)
-# it returns an awaitable; called from anything else it returns the value.
-# The decision is made from the caller's code flags, never from "is an event
-# loop running", which is true in every notebook cell and in sync helpers
-# called by async code. Comprehensions and generator expressions count as the
-# function they are written in, so `gather(*(db.get(k) for k in ks))` works.
+# coroutine (an `async def`, or a notebook statement that uses top-level
+# `await`) it returns a coroutine; called from anything else it returns the
+# value. The decision is made from the caller's code object, never from "is
+# an event loop running", which is true in every notebook cell and in sync
+# helpers called by async code. Comprehensions and generator expressions
+# count as the function they are written in, so that
+# `gather(*(db.get(k) for k in ks))` works.
 #
-# PickleDB's in-memory methods cost about as much as a dict operation, so
-# they test the caller's flags inline (a helper call would double their
-# cost) and call _async_caller() only for nested or generator code, which
-# may be a comprehension.
+# The answer never changes for a given code object, so it is worked out once:
+# the last code found sync and the last found async are kept, and a call from
+# either costs one identity test (PickleDB's in-memory methods make that test
+# inline: a helper call would double their cost). Comprehensions, whose
+# answer needs a look at the code around them, are remembered by id() of
+# their code object, in a bounded table whose entries keep their code alive.
 
 _getframe = sys._getframe
 
+_T = TypeVar("_T")
+_S = TypeVar("_S")
+_P = ParamSpec("_P")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_sync_code = cast("types.CodeType | None", None)  # the code that last called from the sync world
+_async_code = cast("types.CodeType | None", None)  # ... and from the async world
+_comprehensions_seen = cast("dict[int, tuple[types.CodeType, bool | None]]", {})  # None: its consumer decides
+_REMEMBER_AT_MOST = 1024  # comprehension code objects (and named coroutine functions)
+
 
 def _async_caller(depth: int = 2) -> bool:
-    """Return True when the frame `depth` levels up is async code."""
-    frame: types.FrameType | None = _getframe(depth)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_flags & _CO_ASYNC:
-            return True
-        if code.co_name not in _COMPREHENSIONS:
-            return False
-        frame = frame.f_back
-    return False
+    """Return True when the code running `depth` frames up is async code."""
+    global _sync_code, _async_code
+    frame = _getframe(depth)
+    answer, lasting = _frame_is_async(frame)
+    if lasting:
+        if answer:
+            _async_code = frame.f_code
+        else:
+            _sync_code = frame.f_code
+    return answer
 
 
-def _ready_gen(value: Any) -> Any:
+def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
+    """(whether the code of `frame` is async, whether that holds for every call from it)."""
+    code = frame.f_code
+    if code.co_flags & _CO_ASYNC:
+        return True, True
+    if code.co_name not in _COMPREHENSIONS:
+        return False, True
+    seen = _comprehensions_seen.get(id(code))
+    if seen is not None and seen[0] is code:
+        answer = seen[1]
+    else:
+        # The function a comprehension is written in holds its code object as
+        # a constant, and is on the stack while the comprehension runs (a
+        # generator expression may be iterated by a helper it was handed to).
+        outer = frame.f_back
+        while outer is not None and not (
+            code in outer.f_code.co_consts and any(const is code for const in outer.f_code.co_consts)
+        ):
+            outer = outer.f_back
+        if outer is None:  # a generator iterated after its function returned: from now on its consumer decides
+            answer = None
+        else:
+            answer, lasting = _frame_is_async(outer)
+            if not lasting:
+                return answer, False
+        if len(_comprehensions_seen) >= _REMEMBER_AT_MOST:
+            _comprehensions_seen.clear()
+        _comprehensions_seen[id(code)] = (code, answer)
+    if answer is None:
+        return (frame.f_back is not None and _frame_is_async(frame.f_back)[0]), False
+    return answer, True
+
+
+_named_copies = cast("dict[tuple[str, Callable[..., Any]], Callable[..., Any]]", {})
+
+
+def _named(qualname: str, fn: _F) -> _F:
+    """Return a copy of the async function `fn` whose coroutines are named `qualname`.
+
+    Python names a coroutine after the function that made it, in its repr and
+    in "coroutine '...' was never awaited": named after the public method, a
+    forgotten `await` points at the caller's own line of code. One copy is
+    made per name and function.
+    """
+    copy = _named_copies.get((qualname, fn))
+    if copy is None:
+        func = cast(types.FunctionType, fn)
+        copy = types.FunctionType(
+            func.__code__, func.__globals__, qualname.rpartition(".")[2], func.__defaults__, func.__closure__
+        )
+        copy.__qualname__ = qualname
+        copy.__kwdefaults__ = func.__kwdefaults__
+        if len(_named_copies) >= _REMEMBER_AT_MOST:
+            _named_copies.clear()
+        _named_copies[(qualname, fn)] = copy
+    return cast(_F, copy)
+
+
+def _named_for_caller(fn: _F, owner: object, depth: int = 2) -> _F:
+    """`fn` named after the method of `owner` running `depth` frames up from the one calling this.
+
+    A private runner calls `_named_for_caller(Class._runner_async, self)(self, ...)`
+    so that its coroutine carries the public method's name (depth 2: the
+    runner's caller); a public method itself passes depth 1.
+    """
+    code = _getframe(depth).f_code
+    qualname: str | None = getattr(code, "co_qualname", None)  # Python 3.11+
+    if qualname is None:  # Python 3.10: the class in which this code is the method of that name
+        qualname = f"{type(owner).__qualname__}.{code.co_name}"
+        for klass in type(owner).__mro__:
+            if getattr(vars(klass).get(code.co_name), "__code__", None) is code:
+                qualname = f"{klass.__qualname__}.{code.co_name}"
+                break
+    return _named(qualname, fn)
+
+
+async def _ready(value: _T) -> _T:
+    """The coroutine an in-memory operation returns in async code: its work is already done."""
     return value
-    yield  # pragma: no cover - makes this a generator
 
 
-# An awaitable that is already done: awaiting it gives `value`. Generator-based,
-# so that dropping it unawaited is harmless (the work was done at call time)
-# and warns about nothing.
-_ready = cast("Callable[[Any], Any]", types.coroutine(_ready_gen))
+def _done(qualname: str) -> Callable[[_T], _T]:
+    """_ready named after a public method; typed as the value it gives when awaited."""
+    return cast("Callable[[_T], _T]", _named(qualname, _ready))
 
 
 def _aiofiles() -> Any:
@@ -122,24 +206,54 @@ def _aiofiles() -> Any:
     return aiofiles
 
 
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking `fn(*args)` in aiofiles' worker threads."""
-    return await _aiofiles().os.wrap(fn)(*args)
+async def _off_loop(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run blocking `fn(*args, **kwargs)` in aiofiles' worker threads."""
+    result: _T = await _aiofiles().os.wrap(functools.partial(fn, *args, **kwargs))()
+    return result
 
 
-def _dual(blocking: Callable[..., Any]) -> Callable[..., Any]:
+def _dual(blocking: Callable[Concatenate[_S, _P], bool]) -> Callable[Concatenate[_S, _P], _Bool]:
     """Make a blocking method callable from sync code and awaitable from async code.
 
-    The async form runs the very same function off the event loop.
+    The async form runs the very same function off the event loop, in a
+    coroutine named after the method.
     """
+    off_loop = _named(blocking.__qualname__, _off_loop)
 
     @functools.wraps(blocking)
-    def method(self: Any, *args: Any) -> Any:
+    def method(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> Any:
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
-            return _off_loop(blocking, self, *args)
-        return blocking(self, *args)
+            return off_loop(blocking, self, *args, **kwargs)
+        return blocking(self, *args, **kwargs)
 
+    return cast("Callable[Concatenate[_S, _P], _Bool]", method)
+
+
+# What a type checker sees. An operation gives its value in sync code and a
+# coroutine of the same value in async code; no type says "this, or that,
+# depending on the caller", so the public methods are annotated with a type
+# that is both: a subclass of the value's type that is also awaitable and
+# gives that value. `ok: bool = db.set(k, v)` and `ok: bool = await
+# db.set(k, v)` both check. These classes exist for type checkers only.
+if TYPE_CHECKING:
+
+    class _Bool(bool, Awaitable[bool]):  # type: ignore[misc]  # bool is final; never instantiated
+        ...
+
+    class _Str(str, Awaitable[str]): ...
+
+    class _StrList(list[str], Awaitable[list[str]]): ...
+
+
+@overload
+def _both(method: Callable[_P, bool]) -> Callable[_P, _Bool]: ...
+@overload
+def _both(method: Callable[_P, str]) -> Callable[_P, _Str]: ...
+@overload
+def _both(method: Callable[_P, list[str]]) -> Callable[_P, _StrList]: ...
+def _both(method: Callable[_P, Any]) -> Callable[_P, Any]:
+    """Annotate a method as giving its value, or a coroutine of it (see above); nothing else."""
     return method
 
 
@@ -266,6 +380,14 @@ def _atomic_write(path: str, payload: bytes) -> None:
 
 # --- PickleDB ---------------------------------------------------------------
 
+# The coroutines the in-memory operations return in async code, named after them.
+_set_done = _done("PickleDB.set")
+_get_done = _done("PickleDB.get")
+_remove_done = _done("PickleDB.remove")
+_all_done = _done("PickleDB.all")
+_purge_done = _done("PickleDB.purge")
+_set_many_done = _done("PickleDB.set_many")
+
 
 class PickleDB:
     """An in-memory dict of str keys, loaded from and saved to one JSON file.
@@ -336,41 +458,46 @@ class PickleDB:
 
     # -- in-memory operations: done at call time in both worlds --
 
+    @_both
     def set(self, key: Any, value: Any) -> bool:
         """Store value under str(key) in memory; return True. Awaitable in async code."""
         self._data[str(key)] = value
-        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
-            return _ready(True)
+        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
+            return _set_done(True)
         return True
 
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value stored under str(key), or default. Awaitable in async code."""
         value = self._data.get(str(key), default)
-        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
-            return _ready(value)
+        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
+            return _get_done(value)
         return value
 
+    @_both
     def remove(self, key: Any) -> bool:
         """Delete str(key); return True if it existed. Awaitable in async code."""
         existed = self._data.pop(str(key), MISSING) is not MISSING
-        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
-            return _ready(existed)
+        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
+            return _remove_done(existed)
         return existed
 
+    @_both
     def all(self) -> list[str]:
         """Return a list of every key, in insertion order. Awaitable in async code."""
         keys = list(self._data)
-        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
-            return _ready(keys)
+        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
+            return _all_done(keys)
         return keys
 
+    @_both
     def purge(self) -> bool:
         """Delete every key in memory; return True. Awaitable in async code."""
         self._data.clear()
-        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
-            return _ready(True)
+        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
+            return _purge_done(True)
         return True
 
+    @_both
     def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> bool:
         """Store every (key, value) pair in memory at once; return True.
 
@@ -379,8 +506,8 @@ class PickleDB:
         """
         pairs = items.items() if isinstance(items, Mapping) else items
         self._data.update({str(key): value for key, value in pairs})
-        if (flags := _getframe(1).f_code.co_flags) & _CO_MAYBE_ASYNC and (flags & _CO_ASYNC or _async_caller()):
-            return _ready(True)
+        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
+            return _set_many_done(True)
         return True
 
     # -- context managers --
@@ -416,12 +543,12 @@ def _encode_value(key: str, value: Any) -> bytes:
 
 
 def _sql_key(key: Any) -> str:
-    key = str(key)
+    text = str(key)
     try:
-        key.encode()
+        text.encode()
     except UnicodeEncodeError as err:
-        raise TypeError(f"cannot store key {_short(key)}: it is not valid Unicode text ({err.reason})") from None
-    return key
+        raise TypeError(f"cannot store key {_short(text)}: it is not valid Unicode text ({err.reason})") from None
+    return text
 
 
 def _set_wal(conn: Any, timeout: float) -> None:
@@ -550,13 +677,14 @@ class PickleDBSQLite:
 
     # -- the operations: each states its SQL once; _run does it sync or async --
 
+    @_both
     def set(self, key: Any, value: Any) -> str:
         """Store value under key (a new uuid4 key when None); return the key.
 
         Awaitable in async code.
         """
-        key = str(uuid.uuid4()) if key is None else _sql_key(key)
-        return self._run(_COUNT, self._sql_set, (key, _encode_value(key, value)), lambda _: key)
+        name = str(uuid.uuid4()) if key is None else _sql_key(key)
+        return self._run(_COUNT, self._sql_set, (name, _encode_value(name, value)), lambda _: name)
 
     def get(self, key: Any, default: Any = MISSING) -> Any:
         """Return the value under key; without a default a missing key raises KeyError.
@@ -566,18 +694,22 @@ class PickleDBSQLite:
         key = _sql_key(key)
         return self._run(_ROWS, self._sql_get, (key,), lambda rows: self._found(key, rows, default))
 
+    @_both
     def remove(self, key: Any) -> bool:
         """Delete key; return True if a row was deleted. Awaitable in async code."""
-        return self._run(_COUNT, self._sql_remove, (_sql_key(key),), lambda count: count > 0)
+        return self._run(_COUNT, self._sql_remove, (_sql_key(key),), lambda count: bool(count > 0))
 
+    @_both
     def all(self) -> list[str]:
         """Return every key, sorted. Awaitable in async code."""
         return self._run(_ROWS, self._sql_all, (), lambda rows: [row[0] for row in rows])
 
+    @_both
     def purge(self) -> bool:
         """Delete every row of this table; return True. Awaitable in async code."""
         return self._run(_COUNT, self._sql_purge, (), lambda _: True)
 
+    @_both
     def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[str]:
         """Store every (key, value) pair in one transaction; return the keys.
 
@@ -602,11 +734,12 @@ class PickleDBSQLite:
             raise KeyError(key)
         return default
 
-    def _run(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
+    def _run(self, kind: str, sql: str, params: Any, finish: Callable[[Any], _T]) -> _T:
         if self._closed:
             raise self._closed_error()
         if _async_caller(3):
-            return self._run_async(_aiosqlite(), kind, sql, params, finish)
+            run = _named_for_caller(PickleDBSQLite._run_async, self)  # named after the public method
+            return cast(_T, run(self, _aiosqlite(), kind, sql, params, finish))
         with self._lock:
             conn = self._open_locked()
             if kind is _MANY:
@@ -623,7 +756,7 @@ class PickleDBSQLite:
                 result = cursor.fetchall() if kind is _ROWS else cursor.rowcount
         return finish(result)
 
-    async def _run_async(self, aiosqlite: Any, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
+    async def _run_async(self, aiosqlite: Any, kind: str, sql: str, params: Any, finish: Callable[[Any], _T]) -> _T:
         conn, lock = await self._aconnection(aiosqlite)
         async with lock:  # keeps other tasks' statements out of a set_many transaction
             if kind is _MANY:
@@ -685,8 +818,8 @@ class PickleDBSQLite:
         if entry is None:  # one task connects; the others on this loop wait for it
             entry = self._aconns[loop] = loop.create_task(self._aconnect(aiosqlite, loop))
         if isinstance(entry, asyncio.Task):
-            return await asyncio.shield(entry)
-        return entry
+            return cast("tuple[Any, Any]", await asyncio.shield(entry))
+        return cast("tuple[Any, Any]", entry)
 
     async def _aconnect(self, aiosqlite: Any, loop: Any) -> tuple[Any, Any]:
         import asyncio
@@ -722,7 +855,7 @@ class PickleDBSQLite:
         Awaitable in async code.
         """
         if _async_caller():
-            return _close_each(self._detach())
+            return _named_for_caller(_close_each, self, 1)(self._detach())
         conns = self._detach()
         if conns:
             _run_in_new_thread(_close_each(conns))

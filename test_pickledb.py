@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import builtins
 import contextlib
@@ -10,6 +11,7 @@ import datetime
 import enum
 import errno
 import gc
+import importlib.metadata
 import inspect
 import json
 import math
@@ -31,7 +33,7 @@ import time
 import types
 import uuid
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -448,8 +450,10 @@ def test_async_return_values_and_forgotten_await_still_writes(tmp_path: Path) ->
     async def main() -> None:
         assert await db.load() is True
         assert await db.set("a", 1) is True
-        db.set("forgotten", 2)  # no await: still written, and no warning
-        db.remove("nothing")
+        with pytest.warns(RuntimeWarning, match="coroutine 'PickleDB.set' was never awaited"):
+            db.set("forgotten", 2)  # no await: still written, and Python names the method
+        with pytest.warns(RuntimeWarning, match="coroutine 'PickleDB.remove' was never awaited"):
+            db.remove("nothing")
         assert await db.get("forgotten") == 2
         assert await db.get("missing", "d") == "d"
         assert await db.remove("a") is True
@@ -573,7 +577,7 @@ def test_sync_helper_and_sync_with_block_inside_async_code(tmp_path: Path) -> No
         sync_block()
         with PickleDB(path) as db:  # a sync `with` written in async code
             assert await db.get("block") == 2
-            db.set("inline", 3)  # returns an awaitable here; the write is done anyway
+            assert await db.set("inline", 3) is True  # async code: a coroutine, as everywhere in main()
 
     asyncio.run(main())
     assert orjson.loads(path.read_bytes()) == {"helper": 1, "block": 2, "inline": 3}
@@ -657,7 +661,7 @@ def test_ipython_cells_with_and_without_top_level_await(tmp_path: Path, monkeypa
 
 async def pickledb_async_usage(path: Path) -> list[str]:
     db = PickleDB(path)
-    db.set("not-awaited", 1)  # done at call time; dropping the awaitable is harmless
+    db.set("not-awaited", 1)  # done at call time; Python warns that the coroutine was never awaited
     db.get("not-awaited")
     await db.set("a", 1)
     await asyncio.gather(*(db.set(f"g{n}", n) for n in range(3)))
@@ -673,7 +677,10 @@ def test_pickledb_async_use_leaves_no_warnings_or_threads(tmp_path: Path) -> Non
         warnings.simplefilter("always")
         keys = run_async(pickledb_async_usage, tmp_path / "p.json")
         gc.collect()
-    assert caught == []
+    assert sorted(str(w.message) for w in caught) == [
+        "coroutine 'PickleDB.get' was never awaited",
+        "coroutine 'PickleDB.set' was never awaited",
+    ]
     assert keys == ["not-awaited", "a", "g0", "g1", "g2"]
     assert wait_for_threads(start) == start
 
@@ -3216,7 +3223,7 @@ SCRIPT_BLOCKS = [
 
 def test_readme_has_python_blocks_of_each_kind() -> None:
     markers = [marker for _, marker, _ in readme_blocks()]
-    assert markers.count("") >= 4 and markers.count("notebook") >= 2
+    assert markers.count("") >= 4 and markers.count("notebook") >= 1
 
 
 @pytest.mark.parametrize("code", SCRIPT_BLOCKS)
@@ -3928,3 +3935,329 @@ def test_copy_of_a_million_keys(
             print(f"\ncopy of {count:,} keys, {names}: {float(seconds):.1f} s, peak RSS {int(peak_kib) >> 10} MiB")
     end = orjson.loads((tmp_path / "end.json").read_bytes())
     assert len(end) == count and end["user:0999999"] == {"id": 999999, "name": "user 999999", "tags": ["a", "b"]}
+
+
+# --- one name, both worlds: coroutines, asyncio APIs, nested callers, types, notebooks ---
+
+
+_IN_MEMORY_CALLS: dict[str, tuple[object, ...]] = {
+    "set": ("k", 1),
+    "get": ("k",),
+    "remove": ("k",),
+    "all": (),
+    "purge": (),
+    "set_many": ({"k": 1},),
+}
+
+
+def test_async_calls_are_native_coroutines_named_after_the_method(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    kv = PickleDBSQLite(tmp_path / "db.sqlite3")
+
+    async def main() -> None:
+        for obj, calls in (
+            (db, [*_IN_MEMORY_CALLS.items(), ("save", ()), ("load", ())]),
+            (kv, _IN_MEMORY_CALLS.items()),
+        ):
+            for name, args in calls:
+                call = getattr(obj, name)(*args)
+                assert type(call) is types.CoroutineType
+                assert call.__qualname__ == f"{type(obj).__name__}.{name}"
+                await call
+        closing = kv.close()
+        assert type(closing) is types.CoroutineType and closing.__qualname__ == "PickleDBSQLite.close"
+        await closing
+
+    asyncio.run(main())
+
+
+def test_forgotten_await_warns_naming_the_method(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+
+    async def main() -> None:
+        with PickleDBSQLite(tmp_path / "db.sqlite3") as kv:
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.set' was never awaited$"):
+                db.set("written", 1)  # in-memory work is done at call time
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.save' was never awaited$"):
+                db.save()  # I/O happens only when awaited
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDBSQLite\.set' was never awaited$"):
+                kv.set("not written", 1)
+            with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.get' was never awaited$"):
+                assert db.get("missing")  # a coroutine object: always true
+            assert await db.get("written") == 1
+            assert await kv.all() == []
+        unused = PickleDBSQLite(tmp_path / "unused.sqlite3")
+        with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDBSQLite\.close' was never awaited$"):
+            unused.close()  # the store is closed at once; its connections close when this is awaited
+
+    asyncio.run(main())
+    assert not Path(db.location).exists()
+
+
+@pytest.mark.parametrize("api", ["create_task", "task_group", "ensure_future", "gather", "wait_for"])
+def test_every_asyncio_api_accepts_every_call(store, api: str) -> None:
+    if api == "task_group" and sys.version_info < (3, 11):
+        pytest.skip("asyncio.TaskGroup is new in Python 3.11")
+
+    async def submit(call: Any) -> Any:
+        if api == "create_task":
+            return await asyncio.create_task(call)
+        if api == "ensure_future":
+            return await asyncio.ensure_future(call)
+        if api == "gather":
+            return (await asyncio.gather(call))[0]
+        if api == "wait_for":
+            return await asyncio.wait_for(call, 30)
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(call)
+        return task.result()
+
+    async def main() -> None:
+        assert await submit(store.set("a", 1)) in (True, "a")
+        assert await submit(store.get("a")) == 1
+        assert await submit(store.set_many({"b": 2})) in (True, ["b"])
+        assert sorted(await submit(store.all())) == ["a", "b"]
+        assert await submit(store.remove("b")) is True
+        if isinstance(store, PickleDB):
+            assert await submit(store.save()) is True
+            assert await submit(store.load()) is True
+        assert await submit(store.purge()) is True
+        if isinstance(store, PickleDBSQLite):
+            assert await submit(store.close()) is None
+
+    asyncio.run(main())
+
+
+def test_a_plain_call_handed_to_asyncio_run_is_a_plain_call(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    with pytest.raises(ValueError, match="coroutine was expected"):
+        asyncio.run(db.save())  # plain code: save() ran and returned True, which asyncio.run refuses
+    assert Path(db.location).read_bytes() == b"{}"
+
+
+def test_nested_callers_get_values_in_sync_code_and_coroutines_in_async_code(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"a": 1, "b": 2})
+
+    def closure() -> list[int]:
+        return [db.get(k) for k in "ab"]
+
+    class Reader:
+        def read(self) -> int:
+            return db.get("a")
+
+    read = lambda key: db.get(key)  # noqa: E731
+
+    def sync_contexts() -> list[object]:
+        return [closure(), Reader().read(), read("b"), list(db.get(k) for k in "ab"), {k: db.get(k) for k in "ab"}]
+
+    expected = [[1, 2], 1, 2, [1, 2], {"a": 1, "b": 2}]
+
+    def consume(items: Iterable[object]) -> list[object]:
+        return list(items)
+
+    def lazily() -> Iterable[object]:
+        return (db.get(k) for k in "ab")  # iterated after lazily() returned: the code iterating it decides
+
+    async def main() -> None:
+        assert sync_contexts() == expected  # sync code called from async code gives values
+        assert await asyncio.gather(*[db.get(k) for k in "ab"]) == [1, 2]
+        assert await asyncio.gather(*(db.get(k) for k in "ab")) == [1, 2]
+        assert [await c for c in {k: db.get(k) for k in "ab"}.values()] == [1, 2]
+        assert [await c for row in [[db.get(k)] for k in "ab"] for c in row] == [1, 2]
+        # a generator expression counts as the function it is written in, whoever iterates it
+        assert [await c for c in consume(db.get(k) for k in "ab")] == [1, 2]
+        assert [await c for c in lazily()] == [1, 2]
+
+    for _ in range(3):  # remembered answers give the same results every time
+        assert sync_contexts() == expected
+        assert list(lazily()) == [1, 2]
+        asyncio.run(main())
+
+
+def test_statements_compiled_one_by_one_follow_their_own_await(tmp_path: Path) -> None:
+    # What IPython does with each statement of a cell; every compile gives a new code object.
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"a": 1, "b": 2})
+    namespace = {"db": db, "asyncio": asyncio}
+
+    def run(source: str) -> object:
+        code = compile(source, "<cell>", "eval", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = eval(code, namespace)
+        return asyncio.run(result) if code.co_flags & inspect.CO_COROUTINE else result
+
+    for _ in range(3):
+        assert run("[db.get(k) for k in 'ab']") == [1, 2]
+        assert run("list(db.get(k) for k in 'ab')") == [1, 2]
+        assert run("await asyncio.gather(*[db.get(k) for k in 'ab'])") == [1, 2]
+        assert run("await asyncio.gather(*(db.get(k) for k in 'ab'))") == [1, 2]
+        with pytest.warns(RuntimeWarning, match=r"^coroutine 'PickleDB\.get' was never awaited$"):
+            shown = run("str((db.get('a'), await db.get('b')))")  # one statement: both calls are async
+        assert re.fullmatch(r"\(<coroutine object PickleDB\.get at 0x[0-9a-f]+>, 2\)", str(shown))
+
+
+def test_remembered_comprehensions_are_bounded(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set("a", 1)
+    for _ in range(pickledb._REMEMBER_AT_MOST + 100):  # a new code object each time, as in a notebook
+        assert eval(compile("list(db.get('a') for _ in 'x')", "<cell>", "eval"), {"db": db}) == [1]
+        assert len(pickledb._comprehensions_seen) <= pickledb._REMEMBER_AT_MOST
+
+
+def test_callbacks_called_by_c_code_count_as_the_async_function(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"a": 2, "b": 1})
+
+    def value_of(key: str) -> int:
+        return db.get(key)
+
+    async def main() -> None:
+        pending = list(map(db.get, ["a", "b"]))  # map calls get from C: the caller is main()
+        assert all(type(call) is types.CoroutineType for call in pending)
+        assert [await call for call in pending] == [2, 1]
+        assert [await call for call in map(db.remove, ["gone"])] == [False]
+        with pytest.warns(RuntimeWarning, match="'PickleDB.get' was never awaited"):
+            with pytest.raises(TypeError):
+                sorted(["a", "b"], key=db.get)  # sorts coroutines, which cannot be compared
+        assert sorted(["a", "b"], key=lambda key: db.get(key)) == ["b", "a"]  # a lambda is sync code
+        assert sorted(["a", "b"], key=value_of) == ["b", "a"]
+
+    asyncio.run(main())
+
+
+_TYPED_USER_CODE = """
+from pickledb import PickleDB, PickleDBSQLite
+
+
+def sync_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
+    loaded: bool = db.load()
+    ok: bool = db.set("a", 1)
+    value = db.get("a", 0)
+    removed: bool = db.remove("a")
+    stored: bool = db.set_many({"b": 2})
+    keys: list[str] = db.all()
+    saved: bool = db.save()
+    emptied: bool = db.purge()
+    key: str = kv.set(None, {"x": 1})
+    keys = kv.set_many([("c", 3)]) + kv.all()
+    gone: bool = kv.remove(key)
+    kv.close()
+    with PickleDB("other.json") as other:
+        other.set("visits", other.get("visits", 0) + 1)
+    print(loaded, ok, value, removed, stored, saved, emptied, gone)
+    return keys
+
+
+async def async_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
+    loaded: bool = await db.load()
+    ok: bool = await db.set("a", 1)
+    value = await db.get("a", 0)
+    removed: bool = await db.remove("a")
+    stored: bool = await db.set_many({"b": 2})
+    keys: list[str] = await db.all()
+    saved: bool = await db.save()
+    emptied: bool = await db.purge()
+    key: str = await kv.set(None, {"x": 1})
+    keys = await kv.set_many([("c", 3)]) + await kv.all()
+    gone: bool = await kv.remove(key)
+    await kv.close()
+    async with PickleDB("other.json") as other:
+        await other.set("seen", True)
+    print(loaded, ok, value, removed, stored, saved, emptied, gone)
+    return keys
+"""
+
+
+def test_user_code_type_checks_with_mypy_strict_in_both_worlds(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    (tmp_path / "user.py").write_text(_TYPED_USER_CODE)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "user.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=dict(os.environ, MYPYPATH=str(HERE)),  # pickledb.py as source, as a vendored copy is
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        importlib.metadata.distribution("pickledb")
+    except importlib.metadata.PackageNotFoundError:
+        return  # not installed: the installed-module case below does not apply
+    result = subprocess.run(  # an installed pickledb.py carries no py.typed marker
+        [sys.executable, "-m", "mypy", "--strict", "--follow-untyped-imports", "--cache-dir", "cache", "user.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_notebook_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    paths = {name: str(tmp_path / name) for name in ("db.json", "other.json", "third.json", "kv.sqlite3")}
+    cells = [  # (source, the text the cell shows)
+        (
+            f"import asyncio, sys, warnings\nwarnings.simplefilter('always')\nsys.path.insert(0, {str(HERE)!r})\n"
+            f"from pickledb import PickleDB, PickleDBSQLite\ndb = PickleDB({paths['db.json']!r})\ndb.load()",
+            "True",
+        ),
+        ("db.set('a', 1)\ndb.get('a')", "1"),  # no await in the cell: plain calls
+        ("await db.set('b', 2)\nawait db.get('b')", "2"),  # top-level await
+        ("await db.save()\ndb.get('a')", "1"),  # the rule is per statement
+        ("print(await db.get('a'), await db.get('b'))", "1 2\n"),
+        ("x = [db.get(k) for k in 'ab']; await asyncio.sleep(0)\nx", "[1, 2]"),
+        ("await asyncio.gather(*[db.get(k) for k in 'ab'])", "[1, 2]"),
+        ("await asyncio.gather(*(db.get(k) for k in 'ab'))", "[1, 2]"),
+        ("[await db.get(k) for k in 'ab']", "[1, 2]"),
+        (f"with PickleDB({paths['other.json']!r}) as other:\n    other.set('w', 1)\nother.get('w')", "1"),
+        (
+            f"async with PickleDB({paths['third.json']!r}) as third:\n    await third.set('w', 2)\n"
+            "await third.get('w')",
+            "2",
+        ),
+        (f"kv = PickleDBSQLite({paths['kv.sqlite3']!r})\nkv.set('s', 1)", "'s'"),
+        ("await kv.set('t', 2)\nawait asyncio.gather(*(kv.get(k) for k in ['s', 't']))", "[1, 2]"),
+        ("kv.all()", "['s', 't']"),
+        (
+            f"async with PickleDBSQLite({paths['kv.sqlite3']!r}) as kv2:\n    keys = await kv2.all()\nkeys",
+            "['s', 't']",
+        ),
+        ("await kv.close()\n'closed'", "'closed'"),
+        (f"with PickleDBSQLite({paths['kv.sqlite3']!r}) as kv3:\n    value = kv3.get('t')\nvalue", "2"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source, _ in cells])
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    for cell, (source, shown) in zip(notebook.cells, cells, strict=True):
+        texts = [output.get("text") or output.get("data", {}).get("text/plain") for output in cell.outputs]
+        kinds = [output.get("name") or output["output_type"] for output in cell.outputs]
+        assert (kinds, texts) == (["stdout" if shown.endswith("\n") else "execute_result"], [shown]), source
+    assert orjson.loads(Path(paths["other.json"]).read_bytes()) == {"w": 1}
+    assert orjson.loads(Path(paths["third.json"]).read_bytes()) == {"w": 2}
+
+
+def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
+    class Job:
+        @pickledb._dual
+        def run(self, *, fail: bool = False) -> bool:
+            if fail:
+                raise ValueError("asked to fail")
+            return True
+
+    job = Job()
+    assert job.run(fail=False) is True
+
+    async def main() -> None:
+        call = job.run(fail=False)
+        assert call.__qualname__.endswith("<locals>.Job.run")
+        assert await call is True
+        with pytest.raises(ValueError, match="asked to fail"):
+            await job.run(fail=True)
+
+    asyncio.run(main())
