@@ -801,10 +801,16 @@ def _drop_transports(client: Any) -> None:
         if writer is None:
             continue
         transport = writer.transport
-        sock = getattr(transport, "_sock", None)
-        if sock is not None:
-            sock.close()
-            transport._sock = None
+        try:
+            transport.close()  # marks it closing, then fails to schedule the rest on the closed loop
+        except RuntimeError:
+            pass
+        lost = getattr(transport, "_call_connection_lost", None)  # asyncio's own final step: closes the socket
+        if lost is not None and getattr(transport, "_sock", None) is not None:
+            try:
+                lost(None)
+            except Exception:  # pragma: no cover - the socket is closed before this can raise
+                pass
         conn._reader = conn._writer = None
 
 

@@ -3404,3 +3404,657 @@ def _redis_wait_clients(url: str, count: int, timeout: float = 5.0) -> int:
     while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
         time.sleep(0.02)
     return now
+
+
+class _RedisMachine(_RelSQLiteMachine):
+    """PickleDBRedis against the dict model; a second hash on the server must stay untouched."""
+
+    url = ""
+
+    def __init__(self, base: str) -> None:
+        RuleBasedStateMachine.__init__(self)
+        self.model = {}
+        self.name = f"model-{uuid.uuid4().hex}"
+        with PickleDBRedis(self.url, f"{self.name}-other") as other:
+            other.set("sentinel", [1, "two", None])
+        self.start()
+        self.db = PickleDBRedis(self.url, self.name)
+
+    def teardown(self) -> None:
+        try:
+            self.close_db()
+        finally:
+            self.stop()
+        with PickleDBRedis(self.url, f"{self.name}-other") as other:
+            assert other.all() == ["sentinel"]
+            assert other.get("sentinel") == [1, "two", None]
+
+    @rule()
+    def reopen(self) -> None:
+        self.close_db()
+        self.db = PickleDBRedis(self.url, self.name)
+
+    @rule()
+    def peer_sees_same_rows(self) -> None:
+        with PickleDBRedis(self.url, self.name) as peer:
+            assert peer.all() == sorted(self.model)
+
+
+class _RedisAsyncMachine(_RelAsyncDriver, _RedisMachine):
+    """The Redis model, every operation awaited inside an `async def` on one loop."""
+
+    def close_db(self) -> None:
+        self.loop.run_until_complete(_rel_await_call(self.db, "close"))
+
+
+@pytest.mark.parametrize("heavy", _REL_BUDGETS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_redis_agrees_with_a_dict_model(redis_url: str, mode: str, heavy: bool) -> None:
+    start = threading.active_count()
+    machine = type("Machine", (_RedisAsyncMachine if mode == "async" else _RedisMachine,), {"url": redis_url})
+    budget = _REL_MODEL_HEAVY if heavy else _REL_MODEL_STD
+    run_state_machine_as_test(lambda: machine(""), settings=_rel_settings(**budget))
+    assert _rel_wait_threads(start) == start
+    assert _redis_wait_clients(redis_url, 0) == 0
+
+
+def test_redis_methods_keep_their_names_and_docstrings() -> None:
+    for name in ("set", "get", "remove", "all", "purge", "set_many", "close"):
+        method = getattr(PickleDBRedis, name)
+        assert method.__name__ == name
+        assert method.__doc__ and ("async" in method.__doc__ or "wait" in method.__doc__.lower())
+
+
+def test_redis_constructor_refuses_bad_names_and_urls_before_any_command() -> None:
+    for name in ["", "a\nb", "tab\there", "\x7f", "\x85", "\ud800"]:
+        with pytest.raises(ValueError, match="invalid hash_name"):
+            PickleDBRedis("redis://127.0.0.1:1/0", name)
+    for name in [b"kv", None, 3]:
+        with pytest.raises(TypeError, match="hash_name must be a str"):
+            PickleDBRedis("redis://127.0.0.1:1/0", name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"invalid Redis URL 'http://u:\*\*\*@host/'") as excinfo:
+        PickleDBRedis("http://u:hunter2@host/")
+    assert "hunter2" not in str(excinfo.value)
+    with pytest.raises(ValueError, match="timeout"):
+        PickleDBRedis("redis://127.0.0.1:1/0", timeout=0)
+    # Odd but valid names are separate stores.
+    assert PickleDBRedis("redis://127.0.0.1:1/0", "store:{1} ключ 🙂").hash_name == "store:{1} ключ 🙂"
+
+
+def test_redis_hash_names_are_independent_stores_and_unix_sockets_work(
+    redis_url: str, _redis_session_server: RedisServer
+) -> None:
+    with PickleDBRedis(redis_url, "one") as one, PickleDBRedis(_redis_session_server.unix_url, "two") as two:
+        one.set("k", 1)
+        two.set("k", 2)
+        assert one.get("k") == 1 and two.get("k") == 2
+        assert one.purge() is True
+        assert one.all() == [] and two.all() == ["k"]
+        assert asyncio.run(_rel_await_call(two, "get", "k")) == 2
+
+
+def test_redis_set_many_of_several_chunks_is_stored_whole(redis_url: str) -> None:
+    items = {f"k{i:05d}": {"i": i} for i in range(2500)}  # three HSETs in one MULTI/EXEC
+    with PickleDBRedis(redis_url) as db:
+        assert db.set_many(items) == list(items)
+        assert db.all() == sorted(items)
+        assert db.get("k02499") == {"i": 2499}
+        assert asyncio.run(_rel_await_call(db, "set_many", {k: 0 for k in items})) == list(items)
+        assert {db.get(k) for k in items} == {0}
+        assert db.set_many([]) == []
+        keys = db.set_many([(None, 1), (None, 2)])
+        assert all(str(uuid.UUID(key)) == key for key in keys)
+
+
+def _redis_calls(url: str, command: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(url) as raw:
+        return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_redis_unencodable_values_are_refused_naming_the_key_and_nothing_is_sent(redis_url: str) -> None:
+    with PickleDBRedis(redis_url) as db:
+        db.set("good", 1)
+        before = _redis_calls(redis_url, "hset"), _redis_calls(redis_url, "multi")
+        for value in ({1, 2}, b"raw", 2**64, {"n": {1: 2}}, "\udfff", object()):
+            with pytest.raises(TypeError, match="'bad key'"):
+                db.set("bad key", value)
+            with pytest.raises(TypeError, match="'bad key'"):
+                db.set_many({f"fine{i}": i for i in range(3000)} | {"bad key": value})
+            with pytest.raises(TypeError, match="'bad key'"):
+                asyncio.run(_rel_await_call(db, "set", "bad key", value))
+        with pytest.raises(TypeError, match="not valid Unicode"):
+            db.set("\ud800", 1)
+        assert (_redis_calls(redis_url, "hset"), _redis_calls(redis_url, "multi")) == before
+        assert db.all() == ["good"]
+
+
+def test_redis_hash_name_holding_another_type_is_named(redis_url: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.set("taken", "a string someone else keeps")
+    with PickleDBRedis(redis_url, "taken") as db:
+        for name, args in [("set", ("k", 1)), ("get", ("k",)), ("all", ()), ("purge", ()), ("set_many", ({"k": 1},))]:
+            with pytest.raises(ValueError, match="'taken' .* not a hash; pass another hash_name"):
+                getattr(db, name)(*args)
+            with pytest.raises(ValueError, match="'taken' .* not a hash"):
+                asyncio.run(_rel_await_call(db, name, *args))
+    with redis.Redis.from_url(redis_url) as raw:
+        assert raw.get("taken") == b"a string someone else keeps"  # purge did not delete it
+
+
+def test_redis_value_written_by_another_program_is_named(redis_url: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.hset("kv", "odd", b"{not json")
+    with PickleDBRedis(redis_url) as db:
+        with pytest.raises(ValueError, match="key 'odd' is not valid JSON"):
+            db.get("odd")
+
+
+# --- PickleDBRedis: connections, errors, lifecycle --------------------------
+
+
+def test_import_does_not_import_redis() -> None:
+    result = run_python(
+        """
+        import sys
+        import pickledb
+        assert "redis" not in sys.modules
+        sys.modules["redis"] = None  # as if redis-py were not installed
+        try:
+            pickledb.PickleDBRedis()
+        except ImportError as err:
+            print(err)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "pickledb[redis]"' in result.stdout and "pip install redis" in result.stdout
+
+
+def _redis_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _redis_expect(db: PickleDBRedis, error: type[Exception], name: str = "get", *args: object) -> Exception:
+    with pytest.raises(error) as excinfo:
+        await getattr(db, name)(*(args or ("k",)))
+    return excinfo.value
+
+
+def test_redis_unreachable_server_raises_connection_error_with_the_password_masked() -> None:
+    pytest.importorskip("redis")
+    url = f"redis://user:topsecret@127.0.0.1:{_redis_closed_port()}/0"
+    db = PickleDBRedis(url, timeout=2)
+    assert "topsecret" not in repr(db) and "user:***@" in repr(db)
+    with pytest.raises(ConnectionError) as excinfo:
+        db.set("k", 1)
+    errors = [excinfo.value, asyncio.run(_redis_expect(db, ConnectionError))]
+    for err in errors:
+        assert type(err) is ConnectionError
+        assert "redis://user:***@127.0.0.1" in str(err) and "topsecret" not in str(err)
+        assert type(err.__cause__).__module__.startswith("redis")
+        assert "topsecret" not in str(err.__cause__)
+    db.close()
+
+
+def test_redis_silent_server_raises_connection_error_within_timeout() -> None:
+    pytest.importorskip("redis")
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        db = PickleDBRedis(f"redis://:pw@127.0.0.1:{silent.getsockname()[1]}/0", timeout=0.5)
+        for call in (lambda: db.get("k"), lambda: asyncio.run(_rel_await_call(db, "get", "k"))):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=r"redis://:\*\*\*@"):
+                call()
+            assert time.monotonic() - began < 0.5 + 1.5
+        db.close()
+
+
+def test_redis_password_right_works_wrong_or_missing_is_refused(redis_auth_server: RedisServer) -> None:
+    port = redis_auth_server.port
+    with PickleDBRedis(f"redis://:s3cret-pw@127.0.0.1:{port}/0", "auth") as db:
+        assert db.set("a", 1) == "a"
+        assert asyncio.run(_rel_await_call(db, "get", "a")) == 1
+        assert "s3cret-pw" not in repr(db)
+    for url in (
+        f"redis://:Wrong-pw-42@127.0.0.1:{port}/0",
+        f"redis://default:Wrong-pw-42@127.0.0.1:{port}/0",
+        f"redis://127.0.0.1:{port}/0?password=Wrong-pw-42",
+        f"redis://127.0.0.1:{port}/0",
+    ):
+        db = PickleDBRedis(url, "auth", timeout=5)
+        assert "Wrong-pw-42" not in repr(db)
+        with pytest.raises(PermissionError) as excinfo:
+            db.get("a")
+        for err in (excinfo.value, asyncio.run(_redis_expect(db, PermissionError))):
+            assert "authenticate" in str(err) and "password" in str(err)
+            assert f"127.0.0.1:{port}" in str(err)
+            assert "Wrong-pw-42" not in str(err) and "Wrong-pw-42" not in str(err.__cause__)
+        db.close()
+
+
+def test_redis_same_instance_works_again_after_the_server_restarts(redis_server) -> None:
+    server = redis_server()
+    db = PickleDBRedis(server.url, timeout=2)
+    with _rel_private_loop() as loop:  # one loop throughout: its client must reconnect too
+        db.set("before", 1)
+        loop.run_until_complete(_rel_await_call(db, "set", "async-before", 1))
+        server.kill()
+        for call in (lambda: db.get("before"), lambda: loop.run_until_complete(_rel_await_call(db, "get", "x"))):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=re.escape(server.url)):
+                call()
+            assert time.monotonic() - began < 2 + 1.5
+        server.start()  # same port, empty (no persistence configured)
+        assert db.set("after", 2) == "after"
+        assert loop.run_until_complete(_rel_await_call(db, "get", "after")) == 2
+        assert db.all() == ["after"]
+        loop.run_until_complete(_rel_await_call(db, "close"))
+    assert _redis_wait_clients(server.url, 0) == 0
+
+
+# Writes keys one by one (every tenth call a batch of three) until the server
+# goes away; prints each key once its call returned, then how the end came.
+_REDIS_WRITER_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import time
+    import pickledb
+
+    url, mode = sys.argv[1], sys.argv[2]
+    db = pickledb.PickleDBRedis(url, "durable", timeout=2)
+
+    def sync_call(name, *args):  # plain code: the sync path
+        return getattr(db, name)(*args)
+
+    async def main():
+        async def call(name, *args):
+            if mode == "async":
+                return await getattr(db, name)(*args)
+            return sync_call(name, *args)
+
+        await call("set", "boot", 0)
+        print("ready", flush=True)
+        i = 0
+        while True:
+            began = time.monotonic()
+            try:
+                if i % 10 == 9:
+                    batch = {f"k{i + j}": {"i": i + j} for j in range(3)}
+                    await call("set_many", batch)
+                    print("\\n".join(batch), flush=True)
+                    i += 3
+                else:
+                    await call("set", f"k{i}", {"i": i})
+                    print(f"k{i}", flush=True)
+                    i += 1
+            except ConnectionError as err:
+                print("gone", time.monotonic() - began, str(err).replace("\\n", " "), flush=True)
+                return
+
+    asyncio.run(main())
+    db.close()
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_redis_server_killed_mid_run_keeps_every_returned_write_with_appendfsync_always(redis_server, mode) -> None:
+    import redis
+
+    server = redis_server("--appendonly", "yes", "--appendfsync", "always")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REDIS_WRITER_CHILD, server.url, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_rel_env(),
+        bufsize=0,
+    )
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(0.3)
+        server.kill()
+        out, err = proc.communicate(timeout=30)  # no hang: the writer sees the error and ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    lines = out.decode().splitlines()
+    assert lines[-1].startswith("gone "), lines[-3:]
+    assert float(lines[-1].split()[1]) < 2 + 1.5
+    assert server.url in lines[-1]
+    written = lines[:-1]
+    assert len(written) > 20
+    server.start()  # same port and directory: the append-only file is replayed
+    with redis.Redis.from_url(server.url) as raw:
+        stored = raw.hgetall("durable")
+    missing = [key for key in written if key.encode() not in stored]
+    assert not missing, f"{len(missing)} returned writes lost, e.g. {missing[:3]}"
+    for key in written:
+        assert orjson.loads(stored[key.encode()]) == {"i": int(key[1:])}
+
+
+# Overwrites the same 5,000 keys with batch number b, over and over.
+_REDIS_BATCH_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    url, mode = sys.argv[1], sys.argv[2]
+    db = pickledb.PickleDBRedis(url, "batches")
+
+    def sync_set_many(items):  # plain code: the sync path
+        return db.set_many(items)
+
+    async def main():
+        print("ready", flush=True)
+        batch = 0
+        while True:
+            batch += 1
+            items = {f"k{i:05d}": batch for i in range(5000)}
+            if mode == "async":
+                await db.set_many(items)
+            else:
+                sync_set_many(items)
+            print(batch, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def _redis_kill_set_many(url: str, trials: int, seed: int) -> None:
+    import redis
+
+    rng = random.Random(seed)
+    for trial in range(trials):
+        mode = "async" if trial % 2 else "sync"
+        with redis.Redis.from_url(url) as raw:
+            raw.delete("batches")
+        first, lines = _rel_kill_after_ready([_REDIS_BATCH_CHILD, url, mode], rng)
+        done = [int(line) for line in lines]
+        with redis.Redis.from_url(url) as raw:
+            stored = raw.hgetall("batches")
+        if not stored:
+            assert not done, "a batch that returned is missing"
+            continue
+        assert len(stored) == 5000, f"a torn batch: {len(stored)} of 5000 keys"
+        batches = {int(value) for value in stored.values()}
+        assert len(batches) == 1, f"keys from several batches: {sorted(batches)[:5]}"
+        last = max(done, default=0)
+        assert batches.pop() in (last, last + 1)
+
+
+def test_redis_client_killed_mid_set_many_leaves_all_or_nothing(redis_url: str) -> None:
+    _redis_kill_set_many(redis_url, trials=8, seed=3)
+
+
+@pytest.mark.heavy
+def test_redis_client_killed_mid_set_many_leaves_all_or_nothing_heavy(redis_url: str) -> None:
+    _redis_kill_set_many(redis_url, trials=100, seed=4)
+
+
+# One of several processes (stand-ins for hosts): overwrites its own keys,
+# adds one unique key per step, and prints what it wrote last.
+_REDIS_PROCESS_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import json
+    import sys
+    import pickledb
+
+    url, number, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    db = pickledb.PickleDBRedis(url, "shared")
+    last = {}
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    def sync_call(name, *args):  # plain code: the sync path
+        return getattr(db, name)(*args)
+
+    async def main():
+        async def call(name, *args):
+            if mode == "async":
+                return await getattr(db, name)(*args)
+            return sync_call(name, *args)
+
+        for step in range(ops):
+            key = f"p{number}-{step % 25}"
+            value = {"p": number, "step": step}
+            if step % 50 == 49:
+                batch = {f"p{number}-{(step + j) % 25}": value for j in range(5)}
+                assert await call("set_many", batch) == list(batch)
+                last.update(batch)
+            else:
+                assert await call("set", key, value) == key
+                last[key] = value
+            assert await call("set", f"once-{number}-{step}", step) == f"once-{number}-{step}"
+            last[f"once-{number}-{step}"] = step
+
+    asyncio.run(main())
+    db.close()
+    print(json.dumps(last), flush=True)
+    """
+)
+
+
+def _redis_processes(url: str, count: int, ops: int) -> None:
+    procs = []
+    try:
+        for number in range(count):
+            mode = "async" if number % 2 else "sync"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _REDIS_PROCESS_CHILD, url, str(number), str(ops), mode],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=_rel_env(),
+                    bufsize=0,
+                )
+            )
+        for proc in procs:
+            assert proc.stdout.readline() == b"ready\n"
+        for proc in procs:
+            proc.stdin.write(b"go\n")
+        results = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    expected: dict[str, object] = {}
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err.decode(errors="replace")
+        expected.update(json.loads(out))
+    with PickleDBRedis(url, "shared") as db:
+        assert db.all() == sorted(expected)
+        for key, value in expected.items():
+            assert db.get(key) == value
+
+
+def test_redis_processes_writing_one_store_lose_nothing(redis_url: str) -> None:
+    _redis_processes(redis_url, count=4, ops=500)
+
+
+@pytest.mark.heavy
+def test_redis_processes_writing_one_store_lose_nothing_heavy(redis_url: str) -> None:
+    _redis_processes(redis_url, count=8, ops=5000)
+
+
+def test_redis_threads_share_one_instance(redis_url: str) -> None:
+    with PickleDBRedis(redis_url) as db:
+
+        def work(number: int) -> None:
+            for i in range(200):
+                db.set(f"t{number}-{i % 20}", i)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(db.all()) == 120
+        assert {db.get(f"t{n}-19") for n in range(6)} == {199}
+
+
+async def _redis_session(db: PickleDBRedis, key: str) -> list[str]:
+    await db.set(key, [key])
+    assert await db.get(key) == [key]
+    return await db.all()
+
+
+def test_redis_close_releases_every_connection_whatever_loop_opened_it(redis_url: str) -> None:
+    start = threading.active_count()
+    with _rel_thread_errors() as errors:
+        db = PickleDBRedis(redis_url)
+        db.set("sync", 0)
+        for n in range(3):  # asyncio.run ends its loop: that loop's client closes with it
+            assert f"k{n}" in _rel_run(_redis_session, db, f"k{n}")
+        with _rel_private_loop() as idle:
+            idle.run_until_complete(_redis_session(db, "idle"))
+            finished, gate = threading.Event(), threading.Event()
+            other = threading.Thread(target=_rel_run, args=(_redis_linger, db, finished, gate))
+            other.start()
+            try:
+                assert finished.wait(10)
+                assert _redis_client_count(redis_url) == 3  # sync, idle loop's, other thread's
+                db.close()  # from sync code: an idle loop and a running one in another thread
+                assert _redis_client_count(redis_url) == 0
+            finally:
+                gate.set()
+                other.join(10)
+        db.close()  # again: nothing to do
+        with pytest.raises(ValueError, match="closed"):
+            db.get("sync")
+        with pytest.raises(ValueError, match="closed"):
+            _rel_run(_redis_session, db, "late")
+    assert errors == []
+    assert _rel_wait_threads(start) == start
+
+
+async def _redis_linger(db: PickleDBRedis, finished: threading.Event, gate: threading.Event) -> None:
+    await _redis_session(db, "other-thread")
+    finished.set()
+    while not gate.is_set():
+        await asyncio.sleep(0.01)
+
+
+def test_redis_close_after_its_loop_was_closed_without_shutdown(redis_url: str) -> None:
+    db = PickleDBRedis(redis_url)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(_redis_session(db, "a"))
+    loop.close()  # no shutdown_asyncgens: nothing closed the client on the way out
+    assert _redis_client_count(redis_url) == 1
+    db.close()
+    assert _redis_wait_clients(redis_url, 0) == 0
+    gc.collect()
+
+
+def test_redis_async_close_in_a_later_loop_and_async_with(redis_url: str) -> None:
+    async def with_block() -> int:
+        async with PickleDBRedis(redis_url) as db:
+            await db.set("x", 1)
+            return await db.get("x")
+
+    assert asyncio.run(with_block()) == 1
+    db = PickleDBRedis(redis_url)
+    with _rel_private_loop() as first:
+        first.run_until_complete(_redis_session(db, "a"))
+        _rel_run(_rel_await_call, db, "close")  # another loop closes the first loop's client
+    assert _redis_wait_clients(redis_url, 0) == 0
+
+
+def test_redis_unclosed_store_warns_and_closed_one_is_silent(redis_url: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        db = PickleDBRedis(redis_url)
+        db.set("k", 1)
+        del db
+        gc.collect()
+        quiet = PickleDBRedis(redis_url)
+        quiet.set("k", 1)
+        quiet.close()
+        del quiet
+        gc.collect()
+    messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(messages) == 1 and "unclosed PickleDBRedis" in messages[0], messages
+    assert _redis_wait_clients(redis_url, 0) == 0
+
+
+def test_redis_forgotten_close_does_not_hang_exit(redis_url: str) -> None:
+    result = run_python(
+        f"""
+        import asyncio
+        import pickledb
+
+        db = pickledb.PickleDBRedis({redis_url!r})
+        db.set("k", 1)
+
+        async def main():
+            await db.set("a", 2)
+
+        asyncio.run(main())
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(main())  # left open, as a careless script would
+        print("done", flush=True)
+        """,
+        timeout=30,
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+# --- PickleDBRedis: Redis Cluster -------------------------------------------
+
+
+async def _redis_cluster_round(db: PickleDBRedis, tag: str) -> None:
+    assert await db.set("a", tag) == "a"
+    assert await db.get("a") == tag
+    assert await db.set_many({f"m{i:04d}": i for i in range(1500)}) == [f"m{i:04d}" for i in range(1500)]
+    assert await db.remove("m0000") is True
+    assert len(await db.all()) == 1500
+    assert await db.get("m1499") == 1499
+
+
+def test_redis_cluster_api_sync_and_async_with_stores_on_several_nodes(redis_cluster_url: str) -> None:
+    import redis.cluster
+
+    names = [f"store-{i}" for i in range(6)]
+    with redis.cluster.RedisCluster.from_url(redis_cluster_url) as raw:
+        owners = {raw.get_node_from_key(name).name for name in names}
+        raw.delete(*names[:1])
+    assert len(owners) >= 2, owners
+    stores = [PickleDBRedis(redis_cluster_url, name, cluster=True, timeout=10) for name in names]
+    try:
+        assert repr(stores[0]).endswith("'store-0', cluster=True)")
+        for db in stores:
+            db.purge()
+            assert db.set(None, 1) in db.all()
+            db.purge()
+            assert db.set_many({f"k{i:04d}": i for i in range(2500)})[-1] == "k2499"
+            assert db.get("k2499") == 2499 and db.remove("k0000") is True
+            with pytest.raises(KeyError):
+                db.get("k0000")
+            assert len(db.all()) == 2499
+            assert db.purge() is True and db.all() == []
+
+        async def main() -> None:
+            await asyncio.gather(*(_redis_cluster_round(db, db.hash_name) for db in stores))
+
+        asyncio.run(main())
+        assert [db.get("a") for db in stores] == names  # each store kept its own keys
+        with pytest.raises(TypeError, match="'bad'"):
+            stores[0].set("bad", {1})
+    finally:
+        for db in stores:
+            db.close()
