@@ -1059,7 +1059,7 @@ def test_sqlite_close_releases_connections_of_loops_still_open(tmp_path: Path) -
 
 def test_missing_sentinel_repr() -> None:
     assert repr(MISSING) == "MISSING"
-    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "CorruptFileError", "MISSING")
+    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "MISSING")
 
 
 # =============================================================================
