@@ -766,6 +766,8 @@ def _masked_url(url: str) -> str:
     """Return `url` with any password replaced by ***."""
     import urllib.parse
 
+    if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
+        return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -1035,8 +1037,11 @@ class PickleDBRedis:
         entry = self._aclients.get(loop)
         if entry is not None:
             return entry[0]
-        for old in [old for old in self._aclients if old.is_closed()]:
-            _drop_transports(self._aclients.pop(old)[0])
+        if self._closed:
+            raise self._closed_error()
+        for old in list(self._aclients):  # loops that ended without their client being closed
+            if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
+                _drop_transports(stale[0])
         redis = _redis()
         if self.cluster:
             client = redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._options())

@@ -3475,6 +3475,9 @@ def test_redis_constructor_refuses_bad_names_and_urls_before_any_command() -> No
     with pytest.raises(ValueError, match=r"invalid Redis URL 'http://u:\*\*\*@host/'") as excinfo:
         PickleDBRedis("http://u:hunter2@host/")
     assert "hunter2" not in str(excinfo.value)
+    with pytest.raises(ValueError, match=r"\*\*\*@host") as excinfo:
+        PickleDBRedis("user:hunter2@host")  # no scheme at all
+    assert "hunter2" not in str(excinfo.value)
     with pytest.raises(ValueError, match="timeout"):
         PickleDBRedis("redis://127.0.0.1:1/0", timeout=0)
     # Odd but valid names are separate stores.
