@@ -3466,6 +3466,7 @@ def test_redis_methods_keep_their_names_and_docstrings() -> None:
 
 
 def test_redis_constructor_refuses_bad_names_and_urls_before_any_command() -> None:
+    pytest.importorskip("redis")
     for name in ["", "a\nb", "tab\there", "\x7f", "\x85", "\ud800"]:
         with pytest.raises(ValueError, match="invalid hash_name"):
             PickleDBRedis("redis://127.0.0.1:1/0", name)
