@@ -72,13 +72,18 @@ def temp_files(directory: Path) -> list[str]:
 # --- the backends, for tests that hold for both -----------------------------
 
 
-@pytest.fixture(params=["json", "sqlite", "redis"])
+@pytest.fixture(params=["json", "sqlite", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "json":
         yield PickleDB(tmp_path / "db.json")
     elif request.param == "redis":
         with PickleDBRedis(request.getfixturevalue("redis_url")) as kv:
             yield kv
+    elif request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        with PickleDBRedis(url, f"kv-{uuid.uuid4().hex}", cluster=True) as kv:
+            yield kv
+            kv.purge()
     else:
         with PickleDBSQLite(tmp_path / "db.sqlite3") as kv:
             yield kv
@@ -92,7 +97,7 @@ def reopen(db):
         fresh.load()
         return fresh
     if isinstance(db, PickleDBRedis):
-        return PickleDBRedis(db._url, db.hash_name)  # the URL with its password, unmasked
+        return PickleDBRedis(db._url, db.hash_name, cluster=db.cluster)  # _url: the URL with its password
     return PickleDBSQLite(db.path, db.table_name)
 
 
