@@ -871,6 +871,7 @@ class PickleDBRedis:
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
         self._aclients: dict[Any, tuple[Any, Any]] = {}  # event loop -> (asyncio client, its closer)
         self._closing: set[Any] = set()  # close tasks scheduled on a loop that was busy
+        self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
         self._closed = False
 
     def __repr__(self) -> str:
@@ -990,7 +991,7 @@ class PickleDBRedis:
     def _problem(self, err: Exception) -> Exception | None:
         """The error to raise for redis-py's `err`, or None to let it through."""
         exceptions = _redis().exceptions
-        where = f"the Redis server at {self.url}"
+        where = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url}"
         if isinstance(err, exceptions.AuthenticationError):
             return PermissionError(
                 f"{where} refused to authenticate ({err}); check the user name and password in the URL"
@@ -1036,11 +1037,14 @@ class PickleDBRedis:
         loop = asyncio.get_running_loop()
         entry = self._aclients.get(loop)
         if entry is not None:
+            if self._starting:
+                await self._started(loop)
             return entry[0]
         if self._closed:
             raise self._closed_error()
         for old in list(self._aclients):  # loops that ended without their client being closed
             if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
+                self._starting.pop(old, None)
                 _drop_transports(stale[0])
         redis = _redis()
         if self.cluster:
@@ -1051,7 +1055,25 @@ class PickleDBRedis:
         closer = _close_at_loop_end(client)
         self._aclients[loop] = (client, closer)
         await closer.asend(None)  # registered with the loop: closed when the loop shuts down
+        if self.cluster:
+            # redis-py's asyncio cluster client can hand a half-made connection to one of several
+            # commands sent at once before it knows the cluster: let it learn the slots first.
+            self._starting[loop] = loop.create_task(client.initialize())
+            await self._started(loop)
         return client
+
+    async def _started(self, loop: Any) -> None:
+        """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
+        import asyncio
+
+        task = self._starting.get(loop)
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)  # a cancelled caller must not cancel it for the others
+        finally:
+            if task.done():
+                self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
     def close(self) -> Any:
         """Close every client this instance opened; calling it again does nothing.
@@ -1113,6 +1135,7 @@ class PickleDBRedis:
             client.close()
         entries = dict(self._aclients)
         self._aclients.clear()
+        self._starting.clear()
         return entries
 
     def __del__(self) -> None:

@@ -3365,35 +3365,39 @@ def redis_auth_server():
         yield start("--requirepass", "s3cret-pw")
 
 
+def _redis_cluster(start) -> list[RedisServer]:
+    """Three cluster nodes joined with redis-cli --cluster create, once all of them serve every slot."""
+    _, cli = _redis_tools()
+    nodes = [start("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", with_bus=True) for _ in range(3)]
+    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+    create = subprocess.run(
+        [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert create.returncode == 0, create.stdout + create.stderr
+    deadline = time.monotonic() + 30
+    while True:  # every node must agree that all slots are served
+        states = [
+            subprocess.run(
+                [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=10
+            ).stdout
+            for node in nodes
+        ]
+        if all("cluster_state:ok" in state for state in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.1)
+    return nodes
+
+
 @pytest.fixture(scope="module")
 def redis_cluster_url():
-    """Three cluster nodes joined with redis-cli --cluster create; the URL of one of them."""
-    _, cli = _redis_tools()
+    """The URL of one node of a three-node cluster shared by the tests of this module."""
+    _redis_tools()
     with _redis_servers() as start:
-        nodes = [
-            start("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", with_bus=True) for _ in range(3)
-        ]
-        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
-        create = subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert create.returncode == 0, create.stdout + create.stderr
-        deadline = time.monotonic() + 30
-        while True:  # every node must agree that all slots are served
-            states = [
-                subprocess.run(
-                    [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=10
-                ).stdout
-                for node in nodes
-            ]
-            if all("cluster_state:ok" in state for state in states):
-                break
-            assert time.monotonic() < deadline, states
-            time.sleep(0.1)
-        yield nodes[0].url
+        yield _redis_cluster(start)[0].url
 
 
 def _redis_client_count(url: str) -> int:
@@ -3604,6 +3608,11 @@ def test_redis_unreachable_server_raises_connection_error_with_the_password_mask
     with pytest.raises(ConnectionError) as excinfo:
         db.set("k", 1)
     errors = [excinfo.value, asyncio.run(_redis_expect(db, ConnectionError))]
+    cluster = PickleDBRedis(url, cluster=True, timeout=2)
+    with pytest.raises(ConnectionError, match="the Redis Cluster at") as excinfo:
+        cluster.get("k")
+    errors += [excinfo.value, asyncio.run(_redis_expect(cluster, ConnectionError))]
+    cluster.close()
     for err in errors:
         assert type(err) is ConnectionError
         assert "redis://user:***@127.0.0.1" in str(err) and "topsecret" not in str(err)
@@ -4067,3 +4076,46 @@ def test_redis_cluster_api_sync_and_async_with_stores_on_several_nodes(redis_clu
     finally:
         for db in stores:
             db.close()
+
+
+def test_redis_cluster_many_first_calls_at_once_on_a_new_loop(redis_cluster_url: str) -> None:
+    # Ten calls that all start before the loop's cluster client knows the cluster.
+    with PickleDBRedis(redis_cluster_url, "first-calls", cluster=True) as db:
+        db.set_many({f"k{i}": i for i in range(10)})
+
+        async def main() -> list:
+            return await asyncio.gather(*(db.get(f"k{i}") for i in range(10)))
+
+        for _ in range(100):
+            assert asyncio.run(main()) == list(range(10))
+        db.purge()
+
+
+def test_redis_cluster_node_killed_raises_connection_error_then_works_after_restart(redis_server) -> None:
+    import redis.cluster
+
+    nodes = _redis_cluster(redis_server)
+    with redis.cluster.RedisCluster.from_url(nodes[0].url) as raw:
+        owner = raw.get_node_from_key("kv").port
+    victim = next(node for node in nodes if node.port == owner)
+    db = PickleDBRedis(nodes[0].url, "kv", cluster=True, timeout=2)
+    with _rel_private_loop() as loop:
+        db.set("a", 1)
+        loop.run_until_complete(_rel_await_call(db, "set", "b", 2))
+        victim.kill()
+        for call in (lambda: db.get("a"), lambda: loop.run_until_complete(_rel_await_call(db, "get", "b"))):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=f"the Redis Cluster at {re.escape(nodes[0].url)}"):
+                call()
+            assert time.monotonic() - began < 2 + 1.5
+        victim.start()  # same port and node file: it takes its slots back
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert db.set("c", 3) == "c"
+                break
+            except ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert loop.run_until_complete(_rel_await_call(db, "get", "c")) == 3
+        loop.run_until_complete(_rel_await_call(db, "close"))
