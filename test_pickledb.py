@@ -4119,3 +4119,25 @@ def test_redis_cluster_node_killed_raises_connection_error_then_works_after_rest
                 time.sleep(0.1)
         assert loop.run_until_complete(_rel_await_call(db, "get", "c")) == 3
         loop.run_until_complete(_rel_await_call(db, "close"))
+
+
+def test_redis_cancelled_calls_leave_no_stale_reply_behind(redis_url: str) -> None:
+    # Tasks cancelled at random moments of their round trip; every later reply must be its own.
+    rng = random.Random(5)
+
+    async def main(db: PickleDBRedis) -> None:
+        for round_no in range(30):
+            tasks = [asyncio.ensure_future(db.set(f"k{i}", {"round": round_no, "i": i})) for i in range(20)]
+            await asyncio.sleep(rng.uniform(0, 0.002))
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for i in range(20):
+                got = await db.get(f"k{i}", None)
+                assert got is None or (got["i"] == i and got["round"] <= round_no), (i, got)
+            assert [await db.get(f"k{i}") for i in range(1, 20, 2)] == [
+                {"round": round_no, "i": i} for i in range(1, 20, 2)
+            ]
+
+    with PickleDBRedis(redis_url) as db:
+        asyncio.run(main(db))
