@@ -4141,3 +4141,33 @@ def test_redis_cancelled_calls_leave_no_stale_reply_behind(redis_url: str) -> No
 
     with PickleDBRedis(redis_url) as db:
         asyncio.run(main(db))
+
+
+def test_redis_instance_keeps_working_in_a_forked_child_and_its_parent(redis_url: str) -> None:
+    result = run_python(
+        f"""
+        import asyncio
+        import os
+        import pickledb
+
+        db = pickledb.PickleDBRedis({redis_url!r}, "forked")
+        db.set("parent-before", 1)
+        pid = os.fork()
+        if pid == 0:
+            ok = db.set("child", os.getpid()) == "child" and db.get("parent-before") == 1
+
+            async def main():
+                return await db.set("child-async", 2)
+
+            ok = ok and asyncio.run(main()) == "child-async"
+            db.close()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        db.set("parent-after", 3)
+        assert db.all() == ["child", "child-async", "parent-after", "parent-before"]
+        db.close()
+        print("done")
+        """
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
