@@ -967,6 +967,9 @@ class PickleDBRedis:
             if problem is None:
                 raise
             raise problem from err
+        except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
+            self._drop_idle_connections()
+            raise
         return finish(result)
 
     async def _run_async(self, command: Any, finish: Callable[[Any], Any]) -> Any:
@@ -1009,6 +1012,23 @@ class PickleDBRedis:
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the store again")
+
+    def _drop_idle_connections(self) -> None:
+        """Disconnect the sync client's idle connections.
+
+        A call interrupted between sending its command and reading the reply
+        gives its connection back with that reply (or half a transaction)
+        still pending, where the next call would read it as its own.
+        """
+        client = self._client
+        if client is None:
+            return
+        if self.cluster:
+            pools = [node.redis_connection.connection_pool for node in client.get_nodes() if node.redis_connection]
+        else:
+            pools = [client.connection_pool]
+        for pool in pools:
+            pool.disconnect(inuse_connections=False)
 
     # -- clients --
 

@@ -4171,3 +4171,53 @@ def test_redis_instance_keeps_working_in_a_forked_child_and_its_parent(redis_url
         """
     )
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+def test_redis_ctrl_c_mid_call_leaves_the_instance_consistent(redis_url: str) -> None:
+    # SIGINT-like interrupts from a timer land at random points of sync calls (a call is
+    # interrupted at most once); every later reply must be its own.
+    result = run_python(
+        f"""
+        import signal
+        import pickledb
+
+        db = pickledb.PickleDBRedis({redis_url!r}, "interrupted")
+        armed = False
+        interrupted = 0
+        returned = {{}}
+
+        def interrupt(signum, frame):
+            global armed
+            if armed:
+                armed = False
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.003, 0.003)
+        try:
+            for i in range(1500):
+                try:
+                    armed = True
+                    if i % 25 == 1:  # a transaction of two HSETs
+                        db.set_many({{f"m{{j}}": i for j in range(1500)}})
+                    else:
+                        db.set(f"k{{i % 50}}", {{"i": i}})
+                        got = db.get(f"k{{i % 50}}")
+                        armed = False
+                        assert got == {{"i": i}}, (i, got)
+                        returned[i % 50] = i
+                except KeyboardInterrupt:
+                    interrupted += 1
+                if i % 25 == 1:  # the whole batch or none of it
+                    assert len(set(db.get(f"m{{j}}", None) for j in [*range(0, 1500, 100), 999, 1000, 1499])) == 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        assert interrupted > 10, interrupted
+        for n, i in returned.items():
+            got = db.get(f"k{{n}}")["i"]
+            assert got % 50 == n and got >= i, (n, i, got)
+        db.close()
+        print("done")
+        """
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
