@@ -20,7 +20,7 @@ import types
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -717,6 +717,8 @@ class PickleDBSQLite:
 # Pairs per HSET inside a set_many transaction: bounds the size of each command.
 _REDIS_CHUNK = 1000
 
+_T = TypeVar("_T")  # what a PickleDBRedis operation returns in plain code
+
 # Deletes the store's hash, refusing (like every hash command) a key of another type.
 _REDIS_PURGE = """
 local kind = redis.call('TYPE', KEYS[1])['ok']
@@ -885,8 +887,8 @@ class PickleDBRedis:
 
         Awaitable in async code.
         """
-        key = str(uuid.uuid4()) if key is None else _sql_key(key)
-        return self._run(("HSET", self.hash_name, key, _encode_value(key, value)), lambda _: key)
+        name = str(uuid.uuid4()) if key is None else _sql_key(key)
+        return self._run(("HSET", self.hash_name, name, _encode_value(name, value)), lambda _: name)
 
     def get(self, key: Any, default: Any = MISSING) -> Any:
         """Return the value under key; without a default a missing key raises KeyError.
@@ -898,7 +900,7 @@ class PickleDBRedis:
 
     def remove(self, key: Any) -> bool:
         """Delete key; return True if it existed. Awaitable in async code."""
-        return self._run(("HDEL", self.hash_name, _sql_key(key)), lambda count: count > 0)
+        return self._run(("HDEL", self.hash_name, _sql_key(key)), lambda count: bool(count))
 
     def all(self) -> list[str]:
         """Return every key, sorted. Awaitable in async code."""
@@ -945,12 +947,15 @@ class PickleDBRedis:
                 f"{self!r}: hash {self.hash_name!r} holds a field that is not UTF-8 text ({err})"
             ) from None
 
-    def _run(self, command: Any, finish: Callable[[Any], Any]) -> Any:
-        """Send one command, or a list of them as one transaction; hand the reply to `finish`."""
+    def _run(self, command: Any, finish: Callable[[Any], _T]) -> _T:
+        """Send one command, or a list of them as one transaction; hand the reply to `finish`.
+
+        In async code it returns a coroutine of finish's result instead (typed as the result).
+        """
         if self._closed:
             raise self._closed_error()
         if _async_caller(3):
-            return self._run_async(command, finish)
+            return cast(_T, self._run_async(command, finish))
         if type(command) is list and not command:
             return finish(None)
         try:
