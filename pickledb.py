@@ -856,7 +856,9 @@ class PickleDBRedis:
         if not isinstance(hash_name, str):
             raise TypeError(f"hash_name must be a str, not {type(hash_name).__name__}")
         if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in hash_name) or not _encodable(hash_name):
-            raise ValueError(f"invalid hash_name {_short(hash_name)}: use a non-empty name without control characters")
+            raise ValueError(
+                f"invalid hash_name {_short(hash_name)}: use non-empty Unicode text without control characters"
+            )
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.url = _masked_url(url)

@@ -4221,3 +4221,23 @@ def test_redis_ctrl_c_mid_call_leaves_the_instance_consistent(redis_url: str) ->
         """
     )
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+def _redis_close_from_plain_code(db: PickleDBRedis) -> None:
+    db.close()  # plain code called by a coroutine: returns at once, closes on the loop soon after
+
+
+def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) -> None:
+    async def main() -> None:
+        db = PickleDBRedis(redis_url)
+        await db.set("k", 1)
+        _redis_close_from_plain_code(db)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if _redis_client_count(redis_url) == 0:
+                break
+        assert _redis_client_count(redis_url) == 0
+        with pytest.raises(ValueError, match="closed"):
+            await db.get("k")
+
+    asyncio.run(main())
