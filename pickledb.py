@@ -53,8 +53,6 @@ _CO_MAYBE_ASYNC = _CO_ASYNC | _CO_NESTED | _CO_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
-_SQLITE_HINT = 'async use of PickleDBSQLite needs aiosqlite: pip install "pickledb[sqlite]"'
-
 
 # --- exceptions -------------------------------------------------------------
 
@@ -391,12 +389,12 @@ def _encode_value(key: str, value: Any) -> bytes:
 
 
 def _sql_key(key: Any) -> str:
-    key = str(key)
+    text = str(key)
     try:
-        key.encode()
+        text.encode()
     except UnicodeEncodeError as err:
-        raise TypeError(f"cannot store key {_short(key)}: it is not valid Unicode text ({err.reason})") from None
-    return key
+        raise TypeError(f"cannot store key {_short(text)}: it is not valid Unicode text ({err.reason})") from None
+    return text
 
 
 def _set_wal(conn: Any, timeout: float) -> None:
@@ -417,40 +415,176 @@ def _set_wal(conn: Any, timeout: float) -> None:
             time.sleep(0.005)
 
 
-async def _close_each(conns: list[Any]) -> None:
-    for conn in conns:
-        await conn.close()
+class _Write:
+    """One write call waiting for its group: (kind, sql, params) and, once done, its outcome."""
+
+    __slots__ = ("kind", "sql", "params", "waiter", "done", "result", "error")
+
+    def __init__(self, kind: str, sql: str, params: Any, waiter: Any = None) -> None:
+        self.kind = kind
+        self.sql = sql
+        self.params = params
+        self.waiter = waiter  # the asyncio future of an async call
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
-def _run_in_new_thread(coro: Any) -> None:
-    """Run `coro` to completion on a new event loop in a new thread, and wait.
+def _commit_group(conn: Any, group: list[_Write], reached: list[bool]) -> list[Any]:
+    """Run the writes of `group` as one transaction on `conn`; return each one's result.
 
-    Lets sync code close aiosqlite connections whatever loop opened them,
-    without touching the event loop state of the calling thread.
+    One fsync serves the whole group. On any exception the connection is left
+    out of any transaction (rolled back unless SQLite already did) and the
+    exception propagates; `reached[0]` then tells whether COMMIT had been sent
+    and the transaction ended, i.e. whether the group was stored.
     """
-    import asyncio
-
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as err:  # handed to the calling thread
-            failure.append(err)
-
-    thread = threading.Thread(target=main, name="pickledb-close", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
-def _aiosqlite() -> Any:
+    results: list[Any] = []
     try:
-        import aiosqlite
-    except ImportError as err:
-        raise ImportError(_SQLITE_HINT) from err
-    return aiosqlite
+        if len(group) == 1 and group[0].kind is _COUNT:  # alone: one autocommit statement
+            reached[0] = True
+            return [conn.execute(group[0].sql, group[0].params).rowcount]
+        conn.execute("BEGIN IMMEDIATE")
+        for write in group:
+            if write.kind is _MANY:
+                conn.executemany(write.sql, write.params)
+                results.append(None)
+            else:
+                results.append(conn.execute(write.sql, write.params).rowcount)
+        reached[0] = True
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            reached[0] = False
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # the connection is unusable; the first error is the one to report
+                pass
+        raise
+    return results
+
+
+def _settle(future: Any, result: Any, error: BaseException | None) -> None:
+    """Complete an asyncio future on its loop, unless its caller gave up on it."""
+    if not future.done():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _call_in_loop(loop: Any, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # that loop is closed: nobody is waiting any more
+        pass
+
+
+# Objects inherited through fork() that must never be finalized in the child.
+_ABANDONED: list[Any] = []
+
+
+def _abandon(obj: Any) -> None:
+    """Keep an inherited SQLite connection alive forever in a forked child.
+
+    Closing it there would checkpoint (and may delete) the WAL file that the
+    parent is still using, so the child never closes it, not even at exit.
+    """
+    import ctypes
+
+    _ABANDONED.append(obj)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+class _Worker:
+    """A thread owning one SQLite connection for one event loop; it runs jobs in order.
+
+    A job is a function of the connection, queued with `done(result, error)`,
+    which the thread calls when the job ends. A queued job runs whole, even if
+    its caller is cancelled meanwhile. `pending` and `busy` belong to the loop:
+    the writes waiting for the next group, and whether a group is running.
+    """
+
+    def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
+        import queue
+
+        self.loop = loop
+        self.conn: Any = None
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
+        self.exited = False
+        self.on_exit: list[Callable[[], None]] = []
+        self.pending: list[_Write] = []
+        self.busy = False
+        self._connect: Callable[[], Any] | None = connect
+        self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Callable[[Any], Any], done: Callable[[Any, BaseException | None], None]) -> None:
+        with self.lock:
+            if self.stopped is not None:
+                raise self.stopped
+            self.jobs.put((job, done))
+
+    def stop(self, error: BaseException) -> None:
+        """Refuse new jobs with `error`; the thread closes the connection after the queued ones."""
+        with self.lock:
+            if self.stopped is None:
+                self.stopped = error
+                self.jobs.put(None)
+
+    def when_exited(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the thread) once the connection is closed; at once if it is."""
+        with self.lock:
+            if not self.exited:
+                self.on_exit.append(callback)
+                return
+        callback()
+
+    def _main(self) -> None:
+        connect, self._connect = self._connect, None
+        try:
+            assert connect is not None
+            self.conn = connect()
+        except BaseException as err:  # every queued and later call gets this error
+            self.stop(err)
+        del connect
+        while True:
+            item = self.jobs.get()
+            if item is None:
+                break
+            job, done = item
+            if self.conn is None:
+                done(None, self.stopped)
+                continue
+            try:
+                result = job(self.conn)
+            except BaseException as err:
+                done(None, err)
+            else:
+                done(result, None)
+            del item, job, done
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        with self.lock:
+            self.exited = True
+            callbacks, self.on_exit = self.on_exit, []
+        for callback in callbacks:
+            callback()
+
+
+def _fetch_rows(sql: str, params: Any) -> Callable[[Any], Any]:
+    return lambda conn: conn.execute(sql, params).fetchall()
+
+
+# Every PickleDBSQLite alive, so that a forked child can reset them.
+_SQLITE_INSTANCES: Any = None
+
+
+def _reset_in_child() -> None:
+    for db in list(_SQLITE_INSTANCES or ()):
+        db._after_fork()
 
 
 class PickleDBSQLite:
@@ -458,10 +592,12 @@ class PickleDBSQLite:
 
     Values are stored as orjson-encoded BLOBs and every write is committed
     before the call returns (durable by default; durable=False trades the
-    last moments before a power loss for speed). Connections open lazily:
-    one for sync calls, shared by threads under a lock, and one aiosqlite
-    connection per event loop for async calls. Call close(), or use `with` /
-    `async with`. Every method is awaitable when called from async code.
+    last moments before a power loss for speed). Writes that arrive while a
+    commit is running are committed together in the next transaction (group
+    commit), so one fsync serves them all. Connections open lazily: one for
+    sync calls, shared by threads, and one per event loop for async calls,
+    owned by its own thread. Call close(), or use `with` / `async with`.
+    Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -479,6 +615,11 @@ class PickleDBSQLite:
                 f"invalid table_name {table_name!r}: use letters, digits and underscores, "
                 "starting with a letter or underscore (and not 'sqlite_')"
             )
+        if os.fspath(sqlite_path) in (":memory:", "", b":memory:", b""):
+            raise ValueError(
+                f"PickleDBSQLite needs a file, not {os.fspath(sqlite_path)!r}: for a private in-memory store "
+                "use PickleDB (and never save it), or give a path in a temporary directory"
+            )
         self.path = _path_of(sqlite_path)
         self.table_name = table_name
         self._timeout = timeout
@@ -492,10 +633,25 @@ class PickleDBSQLite:
         self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
         self._sql_all = f"SELECT key FROM {table} ORDER BY key"
         self._sql_purge = f"DELETE FROM {table}"
-        self._lock = threading.Lock()
-        self._conn: Any = None  # sqlite3.Connection for sync calls
-        self._aconns: dict[Any, Any] = {}  # event loop -> (aiosqlite connection, lock), or its connecting task
         self._closed = False
+        self._conn: Any = None  # sqlite3.Connection for sync calls
+        self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
+        self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
+        self._fresh_locks()
+        global _SQLITE_INSTANCES
+        if _SQLITE_INSTANCES is None:
+            import weakref
+
+            _SQLITE_INSTANCES = weakref.WeakSet()
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_reset_in_child)
+        _SQLITE_INSTANCES.add(self)
+
+    def _fresh_locks(self) -> None:
+        self._lock = threading.Lock()  # guards the sync connection
+        self._group = threading.Condition(threading.Lock())  # guards the three below
+        self._pending: list[_Write] = []  # sync writes waiting for the next group
+        self._committing = False  # a thread is committing a group on the sync connection
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}, {self.table_name!r})"
@@ -558,40 +714,108 @@ class PickleDBSQLite:
         if self._closed:
             raise self._closed_error()
         if _async_caller(3):
-            return self._run_async(_aiosqlite(), kind, sql, params, finish)
-        with self._lock:
-            conn = self._open_locked()
-            if kind is _MANY:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(sql, params)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                result = None
+            return self._run_async(kind, sql, params, finish)
+        if kind is _ROWS:
+            with self._lock:
+                return finish(self._open_locked().execute(sql, params).fetchall())
+        return finish(self._write(_Write(kind, sql, params)))
+
+    def _write(self, write: _Write) -> Any:
+        """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
+
+        The first thread to find no commit running commits every queued write
+        in one transaction; the others wait for it and take their outcome.
+        """
+        import sqlite3
+
+        group = self._group
+        with group:
+            self._pending.append(write)
+            try:
+                while self._committing and not write.done:
+                    group.wait()
+            except BaseException:  # interrupted while waiting: withdraw, unless already taken
+                if write in self._pending:
+                    self._pending.remove(write)
+                raise
+            if not write.done:
+                self._committing = True
+                batch, self._pending = self._pending, []
+        if not write.done:
+            reached = [False]
+            try:
+                with self._lock:
+                    results = _commit_group(self._open_locked(), batch, reached)
+            except (sqlite3.Error, ValueError) as err:  # a failed commit fails the whole group
+                self._finish_group(batch, None, err)
+            except BaseException:  # the committing thread was interrupted (a signal, KeyboardInterrupt)
+                if reached[0]:  # the group was committed: its writes stand
+                    self._finish_group(batch, [None] * len(batch), None)
+                else:  # nothing was stored: the other writes go to the next group
+                    self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
+                raise
             else:
-                cursor = conn.execute(sql, params)
-                result = cursor.fetchall() if kind is _ROWS else cursor.rowcount
+                self._finish_group(batch, results, None)
+        if write.error is not None:
+            raise write.error
+        return write.result
+
+    def _finish_group(
+        self, batch: list[_Write], results: list[Any] | None, error: BaseException | None, requeue: Iterable[_Write] = ()
+    ) -> None:
+        with self._group:
+            for index, write in enumerate(batch):
+                write.result = results[index] if results is not None else None
+                write.error = error
+                write.done = True
+            self._pending[:0] = list(requeue)
+            self._committing = False
+            self._group.notify_all()
+
+    async def _run_async(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        worker = self._worker(loop)
+        future = loop.create_future()
+        if kind is _ROWS:
+            worker.submit(_fetch_rows(sql, params), functools.partial(_call_in_loop, loop, _settle, future))
+            return finish(await future)
+        write = _Write(kind, sql, params, future)
+        worker.pending.append(write)
+        if not worker.busy:
+            self._flush(worker)
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            if write in worker.pending:  # not sent yet: withdrawn, nothing stored
+                worker.pending.remove(write)
+            raise
         return finish(result)
 
-    async def _run_async(self, aiosqlite: Any, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
-        conn, lock = await self._aconnection(aiosqlite)
-        async with lock:  # keeps other tasks' statements out of a set_many transaction
-            if kind is _MANY:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    await conn.executemany(sql, params)
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-                result = None
-            elif kind is _ROWS:
-                result = await conn.execute_fetchall(sql, params)
-            else:
-                result = (await conn.execute(sql, params)).rowcount
-        return finish(result)
+    def _flush(self, worker: _Worker) -> None:
+        """Send every queued write of this loop to its thread as one group (on the loop)."""
+        group, worker.pending = worker.pending, []
+        reached = [False]
+
+        def job(conn: Any) -> list[Any]:
+            return _commit_group(conn, group, reached)
+
+        def done(results: Any, error: BaseException | None) -> None:
+            _call_in_loop(worker.loop, self._group_done, worker, group, results, error)
+
+        worker.busy = True
+        try:
+            worker.submit(job, done)
+        except BaseException as err:
+            self._group_done(worker, group, None, err)
+
+    def _group_done(self, worker: _Worker, group: list[_Write], results: Any, error: BaseException | None) -> None:
+        worker.busy = False
+        for index, write in enumerate(group):
+            _settle(write.waiter, None if error else results[index], error)
+        if worker.pending:
+            self._flush(worker)
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the database again")
@@ -622,73 +846,93 @@ class PickleDBSQLite:
         """Return the sync connection, opening it if needed; the caller holds the lock."""
         if self._closed:
             raise self._closed_error()
-        return self._conn or self._connect()
+        conn = self._conn or self._connect()
+        if conn.in_transaction:  # left open by an interrupted call: end it before anything else
+            conn.execute("ROLLBACK")
+        return conn
 
     def _sync_connection(self) -> Any:
         with self._lock:
             return self._open_locked()
 
-    async def _aconnection(self, aiosqlite: Any) -> tuple[Any, Any]:
-        """Return this loop's (connection, lock); the first call on a loop opens it."""
-        import asyncio
+    def _connect_worker(self) -> Any:
+        """Open a connection for a loop's thread (in that thread), once the file is prepared."""
+        import sqlite3
 
-        loop = asyncio.get_running_loop()
-        entry = self._aconns.get(loop)
-        if entry is None:  # one task connects; the others on this loop wait for it
-            entry = self._aconns[loop] = loop.create_task(self._aconnect(aiosqlite, loop))
-        if isinstance(entry, asyncio.Task):
-            return await asyncio.shield(entry)
-        return entry
+        self._sync_connection()
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        conn.execute(self._sql_synchronous)
+        return conn
 
-    async def _aconnect(self, aiosqlite: Any, loop: Any) -> tuple[Any, Any]:
-        import asyncio
-
-        try:
-            stale = [self._aconns.pop(old, None) for old in list(self._aconns) if old.is_closed()]
-            await _close_each([entry[0] for entry in stale if isinstance(entry, tuple)])
-            # The sync connection prepares the file, so that this one only has to open it.
-            await _off_loop(self._sync_connection)
-            conn = aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
-            thread = getattr(conn, "_thread", None)
-            if thread is not None:
-                thread.daemon = True  # an unclosed connection must not hang interpreter exit
-            try:
-                await conn
-            except BaseException:
-                if thread is not None and thread.is_alive():
-                    await _off_loop(thread.join, 5.0)  # let it finish stopping while the loop runs
-                raise
-            await conn.execute(self._sql_synchronous)
-        except BaseException:
-            self._aconns.pop(loop, None)  # drop this task, so the next call on this loop tries again
-            raise
-        if self._closed:
-            await conn.close()
-            raise self._closed_error()
-        self._aconns[loop] = entry = (conn, asyncio.Lock())
-        return entry
+    def _worker(self, loop: Any) -> _Worker:
+        """Return the thread that owns this loop's connection, starting it on first use."""
+        worker = self._aconns.get(loop)
+        if worker is None or worker.stopped is not None:  # first use, or its connecting failed
+            with self._lock:
+                if self._closed:
+                    raise self._closed_error()
+                worker = self._aconns.get(loop)
+                if worker is None or worker.stopped is not None:
+                    for old in [old for old in self._aconns if old.is_closed()]:
+                        self._aconns.pop(old).stop(self._closed_error())
+                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
+        return worker
 
     def close(self) -> Any:
         """Close every connection this instance opened; calling it again does nothing.
 
-        Awaitable in async code.
+        Everything is handed over to be closed at call time, so a close() that
+        is cancelled or never awaited still closes it all. Calls made later
+        raise ValueError("... is closed"). Awaitable in async code: it waits
+        until each connection is closed.
         """
+        workers = self._detach()
         if _async_caller():
-            return _close_each(self._detach())
-        conns = self._detach()
-        if conns:
-            _run_in_new_thread(_close_each(conns))
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            left = [len(workers)]
+
+            def one_closed() -> None:
+                left[0] -= 1
+                if not left[0]:
+                    _settle(future, None, None)
+
+            for worker in workers:
+                worker.when_exited(functools.partial(_call_in_loop, loop, one_closed))
+            if not workers:
+                future.set_result(None)
+            return future
+        for worker in workers:
+            if worker.thread is not threading.current_thread():
+                worker.thread.join()
         return None
 
-    def _detach(self) -> list[Any]:
-        """Mark the store closed, close the sync connection, hand over the async ones."""
-        self._closed = True
+    def _detach(self) -> list[_Worker]:
+        """Mark the store closed, close the sync connection, stop the loops' threads."""
         with self._lock:
+            self._closed = True
             conn, self._conn = self._conn, None
+            self._stopping.extend(self._aconns.values())
+            self._aconns.clear()
         if conn is not None:
             conn.close()
-        entries = [self._aconns.pop(loop, None) for loop in list(self._aconns)]
-        return [entry[0] for entry in entries if isinstance(entry, tuple)]
+        for worker in self._stopping:
+            worker.stop(self._closed_error())
+        self._stopping = [worker for worker in self._stopping if not worker.exited]
+        return list(self._stopping)
+
+    def _after_fork(self) -> None:
+        """In a forked child: abandon what the parent opened, and start afresh."""
+        inherited = [self._conn] + [worker.conn for worker in (*self._aconns.values(), *self._stopping)]
+        for conn in inherited:
+            if conn is not None:
+                _abandon(conn)
+        self._conn = None
+        self._aconns = {}
+        self._stopping = []
+        self._fresh_locks()
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) or (self._conn is None and not self._aconns):
@@ -697,6 +941,8 @@ class PickleDBSQLite:
         self._closed = True
         if self._conn is not None:
             self._conn.close()
+        for worker in self._aconns.values():
+            worker.stop(self._closed_error())
 
     def __enter__(self) -> PickleDBSQLite:
         return self

@@ -978,7 +978,7 @@ def test_import_does_not_import_aiosqlite_or_sqlite3() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_sqlite_sync_works_without_aiosqlite_and_async_names_the_extra(tmp_path: Path) -> None:
+def test_sqlite_sync_and_async_work_without_aiosqlite(tmp_path: Path) -> None:
     result = run_python(
         f"""
         import asyncio, sys
@@ -988,15 +988,13 @@ def test_sqlite_sync_works_without_aiosqlite_and_async_names_the_extra(tmp_path:
             kv.set("a", 1)
             assert kv.get("a") == 1
             async def main():
-                try:
-                    kv.get("a")  # raises at the call, before any await
-                except ImportError as err:
-                    return str(err)
+                await kv.set("b", 2)
+                return await kv.get("a") + await kv.get("b")
             print(asyncio.run(main()))
         """
     )
     assert result.returncode == 0, result.stderr
-    assert 'pip install "pickledb[sqlite]"' in result.stdout
+    assert result.stdout.strip() == "3"
 
 
 def test_sqlite_threads_end_after_close(tmp_path: Path) -> None:
