@@ -430,19 +430,19 @@ class _Write:
         self.error: BaseException | None = None
 
 
-def _commit_group(conn: Any, group: list[_Write], reached: list[bool]) -> list[Any]:
-    """Run the writes of `group` as one transaction on `conn`; return each one's result.
+def _commit_group(conn: Any, group: list[_Write], results: list[Any], reached: list[bool]) -> list[Any]:
+    """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`.
 
     One fsync serves the whole group. On any exception the connection is left
     out of any transaction (rolled back unless SQLite already did) and the
     exception propagates; `reached[0]` then tells whether COMMIT had been sent
     and the transaction ended, i.e. whether the group was stored.
     """
-    results: list[Any] = []
     try:
         if len(group) == 1 and group[0].kind is _COUNT:  # alone: one autocommit statement
             reached[0] = True
-            return [conn.execute(group[0].sql, group[0].params).rowcount]
+            results.append(conn.execute(group[0].sql, group[0].params).rowcount)
+            return results
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
             if write.kind is _MANY:
@@ -651,7 +651,7 @@ class PickleDBSQLite:
         self._lock = threading.Lock()  # guards the sync connection
         self._group = threading.Condition(threading.Lock())  # guards the three below
         self._pending: list[_Write] = []  # sync writes waiting for the next group
-        self._committing = False  # a thread is committing a group on the sync connection
+        self._committing = 0  # the id of the thread committing a group on the sync connection
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}, {self.table_name!r})"
@@ -728,48 +728,56 @@ class PickleDBSQLite:
         """
         import sqlite3
 
-        group = self._group
-        with group:
-            self._pending.append(write)
-            try:
-                while self._committing and not write.done:
+        group, me = self._group, threading.get_ident()
+        batch: list[_Write] = []
+        results: list[Any] = []
+        reached = [False]
+        try:
+            with group:
+                self._pending.append(write)
+                # A commit marked as this thread's own was abandoned by an interruption: take over.
+                while self._committing not in (0, me) and not write.done:
                     group.wait()
-            except BaseException:  # interrupted while waiting: withdraw, unless already taken
-                if write in self._pending:
-                    self._pending.remove(write)
-                raise
-            if not write.done:
-                self._committing = True
-                batch, self._pending = self._pending, []
-        if not write.done:
-            reached = [False]
-            try:
+                if not write.done:
+                    self._committing = me
+                    batch, self._pending = self._pending, []
+            if batch:
                 with self._lock:
-                    results = _commit_group(self._open_locked(), batch, reached)
-            except (sqlite3.Error, ValueError) as err:  # a failed commit fails the whole group
-                self._finish_group(batch, None, err)
-            except BaseException:  # the committing thread was interrupted (a signal, KeyboardInterrupt)
+                    _commit_group(self._open_locked(), batch, results, reached)
+                self._finish_group(batch, results, None)
+        except (sqlite3.Error, ValueError) as err:  # a failed commit fails the whole group
+            if not batch:
+                raise
+            self._finish_group(batch, None, err)
+        except BaseException:  # interrupted (a signal handler, KeyboardInterrupt)
+            if not batch:  # while waiting: withdraw the write, unless a commit took it already
+                with group:
+                    if write in self._pending:
+                        self._pending.remove(write)
+            elif not write.done:
                 if reached[0]:  # the group was committed: its writes stand
-                    self._finish_group(batch, [None] * len(batch), None)
+                    self._finish_group(batch, results, None)
                 else:  # nothing was stored: the other writes go to the next group
                     self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
-                raise
-            else:
-                self._finish_group(batch, results, None)
+            raise
         if write.error is not None:
             raise write.error
         return write.result
 
     def _finish_group(
-        self, batch: list[_Write], results: list[Any] | None, error: BaseException | None, requeue: Iterable[_Write] = ()
+        self,
+        batch: list[_Write],
+        results: list[Any] | None,
+        error: BaseException | None,
+        requeue: Iterable[_Write] = (),
     ) -> None:
         with self._group:
+            self._committing = 0
             for index, write in enumerate(batch):
-                write.result = results[index] if results is not None else None
+                write.result = results[index] if results else None
                 write.error = error
                 write.done = True
             self._pending[:0] = list(requeue)
-            self._committing = False
             self._group.notify_all()
 
     async def _run_async(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
@@ -799,7 +807,7 @@ class PickleDBSQLite:
         reached = [False]
 
         def job(conn: Any) -> list[Any]:
-            return _commit_group(conn, group, reached)
+            return _commit_group(conn, group, [], reached)
 
         def done(results: Any, error: BaseException | None) -> None:
             _call_in_loop(worker.loop, self._group_done, worker, group, results, error)
