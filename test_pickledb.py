@@ -3179,3 +3179,222 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
 # =============================================================================
 # Topic sections below this banner are kept in the order the suite is read.
 # =============================================================================
+
+
+# --- SQLite: interruption, fork and group commit -----------------------------
+
+
+def _stored_keys(path: Path, table: str = "kv") -> set[str]:
+    """The keys committed in the file, read through a connection of its own."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return {row[0] for row in conn.execute(f'SELECT key FROM "{table}"')}
+    finally:
+        conn.close()
+
+
+def _write_lock_is_free(path: Path) -> bool:
+    """True when another connection can take the write lock at once."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def _plain_set(db: PickleDBSQLite, key: str, close: bool = False) -> str:
+    """A plain helper, as async code may call: db.set() returns the key here, not an awaitable."""
+    try:
+        return db.set(key, 1)
+    finally:
+        if close:
+            db.close()
+
+
+def _all_or_none(stored: set[str], keys: list[str] | dict[str, int]) -> bool:
+    found = [key in stored for key in keys]
+    return all(found) or not any(found)
+
+
+def test_sqlite_set_many_cancelled_while_another_connection_holds_the_lock_stores_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> None:
+        db = PickleDBSQLite(path, timeout=10)
+        await db.set("before", 0)
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        waited = {f"w{i}": i for i in range(100)}
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(db.set_many(waited), 0.3)
+        started = asyncio.ensure_future(db.set_many({"s1": 1, "s2": 2}))
+        await asyncio.sleep(0)
+        started.cancel()
+        queued = asyncio.ensure_future(db.set_many({"q1": 1, "q2": 2}))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert await db.set("after", 1) == "after"
+        stored = _stored_keys(path)  # what another process sees: committed, not merely returned
+        assert "after" in stored
+        assert _all_or_none(stored, waited) and _all_or_none(stored, ["s1", "s2"])
+        assert not stored & {"q1", "q2"}  # cancelled before its group was sent: never stored
+        assert _write_lock_is_free(path)
+        assert await db.set_many({"m1": 1, "m2": 2}) == ["m1", "m2"]
+        _plain_set(PickleDBSQLite(path), "other", close=True)  # another connection
+        _plain_set(db, "sync")  # the instance's sync connection, on the loop thread
+        await db.close()
+        assert {"m1", "m2", "other", "sync"} <= _stored_keys(path)
+
+    asyncio.run(main())
+
+
+def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    rng = random.Random(5)
+
+    async def main() -> None:
+        db = PickleDBSQLite(path)
+        await db.set("boot", 0)
+        cancelled = 0
+        for trial in range(40):
+            keys = [f"t{trial}-{i}" for i in range(300)]
+            try:
+                await asyncio.wait_for(db.set_many(dict.fromkeys(keys, trial)), rng.uniform(0, 0.004))
+            except asyncio.TimeoutError:
+                cancelled += 1
+            await db.get("boot")  # queued behind the group: it has ended once this returns
+            assert _all_or_none(_stored_keys(path), keys), trial
+            assert _write_lock_is_free(path)
+        assert cancelled
+        await db.set("after", 1)
+        await db.close()
+        assert "after" in _stored_keys(path)
+
+    asyncio.run(main())
+
+
+def test_sqlite_keyboard_interrupt_while_set_many_waits_for_the_lock_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    result = run_python(
+        f"""
+        import os, signal, sqlite3, threading
+        from pickledb import PickleDBSQLite
+
+        path = {str(path)!r}
+        db = PickleDBSQLite(path, timeout=10)
+        db.set("before", 0)
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.6, blocker.execute, ("ROLLBACK",)).start()
+        try:
+            db.set_many({{f"k{{i}}": i for i in range(100)}})
+        except KeyboardInterrupt:
+            print("interrupted")
+        check = sqlite3.connect(path, timeout=0, isolation_level=None)
+        print(check.execute("SELECT count(*) FROM kv").fetchone()[0])
+        check.execute("BEGIN IMMEDIATE")  # nobody holds the write lock
+        check.execute("ROLLBACK")
+        check.close()
+        blocker.close()
+        db.set("after", 1)
+        print(db.set_many({{"m1": 1, "m2": 2}}), db.all())
+        db.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["interrupted", "1", "['m1', 'm2'] ['after', 'before', 'm1', 'm2']"]
+
+
+_SIGNAL_STORM_CHILD = """
+import random, signal, sqlite3, sys, threading
+from pickledb import PickleDBSQLite
+
+path, trials, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(7)
+armed = False
+
+
+class Interrupted(Exception):
+    pass
+
+
+def handler(signum, frame):
+    if armed:
+        raise Interrupted()
+
+
+signal.signal(signal.SIGALRM, handler)
+db = PickleDBSQLite(path)
+db.set("boot", 0)
+stop = threading.Event()
+acknowledged = []
+
+
+def writer(n):  # other threads keep writing; their writes must not suffer from the interruptions
+    i = 0
+    while not stop.is_set():
+        acknowledged.append(db.set(f"thread{n}-{i}", i))
+        i += 1
+
+
+workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+for worker in workers:
+    worker.start()
+interrupted = 0
+for trial in range(trials):
+    keys = [f"t{trial}-{i}" for i in range(rng.choice([1, 2, 50]))]
+    armed = True
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(0, 0.003))
+            if len(keys) == 1:
+                db.set(keys[0], trial)
+            else:
+                db.set_many(dict.fromkeys(keys, trial))
+        finally:
+            armed = False
+    except Interrupted:
+        interrupted += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    conn = sqlite3.connect(path, timeout=10)
+    found = [row[0] for row in conn.execute("SELECT count(*) FROM kv WHERE key LIKE ?", (f"t{trial}-%",))][0]
+    conn.close()
+    assert found in (0, len(keys)), (trial, found, len(keys))
+stop.set()
+for worker in workers:
+    worker.join()
+db.set("after", 1)
+db.close()
+conn = sqlite3.connect(path)
+stored = {row[0] for row in conn.execute("SELECT key FROM kv")}
+conn.close()
+lost = [key for key in acknowledged if key not in stored]
+assert not lost, lost[:5]
+assert "after" in stored
+print(interrupted, len(acknowledged))
+"""
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing(tmp_path: Path, threads: int) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _SIGNAL_STORM_CHILD, str(tmp_path / "kv.sqlite3"), "300", str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    interrupted, _ = map(int, proc.stdout.split())
+    assert interrupted > 10
