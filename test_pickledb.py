@@ -3398,3 +3398,135 @@ def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing(
     assert proc.returncode == 0, proc.stderr
     interrupted, _ = map(int, proc.stdout.split())
     assert interrupted > 10
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A directory on a real 2 MiB tmpfs where the machine lets us mount one; else a plain one (None)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = (
+        shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield mount, mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], capture_output=True, check=True)
+
+
+# Fills the disk (or, without a small tmpfs, caps the file size with RLIMIT_FSIZE, a
+# real EFBIG from the kernel) while a group of writes waits, then lets the group run.
+_FULL_DISK_CHILD = """
+import asyncio, os, resource, signal, sqlite3, sys, threading, time
+from pickledb import PickleDBSQLite
+
+directory, tmpfs, mode = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+path = os.path.join(directory, "kv.sqlite3")
+filler = os.path.join(directory, "filler")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+db = PickleDBSQLite(path, timeout=10)
+db.set("boot", 0)
+blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def fill():
+    if tmpfs:
+        free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+        with open(filler, "wb") as file:
+            file.write(b"f" * max(0, free - 100_000))
+    else:
+        biggest = max(os.path.getsize(path + suffix) for suffix in ("", "-wal"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (biggest + 100_000, resource.RLIM_INFINITY))
+
+
+def free_again():
+    if tmpfs:
+        os.unlink(filler)
+    else:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+big = "x" * 20_000
+group_keys = [f"g{i}" for i in range(20)]
+
+
+def outcome(call):
+    try:
+        return call()
+    except sqlite3.Error as err:
+        return err
+
+
+async def run_async():
+    blocker.execute("BEGIN IMMEDIATE")
+    first = asyncio.ensure_future(db.set("first", 1))  # its group waits for the lock
+    await asyncio.sleep(0.1)
+    group = [asyncio.ensure_future(db.set(key, big)) for key in group_keys]  # the next group
+    group.append(asyncio.ensure_future(db.set_many({"many1": big, "many2": big})))
+    await asyncio.sleep(0.1)
+    fill()
+    blocker.execute("ROLLBACK")
+    assert await first == "first"
+    return await asyncio.gather(*group, return_exceptions=True)
+
+
+def run_sync():
+    blocker.execute("BEGIN IMMEDIATE")
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=db.set("first", 1)))
+    first.start()
+    time.sleep(0.1)
+    threads = [threading.Thread(target=lambda k=key: results.update({k: outcome(lambda: db.set(k, big))}))
+               for key in group_keys]
+    threads.append(threading.Thread(
+        target=lambda: results.update(many=outcome(lambda: db.set_many({"many1": big, "many2": big})))))
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    fill()
+    blocker.execute("ROLLBACK")
+    for thread in [first, *threads]:
+        thread.join()
+    assert results.pop("first") == "first"
+    return list(results.values())
+
+
+if mode == "async":
+    results = asyncio.run(run_async())
+else:
+    results = run_sync()
+messages = {str(result) for result in results}
+assert all(isinstance(result, sqlite3.OperationalError) for result in results), results
+lone = outcome(lambda: db.set_many({f"lone{i}": big for i in range(30)}))  # alone, the disk still full
+free_again()
+stored = set(db.all())
+assert not stored & {*group_keys, "many1", "many2"}, stored
+assert not any(key.startswith("lone") for key in stored), stored
+db.set("after", 1)
+assert db.set_many({"m1": 1, "m2": 2}) == ["m1", "m2"]
+db.close()
+blocker.close()
+print(sorted(messages), "|", lone)
+"""
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_sqlite_full_disk_fails_every_write_of_the_group_and_stores_none(small_disk, mode: str) -> None:
+    directory, tmpfs = small_disk
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _FULL_DISK_CHILD, str(directory), "1" if tmpfs else "0", mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    group_messages, lone = proc.stdout.strip().split(" | ")
+    expected = "database or disk is full" if tmpfs else "disk I/O error"
+    assert group_messages == repr([expected])  # one error, the real one, for every call of the group
+    assert lone == expected  # not "cannot rollback - no transaction is active"
