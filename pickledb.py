@@ -495,6 +495,26 @@ def _abandon(obj: Any) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
+def _hold_shared_lock(path: str) -> None:
+    """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits.
+
+    In a forked child, SQLite's per-process lock bookkeeping still counts the
+    abandoned connections, so new connections there take no lock of their own
+    from the OS; another process closing its last connection would then see
+    nobody else and checkpoint and delete the WAL file under them. This lock
+    (a read lock, as every SQLite reader takes) makes such a close see this
+    process. It is never released early: closing the descriptor would drop
+    every lock this process holds on the file, SQLite's included.
+    """
+    if os.name != "posix":  # pragma: no cover - fork() is POSIX
+        return
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0x40000000 + 2, os.SEEK_SET)  # PENDING_BYTE + 2: SHARED_FIRST
+    _ABANDONED.append(fd)
+
+
 class _Worker:
     """A thread owning one SQLite connection for one event loop; it runs jobs in order.
 
@@ -637,6 +657,7 @@ class PickleDBSQLite:
         self._conn: Any = None  # sqlite3.Connection for sync calls
         self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
         self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
+        self._forked = False  # this is a forked child that inherited open connections
         self._fresh_locks()
         global _SQLITE_INSTANCES
         if _SQLITE_INSTANCES is None:
@@ -839,6 +860,9 @@ class PickleDBSQLite:
         except sqlite3.OperationalError as err:
             raise sqlite3.OperationalError(f"cannot open {self.path}: {err}") from None
         try:
+            if self._forked:
+                _hold_shared_lock(self.path)
+                self._forked = False
             conn.execute(self._sql_synchronous)
             _set_wal(conn, self._timeout)
             conn.execute(self._sql_create)
@@ -937,6 +961,7 @@ class PickleDBSQLite:
         for conn in inherited:
             if conn is not None:
                 _abandon(conn)
+                self._forked = True
         self._conn = None
         self._aconns = {}
         self._stopping = []

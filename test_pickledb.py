@@ -3530,3 +3530,105 @@ def test_sqlite_full_disk_fails_every_write_of_the_group_and_stores_none(small_d
     expected = "database or disk is full" if tmpfs else "disk I/O error"
     assert group_messages == repr([expected])  # one error, the real one, for every call of the group
     assert lone == expected  # not "cannot rollback - no transaction is active"
+
+
+# Parent and forked child share one instance's file; the child inherits connections
+# (sync, a loop's thread, a lock held by a thread blocked in set_many) and must use none.
+_FORK_CHILD = """
+import asyncio, os, sqlite3, subprocess, sys, threading, time, traceback, warnings
+from pickledb import PickleDBSQLite
+
+BLOCKER = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
+    "print('ready', flush=True); sys.stdin.readline(); c.execute('ROLLBACK')"
+)
+warnings.filterwarnings("ignore", "This process", DeprecationWarning)  # fork() with threads, 3.12+
+path, order = sys.argv[1], sys.argv[2]
+N = 400
+
+
+async def touch(db, key):
+    await db.set(key, 0)
+    return await db.get(key)
+
+
+def writes(db, prefix, count):
+    for i in range(count):
+        db.set(f"{prefix}-{i}", i)
+    db.set_many({f"{prefix}-many-{i}": i for i in range(10)})
+
+
+db = PickleDBSQLite(path, timeout=10)
+db.set("boot", 0)
+asyncio.run(touch(db, "async-parent"))  # a loop's thread with its own connection
+pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+blocker = subprocess.Popen([sys.executable, "-c", BLOCKER, path], **pipes)
+assert blocker.stdout.readline() == "ready\\n"  # another process holds the write lock
+holder = threading.Thread(target=db.set_many, args=({"held": 1},))  # waits inside set_many
+holder.start()
+time.sleep(0.2)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.close(write)
+        writes(db, "child", N)  # waits for the parent's blocker, then writes, with fresh locks
+        assert asyncio.run(touch(db, "async-child")) == 0
+        if order == "child-first":
+            db.close()
+        else:
+            os.read(read, 1)  # the parent has closed; keep writing, then close
+            writes(db, "child-late", N // 4)
+            db.close()
+        os._exit(0)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+os.close(read)
+time.sleep(0.1)
+blocker.communicate("go\\n")
+holder.join()
+writes(db, "parent", N)
+if order == "parent-first":
+    db.close()
+    os.write(write, b"x")
+deadline = time.monotonic() + 60
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        sys.exit("the child hung")
+    time.sleep(0.01)
+assert os.waitstatus_to_exitcode(status) == 0, status
+writes(db, "parent-late", 10) if order == "child-first" else None
+db.close()
+check = sqlite3.connect(path)
+assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+stored = {row[0] for row in check.execute("SELECT key FROM kv")}
+check.close()
+expected = {"boot", "async-parent", "async-child", "held"}
+for prefix, count in [("child", N), ("parent", N)] + (
+    [("child-late", N // 4)] if order == "parent-first" else [("parent-late", 10)]
+):
+    expected |= {f"{prefix}-{i}" for i in range(count)} | {f"{prefix}-many-{i}" for i in range(10)}
+missing = expected - stored
+assert not missing, sorted(missing)[:10]
+print("ok", len(stored))
+"""
+
+
+@pytest.mark.parametrize("order", ["parent-first", "child-first"])
+def test_sqlite_forked_child_writes_through_an_inherited_instance_and_nothing_is_lost(
+    tmp_path: Path, order: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _FORK_CHILD, str(tmp_path / "kv.sqlite3"), order],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")
