@@ -3632,3 +3632,209 @@ def test_sqlite_forked_child_writes_through_an_inherited_instance_and_nothing_is
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok ")
+
+
+def test_sqlite_plain_call_on_the_loop_thread_during_its_own_async_set_many_does_not_deadlock(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> float:
+        db = PickleDBSQLite(path, timeout=5)
+        await db.set("boot", 0)
+        many = asyncio.ensure_future(db.set_many({f"m{i}": "v" * 100 for i in range(20_000)}))
+        await asyncio.sleep(0.01)  # its transaction is running in the connection's thread
+        started = time.monotonic()
+        _plain_set(db, "plain")  # blocks the loop: must not wait for the loop
+        elapsed = time.monotonic() - started
+        assert len(await many) == 20_000
+        await db.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 4
+    assert {"plain", "m0", "m19999"} <= _stored_keys(path)
+
+
+def test_sqlite_close_that_is_never_awaited_or_is_cancelled_still_closes_everything(tmp_path: Path) -> None:
+    before = threading.active_count()
+
+    async def main(how: str) -> None:
+        db = PickleDBSQLite(tmp_path / "kv.sqlite3")
+        await db.set(how, 1)
+        if how == "dropped":
+            db.close()  # never awaited: nothing to warn about, everything closed
+        else:
+            closing = asyncio.ensure_future(db.close())
+            await asyncio.sleep(0)
+            closing.cancel()
+        with pytest.raises(ValueError, match="is closed"):
+            await db.get(how)
+        await db.close()  # a second close waits for the first one's work
+
+    for how in ("dropped", "cancelled"):
+        asyncio.run(main(how))
+        assert wait_for_thread_count(before) == before
+    assert _stored_keys(tmp_path / "kv.sqlite3") == {"dropped", "cancelled"}
+    assert _write_lock_is_free(tmp_path / "kv.sqlite3")
+
+
+def test_sqlite_calls_in_flight_while_another_thread_closes_get_the_is_closed_error(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("boot", 0)
+    acknowledged: list[str] = []
+    errors: list[BaseException] = []
+
+    def sync_writer(n: int) -> None:
+        try:
+            for i in range(100_000):
+                acknowledged.append(db.set(f"s{n}-{i}", i))
+        except BaseException as err:
+            errors.append(err)
+
+    async def async_writers() -> None:
+        async def one(n: int) -> None:
+            for i in range(100_000):
+                acknowledged.append(await db.set(f"a{n}-{i}", i))
+
+        results = await asyncio.gather(*(one(n) for n in range(8)), return_exceptions=True)
+        errors.extend(result for result in results if isinstance(result, BaseException))
+
+    threads = [threading.Thread(target=sync_writer, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=asyncio.run, args=(async_writers(),)))
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    db.close()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    assert len(errors) == 11
+    assert all(isinstance(err, ValueError) and "is closed" in str(err) for err in errors), errors
+    stored = _stored_keys(path)
+    assert not [key for key in acknowledged if key not in stored]
+
+
+@pytest.mark.parametrize("name", [":memory:", ""])
+def test_sqlite_in_memory_name_is_refused_instead_of_creating_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="PickleDBSQLite needs a file") as info:
+        PickleDBSQLite(name)
+    assert "PickleDB" in str(info.value) and "temporary" in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+# 64 concurrent writers (tasks on one loop, or threads through the sync API); each
+# prints its key after the call returned. Every other write is a pair via set_many.
+_GROUP_WRITER_CHILD = """
+import asyncio, sys, threading
+from pickledb import PickleDBSQLite
+
+path, trial, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+db = PickleDBSQLite(path)
+lock = threading.Lock()
+
+
+def report(*keys):
+    with lock:
+        sys.stdout.write("".join(f"{key}\\n" for key in keys))
+        sys.stdout.flush()
+
+
+def pair(w, i):
+    return {f"{trial}-{w}-{i}-a": i, f"{trial}-{w}-{i}-b": i}
+
+
+async def task(w):
+    for i in range(1_000_000):
+        if i % 2:
+            report(*await db.set_many(pair(w, i)))
+        else:
+            report(await db.set(f"{trial}-{w}-{i}", i))
+
+
+def thread(w):
+    for i in range(1_000_000):
+        if i % 2:
+            report(*db.set_many(pair(w, i)))
+        else:
+            report(db.set(f"{trial}-{w}-{i}", i))
+
+
+async def main():
+    await db.set(f"{trial}-boot", 0)
+    print("ready", flush=True)
+    await asyncio.gather(*(task(w) for w in range(64)))
+
+
+if mode == "async":
+    asyncio.run(main())
+else:
+    db.set(f"{trial}-boot", 0)
+    print("ready", flush=True)
+    for w in range(64):
+        threading.Thread(target=thread, args=(w,)).start()
+"""
+
+
+def _group_commit_crash(tmp_path: Path, mode: str, trials: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "group.sqlite3"
+    acknowledged: set[str] = set()
+    for trial in range(trials):
+        _, lines = _rel_kill_after_ready([_GROUP_WRITER_CHILD, str(path), f"t{trial}", mode], rng)
+        acknowledged.update(lines)
+        stored = _stored_keys(path)
+        lost = acknowledged - stored
+        assert not lost, f"trial {trial}: acknowledged writes lost: {sorted(lost)[:5]}"
+        halves = {key[:-2] for key in stored if key.endswith(("-a", "-b"))}
+        torn = [half for half in halves if not {f"{half}-a", f"{half}-b"} <= stored]
+        assert not torn, f"trial {trial}: set_many stored in part: {torn[:5]}"
+    assert len(acknowledged) > 64 * trials  # the children did get work done
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "threads"])
+def test_sqlite_group_commit_killed_at_random_moments_loses_no_acknowledged_write(tmp_path: Path, mode: str) -> None:
+    _group_commit_crash(tmp_path, mode, trials=6, seed=11)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("mode", ["async", "threads"])
+def test_sqlite_group_commit_killed_at_random_moments_loses_no_acknowledged_write_heavy(
+    tmp_path: Path, mode: str
+) -> None:
+    _group_commit_crash(tmp_path, mode, trials=60, seed=12)
+
+
+def test_sqlite_cancelling_one_waiter_leaves_the_others_writes_alone(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    rng = random.Random(13)
+
+    async def main() -> None:
+        db = PickleDBSQLite(path)
+        await db.set("boot", 0)
+        for rnd in range(10):
+            tasks = {
+                f"r{rnd}-{n}": asyncio.ensure_future(db.set_many({f"r{rnd}-{n}-a": n, f"r{rnd}-{n}-b": n}))
+                for n in range(64)
+            }
+            await asyncio.sleep(rng.uniform(0, 0.003))
+            victims = rng.sample(sorted(tasks), 8)
+            for name in victims:
+                tasks[name].cancel()
+            await asyncio.wait(tasks.values())
+            stored = _stored_keys(path)
+            for name, task in tasks.items():
+                keys = [f"{name}-a", f"{name}-b"]
+                if task.cancelled():
+                    assert name in victims
+                    assert _all_or_none(stored, keys)  # its own write: whole or not at all
+                else:
+                    assert task.result() == keys  # the others: returned, and committed
+                    assert set(keys) <= stored
+        await db.close()
+
+    asyncio.run(main())
