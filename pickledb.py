@@ -518,9 +518,9 @@ def _hold_shared_lock(path: str) -> None:
 class _Worker:
     """A thread owning one SQLite connection for one event loop; it runs jobs in order.
 
-    A job is a function of the connection, queued with `done(result, error)`,
-    which the thread calls when the job ends. A queued job runs whole, even if
-    its caller is cancelled meanwhile. `pending` and `busy` belong to the loop:
+    A job is `job(connection, arg)`; when it ends, the thread has the loop call
+    `deliver(token, result, error)`. A queued job runs whole, even if its
+    caller is cancelled meanwhile. `pending` and `busy` belong to the loop:
     the writes waiting for the next group, and whether a group is running.
     """
 
@@ -540,11 +540,33 @@ class _Worker:
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Callable[[Any], Any], done: Callable[[Any, BaseException | None], None]) -> None:
+    def submit(self, job: Callable[[Any, Any], Any], arg: Any, deliver: Callable[..., None], token: Any) -> None:
         with self.lock:
             if self.stopped is not None:
                 raise self.stopped
-            self.jobs.put((job, done))
+            self.jobs.put((job, arg, deliver, token))
+
+    def write(self, write: _Write) -> None:
+        """Queue `write` for the next group; send a group at once if none is running (on the loop)."""
+        self.pending.append(write)
+        if not self.busy:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every queued write to the thread as one group (on the loop)."""
+        group, self.pending = self.pending, []
+        self.busy = True
+        try:
+            self.submit(_commit_sent_group, group, self.group_done, group)
+        except BaseException as err:
+            self.group_done(group, None, err)
+
+    def group_done(self, group: list[_Write], results: Any, error: BaseException | None) -> None:
+        self.busy = False
+        for index, write in enumerate(group):
+            _settle(write.waiter, None if error else results[index], error)
+        if self.pending:
+            self.flush()
 
     def stop(self, error: BaseException) -> None:
         """Refuse new jobs with `error`; the thread closes the connection after the queued ones."""
@@ -573,17 +595,18 @@ class _Worker:
             item = self.jobs.get()
             if item is None:
                 break
-            job, done = item
-            if self.conn is None:
-                done(None, self.stopped)
-                continue
+            job, arg, deliver, token = item
+            result, error = None, self.stopped
+            if self.conn is not None:
+                try:
+                    result, error = job(self.conn, arg), None
+                except BaseException as err:
+                    error = err
             try:
-                result = job(self.conn)
-            except BaseException as err:
-                done(None, err)
-            else:
-                done(result, None)
-            del item, job, done
+                self.loop.call_soon_threadsafe(deliver, token, result, error)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+            del item, job, arg, deliver, token, result, error
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -594,8 +617,12 @@ class _Worker:
             callback()
 
 
-def _fetch_rows(sql: str, params: Any) -> Callable[[Any], Any]:
-    return lambda conn: conn.execute(sql, params).fetchall()
+def _fetch_rows(conn: Any, statement: tuple[str, Any]) -> Any:
+    return conn.execute(*statement).fetchall()
+
+
+def _commit_sent_group(conn: Any, group: list[_Write]) -> list[Any]:
+    return _commit_group(conn, group, [], [False])
 
 
 # Every PickleDBSQLite alive, so that a forked child can reset them.
@@ -808,12 +835,10 @@ class PickleDBSQLite:
         worker = self._worker(loop)
         future = loop.create_future()
         if kind is _ROWS:
-            worker.submit(_fetch_rows(sql, params), functools.partial(_call_in_loop, loop, _settle, future))
+            worker.submit(_fetch_rows, (sql, params), _settle, future)
             return finish(await future)
         write = _Write(kind, sql, params, future)
-        worker.pending.append(write)
-        if not worker.busy:
-            self._flush(worker)
+        worker.write(write)
         try:
             result = await future
         except asyncio.CancelledError:
@@ -821,30 +846,6 @@ class PickleDBSQLite:
                 worker.pending.remove(write)
             raise
         return finish(result)
-
-    def _flush(self, worker: _Worker) -> None:
-        """Send every queued write of this loop to its thread as one group (on the loop)."""
-        group, worker.pending = worker.pending, []
-        reached = [False]
-
-        def job(conn: Any) -> list[Any]:
-            return _commit_group(conn, group, [], reached)
-
-        def done(results: Any, error: BaseException | None) -> None:
-            _call_in_loop(worker.loop, self._group_done, worker, group, results, error)
-
-        worker.busy = True
-        try:
-            worker.submit(job, done)
-        except BaseException as err:
-            self._group_done(worker, group, None, err)
-
-    def _group_done(self, worker: _Worker, group: list[_Write], results: Any, error: BaseException | None) -> None:
-        worker.busy = False
-        for index, write in enumerate(group):
-            _settle(write.waiter, None if error else results[index], error)
-        if worker.pending:
-            self._flush(worker)
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the database again")
