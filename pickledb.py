@@ -424,10 +424,16 @@ class _Write:
         self.kind = kind
         self.sql = sql
         self.params = params
-        self.waiter = waiter  # the asyncio future of an async call
+        # An async call's future; a sync call's lock, held until the call has to look again.
+        self.waiter = waiter
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        """Let a sync caller waiting on its lock look again (the caller holds the group mutex)."""
+        if self.waiter.locked():
+            self.waiter.release()
 
 
 def _commit_group(conn: Any, group: list[_Write], results: list[Any], reached: list[bool]) -> list[Any]:
@@ -697,7 +703,7 @@ class PickleDBSQLite:
 
     def _fresh_locks(self) -> None:
         self._lock = threading.Lock()  # guards the sync connection
-        self._group = threading.Condition(threading.Lock())  # guards the three below
+        self._mutex = threading.Lock()  # guards the two below
         self._pending: list[_Write] = []  # sync writes waiting for the next group
         self._committing = 0  # the id of the thread committing a group on the sync connection
 
@@ -772,23 +778,32 @@ class PickleDBSQLite:
         """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
 
         The first thread to find no commit running commits every queued write
-        in one transaction; the others wait for it and take their outcome.
+        in one transaction; the others wait until it is done, and the first
+        of those still queued then commits the next group. Every lock here
+        is taken by C code in one step (no Condition), so that an exception
+        from a signal handler cannot leave one held.
         """
         import sqlite3
 
-        group, me = self._group, threading.get_ident()
+        mutex, me = self._mutex, threading.get_ident()
+        write.waiter = threading.Lock()
+        write.waiter.acquire()
         batch: list[_Write] = []
         results: list[Any] = []
         reached = [False]
         try:
-            with group:
+            with mutex:
                 self._pending.append(write)
                 # A commit marked as this thread's own was abandoned by an interruption: take over.
-                while self._committing not in (0, me) and not write.done:
-                    group.wait()
-                if not write.done:
+                if self._committing in (0, me):
                     self._committing = me
                     batch, self._pending = self._pending, []
+            while not batch and not write.done:  # wait for the outcome, or for this thread's turn
+                write.waiter.acquire()
+                with mutex:
+                    if not write.done and self._committing == 0:
+                        self._committing = me
+                        batch, self._pending = self._pending, []
             if batch:
                 with self._lock:
                     _commit_group(self._open_locked(), batch, results, reached)
@@ -799,14 +814,15 @@ class PickleDBSQLite:
             self._finish_group(batch, None, err)
         except BaseException:  # interrupted (a signal handler, KeyboardInterrupt)
             if not batch:  # while waiting: withdraw the write, unless a commit took it already
-                with group:
+                with mutex:
                     if write in self._pending:
                         self._pending.remove(write)
-            elif not write.done:
-                if reached[0]:  # the group was committed: its writes stand
-                    self._finish_group(batch, results, None)
-                else:  # nothing was stored: the other writes go to the next group
-                    self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
+                        if self._committing == 0 and self._pending:
+                            self._pending[0].wake()  # it may have been this one's turn: pass it on
+            elif reached[0]:  # the group was committed: its writes stand
+                self._finish_group(batch, results, None)
+            else:  # nothing was stored: the other writes go to the next group
+                self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
             raise
         if write.error is not None:
             raise write.error
@@ -819,14 +835,18 @@ class PickleDBSQLite:
         error: BaseException | None,
         requeue: Iterable[_Write] = (),
     ) -> None:
-        with self._group:
+        """Hand each write of `batch` its outcome (skipping those that have one), and pass the turn on."""
+        with self._mutex:
             self._committing = 0
             for index, write in enumerate(batch):
-                write.result = results[index] if results else None
-                write.error = error
-                write.done = True
+                if not write.done:
+                    write.result = results[index] if results else None
+                    write.error = error
+                    write.done = True
+                    write.wake()
             self._pending[:0] = list(requeue)
-            self._group.notify_all()
+            if self._pending:
+                self._pending[0].wake()
 
     async def _run_async(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
         import asyncio
