@@ -668,9 +668,10 @@ class PickleDBSQLite:
                 f"invalid table_name {table_name!r}: use letters, digits and underscores, "
                 "starting with a letter or underscore (and not 'sqlite_')"
             )
-        if os.fspath(sqlite_path) in (":memory:", "", b":memory:", b""):
+        name = os.fspath(sqlite_path)
+        if isinstance(name, str) and name in (":memory:", ""):
             raise ValueError(
-                f"PickleDBSQLite needs a file, not {os.fspath(sqlite_path)!r}: for a private in-memory store "
+                f"PickleDBSQLite needs a file, not {name!r}: for a private in-memory store "
                 "use PickleDB (and never save it), or give a path in a temporary directory"
             )
         self.path = _path_of(sqlite_path)
