@@ -3258,15 +3258,15 @@ def test_sqlite_set_many_cancelled_while_another_connection_holds_the_lock_store
     asyncio.run(main())
 
 
-def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing(tmp_path: Path) -> None:
+def _cancel_at_random_moments(tmp_path: Path, trials: int, seed: int) -> None:
     path = tmp_path / "kv.sqlite3"
-    rng = random.Random(5)
+    rng = random.Random(seed)
 
     async def main() -> None:
         db = PickleDBSQLite(path)
         await db.set("boot", 0)
         cancelled = 0
-        for trial in range(40):
+        for trial in range(trials):
             keys = [f"t{trial}-{i}" for i in range(300)]
             try:
                 await asyncio.wait_for(db.set_many(dict.fromkeys(keys, trial)), rng.uniform(0, 0.004))
@@ -3281,6 +3281,15 @@ def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing(tmp_path: 
         assert "after" in _stored_keys(path)
 
     asyncio.run(main())
+
+
+def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing(tmp_path: Path) -> None:
+    _cancel_at_random_moments(tmp_path, trials=40, seed=5)
+
+
+@pytest.mark.heavy
+def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing_heavy(tmp_path: Path) -> None:
+    _cancel_at_random_moments(tmp_path, trials=400, seed=6)
 
 
 def test_sqlite_keyboard_interrupt_while_set_many_waits_for_the_lock_stores_nothing(tmp_path: Path) -> None:
@@ -3386,18 +3395,39 @@ print(interrupted, len(acknowledged))
 """
 
 
-@pytest.mark.parametrize("threads", [0, 3])
-def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing(tmp_path: Path, threads: int) -> None:
+def _signal_storm(tmp_path: Path, threads: int, trials: int) -> None:
     proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", _SIGNAL_STORM_CHILD, str(tmp_path / "kv.sqlite3"), "300", str(threads)],
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            _SIGNAL_STORM_CHILD,
+            str(tmp_path / "kv.sqlite3"),
+            str(trials),
+            str(threads),
+        ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60 + trials / 5,
         env=dict(os.environ, PYTHONPATH=str(HERE)),
     )
     assert proc.returncode == 0, proc.stderr
     interrupted, _ = map(int, proc.stdout.split())
-    assert interrupted > 10
+    assert interrupted > trials // 30
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing(tmp_path: Path, threads: int) -> None:
+    _signal_storm(tmp_path, threads, trials=300)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("threads", [0, 3])
+def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing_heavy(
+    tmp_path: Path, threads: int
+) -> None:
+    _signal_storm(tmp_path, threads, trials=3000)
 
 
 @pytest.fixture
