@@ -772,7 +772,8 @@ class PickleDBSQLite:
             return self._run_async(kind, sql, params, finish)
         if kind is _ROWS:
             with self._lock:
-                return finish(self._open_locked().execute(sql, params).fetchall())
+                rows = self._open_locked().execute(sql, params).fetchall()
+            return finish(rows)
         return finish(self._write(_Write(kind, sql, params)))
 
     def _write(self, write: _Write) -> Any:
