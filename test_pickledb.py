@@ -3207,7 +3207,7 @@ def _write_lock_is_free(path: Path) -> bool:
 
 
 def _plain_set(db: PickleDBSQLite, key: str, close: bool = False) -> str:
-    """A plain helper, as async code may call: db.set() returns the key here, not an awaitable."""
+    """A plain function, as async code may call one: db.set() returns the key here, not an awaitable."""
     try:
         return db.set(key, 1)
     finally:
