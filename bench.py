@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Sequence
@@ -70,6 +71,7 @@ SECTIONS = {
     "cli": "the command line: `pickledb copy` of an SQLite store into a new one; what its code adds to import",
     "dispatch": "PickleDB get() of 100k keys (20k with --quick) from each kind of calling code: loop, closure, ...",
     "redis": "PickleDBRedis set()/get() per op, sync and async, bulk set_many, and 4 processes writing at once",
+    "concurrent": "PickleDBSQLite under load: 1 and 64 tasks at once doing set + get, and 8 threads (sync API)",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -106,6 +108,11 @@ BASELINES = {
     "redis async get": "one persistent redis.asyncio client: await client.hget(hash, key) + orjson.loads",
     "redis bulk": "redis-py: orjson-encode every value, then one pipeline of one HSET per pair",
     "redis processes": "the same child processes writing through raw redis-py hset; wall time from go to all done",
+    "sqlite 1 task durable": "one aiosqlite connection, same pragmas, autocommit: await execute(upsert), then select",
+    "sqlite 1 task durable=False": "the same with synchronous=NORMAL",
+    "sqlite 64 tasks durable": "one aiosqlite connection shared by 64 tasks on one loop, each doing set + get rounds",
+    "sqlite 64 tasks durable=False": "the same with synchronous=NORMAL",
+    "sqlite 8 threads durable": "sqlite3, one connection per thread, same pragmas, autocommit: upsert, then select",
 }
 
 TARGETS = {
@@ -140,6 +147,12 @@ TARGETS = {
     "redis async get": 1.3,
     "redis bulk": 1.2,
     "redis processes": 1.2,
+    # Under load the figure is time per op, so throughput is its inverse: 0.4 means 2.5x the baseline's.
+    "sqlite 1 task durable": 1.05,
+    "sqlite 1 task durable=False": 1.05,
+    "sqlite 64 tasks durable": 0.4,
+    "sqlite 64 tasks durable=False": 1.0,
+    "sqlite 8 threads durable": 0.5,
 }
 
 
@@ -153,6 +166,7 @@ class Config:
     sqlite_get_ops: tuple[int, int] = (2000, 20_000)
     small_dbs: tuple[int, ...] = (100, 2000)
     setsave_ops: tuple[int, int] = (50, 500)  # fewest, most per sample; tuned to ~sample_budget
+    concurrent_rounds: tuple[int, int, int] = (200, 8, 20)  # set + get rounds per 1 task, per 64 tasks, per thread
     sample_budget: float = 0.15  # seconds one sample of a per-op phase aims at, when tunable
     phase_floor: float = 0.5  # a phase done sooner than this gets extra rounds
     quick: bool = False
@@ -316,6 +330,52 @@ def timed_set_save_loop(
         set_(key, value)
         save()
     return perf_counter() - start
+
+
+async def timed_tasks(db: Any, tasks: int, rounds: int, tag: str) -> float:
+    """`tasks` coroutines at once, each doing `rounds` of await set + await get; return the time per op."""
+
+    async def one(task: int) -> None:
+        for round_no in range(rounds):
+            key = f"{tag}-{task}-{round_no % 16}"
+            await db.set(key, next(FRESH_NUMBERS))
+            await db.get(key)
+
+    start = perf_counter()
+    await asyncio.gather(*(one(task) for task in range(tasks)))
+    return (perf_counter() - start) / (tasks * rounds * 2)
+
+
+def timed_threads(make: Callable[[], Any], threads: int, rounds: int, tag: str) -> float:
+    """`threads` threads at once, each with make()'s store, doing `rounds` of set + get; the time per op."""
+    ready = threading.Barrier(threads + 1)
+    failures: list[BaseException] = []
+
+    def one(thread: int) -> None:
+        db = make()
+        try:
+            ready.wait()
+            for round_no in range(rounds):
+                key = f"{tag}-{thread}-{round_no % 16}"
+                db.set(key, next(FRESH_NUMBERS))
+                db.get(key)
+        except BaseException as err:
+            failures.append(err)
+        finally:
+            if isinstance(db, RawSQLite):
+                db.close()
+
+    workers = [threading.Thread(target=one, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    start = perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed = perf_counter() - start
+    if failures:
+        raise failures[0]
+    return elapsed / (threads * rounds * 2)
 
 
 def fill(set_: Callable[[Any, Any], Any], pairs: Iterable[tuple[str, Any]]) -> None:
@@ -509,10 +569,12 @@ class RawAioSQLite:
         self.conn = conn
 
     @classmethod
-    async def open(cls, path: str) -> RawAioSQLite:
+    async def open(cls, path: str, durable: bool = True) -> RawAioSQLite:
         conn = await aiosqlite.connect(path, isolation_level=None)
         for statement in SQL_SETUP:
             await conn.execute(statement)
+        if not durable:
+            await conn.execute("PRAGMA synchronous=NORMAL")
         return cls(conn)
 
     async def set(self, key: Any, value: Any) -> str:
@@ -944,6 +1006,8 @@ class Bench:
         for kind in KINDS:
             if self.has("rowid"):
                 self.rowid_block(kind)
+        if self.has("concurrent"):
+            self.concurrent_block()
         if self.has("scale"):
             self.scale_rows()
         if self.has("cli"):
@@ -1465,6 +1529,90 @@ class Bench:
         except Exception as err:
             self.note(f"closing {type(db).__name__} failed: {type(err).__name__}: {err}")
 
+    # -- SQLite under concurrent load --
+
+    def concurrent_block(self) -> None:
+        """Many callers at once, as in a web service: where group commit pays (or must not cost)."""
+        if aiosqlite is None:
+            self.note("concurrent: async rows skipped (aiosqlite is not installed)")
+        else:
+            for tasks, rounds in ((1, self.cfg.concurrent_rounds[0]), (64, self.cfg.concurrent_rounds[1])):
+                for durable in (True, False):
+                    self.concurrent_tasks_phase(tasks, rounds, durable)
+        self.concurrent_threads_phase(8, self.cfg.concurrent_rounds[2])
+
+    def concurrent_tasks_phase(self, tasks: int, rounds: int, durable: bool) -> None:
+        label = "durable" if durable else "durable=False"
+        name = f"{tasks} task{'s' if tasks > 1 else ''}"
+        paths = {who: self.path(f"concurrent-{who}-{tasks}-{label}.sqlite3") for who in (PICKLEDB, BASELINE, OTHER)}
+        opened: list[Any] = []
+        try:
+            db = pickledb.PickleDBSQLite(paths[PICKLEDB], durable=durable)
+            opened.append(db)
+            raw = self.loop.run_until_complete(RawAioSQLite.open(paths[BASELINE], durable))
+            opened.append(raw)
+            stores: dict[str, Any] = {PICKLEDB: db, BASELINE: raw}
+            if self.other is not None:
+                cls = getattr(self.other, "PickleDBSQLite", None)
+                try:
+                    stores[OTHER] = cls(paths[OTHER], durable=durable) if cls else "PickleDBSQLite: not in this version"
+                except Exception as err:
+                    stores[OTHER] = self.reason("PickleDBSQLite(durable=...)", err)
+                if not isinstance(stores[OTHER], str):
+                    opened.append(stores[OTHER])
+            for store in stores.values():  # connections open and rows exist before any clock starts
+                if not isinstance(store, str):
+                    self.loop.run_until_complete(timed_tasks(store, tasks, min(rounds, 16), "warm"))
+            samplers: dict[str, Sampler | str] = {
+                who: store if isinstance(store, str) else functools.partial(self.tasks_sample, store, tasks, rounds)
+                for who, store in stores.items()
+            }
+            ops = dict.fromkeys(samplers, tasks * rounds * 2)
+            phase = f"SQLite {name} at once, set + get, {label}"
+            self.record("concurrent", phase, f"sqlite {name} {label}", "op", samplers, ops)
+        finally:
+            self.cancel_pending()
+            for store in reversed(opened):
+                self.close_sqlite(store)
+            for path in paths.values():
+                remove_sqlite_files(path)
+
+    def tasks_sample(self, db: Any, tasks: int, rounds: int) -> float:
+        return self.loop.run_until_complete(timed_tasks(db, tasks, rounds, "k"))
+
+    def concurrent_threads_phase(self, threads: int, rounds: int) -> None:
+        paths = {who: self.path(f"threads-{who}.sqlite3") for who in (PICKLEDB, BASELINE, OTHER)}
+        opened: list[Any] = []
+        try:
+            db = pickledb.PickleDBSQLite(paths[PICKLEDB])
+            opened.append(db)
+            RawSQLite(paths[BASELINE]).close()  # creates the file, the table and WAL mode
+            makers: dict[str, Any] = {PICKLEDB: lambda: db, BASELINE: lambda: RawSQLite(paths[BASELINE])}
+            if self.other is not None:
+                cls = getattr(self.other, "PickleDBSQLite", None)
+                try:
+                    theirs = cls(paths[OTHER]) if cls else "PickleDBSQLite: not in this version"
+                except Exception as err:
+                    theirs = self.reason("PickleDBSQLite()", err)
+                if not isinstance(theirs, str):
+                    opened.append(theirs)
+                makers[OTHER] = theirs if isinstance(theirs, str) else functools.partial(lambda db: db, theirs)
+            for make in makers.values():
+                if not isinstance(make, str):
+                    timed_threads(make, threads, min(rounds, 16), "warm")
+            samplers: dict[str, Sampler | str] = {
+                who: make if isinstance(make, str) else functools.partial(timed_threads, make, threads, rounds, "k")
+                for who, make in makers.items()
+            }
+            ops = dict.fromkeys(samplers, threads * rounds * 2)
+            phase = f"SQLite {threads} threads at once (sync API), set + get, durable"
+            self.record("concurrent", phase, f"sqlite {threads} threads durable", "op", samplers, ops)
+        finally:
+            for store in reversed(opened):
+                self.close_sqlite(store)
+            for path in paths.values():
+                remove_sqlite_files(path)
+
     # -- scale --
 
     def scale_rows(self) -> None:
@@ -1871,6 +2019,7 @@ def make_config(args: argparse.Namespace) -> Config:
             sqlite_get_ops=(500, 5000),
             small_dbs=(100, 2000),
             setsave_ops=(20, 100),
+            concurrent_rounds=(50, 2, 5),
             sample_budget=0.05,
             phase_floor=0.2,
             quick=True,

@@ -3,8 +3,7 @@
 # Copyright (c) 2026, the pickledb authors.
 # SPDX-License-Identifier: BSD-3-Clause
 # This file is the whole library: copy it into a project together with the
-# LICENSE text and `pip install orjson aiofiles` (plus aiosqlite for async use
-# of PickleDBSQLite; redis for PickleDBRedis).
+# LICENSE text and `pip install orjson aiofiles` (plus redis for PickleDBRedis).
 
 from __future__ import annotations
 
@@ -51,8 +50,7 @@ _CO_ASYNC = _CO_COROUTINE | _CO_ASYNC_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
-# Each names the extra and the bare package (for a copied pickledb.py).
-_SQLITE_HINT = 'async use of PickleDBSQLite needs aiosqlite: pip install "pickledb[sqlite]" (or: pip install aiosqlite)'
+# Each names the extra or distribution and the bare package (for a copied pickledb.py).
 _AIOFILES_HINT = "async load() and save() need aiofiles: pip install pickledb (or: pip install aiofiles)"
 _REDIS_HINT = 'PickleDBRedis needs redis-py: pip install "pickledb[redis]" (or: pip install redis)'
 
@@ -570,40 +568,234 @@ def _set_wal(conn: Any, timeout: float) -> None:
             time.sleep(0.005)
 
 
-async def _close_each(conns: list[Any]) -> None:
-    for conn in conns:
-        await conn.close()
+class _Write:
+    """One write call waiting for its group: (kind, sql, params) and, once done, its outcome."""
+
+    __slots__ = ("kind", "sql", "params", "waiter", "done", "result", "error")
+
+    def __init__(self, kind: str, sql: str, params: Any, waiter: Any = None) -> None:
+        self.kind = kind
+        self.sql = sql
+        self.params = params
+        # An async call's future; a sync call's lock, held until the call has to look again.
+        self.waiter = waiter
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        """Let a sync caller waiting on its lock look again (the caller holds the group mutex)."""
+        if self.waiter.locked():
+            self.waiter.release()
 
 
-def _run_in_new_thread(coro: Any) -> None:
-    """Run `coro` to completion on a new event loop in a new thread, and wait.
+def _commit_group(conn: Any, group: list[_Write], results: list[Any], reached: list[bool]) -> list[Any]:
+    """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`.
 
-    Lets sync code close aiosqlite connections whatever loop opened them,
-    without touching the event loop state of the calling thread.
+    One fsync serves the whole group. On any exception the connection is left
+    out of any transaction (rolled back unless SQLite already did) and the
+    exception propagates; `reached[0]` then tells whether COMMIT had been sent
+    and the transaction ended, i.e. whether the group was stored.
     """
-    import asyncio
-
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as err:  # handed to the calling thread
-            failure.append(err)
-
-    thread = threading.Thread(target=main, name="pickledb-close", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
-def _aiosqlite() -> Any:
     try:
-        import aiosqlite
-    except ImportError as err:
-        raise ImportError(_SQLITE_HINT) from err
-    return aiosqlite
+        if len(group) == 1 and group[0].kind is _COUNT:  # alone: one autocommit statement
+            reached[0] = True
+            results.append(conn.execute(group[0].sql, group[0].params).rowcount)
+            return results
+        conn.execute("BEGIN IMMEDIATE")
+        for write in group:
+            if write.kind is _MANY:
+                conn.executemany(write.sql, write.params)
+                results.append(None)
+            else:
+                results.append(conn.execute(write.sql, write.params).rowcount)
+        reached[0] = True
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            reached[0] = False
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # the connection is unusable; the first error is the one to report
+                pass
+        raise
+    return results
+
+
+def _settle(future: Any, result: Any, error: BaseException | None) -> None:
+    """Complete an asyncio future on its loop, unless its caller gave up on it."""
+    if not future.done():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+async def _outcome(future: Any) -> Any:
+    """Wait for `future`: the coroutine of a method whose work runs in another thread."""
+    return await future
+
+
+def _call_in_loop(loop: Any, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # that loop is closed: nobody is waiting any more
+        pass
+
+
+# Objects inherited through fork() that must never be finalized in the child.
+_ABANDONED = []  # type: list[Any]
+
+
+def _abandon(obj: Any) -> None:
+    """Keep an inherited SQLite connection alive forever in a forked child.
+
+    Closing it there would checkpoint (and may delete) the WAL file that the
+    parent is still using, so the child never closes it, not even at exit.
+    """
+    import ctypes
+
+    _ABANDONED.append(obj)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _hold_shared_lock(path: str) -> None:
+    """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits.
+
+    In a forked child, SQLite's per-process lock bookkeeping still counts the
+    abandoned connections, so new connections there take no lock of their own
+    from the OS; another process closing its last connection would then see
+    nobody else and checkpoint and delete the WAL file under them. This lock
+    (a read lock, as every SQLite reader takes) makes such a close see this
+    process. It is never released early: closing the descriptor would drop
+    every lock this process holds on the file, SQLite's included.
+    """
+    if os.name != "posix":  # pragma: no cover - fork() is POSIX
+        return
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0x40000000 + 2, os.SEEK_SET)  # PENDING_BYTE + 2: SHARED_FIRST
+    _ABANDONED.append(fd)
+
+
+class _Worker:
+    """A thread owning one SQLite connection for one event loop; it runs jobs in order.
+
+    A job is `job(connection, arg)`; when it ends, the thread has the loop call
+    `deliver(token, result, error)`. A queued job runs whole, even if its
+    caller is cancelled meanwhile. `pending` and `busy` belong to the loop:
+    the writes waiting for the next group, and whether a group is running.
+    """
+
+    def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
+        import queue
+
+        self.loop = loop
+        self.conn: Any = None
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
+        self.exited = False
+        self.on_exit: list[Callable[[], None]] = []
+        self.pending: list[_Write] = []
+        self.busy = False
+        self._connect: Callable[[], Any] | None = connect
+        self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Callable[[Any, Any], Any], arg: Any, deliver: Callable[..., None], token: Any) -> None:
+        with self.lock:
+            if self.stopped is not None:
+                raise self.stopped
+            self.jobs.put((job, arg, deliver, token))
+
+    def write(self, write: _Write) -> None:
+        """Queue `write` for the next group; send a group at once if none is running (on the loop)."""
+        self.pending.append(write)
+        if not self.busy:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every queued write to the thread as one group (on the loop)."""
+        group, self.pending = self.pending, []
+        self.busy = True
+        try:
+            self.submit(_commit_sent_group, group, self.group_done, group)
+        except BaseException as err:
+            self.group_done(group, None, err)
+
+    def group_done(self, group: list[_Write], results: Any, error: BaseException | None) -> None:
+        self.busy = False
+        for index, write in enumerate(group):
+            _settle(write.waiter, None if error else results[index], error)
+        if self.pending:
+            self.flush()
+
+    def stop(self, error: BaseException) -> None:
+        """Refuse new jobs with `error`; the thread closes the connection after the queued ones."""
+        with self.lock:
+            if self.stopped is None:
+                self.stopped = error
+                self.jobs.put(None)
+
+    def when_exited(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the thread) once the connection is closed; at once if it is."""
+        with self.lock:
+            if not self.exited:
+                self.on_exit.append(callback)
+                return
+        callback()
+
+    def _main(self) -> None:
+        connect, self._connect = self._connect, None
+        try:
+            assert connect is not None
+            self.conn = connect()
+        except BaseException as err:  # every queued and later call gets this error
+            self.stop(err)
+        del connect
+        while True:
+            item = self.jobs.get()
+            if item is None:
+                break
+            job, arg, deliver, token = item
+            result, error = None, self.stopped
+            if self.conn is not None:
+                try:
+                    result, error = job(self.conn, arg), None
+                except BaseException as err:
+                    error = err
+            try:
+                self.loop.call_soon_threadsafe(deliver, token, result, error)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+            del item, job, arg, deliver, token, result, error
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        with self.lock:
+            self.exited = True
+            callbacks, self.on_exit = self.on_exit, []
+        for callback in callbacks:
+            callback()
+
+
+def _fetch_rows(conn: Any, statement: tuple[str, Any]) -> Any:
+    return conn.execute(*statement).fetchall()
+
+
+def _commit_sent_group(conn: Any, group: list[_Write]) -> list[Any]:
+    return _commit_group(conn, group, [], [False])
+
+
+# Every PickleDBSQLite alive, so that a forked child can reset them.
+_SQLITE_INSTANCES = cast(Any, None)
+
+
+def _reset_in_child() -> None:
+    for db in list(_SQLITE_INSTANCES or ()):
+        db._after_fork()
 
 
 class PickleDBSQLite:
@@ -628,10 +820,13 @@ class PickleDBSQLite:
         it raises sqlite3.OperationalError ("database is locked").
 
     Values are stored as orjson-encoded BLOBs and every write is committed
-    before the call returns. Connections open lazily: one for sync calls,
-    shared by threads under a lock, and one aiosqlite connection per event
-    loop for async calls. Call close(), or use `with` / `async with`. Every
-    method is awaitable when called from async code.
+    before the call returns (durable by default; durable=False trades the
+    last moments before a power loss for speed). Writes that arrive while a
+    commit is running are committed together in the next transaction (group
+    commit), so one fsync serves them all. Connections open lazily: one for
+    sync calls, shared by threads, and one per event loop for async calls,
+    owned by its own thread. Call close(), or use `with` / `async with`.
+    Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -651,6 +846,11 @@ class PickleDBSQLite:
                 f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
                 "starting with a letter or underscore (and not 'sqlite_')"
             )
+        if isinstance(sqlite_path, (str, os.PathLike)) and os.fspath(sqlite_path) == ":memory:":
+            raise ValueError(
+                "PickleDBSQLite needs a file, not ':memory:': for a private in-memory store "
+                "use PickleDB (and never save it), or give a path in a temporary directory"
+            )
         self.path = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
         self.table_name = table_name
         self._timeout = timeout
@@ -668,10 +868,26 @@ class PickleDBSQLite:
         self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
         self._sql_all = f"SELECT key FROM {table} ORDER BY key"
         self._sql_purge = f"DELETE FROM {table}"
-        self._lock = threading.Lock()
-        self._conn: Any = None  # sqlite3.Connection for sync calls
-        self._aconns: dict[Any, Any] = {}  # event loop -> (aiosqlite connection, lock), or its connecting task
         self._closed = False
+        self._conn: Any = None  # sqlite3.Connection for sync calls
+        self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
+        self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
+        self._forked = False  # this is a forked child that inherited open connections
+        self._fresh_locks()
+        global _SQLITE_INSTANCES
+        if _SQLITE_INSTANCES is None:
+            import weakref
+
+            _SQLITE_INSTANCES = weakref.WeakSet()
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_reset_in_child)
+        _SQLITE_INSTANCES.add(self)
+
+    def _fresh_locks(self) -> None:
+        self._lock = threading.Lock()  # guards the sync connection
+        self._mutex = threading.Lock()  # guards the two below
+        self._pending: list[_Write] = []  # sync writes waiting for the next group
+        self._committing = 0  # the id of the thread committing a group on the sync connection
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}, {self.table_name!r})"
@@ -740,39 +956,104 @@ class PickleDBSQLite:
             raise self._closed_error()
         if _async_caller(3):
             run = _named_for_caller(PickleDBSQLite._run_async, self)  # named after the public method
-            return cast(_T, run(self, _aiosqlite(), kind, sql, params, finish))
-        with self._lock:
-            conn = self._open_locked()
-            if kind is _MANY:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(sql, params)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                result = None
-            else:
-                cursor = conn.execute(sql, params)
-                result = cursor.fetchall() if kind is _ROWS else cursor.rowcount
-        return finish(result)
+            return cast(_T, run(self, kind, sql, params, finish))
+        if kind is _ROWS:
+            with self._lock:
+                rows = self._open_locked().execute(sql, params).fetchall()
+            return finish(rows)
+        return finish(self._write(_Write(kind, sql, params)))
 
-    async def _run_async(self, aiosqlite: Any, kind: str, sql: str, params: Any, finish: Callable[[Any], _T]) -> _T:
-        conn, lock = await self._aconnection(aiosqlite)
-        async with lock:  # keeps other tasks' statements out of a set_many transaction
-            if kind is _MANY:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    await conn.executemany(sql, params)
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-                result = None
-            elif kind is _ROWS:
-                result = await conn.execute_fetchall(sql, params)
-            else:
-                result = (await conn.execute(sql, params)).rowcount
+    def _write(self, write: _Write) -> Any:
+        """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
+
+        The first thread to find no commit running commits every queued write
+        in one transaction; the others wait until it is done, and the first
+        of those still queued then commits the next group. Every lock here
+        is taken by C code in one step (no Condition), so that an exception
+        from a signal handler cannot leave one held.
+        """
+        import sqlite3
+
+        mutex, me = self._mutex, threading.get_ident()
+        write.waiter = threading.Lock()
+        write.waiter.acquire()
+        batch: list[_Write] = []
+        results: list[Any] = []
+        reached = [False]
+        try:
+            with mutex:
+                self._pending.append(write)
+                # A commit marked as this thread's own was abandoned by an interruption: take over.
+                if self._committing in (0, me):
+                    self._committing = me
+                    batch, self._pending = self._pending, []
+            while not batch and not write.done:  # wait for the outcome, or for this thread's turn
+                write.waiter.acquire()
+                with mutex:
+                    if not write.done and self._committing == 0:
+                        self._committing = me
+                        batch, self._pending = self._pending, []
+            if batch:
+                with self._lock:
+                    _commit_group(self._open_locked(), batch, results, reached)
+                self._finish_group(batch, results, None)
+        except (sqlite3.Error, ValueError) as err:  # a failed commit fails the whole group
+            if not batch:
+                raise
+            self._finish_group(batch, None, err)
+        except BaseException:  # interrupted (a signal handler, KeyboardInterrupt)
+            if not batch:  # while waiting: withdraw the write, unless a commit took it already
+                with mutex:
+                    if write in self._pending:
+                        self._pending.remove(write)
+                        if self._committing == 0 and self._pending:
+                            self._pending[0].wake()  # it may have been this one's turn: pass it on
+            elif reached[0]:  # the group was committed: its writes stand
+                self._finish_group(batch, results, None)
+            else:  # nothing was stored: the other writes go to the next group
+                self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
+            raise
+        if write.error is not None:
+            raise write.error
+        return write.result
+
+    def _finish_group(
+        self,
+        batch: list[_Write],
+        results: list[Any] | None,
+        error: BaseException | None,
+        requeue: Iterable[_Write] = (),
+    ) -> None:
+        """Hand each write of `batch` its outcome (skipping those that have one), and pass the turn on."""
+        with self._mutex:
+            self._committing = 0
+            for index, write in enumerate(batch):
+                if not write.done:
+                    write.result = results[index] if results else None
+                    write.error = error
+                    write.done = True
+                    write.wake()
+            self._pending[:0] = list(requeue)
+            if self._pending:
+                self._pending[0].wake()
+
+    async def _run_async(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        worker = self._worker(loop)
+        future = loop.create_future()
+        if kind is _ROWS:
+            worker.submit(_fetch_rows, (sql, params), _settle, future)
+            return finish(await future)
+        write = _Write(kind, sql, params, future)
+        worker.write(write)
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            if write in worker.pending:  # not sent yet: withdrawn, nothing stored
+                worker.pending.remove(write)
+            raise
         return finish(result)
 
     def _closed_error(self) -> ValueError:
@@ -789,6 +1070,9 @@ class PickleDBSQLite:
         except sqlite3.OperationalError as err:
             raise sqlite3.OperationalError(f"cannot open {self.path}: {err}") from None
         try:
+            if self._forked:
+                _hold_shared_lock(self.path)
+                self._forked = False
             conn.execute(self._sql_synchronous)
             _set_wal(conn, self._timeout)
             conn.execute(self._sql_create)
@@ -804,73 +1088,94 @@ class PickleDBSQLite:
         """Return the sync connection, opening it if needed; the caller holds the lock."""
         if self._closed:
             raise self._closed_error()
-        return self._conn or self._connect()
+        conn = self._conn or self._connect()
+        if conn.in_transaction:  # left open by an interrupted call: end it before anything else
+            conn.execute("ROLLBACK")
+        return conn
 
     def _sync_connection(self) -> Any:
         with self._lock:
             return self._open_locked()
 
-    async def _aconnection(self, aiosqlite: Any) -> tuple[Any, Any]:
-        """Return this loop's (connection, lock); the first call on a loop opens it."""
-        import asyncio
+    def _connect_worker(self) -> Any:
+        """Open a connection for a loop's thread (in that thread), once the file is prepared."""
+        import sqlite3
 
-        loop = asyncio.get_running_loop()
-        entry = self._aconns.get(loop)
-        if entry is None:  # one task connects; the others on this loop wait for it
-            entry = self._aconns[loop] = loop.create_task(self._aconnect(aiosqlite, loop))
-        if isinstance(entry, asyncio.Task):
-            return cast("tuple[Any, Any]", await asyncio.shield(entry))
-        return cast("tuple[Any, Any]", entry)
+        self._sync_connection()
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        conn.execute(self._sql_synchronous)
+        return conn
 
-    async def _aconnect(self, aiosqlite: Any, loop: Any) -> tuple[Any, Any]:
-        import asyncio
-
-        try:
-            stale = [self._aconns.pop(old, None) for old in list(self._aconns) if old.is_closed()]
-            await _close_each([entry[0] for entry in stale if isinstance(entry, tuple)])
-            # The sync connection prepares the file, so that this one only has to open it.
-            await _off_loop(self._sync_connection)
-            conn = aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
-            thread = getattr(conn, "_thread", None)
-            if thread is not None:
-                thread.daemon = True  # an unclosed connection must not hang interpreter exit
-            try:
-                await conn
-            except BaseException:
-                if thread is not None and thread.is_alive():
-                    await _off_loop(thread.join, 5.0)  # let it finish stopping while the loop runs
-                raise
-            await conn.execute(self._sql_synchronous)
-        except BaseException:
-            self._aconns.pop(loop, None)  # drop this task, so the next call on this loop tries again
-            raise
-        if self._closed:
-            await conn.close()
-            raise self._closed_error()
-        self._aconns[loop] = entry = (conn, asyncio.Lock())
-        return entry
+    def _worker(self, loop: Any) -> _Worker:
+        """Return the thread that owns this loop's connection, starting it on first use."""
+        worker = self._aconns.get(loop)
+        if worker is None or worker.stopped is not None:  # first use, or its connecting failed
+            with self._lock:
+                if self._closed:
+                    raise self._closed_error()
+                worker = self._aconns.get(loop)
+                if worker is None or worker.stopped is not None:
+                    for old in [old for old in self._aconns if old.is_closed()]:
+                        self._aconns.pop(old).stop(self._closed_error())
+                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
+        return worker
 
     def close(self) -> Any:
         """Close every connection this instance opened; calling it again does nothing.
 
-        Awaitable in async code.
+        Everything is handed over to be closed at call time, so a close() that
+        is cancelled or never awaited still closes it all. Calls made later
+        raise ValueError("... is closed"). Awaitable in async code: it waits
+        until each connection is closed.
         """
+        workers = self._detach()
         if _async_caller():
-            return _named_for_caller(_close_each, self, 1)(self._detach())
-        conns = self._detach()
-        if conns:
-            _run_in_new_thread(_close_each(conns))
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            left = [len(workers)]
+
+            def one_closed() -> None:
+                left[0] -= 1
+                if not left[0]:
+                    _settle(future, None, None)
+
+            for worker in workers:
+                worker.when_exited(functools.partial(_call_in_loop, loop, one_closed))
+            if not workers:
+                future.set_result(None)
+            return _named_for_caller(_outcome, self, 1)(future)
+        for worker in workers:
+            if worker.thread is not threading.current_thread():
+                worker.thread.join()
         return None
 
-    def _detach(self) -> list[Any]:
-        """Mark the store closed, close the sync connection, hand over the async ones."""
-        self._closed = True
+    def _detach(self) -> list[_Worker]:
+        """Mark the store closed, close the sync connection, stop the loops' threads."""
         with self._lock:
+            self._closed = True
             conn, self._conn = self._conn, None
+            self._stopping.extend(self._aconns.values())
+            self._aconns.clear()
         if conn is not None:
             conn.close()
-        entries = [self._aconns.pop(loop, None) for loop in list(self._aconns)]
-        return [entry[0] for entry in entries if isinstance(entry, tuple)]
+        for worker in self._stopping:
+            worker.stop(self._closed_error())
+        self._stopping = [worker for worker in self._stopping if not worker.exited]
+        return list(self._stopping)
+
+    def _after_fork(self) -> None:
+        """In a forked child: abandon what the parent opened, and start afresh."""
+        inherited = [self._conn] + [worker.conn for worker in (*self._aconns.values(), *self._stopping)]
+        for conn in inherited:
+            if conn is not None:
+                _abandon(conn)
+                self._forked = True
+        self._conn = None
+        self._aconns = {}
+        self._stopping = []
+        self._fresh_locks()
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) or (self._conn is None and not self._aconns):
@@ -879,6 +1184,8 @@ class PickleDBSQLite:
         self._closed = True
         if self._conn is not None:
             self._conn.close()
+        for worker in self._aconns.values():
+            worker.stop(self._closed_error())
 
     def __enter__(self) -> PickleDBSQLite:
         return self

@@ -1505,7 +1505,7 @@ def test_sqlite_concurrent_tasks_do_not_enter_a_set_many_transaction(tmp_path: P
     asyncio.run(main())
 
 
-def test_sqlite_sync_works_without_aiosqlite_and_async_names_the_extra(tmp_path: Path) -> None:
+def test_sqlite_sync_and_async_work_without_aiosqlite(tmp_path: Path) -> None:
     result = run_python(
         f"""
         import asyncio, sys
@@ -1515,15 +1515,13 @@ def test_sqlite_sync_works_without_aiosqlite_and_async_names_the_extra(tmp_path:
             kv.set("a", 1)
             assert kv.get("a") == 1
             async def main():
-                try:
-                    kv.get("a")  # raises at the call, before any await
-                except ImportError as err:
-                    return str(err)
+                await kv.set("b", 2)
+                return await kv.get("a") + await kv.get("b")
             print(asyncio.run(main()))
         """
     )
     assert result.returncode == 0, result.stderr
-    assert 'pip install "pickledb[sqlite]"' in result.stdout
+    assert result.stdout.strip() == "3"
 
 
 def test_sqlite_non_database_file_is_named(tmp_path: Path) -> None:
@@ -3413,9 +3411,9 @@ def test_missing_aiofiles_names_the_package_at_the_first_async_call(tmp_path: Pa
         assert "aiofiles" in line and "pip install pickledb" in line and "pip install aiofiles" in line
 
 
-def test_missing_aiosqlite_hint_names_the_bare_package_too() -> None:
-    assert 'pip install "pickledb[sqlite]"' in pickledb._SQLITE_HINT
-    assert "pip install aiosqlite" in pickledb._SQLITE_HINT
+def test_missing_redis_hint_names_the_bare_package_too() -> None:
+    assert 'pip install "pickledb[redis]"' in pickledb._REDIS_HINT
+    assert "pip install redis" in pickledb._REDIS_HINT
 
 
 def test_pretty_files_end_with_a_newline(tmp_path: Path) -> None:
@@ -5318,5 +5316,696 @@ def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) 
         assert _redis_client_count(redis_url) == 0
         with pytest.raises(ValueError, match="closed"):
             await db.get("k")
+
+    asyncio.run(main())
+
+
+# --- SQLite: interruption, fork and group commit -----------------------------
+
+
+def _stored_keys(path: Path, table: str = "kv") -> set[str]:
+    """The keys committed in the file, read through a connection of its own."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return {row[0] for row in conn.execute(f'SELECT key FROM "{table}"')}
+    finally:
+        conn.close()
+
+
+def _write_lock_is_free(path: Path) -> bool:
+    """True when another connection can take the write lock at once."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def _plain_set(db: PickleDBSQLite, key: str, close: bool = False) -> str:
+    """A plain function, as async code may call one: db.set() returns the key here, not an awaitable."""
+    try:
+        return db.set(key, 1)
+    finally:
+        if close:
+            db.close()
+
+
+def _all_or_none(stored: set[str], keys: list[str] | dict[str, int]) -> bool:
+    found = [key in stored for key in keys]
+    return all(found) or not any(found)
+
+
+def test_sqlite_set_many_cancelled_while_another_connection_holds_the_lock_stores_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> None:
+        db = PickleDBSQLite(path, timeout=10)
+        await db.set("before", 0)
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        waited = {f"w{i}": i for i in range(100)}
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(db.set_many(waited), 0.3)
+        started = asyncio.ensure_future(db.set_many({"s1": 1, "s2": 2}))
+        await asyncio.sleep(0)
+        started.cancel()
+        queued = asyncio.ensure_future(db.set_many({"q1": 1, "q2": 2}))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert await db.set("after", 1) == "after"
+        stored = _stored_keys(path)  # what another process sees: committed, not merely returned
+        assert "after" in stored
+        assert _all_or_none(stored, waited) and _all_or_none(stored, ["s1", "s2"])
+        assert not stored & {"q1", "q2"}  # cancelled before its group was sent: never stored
+        assert _write_lock_is_free(path)
+        assert await db.set_many({"m1": 1, "m2": 2}) == ["m1", "m2"]
+        _plain_set(PickleDBSQLite(path), "other", close=True)  # another connection
+        _plain_set(db, "sync")  # the instance's sync connection, on the loop thread
+        await db.close()
+        assert {"m1", "m2", "other", "sync"} <= _stored_keys(path)
+
+    asyncio.run(main())
+
+
+def _cancel_at_random_moments(tmp_path: Path, trials: int, seed: int) -> None:
+    path = tmp_path / "kv.sqlite3"
+    rng = random.Random(seed)
+
+    async def main() -> None:
+        db = PickleDBSQLite(path)
+        await db.set("boot", 0)
+        cancelled = 0
+        for trial in range(trials):
+            keys = [f"t{trial}-{i}" for i in range(300)]
+            try:
+                await asyncio.wait_for(db.set_many(dict.fromkeys(keys, trial)), rng.uniform(0, 0.004))
+            except asyncio.TimeoutError:
+                cancelled += 1
+            await db.get("boot")  # queued behind the group: it has ended once this returns
+            assert _all_or_none(_stored_keys(path), keys), trial
+            assert _write_lock_is_free(path)
+        assert cancelled
+        await db.set("after", 1)
+        await db.close()
+        assert "after" in _stored_keys(path)
+
+    asyncio.run(main())
+
+
+def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing(tmp_path: Path) -> None:
+    _cancel_at_random_moments(tmp_path, trials=40, seed=5)
+
+
+@pytest.mark.heavy
+def test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing_heavy(tmp_path: Path) -> None:
+    _cancel_at_random_moments(tmp_path, trials=400, seed=6)
+
+
+def test_sqlite_keyboard_interrupt_while_set_many_waits_for_the_lock_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    result = run_python(
+        f"""
+        import os, signal, sqlite3, threading
+        from pickledb import PickleDBSQLite
+
+        path = {str(path)!r}
+        db = PickleDBSQLite(path, timeout=10)
+        db.set("before", 0)
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.6, blocker.execute, ("ROLLBACK",)).start()
+        try:
+            db.set_many({{f"k{{i}}": i for i in range(100)}})
+        except KeyboardInterrupt:
+            print("interrupted")
+        check = sqlite3.connect(path, timeout=0, isolation_level=None)
+        print(check.execute("SELECT count(*) FROM kv").fetchone()[0])
+        check.execute("BEGIN IMMEDIATE")  # nobody holds the write lock
+        check.execute("ROLLBACK")
+        check.close()
+        blocker.close()
+        db.set("after", 1)
+        print(db.set_many({{"m1": 1, "m2": 2}}), db.all())
+        db.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["interrupted", "1", "['m1', 'm2'] ['after', 'before', 'm1', 'm2']"]
+
+
+_SIGNAL_STORM_CHILD = """
+import random, signal, sqlite3, sys, threading
+from pickledb import PickleDBSQLite
+
+path, trials, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(7)
+armed = False
+
+
+class Interrupted(Exception):
+    pass
+
+
+def handler(signum, frame):
+    if armed:
+        raise Interrupted()
+
+
+signal.signal(signal.SIGALRM, handler)
+db = PickleDBSQLite(path)
+db.set("boot", 0)
+stop = threading.Event()
+acknowledged = []
+
+
+def writer(n):  # other threads keep writing; their writes must not suffer from the interruptions
+    i = 0
+    while not stop.is_set():
+        acknowledged.append(db.set(f"thread{n}-{i}", i))
+        i += 1
+
+
+workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+for worker in workers:
+    worker.start()
+interrupted = 0
+for trial in range(trials):
+    keys = [f"t{trial}-{i}" for i in range(rng.choice([1, 2, 50]))]
+    armed = True
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(0, 0.003))
+            if len(keys) == 1:
+                db.set(keys[0], trial)
+            else:
+                db.set_many(dict.fromkeys(keys, trial))
+        finally:
+            armed = False
+    except Interrupted:
+        interrupted += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    conn = sqlite3.connect(path, timeout=10)
+    found = [row[0] for row in conn.execute("SELECT count(*) FROM kv WHERE key LIKE ?", (f"t{trial}-%",))][0]
+    conn.close()
+    assert found in (0, len(keys)), (trial, found, len(keys))
+stop.set()
+for worker in workers:
+    worker.join()
+db.set("after", 1)
+db.close()
+conn = sqlite3.connect(path)
+stored = {row[0] for row in conn.execute("SELECT key FROM kv")}
+conn.close()
+lost = [key for key in acknowledged if key not in stored]
+assert not lost, lost[:5]
+assert "after" in stored
+print(interrupted, len(acknowledged))
+"""
+
+
+def _signal_storm(tmp_path: Path, threads: int, trials: int) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            _SIGNAL_STORM_CHILD,
+            str(tmp_path / "kv.sqlite3"),
+            str(trials),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60 + trials / 5,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    interrupted, _ = map(int, proc.stdout.split())
+    assert interrupted > trials // 30
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing(tmp_path: Path, threads: int) -> None:
+    _signal_storm(tmp_path, threads, trials=300)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("threads", [0, 3])
+def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing_heavy(
+    tmp_path: Path, threads: int
+) -> None:
+    _signal_storm(tmp_path, threads, trials=3000)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A directory on a real 2 MiB tmpfs where the machine lets us mount one; else a plain one (None)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = (
+        shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield mount, mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], capture_output=True, check=True)
+
+
+# Fills the disk (or, without a small tmpfs, caps the file size with RLIMIT_FSIZE, a
+# real EFBIG from the kernel) while a group of writes waits, then lets the group run.
+_FULL_DISK_CHILD = """
+import asyncio, os, resource, signal, sqlite3, sys, threading, time
+from pickledb import PickleDBSQLite
+
+directory, tmpfs, mode = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+path = os.path.join(directory, "kv.sqlite3")
+filler = os.path.join(directory, "filler")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+db = PickleDBSQLite(path, timeout=10)
+db.set("boot", 0)
+blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def fill():
+    if tmpfs:
+        free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+        with open(filler, "wb") as file:
+            file.write(b"f" * max(0, free - 100_000))
+    else:
+        biggest = max(os.path.getsize(path + suffix) for suffix in ("", "-wal"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (biggest + 100_000, resource.RLIM_INFINITY))
+
+
+def free_again():
+    if tmpfs:
+        os.unlink(filler)
+    else:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+big = "x" * 20_000
+group_keys = [f"g{i}" for i in range(20)]
+
+
+def outcome(call):
+    try:
+        return call()
+    except sqlite3.Error as err:
+        return err
+
+
+async def run_async():
+    blocker.execute("BEGIN IMMEDIATE")
+    first = asyncio.ensure_future(db.set("first", 1))  # its group waits for the lock
+    await asyncio.sleep(0.1)
+    group = [asyncio.ensure_future(db.set(key, big)) for key in group_keys]  # the next group
+    group.append(asyncio.ensure_future(db.set_many({"many1": big, "many2": big})))
+    await asyncio.sleep(0.1)
+    fill()
+    blocker.execute("ROLLBACK")
+    assert await first == "first"
+    return await asyncio.gather(*group, return_exceptions=True)
+
+
+def run_sync():
+    blocker.execute("BEGIN IMMEDIATE")
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=db.set("first", 1)))
+    first.start()
+    time.sleep(0.1)
+    threads = [threading.Thread(target=lambda k=key: results.update({k: outcome(lambda: db.set(k, big))}))
+               for key in group_keys]
+    threads.append(threading.Thread(
+        target=lambda: results.update(many=outcome(lambda: db.set_many({"many1": big, "many2": big})))))
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    fill()
+    blocker.execute("ROLLBACK")
+    for thread in [first, *threads]:
+        thread.join()
+    assert results.pop("first") == "first"
+    return list(results.values())
+
+
+if mode == "async":
+    results = asyncio.run(run_async())
+else:
+    results = run_sync()
+messages = {str(result) for result in results}
+assert all(isinstance(result, sqlite3.OperationalError) for result in results), results
+lone = outcome(lambda: db.set_many({f"lone{i}": big for i in range(30)}))  # alone, the disk still full
+free_again()
+stored = set(db.all())
+assert not stored & {*group_keys, "many1", "many2"}, stored
+assert not any(key.startswith("lone") for key in stored), stored
+db.set("after", 1)
+assert db.set_many({"m1": 1, "m2": 2}) == ["m1", "m2"]
+db.close()
+blocker.close()
+print(sorted(messages), "|", lone)
+"""
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_sqlite_full_disk_fails_every_write_of_the_group_and_stores_none(small_disk, mode: str) -> None:
+    directory, tmpfs = small_disk
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _FULL_DISK_CHILD, str(directory), "1" if tmpfs else "0", mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    group_messages, lone = proc.stdout.strip().split(" | ")
+    expected = "database or disk is full" if tmpfs else "disk I/O error"
+    assert group_messages == repr([expected])  # one error, the real one, for every call of the group
+    assert lone == expected  # not "cannot rollback - no transaction is active"
+
+
+# Parent and forked child share one instance's file; the child inherits connections
+# (sync, a loop's thread, a lock held by a thread blocked in set_many) and must use none.
+_FORK_CHILD = """
+import asyncio, os, sqlite3, subprocess, sys, threading, time, traceback, warnings
+from pickledb import PickleDBSQLite
+
+BLOCKER = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
+    "print('ready', flush=True); sys.stdin.readline(); c.execute('ROLLBACK')"
+)
+warnings.filterwarnings("ignore", "This process", DeprecationWarning)  # fork() with threads, 3.12+
+path, order = sys.argv[1], sys.argv[2]
+N = 400
+
+
+async def touch(db, key):
+    await db.set(key, 0)
+    return await db.get(key)
+
+
+def writes(db, prefix, count):
+    for i in range(count):
+        db.set(f"{prefix}-{i}", i)
+    db.set_many({f"{prefix}-many-{i}": i for i in range(10)})
+
+
+db = PickleDBSQLite(path, timeout=10)
+db.set("boot", 0)
+asyncio.run(touch(db, "async-parent"))  # a loop's thread with its own connection
+pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+blocker = subprocess.Popen([sys.executable, "-c", BLOCKER, path], **pipes)
+assert blocker.stdout.readline() == "ready\\n"  # another process holds the write lock
+holder = threading.Thread(target=db.set_many, args=({"held": 1},))  # waits inside set_many
+holder.start()
+time.sleep(0.2)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.close(write)
+        writes(db, "child", N)  # waits for the parent's blocker, then writes, with fresh locks
+        assert asyncio.run(touch(db, "async-child")) == 0
+        if order == "child-first":
+            db.close()
+        else:
+            os.read(read, 1)  # the parent has closed; keep writing, then close
+            writes(db, "child-late", N // 4)
+            db.close()
+        os._exit(0)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+os.close(read)
+time.sleep(0.1)
+blocker.communicate("go\\n")
+holder.join()
+writes(db, "parent", N)
+if order == "parent-first":
+    db.close()
+    os.write(write, b"x")
+deadline = time.monotonic() + 60
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        sys.exit("the child hung")
+    time.sleep(0.01)
+assert os.waitstatus_to_exitcode(status) == 0, status
+writes(db, "parent-late", 10) if order == "child-first" else None
+db.close()
+check = sqlite3.connect(path)
+assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+stored = {row[0] for row in check.execute("SELECT key FROM kv")}
+check.close()
+expected = {"boot", "async-parent", "async-child", "held"}
+for prefix, count in [("child", N), ("parent", N)] + (
+    [("child-late", N // 4)] if order == "parent-first" else [("parent-late", 10)]
+):
+    expected |= {f"{prefix}-{i}" for i in range(count)} | {f"{prefix}-many-{i}" for i in range(10)}
+missing = expected - stored
+assert not missing, sorted(missing)[:10]
+print("ok", len(stored))
+"""
+
+
+@pytest.mark.parametrize("order", ["parent-first", "child-first"])
+def test_sqlite_forked_child_writes_through_an_inherited_instance_and_nothing_is_lost(
+    tmp_path: Path, order: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _FORK_CHILD, str(tmp_path / "kv.sqlite3"), order],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok ")
+
+
+def test_sqlite_plain_call_on_the_loop_thread_during_its_own_async_set_many_does_not_deadlock(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> float:
+        db = PickleDBSQLite(path, timeout=5)
+        await db.set("boot", 0)
+        many = asyncio.ensure_future(db.set_many({f"m{i}": "v" * 100 for i in range(20_000)}))
+        await asyncio.sleep(0.01)  # its transaction is running in the connection's thread
+        started = time.monotonic()
+        _plain_set(db, "plain")  # blocks the loop: must not wait for the loop
+        elapsed = time.monotonic() - started
+        assert len(await many) == 20_000
+        await db.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 4
+    assert {"plain", "m0", "m19999"} <= _stored_keys(path)
+
+
+def test_sqlite_close_that_is_never_awaited_or_is_cancelled_still_closes_everything(tmp_path: Path) -> None:
+    before = threading.active_count()
+
+    async def main(how: str) -> None:
+        db = PickleDBSQLite(tmp_path / "kv.sqlite3")
+        await db.set(how, 1)
+        if how == "dropped":
+            with pytest.warns(RuntimeWarning, match="coroutine 'PickleDBSQLite.close' was never awaited"):
+                db.close()  # never awaited: Python says so, and everything is closed all the same
+                gc.collect()
+        else:
+            closing = asyncio.ensure_future(db.close())
+            await asyncio.sleep(0)
+            closing.cancel()
+        with pytest.raises(ValueError, match="is closed"):
+            await db.get(how)
+        await db.close()  # a second close waits for the first one's work
+
+    for how in ("dropped", "cancelled"):
+        asyncio.run(main(how))
+        assert wait_for_threads(before) == before
+    assert _stored_keys(tmp_path / "kv.sqlite3") == {"dropped", "cancelled"}
+    assert _write_lock_is_free(tmp_path / "kv.sqlite3")
+
+
+def test_sqlite_calls_in_flight_while_another_thread_closes_get_the_is_closed_error(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("boot", 0)
+    acknowledged: list[str] = []
+    errors: list[BaseException] = []
+
+    def sync_writer(n: int) -> None:
+        try:
+            for i in range(100_000):
+                acknowledged.append(db.set(f"s{n}-{i}", i))
+        except BaseException as err:
+            errors.append(err)
+
+    async def async_writers() -> None:
+        async def one(n: int) -> None:
+            for i in range(100_000):
+                acknowledged.append(await db.set(f"a{n}-{i}", i))
+
+        results = await asyncio.gather(*(one(n) for n in range(8)), return_exceptions=True)
+        errors.extend(result for result in results if isinstance(result, BaseException))
+
+    threads = [threading.Thread(target=sync_writer, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=asyncio.run, args=(async_writers(),)))
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    db.close()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    assert len(errors) == 11
+    assert all(isinstance(err, ValueError) and "is closed" in str(err) for err in errors), errors
+    stored = _stored_keys(path)
+    assert not [key for key in acknowledged if key not in stored]
+
+
+@pytest.mark.parametrize("name", [":memory:", Path(":memory:")])
+def test_sqlite_in_memory_name_is_refused_instead_of_creating_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str | Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="PickleDBSQLite needs a file") as info:
+        PickleDBSQLite(name)
+    assert "PickleDB" in str(info.value) and "temporary" in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+# 64 concurrent writers (tasks on one loop, or threads through the sync API); each
+# prints its key after the call returned. Every other write is a pair via set_many.
+_GROUP_WRITER_CHILD = """
+import asyncio, sys, threading
+from pickledb import PickleDBSQLite
+
+path, trial, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+db = PickleDBSQLite(path)
+lock = threading.Lock()
+
+
+def report(*keys):
+    with lock:
+        sys.stdout.write("".join(f"{key}\\n" for key in keys))
+        sys.stdout.flush()
+
+
+def pair(w, i):
+    return {f"{trial}-{w}-{i}-a": i, f"{trial}-{w}-{i}-b": i}
+
+
+async def task(w):
+    for i in range(1_000_000):
+        if i % 2:
+            report(*await db.set_many(pair(w, i)))
+        else:
+            report(await db.set(f"{trial}-{w}-{i}", i))
+
+
+def thread(w):
+    for i in range(1_000_000):
+        if i % 2:
+            report(*db.set_many(pair(w, i)))
+        else:
+            report(db.set(f"{trial}-{w}-{i}", i))
+
+
+async def main():
+    await db.set(f"{trial}-boot", 0)
+    print("ready", flush=True)
+    await asyncio.gather(*(task(w) for w in range(64)))
+
+
+if mode == "async":
+    asyncio.run(main())
+else:
+    db.set(f"{trial}-boot", 0)
+    print("ready", flush=True)
+    for w in range(64):
+        threading.Thread(target=thread, args=(w,)).start()
+"""
+
+
+def _group_commit_crash(tmp_path: Path, mode: str, trials: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "group.sqlite3"
+    acknowledged: set[str] = set()
+    for trial in range(trials):
+        _, lines = kill_after_ready([_GROUP_WRITER_CHILD, str(path), f"t{trial}", mode], rng)
+        acknowledged.update(lines)
+        stored = _stored_keys(path)
+        lost = acknowledged - stored
+        assert not lost, f"trial {trial}: acknowledged writes lost: {sorted(lost)[:5]}"
+        halves = {key[:-2] for key in stored if key.endswith(("-a", "-b"))}
+        torn = [half for half in halves if not {f"{half}-a", f"{half}-b"} <= stored]
+        assert not torn, f"trial {trial}: set_many stored in part: {torn[:5]}"
+    assert len(acknowledged) > 64 * trials  # the children did get work done
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "threads"])
+def test_sqlite_group_commit_killed_at_random_moments_loses_no_acknowledged_write(tmp_path: Path, mode: str) -> None:
+    _group_commit_crash(tmp_path, mode, trials=6, seed=11)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("mode", ["async", "threads"])
+def test_sqlite_group_commit_killed_at_random_moments_loses_no_acknowledged_write_heavy(
+    tmp_path: Path, mode: str
+) -> None:
+    _group_commit_crash(tmp_path, mode, trials=60, seed=12)
+
+
+def test_sqlite_cancelling_one_waiter_leaves_the_others_writes_alone(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    rng = random.Random(13)
+
+    async def main() -> None:
+        db = PickleDBSQLite(path)
+        await db.set("boot", 0)
+        for rnd in range(10):
+            tasks = {
+                f"r{rnd}-{n}": asyncio.ensure_future(db.set_many({f"r{rnd}-{n}-a": n, f"r{rnd}-{n}-b": n}))
+                for n in range(64)
+            }
+            await asyncio.sleep(rng.uniform(0, 0.003))
+            victims = rng.sample(sorted(tasks), 8)
+            for name in victims:
+                tasks[name].cancel()
+            await asyncio.wait(tasks.values())
+            stored = _stored_keys(path)
+            for name, task in tasks.items():
+                keys = [f"{name}-a", f"{name}-b"]
+                if task.cancelled():
+                    assert name in victims
+                    assert _all_or_none(stored, keys)  # its own write: whole or not at all
+                else:
+                    assert task.result() == keys  # the others: returned, and committed
+                    assert set(keys) <= stored
+        await db.close()
 
     asyncio.run(main())
