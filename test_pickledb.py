@@ -354,11 +354,11 @@ def test_async_file_io_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pyte
     threads: list[int] = []
     real_write, real_read = pickledb._atomic_write, pickledb._read_json
 
-    def write(path: str, payload: bytes) -> None:
+    def write(*args: object) -> None:
         threads.append(threading.get_ident())
-        real_write(path, payload)
+        real_write(*args)
 
-    def read(path: str) -> dict:
+    def read(path: str) -> tuple:
         threads.append(threading.get_ident())
         return real_read(path)
 
@@ -596,8 +596,9 @@ def test_save_fsyncs_file_and_directory_and_uses_unique_temp_names(
     for thread in threads:
         thread.join()
     db.save()
-    assert synced == ["file", "dir"] * 9
-    assert len(set(replaced)) == 9
+    # A save that finds a later snapshot already renamed drops its own (nothing older replaces newer).
+    assert synced.count("file") == 9 and synced.count("dir") == len(replaced)
+    assert 2 <= len(replaced) == len(set(replaced)) <= 9
 
 
 def test_saved_file_keeps_its_mode_and_new_files_follow_umask(tmp_path: Path) -> None:
@@ -648,6 +649,7 @@ def test_save_follows_a_symbolic_link(tmp_path: Path) -> None:
     link = tmp_path / "link.json"
     link.symlink_to(real)
     db = PickleDB(link)
+    db.load()
     db.set("a", 1)
     db.save()
     assert link.is_symlink()
@@ -1051,7 +1053,7 @@ def test_sqlite_close_releases_connections_of_loops_still_open(tmp_path: Path) -
 
 def test_missing_sentinel_repr() -> None:
     assert repr(MISSING) == "MISSING"
-    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "CorruptFileError", "MISSING")
+    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "CorruptFileError", "ConflictError", "MISSING")
 
 
 # =============================================================================
@@ -1478,7 +1480,7 @@ def _rel_round_trip(kind, directory, key, value):
         path = os.path.join(directory, "rt.json")
         db = PickleDB(path)
         db.set(key, value)
-        db.save()
+        db.save(force=True)  # a new store each call: replace what an earlier call saved
         again = PickleDB(path)
         again.load()
         return again.get(key, ["absent"])
@@ -1985,6 +1987,7 @@ _REL_FAULTS = [
     ("open", errno.EACCES),
     ("open", errno.ENOSPC),
     ("chmod", errno.EPERM),
+    ("dir-open", errno.EACCES),  # the directory is opened for the save lock, before the rename
 ]
 
 
@@ -2016,8 +2019,8 @@ def test_rel_fault_before_rename_keeps_old_file(tmp_path, monkeypatch, mode, whe
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(
     ("where", "code"),
-    [("dir-fsync", errno.EIO), ("dir-fsync", errno.ENOSPC), ("dir-open", errno.EACCES)],
-    ids=["dir-fsync-EIO", "dir-fsync-ENOSPC", "dir-open-EACCES"],
+    [("dir-fsync", errno.EIO), ("dir-fsync", errno.ENOSPC)],
+    ids=["dir-fsync-EIO", "dir-fsync-ENOSPC"],
 )
 def test_rel_fault_after_rename_reports_and_file_is_whole(tmp_path, monkeypatch, mode, where, code):
     db, path = _rel_saved_db(tmp_path)
@@ -2272,7 +2275,7 @@ _REL_BAD_FILES = [
     ("bom", b'\xef\xbb\xbf{"a": 1}', "not valid JSON"),
     ("whitespace", b" \n\t ", "not valid JSON"),
     ("lone-surrogate-escape", b'{"a": "\\ud800"}', "not valid JSON"),
-    ("too-deep", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}", "not valid JSON"),
+    ("too-deep", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),
     ("huge-exponent", b'{"a": 1e400}', "not valid JSON"),
 ]
 
