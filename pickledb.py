@@ -521,8 +521,8 @@ class PickleDB:
         """Rename the temp file over the target after checking it, under both save locks."""
         token = object()
         with self._lock:
-            self._lock_directory(os.path.dirname(target), token)
             try:
+                self._lock_directory(os.path.dirname(target), token)
                 if self._replace(number, force, tmp, target, fingerprint) and self._dir_fd >= 0:
                     _fsync_dir(self._dir_fd)
             finally:
@@ -556,13 +556,14 @@ class PickleDB:
         if len(holders) > 1:
             holders.remove(token)
             return
-        # A handler that saves after the unlock takes the lock again through this descriptor.
         assert fcntl is not None
-        fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
         with _SignalsHeld():
             holders.remove(token)
             fd, self._dir_fd = self._dir_fd, -1
-            os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # also when a forked child still has this descriptor
+            finally:
+                os.close(fd)
 
     def _replace(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> bool:
         """Rename tmp over target unless a later snapshot is saved; return True if it did."""

@@ -3184,3 +3184,339 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
 # =============================================================================
 # Topic sections below this banner are kept in the order the suite is read.
 # =============================================================================
+
+
+# --- one file, several writers: conflicts, the save lock, interruptions, odd paths ---
+
+
+def _json_file(path: Path, data: dict) -> bytes:
+    raw = orjson.dumps(data)
+    path.write_bytes(raw)
+    return raw
+
+
+def test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    raw = _json_file(path, {f"user{i}": i for i in range(5)})
+    db = PickleDB(path)
+    db.set("new", 1)
+    with pytest.raises(pickledb.ConflictError) as info:
+        db.save()
+    err = info.value
+    assert isinstance(err, RuntimeError) and err.path == str(path)
+    assert f"{path} exists and this PickleDB never loaded it" in str(err)
+    assert "load()" in str(err) and "save(force=True)" in str(err)
+    assert path.read_bytes() == raw and _rel_names(tmp_path) == ["users.json"]
+    assert db.all() == ["new"]  # memory as it was
+
+    async def main() -> None:
+        with pytest.raises(pickledb.ConflictError):
+            await db.save()
+        await db.load()
+        await db.set("new", 1)
+        assert await db.save() is True
+
+    asyncio.run(main())
+    assert orjson.loads(path.read_bytes()) == {**{f"user{i}": i for i in range(5)}, "new": 1}
+
+
+def test_save_of_a_missing_or_empty_file_needs_no_load(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "new.json")
+    db.set("a", 1)
+    assert db.save() is True
+    (tmp_path / "empty.json").write_bytes(b"")
+    empty = PickleDB(tmp_path / "empty.json")
+    empty.set("b", 2)
+    assert empty.save() is True  # an empty file holds nothing to lose
+    assert orjson.loads((tmp_path / "empty.json").read_bytes()) == {"b": 2}
+
+
+def test_two_instances_one_save_wins_the_other_reloads_and_retries(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    first, second = PickleDB(path), PickleDB(path)
+    first.load()
+    second.load()
+    first.set("first", 1)
+    second.set("second", 2)
+    assert first.save() is True
+    with pytest.raises(pickledb.ConflictError, match="was changed on disk since this PickleDB last loaded or saved it"):
+        second.save()
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "first": 1}
+    second.load()  # the retry loop: load, redo the change, save
+    second.set("second", 2)
+    assert second.save() is True
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "first": 1, "second": 2}
+    with pytest.raises(pickledb.ConflictError):
+        first.save()
+
+
+def test_two_processes_exactly_one_of_a_conflicting_pair_saves(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    child = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", _TWO_WRITERS_CHILD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_rel_env(),
+    )
+    try:
+        assert child.stdout.readline() == "loaded\n"
+        db = PickleDB(path)
+        db.load()
+        db.set("parent", 1)
+        assert db.save() is True  # the parent saves first: the child's save must conflict
+        out, err = child.communicate("go\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert out == "conflict\nsaved\n"
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "parent": 1, "child": 1}
+    with pytest.raises(pickledb.ConflictError):  # now the parent is the one behind
+        db.save()
+
+
+_TWO_WRITERS_CHILD = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set("child", 1)
+    print("loaded", flush=True)
+    sys.stdin.readline()
+    try:
+        db.save()
+    except pickledb.ConflictError:
+        print("conflict", flush=True)
+        db.load()
+        db.set("child", 1)
+        db.save()
+    print("saved", flush=True)
+    """
+)
+
+_STRESS_WRITER = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    path, me, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    db = pickledb.PickleDB(path)
+    conflicts = 0
+    for n in range(1, cycles + 1):
+        while True:
+            db.load()
+            db.set(me, n)
+            try:
+                db.save()
+                break
+            except pickledb.ConflictError:
+                conflicts += 1
+    print(conflicts)
+    """
+)
+
+
+def _stress_writers(tmp_path: Path, procs: int, cycles: int) -> None:
+    path = tmp_path / "shared.json"
+    names = [f"p{i}" for i in range(procs)]
+    stop = threading.Event()
+    seen: dict[str, int] = {}
+    versions: list[int] = [0]
+    problems: list[str] = []
+
+    def watch() -> None:  # every version of the file that can be read must be a whole snapshot
+        last = b""
+        while not stop.is_set():
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if raw == last:
+                continue
+            last = raw
+            versions[0] += 1
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as err:
+                problems.append(f"torn file: {err}")
+                return
+            for name, value in data.items():
+                if value < seen.get(name, 0):
+                    problems.append(f"lost update: {name} went back from {seen[name]} to {value}")
+                seen[name] = max(seen.get(name, 0), value)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", _STRESS_WRITER, str(path), name, str(cycles)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_rel_env(),
+        )
+        for name in names
+    ]
+    try:
+        results = [child.communicate(timeout=300) for child in children]
+    finally:
+        stop.set()
+        watcher.join()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    for child, (out, err) in zip(children, results):
+        assert child.returncode == 0, err
+    assert problems == []
+    assert orjson.loads(path.read_bytes()) == {name: cycles for name in names}  # no update lost
+    assert versions[0] > 1
+    assert _rel_names(tmp_path) == ["shared.json"]  # no lock file, no temp file
+
+
+def test_four_processes_load_set_save_retry_lose_no_update(tmp_path: Path) -> None:
+    _stress_writers(tmp_path, procs=4, cycles=200)
+
+
+@pytest.mark.heavy
+def test_four_processes_load_set_save_retry_lose_no_update_heavy(tmp_path: Path) -> None:
+    _stress_writers(tmp_path, procs=4, cycles=1000)
+
+
+@pytest.mark.parametrize("edit", ["rewrite", "same-size-in-place", "append"])
+def test_hand_edit_between_load_and_save_conflicts(tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    db.set("b", 2)
+    if edit == "rewrite":  # an editor that writes a new file and renames it
+        (tmp_path / "edit.tmp").write_bytes(b'{"a": 100}')
+        os.replace(tmp_path / "edit.tmp", path)
+    elif edit == "same-size-in-place":  # within the same second, keeping size and inode
+        with open(path, "r+b") as file:
+            file.write(raw.replace(b"1", b"7"))
+    else:
+        with open(path, "ab") as file:
+            file.write(b" ")
+    edited = path.read_bytes()
+    with pytest.raises(pickledb.ConflictError, match="changed on disk"):
+        db.save()
+    assert path.read_bytes() == edited
+    assert db.save(force=True) is True  # replaces the file anyway ...
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    db.set("c", 3)
+    assert db.save() is True  # ... and remembers the file it wrote
+
+
+def test_force_save_is_remembered_and_other_instances_then_conflict(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"old": 1})
+    other = PickleDB(path)
+    other.load()
+    db = PickleDB(path)
+    db.set("mine", 1)
+    assert db.save(force=True) is True
+
+    async def main() -> None:
+        await db.set("async", 2)
+        assert await db.save() is True
+        assert await db.save(force=True) is True
+
+    asyncio.run(main())
+    assert orjson.loads(path.read_bytes()) == {"mine": 1, "async": 2}
+    with pytest.raises(pickledb.ConflictError):
+        other.save()
+
+
+def test_context_managers_load_first_and_conflict_only_when_someone_saved_in_between(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"visits": 1})
+    with PickleDB(path) as db:
+        db.set("visits", db.get("visits") + 1)
+    with pytest.raises(pickledb.ConflictError):
+        with PickleDB(path) as db:
+            db.set("visits", db.get("visits") + 1)
+            with PickleDB(path) as meanwhile:
+                meanwhile.set("other", True)
+    assert orjson.loads(path.read_bytes()) == {"visits": 2, "other": True}
+
+
+def test_save_waits_for_the_directory_lock_of_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path), "0.6"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        db = PickleDB(path)
+        db.set("a", 1)
+        start = time.monotonic()
+        db.save()
+        waited = time.monotonic() - start
+        holder.communicate(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.communicate()
+    assert waited > 0.3, waited  # the check and the rename ran only once the other process let go
+    assert orjson.loads(path.read_bytes()) == {"a": 1}
+
+
+_LOCK_HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+
+    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+_STUCK_SAVER = textwrap.dedent(
+    """
+    import sys, time
+    import pickledb
+
+    def stuck(src, dst):  # inside the locked check-and-rename
+        print("locked", flush=True)
+        time.sleep(600)
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set("killed", True)
+    pickledb.os.replace = stuck
+    db.save()
+    """
+)
+
+
+def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"a": 1})
+    saver = subprocess.Popen([sys.executable, "-c", _STUCK_SAVER, str(path)], stdout=subprocess.PIPE, env=_rel_env())
+    try:
+        assert saver.stdout.readline() == b"locked\n"
+        saver.kill()
+        saver.communicate(timeout=30)
+    finally:
+        if saver.poll() is None:
+            saver.kill()
+            saver.communicate()
+    db = PickleDB(path)
+    db.load()
+    db.set("b", 2)
+    start = time.monotonic()
+    assert db.save() is True
+    assert time.monotonic() - start < 5
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    leftovers = [name for name in _rel_names(tmp_path) if name != "db.json"]
+    assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")  # the killed save's temp file, never read
