@@ -3373,7 +3373,7 @@ def _stress_writers(tmp_path: Path, procs: int, cycles: int) -> None:
             if child.poll() is None:
                 child.kill()
                 child.communicate()
-    for child, (out, err) in zip(children, results):
+    for child, (_out, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err
     assert problems == []
     assert orjson.loads(path.read_bytes()) == {name: cycles for name in names}  # no update lost
