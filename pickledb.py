@@ -230,31 +230,44 @@ def _not_a_file(mode: int) -> OSError:
 
 
 class _SignalsHeld:
-    """Hold back signal handlers while a file descriptor is opened and stored.
+    """Hold back signal handlers while the save lock is held.
 
-    A handler that raises between os.open() returning and the descriptor being
-    stored would leak it. Python runs handlers only in the main thread; there
-    the signals are blocked for those few instructions (fully effective when
-    no other thread lets the signal in), and delivered right after.
+    A handler that raises (KeyboardInterrupt, a timeout) between two steps of
+    a save's check and rename could leave a descriptor open or the lock held.
+    Python runs handlers only in the main thread; there the signals are
+    blocked for the locked section (fully effective when no other thread lets
+    the signal in) and handled right after it, or during pause().
     """
 
     __slots__ = ("old",)
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _SignalsHeld:
         self.old: set[int | signal.Signals] | None = None
         if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-            return
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is open yet
+            return self
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
         self.old = old
         try:
             signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.old is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep with signals let in, so that Ctrl-C works while waiting for the lock."""
+        if self.old is None:
+            time.sleep(seconds)
+            return
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+            time.sleep(seconds)
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 def _unlink(path: str) -> None:
@@ -317,7 +330,7 @@ def _fsync_dir(fd: int) -> None:
             raise
 
 
-def _flock(fd: int, directory: str) -> None:
+def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
     """Take the exclusive flock on `fd`, waiting at most _LOCK_TIMEOUT seconds."""
     assert fcntl is not None
     deadline = time.monotonic() + _LOCK_TIMEOUT
@@ -333,7 +346,7 @@ def _flock(fd: int, directory: str) -> None:
                     f"another process has held the save lock on the directory {directory} for "
                     f"{_LOCK_TIMEOUT:g} s; is a save stuck there?",
                 ) from None
-            time.sleep(pause)
+            held.pause(pause)
             pause = min(pause * 2, 0.01)
 
 
@@ -431,8 +444,7 @@ class PickleDB:
         self._pid = os.getpid()
         self._lock = threading.RLock()  # re-entrant: a signal handler may save during a save
         self._inflight: dict[int, tuple[str, _Fingerprint | None]] = {}  # number -> (temp file, its fingerprint)
-        self._dir_fd = -1  # the directory, flocked while any holder is in the list
-        self._dir_holders: list[object] = []
+        self._dir_fd = -1  # the directory, open (and flocked) while a save is in its locked section
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -518,52 +530,31 @@ class PickleDB:
             saves.discard(old)
 
     def _commit(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> None:
-        """Rename the temp file over the target after checking it, under both save locks."""
-        token = object()
-        with self._lock:
+        """Check the file and rename the temp file over it, under both save locks.
+
+        The cross-process lock is an flock on the directory, which every
+        pickledb save of a file there takes; the kernel drops it when a
+        process dies, so a crash never leaves a stale lock, and no lock file
+        is needed. A save run by a signal handler in the middle of this one
+        (same thread) shares the open directory instead of waiting for itself.
+        """
+        with self._lock, _SignalsHeld() as held:
+            owner = self._dir_fd < 0
+            if owner and fcntl is not None:
+                self._dir_fd = os.open(os.path.dirname(target), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
             try:
-                self._lock_directory(os.path.dirname(target), token)
+                if self._dir_fd >= 0:
+                    _flock(self._dir_fd, os.path.dirname(target), held)
                 if self._replace(number, force, tmp, target, fingerprint) and self._dir_fd >= 0:
                     _fsync_dir(self._dir_fd)
             finally:
-                self._unlock_directory(token)
-
-    def _lock_directory(self, directory: str, token: object) -> None:
-        """Take the flock on the directory that every pickledb save in it takes.
-
-        Re-entrant in this thread (a signal handler's save during a save
-        shares the descriptor), released by the last holder; the kernel drops
-        it when a process dies, so a crash never leaves a stale lock.
-        """
-        if fcntl is None:  # pragma: no cover - Windows: no cross-process lock
-            return
-        try:
-            if not self._dir_holders:
-                with _SignalsHeld():
-                    self._dir_fd = os.open(directory, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-                    self._dir_holders.append(token)
-            else:
-                self._dir_holders.append(token)
-            _flock(self._dir_fd, directory)
-        except BaseException:
-            self._unlock_directory(token)
-            raise
-
-    def _unlock_directory(self, token: object) -> None:
-        holders = self._dir_holders
-        if token not in holders:
-            return
-        if len(holders) > 1:
-            holders.remove(token)
-            return
-        assert fcntl is not None
-        with _SignalsHeld():
-            holders.remove(token)
-            fd, self._dir_fd = self._dir_fd, -1
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)  # also when a forked child still has this descriptor
-            finally:
-                os.close(fd)
+                if owner and self._dir_fd >= 0:
+                    fd, self._dir_fd = self._dir_fd, -1
+                    try:
+                        assert fcntl is not None
+                        fcntl.flock(fd, fcntl.LOCK_UN)  # also if a forked child shares the descriptor
+                    finally:
+                        os.close(fd)
 
     def _replace(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> bool:
         """Rename tmp over target unless a later snapshot is saved; return True if it did."""
@@ -580,17 +571,32 @@ class PickleDB:
                 _unlink(tmp)
                 return False
             if not force:
-                self._check_unchanged(target)
+                try:
+                    self._check_unchanged(target)
+                except ConflictError:
+                    if max(self._saves, default=0) > number:  # a handler saved between the stat and the check
+                        _unlink(tmp)
+                        return False
+                    raise
             try:
                 os.replace(tmp, target)
             except FileNotFoundError:
                 if max(self._saves, default=0) > number:  # a handler's later save removed our temp file
                     return False
                 raise
+            self._remember(number, fingerprint, saved=True)
+            return True
+        except BaseException:
+            # Interrupted (a signal handler raised) after the rename: the file is
+            # the one we wrote, so remember it, or the next save would conflict.
+            try:
+                if fingerprint is not None and _fingerprint(os.stat(target)) == fingerprint:
+                    self._remember(number, fingerprint, saved=True)
+            except OSError:
+                pass
+            raise
         finally:
             inflight.pop(number, None)
-        self._remember(number, fingerprint, saved=True)
-        return True
 
     def _check_unchanged(self, target: str) -> None:
         try:

@@ -3520,3 +3520,142 @@ def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save
     assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
     leftovers = [name for name in _rel_names(tmp_path) if name != "db.json"]
     assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")  # the killed save's temp file, never read
+
+
+_HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import orjson, pickledb
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    handled = []
+
+    def on_signal(signum, frame):  # "save on SIGTERM", run while the main thread is inside save()
+        db.set("handler", len(handled) + 1)
+        db.save()
+        with open(db.location, "rb") as file:
+            handled.append(orjson.loads(file.read()))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    names = ("stat", "open", "write", "fsync", "fstat", "replace", "chmod")
+    real = {name: getattr(os, name) for name in names}
+    state = {"calls": 0, "at": -1}
+
+    def hooked(name):
+        def call(*args, **kwargs):
+            state["calls"] += 1
+            if state["calls"] == state["at"] and not state["before"]:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the call
+            result = real[name](*args, **kwargs)
+            if state["calls"] == state["at"] and state["before"]:
+                os.kill(os.getpid(), signal.SIGTERM)  # ... or right after it
+            return result
+        return call
+
+    for name in names:
+        setattr(pickledb.os, name, hooked(name))
+    points = 0
+    for before in (False, True):
+        at = 1
+        while True:
+            db.set("main", at)
+            state.update(calls=0, at=at, before=before)
+            count = len(handled)
+            db.save()
+            state["at"] = -1
+            if len(handled) == count:  # the save made fewer calls than `at`: every point was tried
+                break
+            with open(db.location, "rb") as file:
+                on_disk = orjson.loads(file.read())
+            memory = {key: db.get(key) for key in db.all()}
+            assert handled[-1] == memory, (before, at, handled[-1], memory)  # the handler saved all of it
+            assert on_disk == memory, (before, at, on_disk, memory)  # and nothing older replaced it
+            assert db.save() is True  # no false conflict afterwards
+            points += 1
+            at += 1
+    for name in os.listdir(os.path.dirname(db.location)):
+        assert not name.endswith(".tmp"), name
+    print("points", points)
+    """
+)
+
+
+def test_signal_handler_saving_during_a_save_completes_and_is_not_undone(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    result = run_python(_HANDLER_SAVES_DURING_SAVE.replace("sys.argv[1]", repr(str(path))), timeout=60)
+    assert result.returncode == 0, result.stderr
+    points = int(result.stdout.split()[1])
+    assert points >= 16, result.stdout  # a signal before and after each system call of a save
+
+
+_INTERRUPT_STORM = textwrap.dedent(
+    """
+    import gc, os, random, signal, sys
+    import orjson, pickledb
+
+    class Interrupted(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Interrupted
+
+    path, wanted = sys.argv[1], int(sys.argv[2])
+    db = pickledb.PickleDB(path)
+    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
+    db.save()
+    fds = len(os.listdir("/proc/self/fd"))
+    signal.signal(signal.SIGALRM, on_alarm)
+    rng = random.Random(int(sys.argv[3]))
+    interrupted = done = 0
+    while interrupted < wanted:
+        db.set("n", interrupted + done)
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
+                db.save()
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                done += 1
+            except Interrupted:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                interrupted += 1
+        except Interrupted:  # the alarm went off between the two handlers
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            interrupted += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds, ("descriptor leak", os.listdir("/proc/self/fd"))
+    leftovers = [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")]
+    assert leftovers == [], leftovers
+    with open(path, "rb") as file:
+        assert len(orjson.loads(file.read())) == 301  # always a whole snapshot
+    db.set("after", True)
+    assert db.save() is True  # no false conflict: the instance knows which file it wrote
+    print(interrupted, done)
+    """
+)
+
+
+def _interrupt_storm(tmp_path: Path, interrupts: int, seed: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_STORM, str(tmp_path / "db.json"), str(interrupts), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_rel_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    interrupted, done = map(int, result.stdout.split())
+    assert interrupted == interrupts
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file(tmp_path: Path) -> None:
+    _interrupt_storm(tmp_path, 300, seed=1)
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file_heavy(tmp_path: Path) -> None:
+    _interrupt_storm(tmp_path, 2000, seed=2)
