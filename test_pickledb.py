@@ -3659,3 +3659,209 @@ def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_fil
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
 def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file_heavy(tmp_path: Path) -> None:
     _interrupt_storm(tmp_path, 2000, seed=2)
+
+
+_FORK_WHILE_A_THREAD_SAVES = textwrap.dedent(
+    """
+    import os, sys, threading, time, warnings
+    import orjson, pickledb
+
+    warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+    path = sys.argv[1]
+    db = pickledb.PickleDB(path)
+    db.load()
+    db.set("parent", 0)
+    db.save()
+    inside, release = threading.Event(), threading.Event()
+    real_replace = os.replace
+
+    def slow_replace(src, dst):  # the background saver holds the save locks here
+        if threading.current_thread().name == "saver":
+            inside.set()
+            release.wait(30)
+        real_replace(src, dst)
+
+    pickledb.os.replace = slow_replace
+    db.set("thread", 1)
+    saver = threading.Thread(target=db.save, name="saver")
+    saver.start()
+    assert inside.wait(30)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            db.set("child", 1)
+            try:
+                db.save()
+            except pickledb.ConflictError:  # the parent's thread saved after the fork
+                db.load()
+                db.set("child", 1)
+                db.save()
+            code = 0
+        finally:
+            os._exit(code)
+    time.sleep(0.3)
+    release.set()
+    saver.join(30)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            sys.exit("the child hung on the lock its parent's thread held at the fork")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    with open(path, "rb") as file:
+        print(" ".join(sorted(orjson.loads(file.read()))))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_another_thread_holds_the_save_lock_does_not_deadlock_the_child(tmp_path: Path) -> None:
+    result = run_python(_FORK_WHILE_A_THREAD_SAVES.replace("sys.argv[1]", repr(str(tmp_path / "db.json"))))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "parent", "thread"]  # nothing lost on either side
+    assert _rel_names(tmp_path) == ["db.json"]
+
+
+@pytest.mark.parametrize("how", ["wait_for", "cancel"])
+def test_cancelled_load_changes_nothing_in_memory(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "big.json"
+    _json_file(path, {f"k{i}": i for i in range(300_000)})
+    db = PickleDB(path)
+    db.set("mine", 1)
+
+    async def main() -> None:
+        if how == "wait_for":
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(db.load(), 0.001)
+        else:
+            task = asyncio.ensure_future(db.load())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await db.set("after", 2)
+
+    asyncio.run(main())  # returns once the worker thread has finished its read
+    assert db.all() == ["mine", "after"]
+    with pytest.raises(pickledb.ConflictError):  # the cancelled load did not count as seeing the file
+        db.save()
+
+
+def test_save_refuses_a_file_too_large_to_load_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pickledb._MAX_FILE_BYTES == 2**31 - 1
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    monkeypatch.setattr(pickledb, "_MAX_FILE_BYTES", 100)
+    db.set("big", "x" * 200)
+    with pytest.raises(ValueError, match=r"more than the 100 bytes orjson can load back.*PickleDBSQLite") as info:
+        db.save()
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == raw and _rel_names(tmp_path) == ["db.json"]
+    db.remove("big")
+    assert db.save() is True
+    path.write_bytes(b'{"b": "' + b"y" * 200 + b'"}')
+    with pytest.raises(CorruptFileError, match="more than the 100 bytes orjson can parse"):
+        db.load()
+    assert db.all() == ["a"]
+
+
+_ODD_PATHS = textwrap.dedent(
+    """
+    import os, resource, stat, sys
+    import pickledb
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # reading /dev/zero must not take the machine
+    real_replace = os.replace
+
+    def guarded(src, dst):
+        if os.path.exists(dst) and not stat.S_ISREG(os.stat(dst).st_mode):
+            os.unlink(src)
+            raise SystemExit(f"save() was about to replace {dst}, which is not a regular file")
+        real_replace(src, dst)
+
+    pickledb.os.replace = guarded
+    for path, kind in zip(sys.argv[1::2], sys.argv[2::2]):
+        before = os.lstat(path)
+        db = pickledb.PickleDB(path)
+        db.set("a", 1)
+        for op in (db.load, db.save):
+            try:
+                op()
+            except OSError as err:
+                assert err.filename == db.location and db.location in str(err), err
+                assert kind in str(err), (kind, str(err))
+            else:
+                raise SystemExit(f"{op.__name__}() of {path} did not refuse")
+        assert db.all() == ["a"]
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), path
+    print("refused")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev")
+def test_load_and_save_refuse_anything_but_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    (tmp_path / "null.json").symlink_to("/dev/null")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    (tmp_path / "dir.json").mkdir()
+    cases = [
+        (fifo, "a FIFO"),
+        (tmp_path / "null.json", "a character device"),
+        (tmp_path / "zero.json", "a character device"),
+        ("/dev/null", "a character device"),
+        (tmp_path / "dir.json", "a directory"),
+    ]
+    args = [str(item) for case in cases for item in case]
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _ODD_PATHS, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_rel_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "refused\n"
+    assert sorted(_rel_names(tmp_path)) == ["dir.json", "fifo.json", "null.json", "zero.json"]
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "é" * 125 + ".json", "b" * 234 + ".json"])
+def test_file_names_up_to_name_max_bytes_can_be_saved(tmp_path: Path, name: str) -> None:
+    assert len(os.fsencode(name)) <= 255
+    path = tmp_path / name
+    db = PickleDB(path)
+    db.set("a", 1)
+    assert db.save() is True
+    db.set("b", 2)
+    assert db.save() is True
+    again = PickleDB(path)
+    again.load()
+    assert again.all() == ["a", "b"]
+    assert _rel_names(tmp_path) == [name]
+
+
+def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path) -> None:
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"fine": [[[1]]], "deep": deep})
+    with pytest.raises(TypeError, match=r"key 'deep' holds a value nested too deeply") as info:
+        db.save()
+    assert "'fine'" not in str(info.value)
+    assert _rel_names(tmp_path) == []
+    path = tmp_path / "deep.json"
+    path.write_bytes(b'{"a": ' + b"[" * 1100 + b"]" * 1100 + b"}")  # valid JSON, deeper than orjson reads
+    with pytest.raises(CorruptFileError, match="nested too deeply") as info:
+        PickleDB(path).load()
+    assert "not valid" not in str(info.value)
