@@ -229,6 +229,16 @@ def _not_a_file(mode: int) -> OSError:
     return OSError(errno.EINVAL, f"it is {kind}; pickledb reads and writes only regular files (or links to one)")
 
 
+# signal.pthread_sigmask turns every signal number it returns into an enum
+# member, which costs more than a save's other system calls together: call
+# the C function of the _signal module it wraps (loaded by `import signal`),
+# with every signal number worked out once.
+_pthread_sigmask: Callable[[int, Iterable[int]], set[int]] | None = getattr(
+    sys.modules.get("_signal"), "pthread_sigmask", None
+)
+_ALL_SIGNALS: frozenset[int] = frozenset()
+
+
 class _SignalsHeld:
     """Hold back signal handlers while the save lock is held.
 
@@ -242,32 +252,36 @@ class _SignalsHeld:
     __slots__ = ("old",)
 
     def __enter__(self) -> _SignalsHeld:
-        self.old: set[int | signal.Signals] | None = None
-        if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        global _ALL_SIGNALS
+        self.old: set[int] | None = None
+        mask = _pthread_sigmask
+        if mask is None or threading.current_thread() is not threading.main_thread():
             return self
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
+        if not _ALL_SIGNALS:
+            _ALL_SIGNALS = frozenset(int(number) for number in signal.valid_signals())
+        old = mask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
         self.old = old
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            mask(signal.SIG_BLOCK, _ALL_SIGNALS)
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            mask(signal.SIG_SETMASK, old)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.old is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+        if self.old is not None and _pthread_sigmask is not None:
+            _pthread_sigmask(signal.SIG_SETMASK, self.old)
 
     def pause(self, seconds: float) -> None:
         """Sleep with signals let in, so that Ctrl-C works while waiting for the lock."""
-        if self.old is None:
+        if self.old is None or _pthread_sigmask is None:
             time.sleep(seconds)
             return
         try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+            _pthread_sigmask(signal.SIG_SETMASK, self.old)
             time.sleep(seconds)
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            _pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
 
 
 def _unlink(path: str) -> None:
