@@ -354,14 +354,21 @@ def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    errno.ETIMEDOUT,
-                    f"another process has held the save lock on the directory {directory} for "
-                    f"{_LOCK_TIMEOUT:g} s; is a save stuck there?",
-                ) from None
-            held.pause(pause)
-            pause = min(pause * 2, 0.01)
+            pass
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"cannot lock the directory {directory} for the save ({err.strerror}); "
+                "its file system may not support flock",
+            ) from None
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                errno.ETIMEDOUT,
+                f"another process has held the save lock on the directory {directory} for "
+                f"{_LOCK_TIMEOUT:g} s; is a save stuck there?",
+            )
+        held.pause(pause)
+        pause = min(pause * 2, 0.01)
 
 
 def _temp_path(directory: str, name: str) -> str:
