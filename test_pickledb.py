@@ -3189,6 +3189,9 @@ def test_rel_concurrency_pickledb_async_saves_overlap(tmp_path):
 # --- one file, several writers: conflicts, the save lock, interruptions, odd paths ---
 
 
+_NEEDS_FLOCK = pytest.mark.skipif(sys.platform == "win32", reason="no flock: Windows saves check without the lock")
+
+
 def _json_file(path: Path, data: dict) -> bytes:
     raw = orjson.dumps(data)
     path.write_bytes(raw)
@@ -3381,11 +3384,13 @@ def _stress_writers(tmp_path: Path, procs: int, cycles: int) -> None:
     assert _rel_names(tmp_path) == ["shared.json"]  # no lock file, no temp file
 
 
+@_NEEDS_FLOCK
 def test_four_processes_load_set_save_retry_lose_no_update(tmp_path: Path) -> None:
     _stress_writers(tmp_path, procs=4, cycles=200)
 
 
 @pytest.mark.heavy
+@_NEEDS_FLOCK
 def test_four_processes_load_set_save_retry_lose_no_update_heavy(tmp_path: Path) -> None:
     _stress_writers(tmp_path, procs=4, cycles=1000)
 
@@ -3449,6 +3454,7 @@ def test_context_managers_load_first_and_conflict_only_when_someone_saved_in_bet
     assert orjson.loads(path.read_bytes()) == {"visits": 2, "other": True}
 
 
+@_NEEDS_FLOCK
 def test_save_waits_for_the_directory_lock_of_another_process(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
     holder = subprocess.Popen(
@@ -3499,6 +3505,7 @@ _STUCK_SAVER = textwrap.dedent(
 )
 
 
+@_NEEDS_FLOCK
 def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
     _json_file(path, {"a": 1})
