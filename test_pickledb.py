@@ -3531,9 +3531,11 @@ def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save
 
 _HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, threading
     import orjson, pickledb
 
+    if OTHER_THREAD:  # it lets the signal in, so the handler runs inside the save's locked section too
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
     db = pickledb.PickleDB(sys.argv[1])
     db.load()
     handled = []
@@ -3588,10 +3590,12 @@ _HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
 )
 
 
-def test_signal_handler_saving_during_a_save_completes_and_is_not_undone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "with-another-thread"])
+def test_signal_handler_saving_during_a_save_completes_and_is_not_undone(tmp_path: Path, other_thread: bool) -> None:
     path = tmp_path / "db.json"
     _json_file(path, {"start": 0})
-    result = run_python(_HANDLER_SAVES_DURING_SAVE.replace("sys.argv[1]", repr(str(path))), timeout=60)
+    code = _HANDLER_SAVES_DURING_SAVE.replace("sys.argv[1]", repr(str(path)))
+    result = run_python(code.replace("OTHER_THREAD", str(other_thread)), timeout=60)
     assert result.returncode == 0, result.stderr
     points = int(result.stdout.split()[1])
     assert points >= 16, result.stdout  # a signal before and after each system call of a save
