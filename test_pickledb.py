@@ -3458,32 +3458,34 @@ def test_context_managers_load_first_and_conflict_only_when_someone_saved_in_bet
 def test_save_waits_for_the_directory_lock_of_another_process(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
     holder = subprocess.Popen(
-        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path), "0.6"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline() == "locked\n"
         db = PickleDB(path)
         db.set("a", 1)
-        start = time.monotonic()
-        db.save()
-        waited = time.monotonic() - start
-        holder.communicate(timeout=30)
+        saver = threading.Thread(target=db.save)
+        saver.start()
+        saver.join(0.5)
+        assert saver.is_alive() and not path.exists()  # the check and the rename wait for the other process
+        holder.communicate("release\n", timeout=30)
+        saver.join(30)
+        assert not saver.is_alive()
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.communicate()
-    assert waited > 0.3, waited  # the check and the rename ran only once the other process let go
     assert orjson.loads(path.read_bytes()) == {"a": 1}
 
 
 _LOCK_HOLDER = textwrap.dedent(
     """
-    import fcntl, os, sys, time
+    import fcntl, os, sys
 
     fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()
     """
 )
 
