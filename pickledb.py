@@ -257,8 +257,9 @@ class _SignalsHeld:
         mask = _pthread_sigmask
         if mask is None or threading.current_thread() is not threading.main_thread():
             return self
-        if not _ALL_SIGNALS:
-            _ALL_SIGNALS = frozenset(int(number) for number in signal.valid_signals())
+        if not _ALL_SIGNALS:  # all but the faults, which faulthandler must still see
+            faults = {getattr(signal, name, -1) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")}
+            _ALL_SIGNALS = frozenset(int(number) for number in signal.valid_signals() if number not in faults)
         old = mask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
         self.old = old
         try:
