@@ -643,7 +643,7 @@ class PickleDB:
         except orjson.JSONEncodeError as err:
             whole = err
         for key, value in list(self._data.items()):  # only on failure: find the culprit
-            for part, what in ((key, "cannot be stored as JSON text"), (value, "holds a value JSON cannot store")):
+            for part, what in ((key, "cannot be stored as JSON text"), ([value], "holds a value JSON cannot store")):
                 try:
                     orjson.dumps(part)
                 except orjson.JSONEncodeError as err:

@@ -3863,16 +3863,23 @@ def test_file_names_up_to_name_max_bytes_can_be_saved(tmp_path: Path, name: str)
     assert _rel_names(tmp_path) == [name]
 
 
-def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path) -> None:
-    deep: list = []
-    for _ in range(300):
-        deep = [deep]
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [254, 300])  # 254 fails only inside the database's own object
+def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path, levels: int) -> None:
     db = PickleDB(tmp_path / "db.json")
-    db.set_many({"fine": [[[1]]], "deep": deep})
+    db.set_many({"fine": _nested(253), "deep": _nested(levels)})
     with pytest.raises(TypeError, match=r"key 'deep' holds a value nested too deeply") as info:
         db.save()
     assert "'fine'" not in str(info.value)
     assert _rel_names(tmp_path) == []
+    db.remove("deep")
+    assert db.save() is True  # 253 levels inside the object: the most orjson writes
     path = tmp_path / "deep.json"
     path.write_bytes(b'{"a": ' + b"[" * 1100 + b"]" * 1100 + b"}")  # valid JSON, deeper than orjson reads
     with pytest.raises(CorruptFileError, match="nested too deeply") as info:
