@@ -3885,3 +3885,60 @@ def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path, levels: i
     with pytest.raises(CorruptFileError, match="nested too deeply") as info:
         PickleDB(path).load()
     assert "not valid" not in str(info.value)
+
+
+_HANDLER_SAVE_STORM = textwrap.dedent(
+    """
+    import os, random, signal, sys, threading
+    import orjson, pickledb
+
+    path, wanted, seed, other_thread = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    if other_thread:
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    db = pickledb.PickleDB(path)
+    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
+    db.save()
+    rng = random.Random(seed)
+    handled = 0
+
+    def on_alarm(signum, frame):  # saves at a random moment, often in the middle of the main loop's save
+        global handled
+        handled += 1
+        mine = handled
+        db.set("handler", mine)
+        db.save()
+        with open(path, "rb") as file:
+            on_disk = orjson.loads(file.read())
+        memory = {key: db.get(key) for key in db.all()}
+        # A timer re-armed before this handler ran can fire inside it: then memory moved on.
+        assert on_disk["handler"] >= mine, "handler's save undone"
+        assert handled > mine or on_disk == memory, "handler's save is not a snapshot of memory"
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    n = 0
+    while handled < wanted:
+        n += 1
+        db.set("main", n)
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
+        db.save()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    with open(path, "rb") as file:
+        assert orjson.loads(file.read()) == {key: db.get(key) for key in db.all()}
+    assert [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")] == []
+    print(handled, n)
+    """
+)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "with-another-thread"])
+def test_signal_handler_saving_at_random_moments_heavy(tmp_path: Path, other_thread: bool) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _HANDLER_SAVE_STORM, str(tmp_path / "db.json"), "2000", "3", str(int(other_thread))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_rel_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[0]) == 2000
