@@ -65,6 +65,7 @@ SECTIONS = {
     "load": "PickleDB.load() of an existing file into a fresh instance, timed in a fresh child process",
     "memory": "peak RSS (VmHWM) of those child processes",
     "setsave": "one set() then one durable save(), repeated, on small dbs (<= 2k keys)",
+    "conflict": "the cost of save()'s conflict check and directory lock, where it shows most: tiny dbs",
     "sqlite": "PickleDBSQLite bulk set_many, and set()/get() per op, sync and async",
     "rowid": "PickleDBSQLite's WITHOUT ROWID table against raw sqlite3 on a rowid table (the 2.0.0 and 1.x layout)",
     "scale": "per-entry cost of load() and save() at 10M vs 100k (needs 10M in --sizes)",
@@ -90,6 +91,8 @@ BASELINES = {
     "load": "read the bytes + orjson.loads with the cyclic GC disabled; both timed in fresh child processes",
     "memory": "a child doing read + orjson.loads (both children import the same modules)",
     "setsave": "dict set + the raw durable save above, per op",
+    "conflict save": "the raw durable save above (no check, no lock), per op",
+    "conflict cycle": "read + orjson.loads + dict set + the raw durable save, per op",
     "sqlite bulk": "sqlite3, same WITHOUT ROWID table: orjson encode, BEGIN IMMEDIATE, executemany upsert, COMMIT",
     "sqlite set": "sqlite3, same table and pragmas (WAL, synchronous=FULL, autocommit): upsert, committed",
     "sqlite get": "sqlite3, same pragmas: SELECT value + orjson.loads",
@@ -125,6 +128,8 @@ TARGETS = {
     "load nested": 1.2,
     "memory": 1.1,
     "setsave": 1.3,
+    "conflict save": 1.3,
+    "conflict cycle": 1.3,
     "sqlite get": 1.3,
     "sqlite set": 1.15,
     "sqlite async get": 1.5,
@@ -1000,6 +1005,8 @@ class Bench:
         for kind in KINDS:
             if self.has("setsave"):
                 self.setsave_block(kind)
+        if self.has("conflict"):
+            self.conflict_block()
         for kind in KINDS:
             if self.has("sqlite"):
                 self.sqlite_block(kind)
@@ -1209,7 +1216,7 @@ class Bench:
         pairs = make_pairs(kind, size)
         db = pickledb.PickleDB(self.path("setsave-pickledb.json"))
         fill(db.set, pairs)
-        db.save()
+        db.save(force=True)  # a new dataset over the previous phase's file
         plain = PlainStore(self.path("setsave-raw.json"))
         fill(plain.set, pairs)
         plain.save()
@@ -1270,6 +1277,71 @@ class Bench:
                 theirs,
                 keys,
             )
+
+    # -- the conflict check and lock of save() --
+
+    def conflict_block(self) -> None:
+        """save() checks the file and takes the directory lock on every call: time it where it weighs most."""
+        pairs = make_pairs("flat", 10)
+        db = pickledb.PickleDB(self.path("conflict-pickledb.json"))
+        fill(db.set, pairs)
+        db.save()
+        plain = PlainStore(self.path("conflict-raw.json"))
+        fill(plain.set, pairs)
+        plain.save()
+
+        def saves(save: Callable[[], Any], n: int) -> float:
+            start = perf_counter()
+            for _ in range(n):
+                save()
+            return perf_counter() - start
+
+        ops = self.tuned_count(lambda: saves(plain.save, 10) / 10, self.cfg.setsave_ops, self.cfg.setsave_ops[1])
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: lambda: saves(db.save, ops) / ops,
+            BASELINE: lambda: saves(plain.save, ops) / ops,
+        }
+        self.record(
+            "conflict",
+            "save() per op, check + lock, 10 keys [flat]",
+            "conflict save",
+            "op",
+            samplers,
+            {PICKLEDB: ops, BASELINE: ops},
+        )
+
+        pairs = make_pairs("flat", 100)
+        fill(db.set, pairs)
+        db.save()
+        fill(plain.set, pairs)
+        plain.save()
+
+        def raw_cycle(n: int) -> float:
+            start = perf_counter()
+            for i in range(n):
+                with open(plain.path, "rb") as file:
+                    plain.data = orjson.loads(file.read())
+                plain.set("turn", i)
+                plain.save()
+            return perf_counter() - start
+
+        def cycle_(n: int) -> float:
+            start = perf_counter()
+            for i in range(n):
+                db.load()
+                db.set("turn", i)
+                db.save()
+            return perf_counter() - start
+
+        samplers = {PICKLEDB: lambda: cycle_(ops) / ops, BASELINE: lambda: raw_cycle(ops) / ops}
+        self.record(
+            "conflict",
+            "load + set + save() per op, 100 keys [flat]",
+            "conflict cycle",
+            "op",
+            samplers,
+            {PICKLEDB: ops, BASELINE: ops},
+        )
 
     # -- SQLite --
 

@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
+import itertools
 import os
 import secrets
+import signal
 import stat
 import sys
 import threading
@@ -23,7 +26,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, ov
 
 import orjson
 
-__all__ = ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "MISSING")
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "ConflictError", "MISSING")
 __version__ = "2.0.0"
 
 
@@ -50,6 +58,18 @@ _CO_ASYNC = _CO_COROUTINE | _CO_ASYNC_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
+# The largest file PickleDB writes. orjson parses a file in one buffer of about
+# 12 times its size, and inputs past about 2.1e9 bytes have failed to load;
+# save() refuses to write a file that load() may not read back.
+_MAX_FILE_BYTES = 2**31 - 1
+# How deeply orjson nests containers when writing and reading.
+_MAX_DEPTH_WRITE = 254  # the database's own object included
+_MAX_DEPTH_READ = 1024
+# The longest file name most file systems accept (NAME_MAX), in bytes.
+_NAME_MAX = 255
+# How long save() waits for another process's save of the same directory.
+_LOCK_TIMEOUT = 30.0
+
 # Each names the extra or distribution and the bare package (for a copied pickledb.py).
 _AIOFILES_HINT = "async load() and save() need aiofiles: pip install pickledb (or: pip install aiofiles)"
 _REDIS_HINT = 'PickleDBRedis needs redis-py: pip install "pickledb[redis]" (or: pip install redis)'
@@ -65,6 +85,22 @@ class CorruptFileError(ValueError):
         super().__init__(f"{path}: {problem}; the file was left as it is")
         self.path = path
         self.problem = problem
+
+
+class ConflictError(RuntimeError):
+    """save() refused to replace a file this PickleDB has not seen; `.path` names it.
+
+    Nothing was written and memory is unchanged. Call load() (which replaces
+    memory with the file) and redo the change, or save(force=True) to replace
+    the file anyway.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(
+            f"{path} {problem}; nothing was written. Call load() to read it (this replaces the data in "
+            "memory) and redo your change, or save(force=True) to replace the file anyway"
+        )
+        self.path = path
 
 
 # --- private helpers: sync/async dispatch -----------------------------------
@@ -296,23 +332,133 @@ class _PausedGC:
             gc.enable()
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    """Return the JSON object stored at `path`; {} when it is missing or empty."""
+# What a PickleDB remembers of its file after a load() or save(): None when the
+# file was missing or empty, else (device, inode, size, mtime in ns). A rename
+# keeps all four, so the temp file's fingerprint is the saved file's.
+_Fingerprint = tuple[int, int, int, int]
+# What a fresh instance remembers: nothing.
+_NEVER = "never"
+
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _fingerprint(info: os.stat_result) -> _Fingerprint | None:
+    if info.st_size == 0:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _not_a_file(mode: int) -> OSError:
+    """The error for a path that is not a regular file (strerror only: callers add the path)."""
+    if stat.S_ISDIR(mode):
+        return IsADirectoryError(errno.EISDIR, "it is a directory, not a file")
+    kinds = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+    kind = kinds.get(stat.S_IFMT(mode), "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return OSError(errno.EINVAL, f"it is {kind}; pickledb reads and writes only regular files (or links to one)")
+
+
+# signal.pthread_sigmask turns every signal number it returns into an enum
+# member, which costs more than a save's other system calls together: call
+# the C function of the _signal module it wraps (loaded by `import signal`),
+# with every signal number worked out once.
+_pthread_sigmask = cast(
+    "Callable[[int, Iterable[int]], set[int]] | None", getattr(sys.modules.get("_signal"), "pthread_sigmask", None)
+)
+_ALL_SIGNALS = frozenset()  # type: frozenset[int]
+
+
+class _SignalsHeld:
+    """Hold back signal handlers while the save lock is held.
+
+    A handler that raises (KeyboardInterrupt, a timeout) between two steps of
+    a save's check and rename could leave a descriptor open or the lock held.
+    Python runs handlers only in the main thread; there the signals are
+    blocked for the locked section (fully effective when no other thread lets
+    the signal in) and handled right after it, or during pause().
+    """
+
+    __slots__ = ("old",)
+
+    def __enter__(self) -> _SignalsHeld:
+        global _ALL_SIGNALS
+        self.old: set[int] | None = None
+        mask = _pthread_sigmask
+        if mask is None or threading.current_thread() is not threading.main_thread():
+            return self
+        if not _ALL_SIGNALS:  # all but the faults, which faulthandler must still see
+            faults = {getattr(signal, name, -1) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")}
+            _ALL_SIGNALS = frozenset(int(number) for number in signal.valid_signals() if number not in faults)
+        old = mask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
+        self.old = old
+        try:
+            mask(signal.SIG_BLOCK, _ALL_SIGNALS)
+        except BaseException:
+            mask(signal.SIG_SETMASK, old)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None and _pthread_sigmask is not None:
+            _pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep with signals let in, so that Ctrl-C works while waiting for the lock."""
+        if self.old is None or _pthread_sigmask is None:
+            time.sleep(seconds)
+            return
+        try:
+            _pthread_sigmask(signal.SIG_SETMASK, self.old)
+            time.sleep(seconds)
+        finally:
+            _pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+
+
+def _unlink(path: str) -> None:
     try:
-        with open(path, "rb") as file:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
+    """Return the JSON object stored at `path` and the fingerprint of the file read.
+
+    A missing or empty file gives ({}, None). Anything but a regular file (or a
+    link to one) is refused before it is opened: a FIFO would block, a device
+    would be read until memory runs out.
+    """
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_a_file(info.st_mode)
+        with open(path, "rb", buffering=0) as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):  # swapped in since the stat
+                raise _not_a_file(info.st_mode)
+            if info.st_size > _MAX_FILE_BYTES:
+                raise CorruptFileError(
+                    path, f"{info.st_size} bytes is more than the {_MAX_FILE_BYTES} bytes orjson can parse"
+                )
             raw = file.read()
     except FileNotFoundError:
-        return {}
+        return {}, None
+    except OSError as err:
+        raise OSError(err.errno, f"cannot load: {err.strerror or err}", path) from None
+    fingerprint = _fingerprint(info)
     if not raw:
-        return {}
+        return {}, None
     try:
         with _PausedGC():
             data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
+        if "depth limit" in str(err):
+            problem = f"nested too deeply: orjson reads at most {_MAX_DEPTH_READ} levels of arrays and objects"
+            raise CorruptFileError(path, f"{problem} ({err})") from None
         raise CorruptFileError(path, f"not valid JSON ({err})") from None
     if type(data) is not dict:
         raise CorruptFileError(path, f"top level is a JSON {_json_kind(data)}, expected an object")
-    return data
+    return data, fingerprint
 
 
 def _json_kind(value: Any) -> str:
@@ -320,59 +466,99 @@ def _json_kind(value: Any) -> str:
     return names.get(type(value), "null")
 
 
-def _fsync_dir(directory: str) -> None:
-    if os.name == "nt":  # pragma: no cover - directories cannot be opened there
-        return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _fsync_dir(fd: int) -> None:
     try:
         os.fsync(fd)
     except OSError as err:
-        if err.errno != 22:  # EINVAL: this file system cannot sync directories
+        if err.errno != errno.EINVAL:  # this file system cannot sync directories
             raise
-    finally:
-        os.close(fd)
 
 
-def _atomic_write(path: str, payload: bytes) -> None:
-    """Replace the file at `path` with `payload`, atomically and durably.
+def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
+    """Take the exclusive flock on `fd`, waiting at most _LOCK_TIMEOUT seconds."""
+    assert fcntl is not None
+    deadline = time.monotonic() + _LOCK_TIMEOUT
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"cannot lock the directory {directory} for the save ({err.strerror}); "
+                "its file system may not support flock",
+            ) from None
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                errno.ETIMEDOUT,
+                f"another process has held the save lock on the directory {directory} for "
+                f"{_LOCK_TIMEOUT:g} s; is a save stuck there?",
+            )
+        held.pause(pause)
+        pause = min(pause * 2, 0.01)
 
-    Writes a uniquely named temp file beside the target, fsyncs it, renames
-    it over the target and fsyncs the directory. The file keeps its mode (a
-    new one gets 0o666 minus the umask). On any error the temp file is
-    removed, the old file is untouched, and an OSError naming `path` is raised.
-    A symbolic link at `path` is followed: its target is what gets replaced.
+
+def _temp_path(directory: str, name: str) -> str:
+    """A new temp file name beside `name`, short enough for the file system (NAME_MAX)."""
+    suffix = f".{secrets.token_hex(8)}.tmp"
+    room = _NAME_MAX - 1 - len(suffix)
+    encoded = os.fsencode(name)
+    if len(encoded) > room:
+        name = os.fsdecode(encoded[:room])
+    return os.path.join(directory, f".{name}{suffix}")
+
+
+def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, _Fingerprint | None], None]) -> None:
+    """Write `payload` to a new temp file beside `path`, then let `commit` rename it.
+
+    The temp file is fsynced and keeps the mode of the file it replaces (a
+    new one gets 0o666 minus the umask); commit(tmp, target, fingerprint)
+    renames it over the target (or drops it) under the save locks. On any
+    error, an interruption included, the temp file is removed, the old file
+    is untouched unless the rename happened, and an OSError naming `path` is
+    raised. A symbolic link at `path` is followed: its target is replaced,
+    and anything but a regular file there is refused.
     """
-    directory, name = os.path.split(os.path.realpath(path))
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    tmp = ""
     try:
         try:
-            mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = None
-        while True:
-            tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-                break
-            except FileExistsError:  # pragma: no cover - 64 random bits collided
-                continue
-        try:
-            try:
+                info = os.stat(target)
+            except FileNotFoundError:
+                mode: int | None = None
+            else:
+                if not stat.S_ISREG(info.st_mode):
+                    raise _not_a_file(info.st_mode)  # never replace a device node or a FIFO
+                mode = stat.S_IMODE(info.st_mode)
+            while True:
+                tmp = _temp_path(directory, name)
+                try:
+                    # os.open as the opener: the descriptor belongs to the file
+                    # object from the moment it exists.
+                    file = open(tmp, "xb", buffering=0, opener=functools.partial(os.open, mode=0o666))
+                    break
+                except FileExistsError:  # pragma: no cover - 64 random bits collided
+                    tmp = ""
+                    continue
+            with file:
                 if mode is not None:
                     os.chmod(tmp, mode)
+                fd = file.fileno()
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, os.path.join(directory, name))
+                fingerprint = _fingerprint(os.fstat(fd))
+            commit(tmp, target, fingerprint)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if tmp:
+                _unlink(tmp)  # gone already when the rename happened
             raise
-        _fsync_dir(directory)
     except OSError as err:
         raise OSError(err.errno, f"cannot save: {err.strerror or err}", path) from err
 
@@ -410,35 +596,193 @@ class PickleDB:
         self.location = _path_of(location, "location", 'PickleDB("data.json")')
         self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
-        self._save_lock = threading.Lock()
+        # Every load() and save() takes a number from one counter: a save that
+        # finds a newer save already done drops its older snapshot.
+        self._numbers = itertools.count(1)
+        # number -> fingerprint of the file as that load or save left it; the
+        # highest number is what this instance has seen. Kept as dicts that are
+        # only ever added to and pruned below the maximum, so that a save run
+        # by a signal handler in the middle of another can never be undone.
+        self._marks: dict[int, _Fingerprint | None] = {}
+        self._saves: set[int] = set()
+        self._fresh_locks()
+
+    def _fresh_locks(self) -> None:
+        """Locks and save state as a new instance has them (also in a forked child)."""
+        self._pid = os.getpid()
+        self._lock = threading.RLock()  # re-entrant: a signal handler may save during a save
+        self._inflight: dict[int, tuple[str, _Fingerprint | None]] = {}  # number -> (temp file, its fingerprint)
+        self._dir_fd = -1  # the directory, open (and flocked) while a save is in its locked section
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
 
     # -- file I/O (blocking; off the event loop in async code) --
 
-    @_dual
-    def load(self) -> bool:
+    def load(self) -> Any:
         """Replace the data in memory with the file's; return True.
 
         A missing or empty file gives an empty database. A file that is not a
         JSON object raises CorruptFileError (a ValueError) naming it, and
-        leaves memory and file unchanged. Awaitable in async code.
+        anything but a regular file raises OSError naming it; either way
+        memory and file are unchanged. Awaitable in async code; a cancelled
+        load changes nothing in memory.
         """
-        self._data = _read_json(self.location)
+        if _async_caller():
+            _aiofiles()  # a missing aiofiles is reported at the call, not at the await
+            return _named_for_caller(PickleDB._load_async, self, 1)(self)
+        number = next(self._numbers)
+        data, fingerprint = _read_json(self.location)
+        self._loaded(number, data, fingerprint)
         return True
+
+    async def _load_async(self) -> bool:
+        number = next(self._numbers)
+        data, fingerprint = await _off_loop(_read_json, self.location)
+        # Memory changes here, on the loop, only if the read was not cancelled.
+        self._loaded(number, data, fingerprint)
+        return True
+
+    def _loaded(self, number: int, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
+        self._check_fork()
+        with self._lock:
+            self._data = data
+            self._remember(number, fingerprint, saved=False)
 
     @_dual
-    def save(self) -> bool:
+    def save(self, force: bool = False) -> bool:
         """Write the whole database to the file atomically and durably; return True.
 
-        A value JSON cannot hold raises TypeError naming its key; an I/O
-        failure raises OSError naming the file. Either way the file on disk
-        and the data in memory stay as they were. Awaitable in async code.
+        Refuses with ConflictError when the file exists and is not the one
+        this instance last loaded or saved (another program or instance wrote
+        it, or it was never loaded); force=True replaces it anyway. A value
+        JSON cannot hold raises TypeError naming its key; an I/O failure
+        raises OSError naming the file. In every case the file on disk and
+        the data in memory stay as they were. Awaitable in async code.
         """
-        with self._save_lock:
-            _atomic_write(self.location, self._encode())
+        self._check_fork()
+        number = next(self._numbers)  # before the snapshot: a higher number holds a later one
+        payload = self._encode()
+        if len(payload) > _MAX_FILE_BYTES:
+            raise ValueError(
+                f"cannot save {self.location}: the file would be {len(payload)} bytes, more than the "
+                f"{_MAX_FILE_BYTES} bytes orjson can load back; the file was not changed. Keep data this "
+                "large in PickleDBSQLite, which stores one row per key"
+            )
+        _atomic_write(self.location, payload, functools.partial(self._commit, number, force))
         return True
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's locks and temp files are not ours
+            fd = self._dir_fd
+            self._fresh_locks()
+            if fd >= 0:
+                try:
+                    os.close(fd)  # the parent's own descriptor keeps its lock
+                except OSError:
+                    pass
+
+    def _seen(self) -> object:
+        marks = self._marks
+        return marks[max(marks)] if marks else _NEVER
+
+    def _remember(self, number: int, fingerprint: _Fingerprint | None, *, saved: bool) -> None:
+        marks, saves = self._marks, self._saves
+        marks[number] = fingerprint
+        if saved:
+            saves.add(number)
+        newest = max(marks)
+        for old in [n for n in marks if n < newest]:
+            marks.pop(old, None)
+        newest_save = max(saves, default=0)
+        for old in [n for n in saves if n < newest_save]:
+            saves.discard(old)
+
+    def _commit(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> None:
+        """Check the file and rename the temp file over it, under both save locks.
+
+        The cross-process lock is an flock on the directory, which every
+        pickledb save of a file there takes; the kernel drops it when a
+        process dies, so a crash never leaves a stale lock, and no lock file
+        is needed. A save run by a signal handler in the middle of this one
+        (same thread) shares the open directory instead of waiting for itself.
+        """
+        with self._lock, _SignalsHeld() as held:
+            owner = self._dir_fd < 0
+            if owner and fcntl is not None:
+                self._dir_fd = os.open(os.path.dirname(target), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+            try:
+                if self._dir_fd >= 0:
+                    _flock(self._dir_fd, os.path.dirname(target), held)
+                if self._replace(number, force, tmp, target, fingerprint) and self._dir_fd >= 0:
+                    _fsync_dir(self._dir_fd)
+            finally:
+                if owner and self._dir_fd >= 0:
+                    fd, self._dir_fd = self._dir_fd, -1
+                    try:
+                        assert fcntl is not None
+                        fcntl.flock(fd, fcntl.LOCK_UN)  # also if a forked child shares the descriptor
+                    finally:
+                        os.close(fd)
+
+    def _replace(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> bool:
+        """Rename tmp over target unless a later snapshot is saved; return True if it did."""
+        inflight = self._inflight
+        inflight[number] = (tmp, fingerprint)
+        try:
+            # Other entries belong to a save of this thread that a signal handler
+            # interrupted: remove their temp files, so that they cannot rename
+            # an older snapshot over this one when they resume.
+            for other, (other_tmp, _) in list(inflight.items()):
+                if other < number:
+                    _unlink(other_tmp)
+            if max(self._saves, default=0) > number:  # a later snapshot is already saved
+                _unlink(tmp)
+                return False
+            if not force:
+                try:
+                    self._check_unchanged(target)
+                except ConflictError:
+                    if max(self._saves, default=0) > number:  # a handler saved between the stat and the check
+                        _unlink(tmp)
+                        return False
+                    raise
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:
+                if max(self._saves, default=0) > number:  # a handler's later save removed our temp file
+                    return False
+                raise
+            self._remember(number, fingerprint, saved=True)
+            return True
+        except BaseException:
+            # Interrupted (a signal handler raised) after the rename: the file is
+            # the one we wrote, so remember it, or the next save would conflict.
+            try:
+                if fingerprint is not None and _fingerprint(os.stat(target)) == fingerprint:
+                    self._remember(number, fingerprint, saved=True)
+            except OSError:
+                pass
+            raise
+        finally:
+            inflight.pop(number, None)
+
+    def _check_unchanged(self, target: str) -> None:
+        try:
+            info = os.stat(target)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_a_file(info.st_mode)
+        on_disk = _fingerprint(info)
+        if on_disk is None:  # an empty file holds nothing to lose
+            return
+        seen = self._seen()
+        if on_disk == seen or any(on_disk == other for _, other in list(self._inflight.values())):
+            return
+        if seen == _NEVER:
+            raise ConflictError(self.location, "exists and this PickleDB never loaded it")
+        raise ConflictError(self.location, "was changed on disk since this PickleDB last loaded or saved it")
 
     def _encode(self) -> bytes:
         try:
@@ -446,10 +790,12 @@ class PickleDB:
         except orjson.JSONEncodeError as err:
             whole = err
         for key, value in list(self._data.items()):  # only on failure: find the culprit
-            for part, what in ((key, "cannot be stored as JSON text"), (value, "holds a value JSON cannot store")):
+            for part, what in ((key, "cannot be stored as JSON text"), ([value], "holds a value JSON cannot store")):
                 try:
                     orjson.dumps(part)
                 except orjson.JSONEncodeError as err:
+                    if "ecursion limit" in str(err):
+                        what = f"holds a value nested too deeply (orjson writes at most {_MAX_DEPTH_WRITE} levels)"
                     raise TypeError(
                         f"cannot save {self.location}: key {_short(key)} {what} ({err}); the file was not changed"
                     ) from None
@@ -1969,6 +2315,16 @@ def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
     return result
 
 
+def _cli_replace(tmp: str, target: str, fingerprint: _Fingerprint | None) -> None:
+    """Rename the written temp file over `target` durably (the output of dump -o)."""
+    os.replace(tmp, target)
+    fd = os.open(os.path.dirname(target), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        _fsync_dir(fd)
+    finally:
+        os.close(fd)
+
+
 def _cli_out(data: bytes) -> None:
     sys.stdout.flush()
     out = sys.stdout.buffer
@@ -2011,7 +2367,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         if args.output is None:
             _cli_out(payload)
         else:
-            _atomic_write(_path_of(args.output, "-o", "dump.json"), payload)
+            _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace)
     elif command == "import":
         name = "<stdin>" if args.file == "-" else args.file
         try:

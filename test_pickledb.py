@@ -314,7 +314,14 @@ def test_methods_keep_their_names_and_docstrings() -> None:
 
 def test_missing_sentinel_repr() -> None:
     assert repr(MISSING) == "MISSING"
-    assert pickledb.__all__ == ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "MISSING")
+    assert pickledb.__all__ == (
+        "PickleDB",
+        "PickleDBSQLite",
+        "PickleDBRedis",
+        "CorruptFileError",
+        "ConflictError",
+        "MISSING",
+    )
 
 
 def test_import_does_not_import_aiosqlite_or_sqlite3() -> None:
@@ -520,11 +527,11 @@ def test_async_file_io_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pyte
     threads: list[int] = []
     real_write, real_read = pickledb._atomic_write, pickledb._read_json
 
-    def write(path: str, payload: bytes) -> None:
+    def write(*args: object) -> None:
         threads.append(threading.get_ident())
-        real_write(path, payload)
+        real_write(*args)
 
-    def read(path: str) -> dict:
+    def read(path: str) -> tuple:
         threads.append(threading.get_ident())
         return real_read(path)
 
@@ -763,8 +770,9 @@ def test_save_fsyncs_file_and_directory_and_uses_unique_temp_names(
     for thread in threads:
         thread.join()
     db.save()
-    assert synced == ["file", "dir"] * 9
-    assert len(set(replaced)) == 9
+    # A save that finds a later snapshot already renamed drops its own (nothing older replaces newer).
+    assert synced.count("file") == 9 and synced.count("dir") == len(replaced)
+    assert 2 <= len(replaced) == len(set(replaced)) <= 9
 
 
 def test_saved_file_keeps_its_mode_and_new_files_follow_umask(tmp_path: Path) -> None:
@@ -826,6 +834,7 @@ def test_save_follows_a_symbolic_link(tmp_path: Path) -> None:
     link = tmp_path / "link.json"
     link.symlink_to(real)
     db = PickleDB(link)
+    db.load()
     db.set("a", 1)
     db.save()
     assert link.is_symlink()
@@ -977,6 +986,7 @@ SAVE_FAULTS = [
     ("open", errno.EACCES),
     ("open", errno.ENOSPC),
     ("chmod", errno.EPERM),
+    ("dir-open", errno.EACCES),  # the directory is opened for the save lock, before the rename
 ]
 
 
@@ -1010,8 +1020,8 @@ def test_fault_before_rename_keeps_old_file(
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(
     ("where", "code"),
-    [("dir-fsync", errno.EIO), ("dir-fsync", errno.ENOSPC), ("dir-open", errno.EACCES)],
-    ids=["dir-fsync-EIO", "dir-fsync-ENOSPC", "dir-open-EACCES"],
+    [("dir-fsync", errno.EIO), ("dir-fsync", errno.ENOSPC)],
+    ids=["dir-fsync-EIO", "dir-fsync-ENOSPC"],
 )
 def test_fault_after_rename_reports_and_file_is_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, where: str, code: int
@@ -1170,7 +1180,7 @@ BAD_FILES = [
     ("bom", b'\xef\xbb\xbf{"a": 1}', "not valid JSON"),
     ("whitespace", b" \n\t ", "not valid JSON"),
     ("lone-surrogate-escape", b'{"a": "\\ud800"}', "not valid JSON"),
-    ("too-deep", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}", "not valid JSON"),
+    ("too-deep", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),
     ("huge-exponent", b'{"a": 1e400}', "not valid JSON"),
 ]
 
@@ -2840,7 +2850,7 @@ def round_trip(kind: str, directory: str | Path, key: str, value: object) -> Any
         path = os.path.join(directory, "rt.json")
         db = PickleDB(path)
         db.set(key, value)
-        db.save()
+        db.save(force=True)  # a new store each call: replace what an earlier call saved
         again = PickleDB(path)
         again.load()
         return again.get(key, ["absent"])
@@ -6009,3 +6019,761 @@ def test_sqlite_cancelling_one_waiter_leaves_the_others_writes_alone(tmp_path: P
         await db.close()
 
     asyncio.run(main())
+
+
+# --- one file, several writers: conflicts, the save lock, interruptions, odd paths ---
+
+
+_NEEDS_FLOCK = pytest.mark.skipif(sys.platform == "win32", reason="no flock: Windows saves check without the lock")
+
+
+def _json_file(path: Path, data: dict) -> bytes:
+    raw = orjson.dumps(data)
+    path.write_bytes(raw)
+    return raw
+
+
+def test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    raw = _json_file(path, {f"user{i}": i for i in range(5)})
+    db = PickleDB(path)
+    db.set("new", 1)
+    with pytest.raises(pickledb.ConflictError) as info:
+        db.save()
+    err = info.value
+    assert isinstance(err, RuntimeError) and err.path == str(path)
+    assert f"{path} exists and this PickleDB never loaded it" in str(err)
+    assert "load()" in str(err) and "save(force=True)" in str(err)
+    assert path.read_bytes() == raw and files_in(tmp_path) == ["users.json"]
+    assert db.all() == ["new"]  # memory as it was
+
+    async def main() -> None:
+        with pytest.raises(pickledb.ConflictError):
+            await db.save()
+        await db.load()
+        await db.set("new", 1)
+        assert await db.save() is True
+
+    asyncio.run(main())
+    assert orjson.loads(path.read_bytes()) == {**{f"user{i}": i for i in range(5)}, "new": 1}
+
+
+def test_save_of_a_missing_or_empty_file_needs_no_load(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "new.json")
+    db.set("a", 1)
+    assert db.save() is True
+    (tmp_path / "empty.json").write_bytes(b"")
+    empty = PickleDB(tmp_path / "empty.json")
+    empty.set("b", 2)
+    assert empty.save() is True  # an empty file holds nothing to lose
+    assert orjson.loads((tmp_path / "empty.json").read_bytes()) == {"b": 2}
+
+
+def test_two_instances_one_save_wins_the_other_reloads_and_retries(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    first, second = PickleDB(path), PickleDB(path)
+    first.load()
+    second.load()
+    first.set("first", 1)
+    second.set("second", 2)
+    assert first.save() is True
+    with pytest.raises(pickledb.ConflictError, match="was changed on disk since this PickleDB last loaded or saved it"):
+        second.save()
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "first": 1}
+    second.load()  # the retry loop: load, redo the change, save
+    second.set("second", 2)
+    assert second.save() is True
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "first": 1, "second": 2}
+    with pytest.raises(pickledb.ConflictError):
+        first.save()
+
+
+def test_two_processes_exactly_one_of_a_conflicting_pair_saves(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    child = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", _TWO_WRITERS_CHILD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert child.stdout.readline() == "loaded\n"
+        db = PickleDB(path)
+        db.load()
+        db.set("parent", 1)
+        assert db.save() is True  # the parent saves first: the child's save must conflict
+        out, err = child.communicate("go\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert out == "conflict\nsaved\n"
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "parent": 1, "child": 1}
+    with pytest.raises(pickledb.ConflictError):  # now the parent is the one behind
+        db.save()
+
+
+_TWO_WRITERS_CHILD = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set("child", 1)
+    print("loaded", flush=True)
+    sys.stdin.readline()
+    try:
+        db.save()
+    except pickledb.ConflictError:
+        print("conflict", flush=True)
+        db.load()
+        db.set("child", 1)
+        db.save()
+    print("saved", flush=True)
+    """
+)
+
+_STRESS_WRITER = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    path, me, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    db = pickledb.PickleDB(path)
+    conflicts = 0
+    for n in range(1, cycles + 1):
+        while True:
+            db.load()
+            db.set(me, n)
+            try:
+                db.save()
+                break
+            except pickledb.ConflictError:
+                conflicts += 1
+    print(conflicts)
+    """
+)
+
+
+def _stress_writers(tmp_path: Path, procs: int, cycles: int) -> None:
+    path = tmp_path / "shared.json"
+    names = [f"p{i}" for i in range(procs)]
+    stop = threading.Event()
+    seen: dict[str, int] = {}
+    versions: list[int] = [0]
+    problems: list[str] = []
+
+    def watch() -> None:  # every version of the file that can be read must be a whole snapshot
+        last = b""
+        while not stop.is_set():
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if raw == last:
+                continue
+            last = raw
+            versions[0] += 1
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as err:
+                problems.append(f"torn file: {err}")
+                return
+            for name, value in data.items():
+                if value < seen.get(name, 0):
+                    problems.append(f"lost update: {name} went back from {seen[name]} to {value}")
+                seen[name] = max(seen.get(name, 0), value)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", _STRESS_WRITER, str(path), name, str(cycles)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for name in names
+    ]
+    try:
+        results = [child.communicate(timeout=300) for child in children]
+    finally:
+        stop.set()
+        watcher.join()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    for child, (_out, err) in zip(children, results, strict=True):
+        assert child.returncode == 0, err
+    assert problems == []
+    assert orjson.loads(path.read_bytes()) == {name: cycles for name in names}  # no update lost
+    assert versions[0] > 1
+    assert files_in(tmp_path) == ["shared.json"]  # no lock file, no temp file
+
+
+@_NEEDS_FLOCK
+def test_four_processes_load_set_save_retry_lose_no_update(tmp_path: Path) -> None:
+    _stress_writers(tmp_path, procs=4, cycles=200)
+
+
+@pytest.mark.heavy
+@_NEEDS_FLOCK
+def test_four_processes_load_set_save_retry_lose_no_update_heavy(tmp_path: Path) -> None:
+    _stress_writers(tmp_path, procs=4, cycles=1000)
+
+
+@pytest.mark.parametrize("edit", ["rewrite", "same-size-in-place", "append"])
+def test_hand_edit_between_load_and_save_conflicts(tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    db.set("b", 2)
+    if edit == "rewrite":  # an editor that writes a new file and renames it
+        (tmp_path / "edit.tmp").write_bytes(b'{"a": 100}')
+        os.replace(tmp_path / "edit.tmp", path)
+    elif edit == "same-size-in-place":  # within the same second, keeping size and inode
+        with open(path, "r+b") as file:
+            file.write(raw.replace(b"1", b"7"))
+    else:
+        with open(path, "ab") as file:
+            file.write(b" ")
+    edited = path.read_bytes()
+    with pytest.raises(pickledb.ConflictError, match="changed on disk"):
+        db.save()
+    assert path.read_bytes() == edited
+    assert db.save(force=True) is True  # replaces the file anyway ...
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    db.set("c", 3)
+    assert db.save() is True  # ... and remembers the file it wrote
+
+
+def test_force_save_is_remembered_and_other_instances_then_conflict(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"old": 1})
+    other = PickleDB(path)
+    other.load()
+    db = PickleDB(path)
+    db.set("mine", 1)
+    assert db.save(force=True) is True
+
+    async def main() -> None:
+        await db.set("async", 2)
+        assert await db.save() is True
+        assert await db.save(force=True) is True
+
+    asyncio.run(main())
+    assert orjson.loads(path.read_bytes()) == {"mine": 1, "async": 2}
+    with pytest.raises(pickledb.ConflictError):
+        other.save()
+
+
+def test_context_managers_load_first_and_conflict_only_when_someone_saved_in_between(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"visits": 1})
+    with PickleDB(path) as db:
+        db.set("visits", db.get("visits") + 1)
+    with pytest.raises(pickledb.ConflictError):
+        with PickleDB(path) as db:
+            db.set("visits", db.get("visits") + 1)
+            with PickleDB(path) as meanwhile:
+                meanwhile.set("other", True)
+    assert orjson.loads(path.read_bytes()) == {"visits": 2, "other": True}
+
+
+@_NEEDS_FLOCK
+def test_save_waits_for_the_directory_lock_of_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        db = PickleDB(path)
+        db.set("a", 1)
+        saver = threading.Thread(target=db.save)
+        saver.start()
+        saver.join(0.5)
+        assert saver.is_alive() and not path.exists()  # the check and the rename wait for the other process
+        holder.communicate("release\n", timeout=30)
+        saver.join(30)
+        assert not saver.is_alive()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.communicate()
+    assert orjson.loads(path.read_bytes()) == {"a": 1}
+
+
+_LOCK_HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, sys
+
+    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+_STUCK_SAVER = textwrap.dedent(
+    """
+    import sys, time
+    import pickledb
+
+    def stuck(src, dst):  # inside the locked check-and-rename
+        print("locked", flush=True)
+        time.sleep(600)
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set("killed", True)
+    pickledb.os.replace = stuck
+    db.save()
+    """
+)
+
+
+@_NEEDS_FLOCK
+def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"a": 1})
+    saver = subprocess.Popen([sys.executable, "-c", _STUCK_SAVER, str(path)], stdout=subprocess.PIPE, env=child_env())
+    try:
+        assert saver.stdout.readline() == b"locked\n"
+        saver.kill()
+        saver.communicate(timeout=30)
+    finally:
+        if saver.poll() is None:
+            saver.kill()
+            saver.communicate()
+    db = PickleDB(path)
+    db.load()
+    db.set("b", 2)
+    start = time.monotonic()
+    assert db.save() is True
+    assert time.monotonic() - start < 5
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    leftovers = [name for name in files_in(tmp_path) if name != "db.json"]
+    assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")  # the killed save's temp file, never read
+
+
+_HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys, threading
+    import orjson, pickledb
+
+    if OTHER_THREAD:  # it lets the signal in, so the handler runs inside the save's locked section too
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    handled = []
+
+    def on_signal(signum, frame):  # "save on SIGTERM", run while the main thread is inside save()
+        db.set("handler", len(handled) + 1)
+        db.save()
+        with open(db.location, "rb") as file:
+            handled.append(orjson.loads(file.read()))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    names = ("stat", "open", "write", "fsync", "fstat", "replace", "chmod")
+    real = {name: getattr(os, name) for name in names}
+    state = {"calls": 0, "at": -1}
+
+    def hooked(name):
+        def call(*args, **kwargs):
+            state["calls"] += 1
+            if state["calls"] == state["at"] and not state["before"]:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the call
+            result = real[name](*args, **kwargs)
+            if state["calls"] == state["at"] and state["before"]:
+                os.kill(os.getpid(), signal.SIGTERM)  # ... or right after it
+            return result
+        return call
+
+    for name in names:
+        setattr(pickledb.os, name, hooked(name))
+    points = 0
+    for before in (False, True):
+        at = 1
+        while True:
+            db.set("main", at)
+            state.update(calls=0, at=at, before=before)
+            count = len(handled)
+            db.save()
+            state["at"] = -1
+            if len(handled) == count:  # the save made fewer calls than `at`: every point was tried
+                break
+            with open(db.location, "rb") as file:
+                on_disk = orjson.loads(file.read())
+            memory = {key: db.get(key) for key in db.all()}
+            assert handled[-1] == memory, (before, at, handled[-1], memory)  # the handler saved all of it
+            assert on_disk == memory, (before, at, on_disk, memory)  # and nothing older replaced it
+            assert db.save() is True  # no false conflict afterwards
+            points += 1
+            at += 1
+    for name in os.listdir(os.path.dirname(db.location)):
+        assert not name.endswith(".tmp"), name
+    print("points", points)
+    """
+)
+
+
+@pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "with-another-thread"])
+def test_signal_handler_saving_during_a_save_completes_and_is_not_undone(tmp_path: Path, other_thread: bool) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    code = _HANDLER_SAVES_DURING_SAVE.replace("sys.argv[1]", repr(str(path)))
+    result = run_python(code.replace("OTHER_THREAD", str(other_thread)), timeout=60)
+    assert result.returncode == 0, result.stderr
+    points = int(result.stdout.split()[1])
+    assert points >= 16, result.stdout  # a signal before and after each system call of a save
+
+
+_INTERRUPT_STORM = textwrap.dedent(
+    """
+    import gc, os, random, signal, sys
+    import orjson, pickledb
+
+    class Interrupted(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Interrupted
+
+    path, wanted = sys.argv[1], int(sys.argv[2])
+    db = pickledb.PickleDB(path)
+    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
+    db.save()
+    fds = len(os.listdir("/proc/self/fd"))
+    signal.signal(signal.SIGALRM, on_alarm)
+    rng = random.Random(int(sys.argv[3]))
+    interrupted = done = 0
+    while interrupted < wanted:
+        db.set("n", interrupted + done)
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
+                db.save()
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                done += 1
+            except Interrupted:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                interrupted += 1
+        except Interrupted:  # the alarm went off between the two handlers
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            interrupted += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds, ("descriptor leak", os.listdir("/proc/self/fd"))
+    leftovers = [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")]
+    assert leftovers == [], leftovers
+    with open(path, "rb") as file:
+        assert len(orjson.loads(file.read())) == 301  # always a whole snapshot
+    db.set("after", True)
+    assert db.save() is True  # no false conflict: the instance knows which file it wrote
+    print(interrupted, done)
+    """
+)
+
+
+def _interrupt_storm(tmp_path: Path, interrupts: int, seed: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_STORM, str(tmp_path / "db.json"), str(interrupts), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    interrupted, done = map(int, result.stdout.split())
+    assert interrupted == interrupts
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file(tmp_path: Path) -> None:
+    _interrupt_storm(tmp_path, 300, seed=1)
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file_heavy(tmp_path: Path) -> None:
+    _interrupt_storm(tmp_path, 2000, seed=2)
+
+
+_FORK_WHILE_A_THREAD_SAVES = textwrap.dedent(
+    """
+    import os, sys, threading, time, warnings
+    import orjson, pickledb
+
+    warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+    path = sys.argv[1]
+    db = pickledb.PickleDB(path)
+    db.load()
+    db.set("parent", 0)
+    db.save()
+    inside, release = threading.Event(), threading.Event()
+    real_replace = os.replace
+
+    def slow_replace(src, dst):  # the background saver holds the save locks here
+        if threading.current_thread().name == "saver":
+            inside.set()
+            release.wait(30)
+        real_replace(src, dst)
+
+    pickledb.os.replace = slow_replace
+    db.set("thread", 1)
+    saver = threading.Thread(target=db.save, name="saver")
+    saver.start()
+    assert inside.wait(30)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            db.set("child", 1)
+            try:
+                db.save()
+            except pickledb.ConflictError:  # the parent's thread saved after the fork
+                db.load()
+                db.set("child", 1)
+                db.save()
+            code = 0
+        finally:
+            os._exit(code)
+    time.sleep(0.3)
+    release.set()
+    saver.join(30)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            sys.exit("the child hung on the lock its parent's thread held at the fork")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    with open(path, "rb") as file:
+        print(" ".join(sorted(orjson.loads(file.read()))))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_another_thread_holds_the_save_lock_does_not_deadlock_the_child(tmp_path: Path) -> None:
+    result = run_python(_FORK_WHILE_A_THREAD_SAVES.replace("sys.argv[1]", repr(str(tmp_path / "db.json"))))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "parent", "thread"]  # nothing lost on either side
+    assert files_in(tmp_path) == ["db.json"]
+
+
+@pytest.mark.parametrize("how", ["wait_for", "cancel"])
+def test_cancelled_load_changes_nothing_in_memory(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "big.json"
+    _json_file(path, {f"k{i}": i for i in range(300_000)})
+    db = PickleDB(path)
+    db.set("mine", 1)
+
+    async def main() -> None:
+        if how == "wait_for":
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(db.load(), 0.001)
+        else:
+            task = asyncio.ensure_future(db.load())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await db.set("after", 2)
+
+    asyncio.run(main())  # returns once the worker thread has finished its read
+    assert db.all() == ["mine", "after"]
+    with pytest.raises(pickledb.ConflictError):  # the cancelled load did not count as seeing the file
+        db.save()
+
+
+def test_save_refuses_a_file_too_large_to_load_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pickledb._MAX_FILE_BYTES == 2**31 - 1
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    monkeypatch.setattr(pickledb, "_MAX_FILE_BYTES", 100)
+    db.set("big", "x" * 200)
+    with pytest.raises(ValueError, match=r"more than the 100 bytes orjson can load back.*PickleDBSQLite") as info:
+        db.save()
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == raw and files_in(tmp_path) == ["db.json"]
+    db.remove("big")
+    assert db.save() is True
+    path.write_bytes(b'{"b": "' + b"y" * 200 + b'"}')
+    with pytest.raises(CorruptFileError, match="more than the 100 bytes orjson can parse"):
+        db.load()
+    assert db.all() == ["a"]
+
+
+_ODD_PATHS = textwrap.dedent(
+    """
+    import os, resource, stat, sys
+    import pickledb
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # reading /dev/zero must not take the machine
+    real_replace = os.replace
+
+    def guarded(src, dst):
+        if os.path.exists(dst) and not stat.S_ISREG(os.stat(dst).st_mode):
+            os.unlink(src)
+            raise SystemExit(f"save() was about to replace {dst}, which is not a regular file")
+        real_replace(src, dst)
+
+    pickledb.os.replace = guarded
+    for path, kind in zip(sys.argv[1::2], sys.argv[2::2]):
+        before = os.lstat(path)
+        db = pickledb.PickleDB(path)
+        db.set("a", 1)
+        for op in (db.load, db.save):
+            try:
+                op()
+            except OSError as err:
+                assert err.filename == db.location and db.location in str(err), err
+                assert kind in str(err), (kind, str(err))
+            else:
+                raise SystemExit(f"{op.__name__}() of {path} did not refuse")
+        assert db.all() == ["a"]
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), path
+    print("refused")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev")
+def test_load_and_save_refuse_anything_but_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    (tmp_path / "null.json").symlink_to("/dev/null")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    (tmp_path / "dir.json").mkdir()
+    cases = [
+        (fifo, "a FIFO"),
+        (tmp_path / "null.json", "a character device"),
+        (tmp_path / "zero.json", "a character device"),
+        ("/dev/null", "a character device"),
+        (tmp_path / "dir.json", "a directory"),
+    ]
+    args = [str(item) for case in cases for item in case]
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _ODD_PATHS, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "refused\n"
+    assert sorted(files_in(tmp_path)) == ["dir.json", "fifo.json", "null.json", "zero.json"]
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "é" * 125 + ".json", "b" * 234 + ".json"])
+def test_file_names_up_to_name_max_bytes_can_be_saved(tmp_path: Path, name: str) -> None:
+    assert len(os.fsencode(name)) <= 255
+    path = tmp_path / name
+    db = PickleDB(path)
+    db.set("a", 1)
+    assert db.save() is True
+    db.set("b", 2)
+    assert db.save() is True
+    again = PickleDB(path)
+    again.load()
+    assert again.all() == ["a", "b"]
+    assert files_in(tmp_path) == [name]
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [254, 300])  # 254 fails only inside the database's own object
+def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path, levels: int) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set_many({"fine": _nested(253), "deep": _nested(levels)})
+    with pytest.raises(TypeError, match=r"key 'deep' holds a value nested too deeply") as info:
+        db.save()
+    assert "'fine'" not in str(info.value)
+    assert files_in(tmp_path) == []
+    db.remove("deep")
+    assert db.save() is True  # 253 levels inside the object: the most orjson writes
+    path = tmp_path / "deep.json"
+    path.write_bytes(b'{"a": ' + b"[" * 1100 + b"]" * 1100 + b"}")  # valid JSON, deeper than orjson reads
+    with pytest.raises(CorruptFileError, match="nested too deeply") as info:
+        PickleDB(path).load()
+    assert "not valid" not in str(info.value)
+
+
+_HANDLER_SAVE_STORM = textwrap.dedent(
+    """
+    import os, random, signal, sys, threading
+    import orjson, pickledb
+
+    path, wanted, seed, other_thread = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    if other_thread:
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    db = pickledb.PickleDB(path)
+    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
+    db.save()
+    rng = random.Random(seed)
+    handled = 0
+
+    def on_alarm(signum, frame):  # saves at a random moment, often in the middle of the main loop's save
+        global handled
+        handled += 1
+        mine = handled
+        db.set("handler", mine)
+        db.save()
+        with open(path, "rb") as file:
+            on_disk = orjson.loads(file.read())
+        memory = {key: db.get(key) for key in db.all()}
+        # A timer re-armed before this handler ran can fire inside it: then memory moved on.
+        assert on_disk["handler"] >= mine, "handler's save undone"
+        assert handled > mine or on_disk == memory, "handler's save is not a snapshot of memory"
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    n = 0
+    while handled < wanted:
+        n += 1
+        db.set("main", n)
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
+        db.save()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    with open(path, "rb") as file:
+        assert orjson.loads(file.read()) == {key: db.get(key) for key in db.all()}
+    assert [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")] == []
+    print(handled, n)
+    """
+)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "with-another-thread"])
+def test_signal_handler_saving_at_random_moments_heavy(tmp_path: Path, other_thread: bool) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _HANDLER_SAVE_STORM, str(tmp_path / "db.json"), "2000", "3", str(int(other_thread))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[0]) == 2000
