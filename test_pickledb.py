@@ -2310,15 +2310,15 @@ PROCESS_CHILD = textwrap.dedent(
 )
 
 
-def sqlite_processes(tmp_path: Path, count: int, ops: int) -> None:
-    path = tmp_path / "shared.sqlite3"
+def writer_processes(child: str, count: int, argv: Callable[[int, str], list[str]]) -> dict[str, object]:
+    """Run `count` copies of `child` (odd ones async, even ones sync), released at once; merge what they print."""
     procs = []
     try:
         for number in range(count):
             mode = "async" if number % 2 else "sync"
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-c", PROCESS_CHILD, str(path), str(number), str(ops), mode],
+                    [sys.executable, "-c", child, *argv(number, mode)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -2328,7 +2328,7 @@ def sqlite_processes(tmp_path: Path, count: int, ops: int) -> None:
             )
         for proc in procs:
             assert proc.stdout.readline() == b"ready\n"
-        for proc in procs:  # release them all at once onto a file that does not exist yet
+        for proc in procs:  # release them all at once
             proc.stdin.write(b"go\n")
         results = [proc.communicate(timeout=120) for proc in procs]
     finally:
@@ -2336,15 +2336,25 @@ def sqlite_processes(tmp_path: Path, count: int, ops: int) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    expected = {}
+    expected: dict[str, object] = {}
     for proc, (out, err) in zip(procs, results, strict=True):
         text = err.decode(errors="replace")
         assert "locked" not in text and proc.returncode == 0, text
         expected.update(json.loads(out))
+    return expected
+
+
+def assert_holds(db: Store, expected: dict[str, object]) -> None:
+    assert db.all() == sorted(expected)
+    for key, value in expected.items():
+        assert db.get(key) == value
+
+
+def sqlite_processes(tmp_path: Path, count: int, ops: int) -> None:
+    path = tmp_path / "shared.sqlite3"  # does not exist yet: the children create it together
+    expected = writer_processes(PROCESS_CHILD, count, lambda number, mode: [str(path), str(number), str(ops), mode])
     with PickleDBSQLite(path) as db:
-        assert db.all() == sorted(expected)
-        for key, value in expected.items():
-            assert db.get(key) == value
+        assert_holds(db, expected)
 
 
 def test_sqlite_processes_against_models(tmp_path: Path) -> None:
@@ -5652,38 +5662,9 @@ _REDIS_PROCESS_CHILD = textwrap.dedent(
 
 
 def _redis_processes(url: str, count: int, ops: int) -> None:
-    procs = []
-    try:
-        for number in range(count):
-            mode = "async" if number % 2 else "sync"
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", _REDIS_PROCESS_CHILD, url, str(number), str(ops), mode],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=child_env(),
-                    bufsize=0,
-                )
-            )
-        for proc in procs:
-            assert proc.stdout.readline() == b"ready\n"
-        for proc in procs:
-            proc.stdin.write(b"go\n")
-        results = [proc.communicate(timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    expected: dict[str, object] = {}
-    for proc, (out, err) in zip(procs, results, strict=True):
-        assert proc.returncode == 0, err.decode(errors="replace")
-        expected.update(json.loads(out))
+    expected = writer_processes(_REDIS_PROCESS_CHILD, count, lambda number, mode: [url, str(number), str(ops), mode])
     with PickleDBRedis(url, "shared") as db:
-        assert db.all() == sorted(expected)
-        for key, value in expected.items():
-            assert db.get(key) == value
+        assert_holds(db, expected)
 
 
 def test_redis_processes_writing_one_store_lose_nothing(redis_url: str) -> None:
