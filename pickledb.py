@@ -1686,7 +1686,10 @@ class PickleDBRedis:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         if not isinstance(hash_name, str):
-            raise TypeError(f"hash_name must be a str, not {type(hash_name).__name__}")
+            raise ValueError(
+                f"invalid hash_name {hash_name!r}: hash_name must be a str (non-empty Unicode text "
+                f"without control characters), not {type(hash_name).__name__}"
+            )
         if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in hash_name) or not _encodable(hash_name):
             raise ValueError(
                 f"invalid hash_name {_short(hash_name)}: use non-empty Unicode text without control characters"

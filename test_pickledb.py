@@ -5275,7 +5275,7 @@ def test_redis_constructor_refuses_bad_names_and_urls_before_any_command() -> No
         with pytest.raises(ValueError, match="invalid hash_name"):
             PickleDBRedis("redis://127.0.0.1:1/0", name)
     for name in [b"kv", None, 3]:
-        with pytest.raises(TypeError, match="hash_name must be a str"):
+        with pytest.raises(ValueError, match=r"invalid hash_name .*must be a str.*, not (bytes|NoneType|int)"):
             PickleDBRedis("redis://127.0.0.1:1/0", name)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"invalid Redis URL 'http://u:\*\*\*@host/'") as excinfo:
         PickleDBRedis("http://u:hunter2@host/")
