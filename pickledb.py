@@ -1665,11 +1665,24 @@ async def _close_at_loop_end(client: Any) -> Any:
 class PickleDBRedis:
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
+    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0)
+
+    url: the server, as redis-py's from_url accepts it: redis://, rediss://
+        (TLS) or unix:// (a socket path), with a user and password where
+        the server needs them. The password is shown as *** in repr(), in
+        the `url` attribute and in every error message.
+    hash_name: the Redis hash that holds this store; different names on one
+        server are independent stores. A non-empty str without control
+        characters; anything else raises ValueError before any command is
+        sent.
+    cluster: False (the default) talks to one server; True talks to a Redis
+        Cluster, starting from the node in `url`.
+    timeout: seconds allowed for connecting and for every reply; a server
+        that cannot be reached or stops answering raises the builtin
+        ConnectionError within it.
+
     The same API as PickleDBSQLite: one hash field per key, the value
-    orjson-encoded. `url` is what redis-py accepts (redis://, rediss://,
-    unix://, with user and password where needed); `hash_name` names the hash
-    (different names are independent stores); cluster=True talks to a Redis
-    Cluster. Durability is the server's: see its persistence settings.
+    orjson-encoded. Durability is the server's: see its persistence settings.
     Clients open lazily: one for sync calls, shared by threads, and one
     asyncio client per event loop. Call close(), or use `with` / `async with`.
     Every method is awaitable when called from async code.

@@ -6755,13 +6755,17 @@ def test_pretty_files_end_with_a_newline(tmp_path: Path) -> None:
     assert (tmp_path / "p.json").read_bytes() == b"{}\n"
 
 
-@pytest.mark.parametrize("cls", [PickleDB, PickleDBSQLite])
+@pytest.mark.parametrize("cls", [PickleDB, PickleDBSQLite, PickleDBRedis])
 def test_help_explains_every_constructor_argument(cls: type) -> None:
     text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
     for name in inspect.signature(cls).parameters:
         assert re.search(rf"^\s*\|?\s*{name}: \S", text, re.MULTILINE), f"help({cls.__name__}) does not explain {name}"
     words = " ".join(text.replace("|", " ").split())
-    assert "`~` is expanded and the path is made absolute" in words
+    if cls is PickleDBRedis:
+        assert "The password is shown as *** in repr()" in words
+        assert f"{cls.__name__}(url=" in words
+    else:
+        assert "`~` is expanded and the path is made absolute" in words
 
 
 def test_help_of_the_module_shows_no_private_name() -> None:
