@@ -5745,6 +5745,65 @@ def test_redis_close_after_its_loop_was_closed_without_shutdown(redis_url: str) 
     gc.collect()
 
 
+async def _redis_wait_clients_async(url: str, count: int, timeout: float = 5.0) -> int:
+    """_redis_wait_clients that lets the running loop go on while it waits."""
+    deadline = time.monotonic() + timeout
+    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return now
+
+
+def test_redis_close_never_awaited_still_closes_every_client(redis_url: str) -> None:
+    db = PickleDBRedis(redis_url)
+    db.set("sync", 0)
+
+    async def main() -> None:
+        await _redis_session(db, "here")
+        assert _redis_client_count(redis_url) == 3  # sync, the idle loop's, this loop's
+        with pytest.warns(RuntimeWarning, match="coroutine 'PickleDBRedis.close' was never awaited"):
+            db.close()  # the await forgotten: everything is closed all the same, while this loop goes on
+            gc.collect()
+        assert await _redis_wait_clients_async(redis_url, 0) == 0
+        with pytest.raises(ValueError, match="is closed"):
+            await db.get("here")
+
+    with private_loop() as idle:
+        idle.run_until_complete(_redis_session(db, "idle"))
+        asyncio.run(main())
+    with pytest.raises(ValueError, match="is closed"):
+        db.get("sync")
+    db.close()
+
+
+def test_redis_cancelled_close_still_closes_every_client_and_a_second_close_waits(redis_url: str) -> None:
+    async def main(db: PickleDBRedis, wait: bool) -> None:
+        await _redis_session(db, "here")
+        assert _redis_client_count(redis_url) == 3  # sync, the idle loop's, this loop's
+        closing = asyncio.ensure_future(await_method(db, "close"))
+        await asyncio.sleep(0)  # the close has started: everything is handed over
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        if wait:
+            await db.close()  # again: it waits for the first one's work
+            assert _redis_client_count(redis_url) == 0
+        else:
+            assert await _redis_wait_clients_async(redis_url, 0) == 0
+        with pytest.raises(ValueError, match="is closed"):
+            await db.set("late", 1)
+
+    for wait in (False, True):
+        db = PickleDBRedis(redis_url)
+        db.set("sync", 0)
+        with private_loop() as idle:
+            idle.run_until_complete(_redis_session(db, "idle"))
+            asyncio.run(main(db, wait))
+        with pytest.raises(ValueError, match="is closed"):
+            db.set("sync", 1)
+        db.close()
+        assert _redis_client_count(redis_url) == 0
+
+
 def test_redis_async_close_in_a_later_loop_and_async_with(redis_url: str) -> None:
     async def with_block() -> int:
         async with PickleDBRedis(redis_url) as db:
