@@ -1627,10 +1627,10 @@ def _redis_connections(client: Any) -> list[Any]:
 
 
 def _drop_transports(client: Any) -> None:
-    """Close the sockets of an asyncio client whose event loop is already closed.
+    """Close the sockets of an asyncio client that cannot run its own aclose().
 
-    Such a loop can no longer run the client's own aclose(); the sockets are
-    closed directly, so that nothing leaks and nothing warns later.
+    Its event loop is closed, or the task closing it was cancelled: the
+    sockets are closed directly, so that nothing leaks and nothing warns later.
     """
     for conn in _redis_connections(client):
         writer = getattr(conn, "_writer", None)
@@ -1638,11 +1638,12 @@ def _drop_transports(client: Any) -> None:
             continue
         transport = writer.transport
         try:
-            transport.close()  # marks it closing, then fails to schedule the rest on the closed loop
-        except RuntimeError:
+            transport.close()  # on an open loop the socket closes in its next step; on a closed one ...
+        except RuntimeError:  # ... it marks it closing, then fails to schedule the rest
             pass
         lost = getattr(transport, "_call_connection_lost", None)  # asyncio's own final step: closes the socket
-        if lost is not None and getattr(transport, "_sock", None) is not None:
+        loop = getattr(transport, "_loop", None)
+        if lost is not None and getattr(transport, "_sock", None) is not None and (loop is None or loop.is_closed()):
             try:
                 lost(None)
             except Exception:  # pragma: no cover - the socket is closed before this can raise
@@ -1665,11 +1666,24 @@ async def _close_at_loop_end(client: Any) -> Any:
 class PickleDBRedis:
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
+    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0)
+
+    url: the server, as redis-py's from_url accepts it: redis://, rediss://
+        (TLS) or unix:// (a socket path), with a user and password where
+        the server needs them. The password is shown as *** in repr(), in
+        the `url` attribute and in every error message.
+    hash_name: the Redis hash that holds this store; different names on one
+        server are independent stores. A non-empty str without control
+        characters; anything else raises ValueError before any command is
+        sent.
+    cluster: False (the default) talks to one server; True talks to a Redis
+        Cluster, starting from the node in `url`.
+    timeout: seconds allowed for connecting and for every reply; a server
+        that cannot be reached or stops answering raises the builtin
+        ConnectionError within it.
+
     The same API as PickleDBSQLite: one hash field per key, the value
-    orjson-encoded. `url` is what redis-py accepts (redis://, rediss://,
-    unix://, with user and password where needed); `hash_name` names the hash
-    (different names are independent stores); cluster=True talks to a Redis
-    Cluster. Durability is the server's: see its persistence settings.
+    orjson-encoded. Durability is the server's: see its persistence settings.
     Clients open lazily: one for sync calls, shared by threads, and one
     asyncio client per event loop. Call close(), or use `with` / `async with`.
     Every method is awaitable when called from async code.
@@ -1686,7 +1700,10 @@ class PickleDBRedis:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         if not isinstance(hash_name, str):
-            raise TypeError(f"hash_name must be a str, not {type(hash_name).__name__}")
+            raise ValueError(
+                f"invalid hash_name {hash_name!r}: hash_name must be a str (non-empty Unicode text "
+                f"without control characters), not {type(hash_name).__name__}"
+            )
         if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in hash_name) or not _encodable(hash_name):
             raise ValueError(
                 f"invalid hash_name {_short(hash_name)}: use non-empty Unicode text without control characters"
@@ -1706,7 +1723,8 @@ class PickleDBRedis:
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
         self._aclients: dict[Any, tuple[Any, Any]] = {}  # event loop -> (asyncio client, its closer)
-        self._closing: set[Any] = set()  # close tasks scheduled on a loop that was busy
+        # Asyncio clients being closed: (loop, client, task on that loop or None, future set when closed).
+        self._closing: list[tuple[Any, Any, Any, Any]] = []
         self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
         self._closed = False
 
@@ -1941,25 +1959,101 @@ class PickleDBRedis:
                 self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
     def close(self) -> Any:
-        """Close every client this instance opened; calling it again does nothing.
+        """Close every client this instance opened; calling it again waits for the first close.
 
-        Awaitable in async code.
+        Everything is handed over to be closed at call time, so a close() that
+        is cancelled or never awaited still closes it all. Calls made later
+        raise ValueError("... is closed"). Awaitable in async code: it waits
+        until each client is closed.
         """
+        import asyncio
+        import concurrent.futures
+
         if _async_caller():
-            return _named_for_caller(PickleDBRedis._aclose, self, 1)(self, self._detach())
+            here = asyncio.get_running_loop()
+            others = []
+            for loop, (client, closer) in self._detach().items():
+                if loop is here:
+                    self._close_in_task(loop, client, closer)
+                else:
+                    others.append((loop, client, closer, self._closing_one(loop, client, None)))
+            if others:
+                worker = threading.Thread(target=self._close_all_elsewhere, args=(others,), name="pickledb-close")
+                worker.daemon = True
+                worker.start()
+            future = here.create_future()
+            closing = [done for _, _, _, done in list(self._closing)]  # an earlier close's work included
+            left = [len(closing)]
+
+            def one_closed(done: Any) -> None:
+                left[0] -= 1
+                if done.exception() is not None:
+                    _settle(future, None, done.exception())
+                if not left[0]:
+                    _settle(future, None, None)
+
+            for done in closing:
+                done.add_done_callback(functools.partial(_call_in_loop, here, one_closed))
+            if not closing:
+                future.set_result(None)
+            return _named_for_caller(_outcome, self, 1)(future)
         for loop, (client, closer) in self._detach().items():
             self._close_elsewhere(loop, client, closer)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, client, task, done in list(self._closing):  # an earlier close's work: wait for it
+            if loop is running:  # a sync call inside that loop's own code: it closes when the loop goes on
+                continue
+            if task is not None and not loop.is_running() and not done.done():
+                if loop.is_closed():  # that loop ended before the task could run
+                    _drop_transports(client)
+                    self._closed_one(done)
+                else:
+                    _run_idle_loop_in_new_thread(loop, asyncio.wait([task]))
+            concurrent.futures.wait([done], self._timeout)
         return None
 
-    async def _aclose(self, entries: dict[Any, tuple[Any, Any]]) -> None:
-        import asyncio
+    def _closing_one(self, loop: Any, client: Any, task: Any) -> Any:
+        """Record that `client` is being closed; return the future set when it is."""
+        import concurrent.futures
 
-        here = asyncio.get_running_loop()
-        for loop, (client, closer) in entries.items():
-            if loop is here:
-                await closer.aclose()
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        entry = (loop, client, task, done)
+        with self._lock:
+            self._closing.append(entry)
+        done.add_done_callback(lambda _: self._closed_one(done))
+        return done
+
+    def _closed_one(self, done: Any) -> None:
+        """Forget the client whose close set `done` (setting it if nobody did)."""
+        with self._lock:
+            self._closing = [entry for entry in self._closing if entry[3] is not done]
+        if not done.done():
+            done.set_result(None)
+
+    def _close_in_task(self, loop: Any, client: Any, closer: Any) -> None:
+        """Close `client` in a new task on `loop`, the running loop that owns it."""
+        task = loop.create_task(closer.aclose())
+        done = self._closing_one(loop, client, task)
+
+        def finished(task: Any) -> None:
+            if task.cancelled() or task.exception() is not None:  # stopped partway, or never started
+                _drop_transports(client)
+            done.set_result(None)
+
+        task.add_done_callback(finished)
+
+    def _close_all_elsewhere(self, entries: list[tuple[Any, Any, Any, Any]]) -> None:
+        """Close asyncio clients of other loops (in a thread of its own); set each one's future."""
+        for loop, client, closer, done in entries:
+            try:
+                self._close_elsewhere(loop, client, closer)
+            except BaseException as err:  # handed to whoever awaits the close
+                done.set_exception(err)
             else:
-                await _off_loop(self._close_elsewhere, loop, client, closer)
+                done.set_result(None)
 
     def _close_elsewhere(self, loop: Any, client: Any, closer: Any) -> None:
         """Close an asyncio client from outside its loop, whatever state that loop is in."""
@@ -1973,9 +2067,7 @@ class PickleDBRedis:
         except RuntimeError:
             running = None
         if running is not None and loop is running:  # a sync call inside that loop's own code: close soon, on the loop
-            task = loop.create_task(closer.aclose())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_in_task(loop, client, closer)
         elif loop.is_running():  # another thread's loop
             future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
             deadline = time.monotonic() + self._timeout

@@ -5275,7 +5275,7 @@ def test_redis_constructor_refuses_bad_names_and_urls_before_any_command() -> No
         with pytest.raises(ValueError, match="invalid hash_name"):
             PickleDBRedis("redis://127.0.0.1:1/0", name)
     for name in [b"kv", None, 3]:
-        with pytest.raises(TypeError, match="hash_name must be a str"):
+        with pytest.raises(ValueError, match=r"invalid hash_name .*must be a str.*, not (bytes|NoneType|int)"):
             PickleDBRedis("redis://127.0.0.1:1/0", name)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"invalid Redis URL 'http://u:\*\*\*@host/'") as excinfo:
         PickleDBRedis("http://u:hunter2@host/")
@@ -5743,6 +5743,65 @@ def test_redis_close_after_its_loop_was_closed_without_shutdown(redis_url: str) 
     db.close()
     assert _redis_wait_clients(redis_url, 0) == 0
     gc.collect()
+
+
+async def _redis_wait_clients_async(url: str, count: int, timeout: float = 5.0) -> int:
+    """_redis_wait_clients that lets the running loop go on while it waits."""
+    deadline = time.monotonic() + timeout
+    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return now
+
+
+def test_redis_close_never_awaited_still_closes_every_client(redis_url: str) -> None:
+    db = PickleDBRedis(redis_url)
+    db.set("sync", 0)
+
+    async def main() -> None:
+        await _redis_session(db, "here")
+        assert _redis_client_count(redis_url) == 3  # sync, the idle loop's, this loop's
+        with pytest.warns(RuntimeWarning, match="coroutine 'PickleDBRedis.close' was never awaited"):
+            db.close()  # the await forgotten: everything is closed all the same, while this loop goes on
+            gc.collect()
+        assert await _redis_wait_clients_async(redis_url, 0) == 0
+        with pytest.raises(ValueError, match="is closed"):
+            await db.get("here")
+
+    with private_loop() as idle:
+        idle.run_until_complete(_redis_session(db, "idle"))
+        asyncio.run(main())
+    with pytest.raises(ValueError, match="is closed"):
+        db.get("sync")
+    db.close()
+
+
+def test_redis_cancelled_close_still_closes_every_client_and_a_second_close_waits(redis_url: str) -> None:
+    async def main(db: PickleDBRedis, wait: bool) -> None:
+        await _redis_session(db, "here")
+        assert _redis_client_count(redis_url) == 3  # sync, the idle loop's, this loop's
+        closing = asyncio.ensure_future(await_method(db, "close"))
+        await asyncio.sleep(0)  # the close has started: everything is handed over
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        if wait:
+            await db.close()  # again: it waits for the first one's work
+            assert _redis_client_count(redis_url) == 0
+        else:
+            assert await _redis_wait_clients_async(redis_url, 0) == 0
+        with pytest.raises(ValueError, match="is closed"):
+            await db.set("late", 1)
+
+    for wait in (False, True):
+        db = PickleDBRedis(redis_url)
+        db.set("sync", 0)
+        with private_loop() as idle:
+            idle.run_until_complete(_redis_session(db, "idle"))
+            asyncio.run(main(db, wait))
+        with pytest.raises(ValueError, match="is closed"):
+            db.set("sync", 1)
+        db.close()
+        assert _redis_client_count(redis_url) == 0
 
 
 def test_redis_async_close_in_a_later_loop_and_async_with(redis_url: str) -> None:
@@ -6755,13 +6814,17 @@ def test_pretty_files_end_with_a_newline(tmp_path: Path) -> None:
     assert (tmp_path / "p.json").read_bytes() == b"{}\n"
 
 
-@pytest.mark.parametrize("cls", [PickleDB, PickleDBSQLite])
+@pytest.mark.parametrize("cls", [PickleDB, PickleDBSQLite, PickleDBRedis])
 def test_help_explains_every_constructor_argument(cls: type) -> None:
     text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
     for name in inspect.signature(cls).parameters:
         assert re.search(rf"^\s*\|?\s*{name}: \S", text, re.MULTILINE), f"help({cls.__name__}) does not explain {name}"
     words = " ".join(text.replace("|", " ").split())
-    assert "`~` is expanded and the path is made absolute" in words
+    if cls is PickleDBRedis:
+        assert "The password is shown as *** in repr()" in words
+        assert f"{cls.__name__}(url=" in words
+    else:
+        assert "`~` is expanded and the path is made absolute" in words
 
 
 def test_help_of_the_module_shows_no_private_name() -> None:
