@@ -2143,13 +2143,11 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
             base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
             raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
         return stack.enter_context(PickleDBSQLite(path, name))
-    redis_class = globals().get("PickleDBRedis")
-    if redis_class is None:
-        raise _CLIError(
-            f"{_cli_mask(location)}: Redis stores are not available in this pickledb.py ({__version__}); "
-            "upgrade pickledb to a version that has PickleDBRedis"
-        )
-    return stack.enter_context(redis_class(location, name))
+    try:
+        redis_store = PickleDBRedis(location, name)
+    except ImportError as err:  # redis-py is missing: the library's hint, naming the store
+        raise _CLIError(f"{_cli_mask(address)}: {err}") from None
+    return stack.enter_context(redis_store)
 
 
 def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
@@ -2513,7 +2511,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 2
-    conflict = globals().get("ConflictError")
     try:
         with contextlib.ExitStack() as stack, _PausedGC():  # a short run that builds many containers
             return _cli_run(args, stack)
@@ -2525,15 +2522,13 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as err:
-        if isinstance(conflict, type) and isinstance(err, conflict):
-            path = getattr(err, "path", "the file")
-            message = f"{path} was changed by another writer while this command ran; nothing was written: run it again"
-        elif isinstance(err, _cli_handled()):
-            message = str(err) or type(err).__name__
-        else:
-            raise
+    except ConflictError as err:
+        message = f"{err.path} was changed by another writer while this command ran; nothing was written: run it again"
         status = 2
+    except Exception as err:
+        if not isinstance(err, _cli_handled()):
+            raise
+        message, status = str(err) or type(err).__name__, 2
     sys.stderr.write(f"pickledb: {' '.join(message.split())}\n")
     return status
 

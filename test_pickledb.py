@@ -6047,13 +6047,8 @@ def one_line_error(err: str, *parts: str) -> None:
 
 
 def redis_address(request: pytest.FixtureRequest) -> str:
-    """The address of a new, empty hash on a running Redis server, or a skip saying what is missing."""
-    if not hasattr(pickledb, "PickleDBRedis"):
-        pytest.skip("this pickledb.py has no PickleDBRedis")
-    try:
-        url = request.getfixturevalue("redis_url")
-    except pytest.FixtureLookupError:
-        pytest.skip("no redis_url fixture: no Redis server for the tests")
+    """The address of a new, empty hash on a running Redis server (the fixture skips without one)."""
+    url = request.getfixturevalue("redis_url")
     return f"{url}#cli_{uuid.uuid4().hex}"
 
 
@@ -6287,23 +6282,27 @@ def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
     one_line_error(result.stderr, "invalid choice")
 
 
-def test_redis_address_without_the_redis_class_is_not_available(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delattr(pickledb, "PickleDBRedis", raising=False)  # a pickledb.py from before Redis
-    (tmp_path / "a.json").write_text('{"a": 1}')
-    for address in ["redis://:secret@localhost:6379/0#h", "rediss://cache:6380", "unix:///tmp/redis.sock"]:
-        for argv in [("keys", address), ("copy", str(tmp_path / "a.json"), address), ("copy", address, "b.json")]:
-            status, out, err = cli(capsys, *argv)
-            assert (status, out) == (2, "")
-            one_line_error(err, "Redis stores are not available")
-            assert "secret" not in err
+def test_redis_address_without_redis_py_names_the_package_in_one_line(tmp_path: Path) -> None:
+    src = str(tmp_path / "a.json")
+    Path(src).write_text('{"a": 1}')
+    result = run_python(
+        f"""
+        import sys
+        sys.modules["redis"] = None  # as if redis-py were not installed
+        import pickledb
+        print(pickledb.main(["keys", "redis://:secret@localhost:6379/0#h"]))
+        print(pickledb.main(["copy", {src!r}, "unix:///tmp/r.sock"]))
+        """
+    )
+    assert (result.returncode, result.stdout) == (0, "2\n2\n"), result.stderr
+    first, second = result.stderr.splitlines(keepends=True)
+    for err, address in [(first, "redis://:***@localhost:6379/0#h"), (second, "unix:///tmp/r.sock")]:
+        one_line_error(err, f"pickledb: {address}: PickleDBRedis needs redis-py", 'pip install "pickledb[redis]"')
+    assert "secret" not in result.stderr
     assert os.listdir(tmp_path) == ["a.json"]
 
 
 def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    if not hasattr(pickledb, "PickleDBRedis"):
-        pytest.skip("this pickledb.py has no PickleDBRedis")
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -6316,8 +6315,6 @@ def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]
 def test_json_store_changed_meanwhile_is_a_one_line_conflict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not hasattr(pickledb, "ConflictError"):
-        pytest.skip("this pickledb.py has no ConflictError")
     path = tmp_path / "a.json"
     path.write_bytes(b'{"a": 1}')
     load = PickleDB.load
