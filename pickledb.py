@@ -1597,25 +1597,29 @@ def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
 
 
 def _masked_url(url: str) -> str:
-    """Return `url` with any password replaced by ***."""
+    """Return `url` with any password replaced by ***; every other character stays as written."""
     import urllib.parse
 
     if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
         return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
+    scheme, rest = url.split("://", 1)
+    end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
+    start = rest.rfind("@", 0, end) + 1  # a password may hold a '/'
+    cut = min((i for i in (rest.find(c, start) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, rest = rest[:cut], rest[cut:]
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
             netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = parts.query
+    rest, hash_sign, fragment = rest.partition("#")
+    path, question, query = rest.partition("?")
     if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        pairs = [pair.partition("=") for pair in query.split("&")]
         query = "&".join(
-            f"{name}=***" if name.lower() == "password" else urllib.parse.urlencode({name: value})
-            for name, value in pairs
+            f"{name}{equals}***" if urllib.parse.unquote_plus(name).lower() == "password" else f"{name}{equals}{value}"
+            for name, equals, value in pairs
         )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return f"{scheme}://{netloc}{path}{question}{query}{hash_sign}{fragment}"
 
 
 def _redis_connections(client: Any) -> list[Any]:
@@ -2075,19 +2079,15 @@ def _cli_address(text: str) -> tuple[str, str, str]:
         elif location.lower().endswith(".json"):
             raise _CLIError(f"{text!r}: a JSON file holds one store; #NAME picks an SQLite table or a Redis hash")
         else:
-            raise _CLIError(f"{text!r} is not a store address; use {_CLI_FORMS}")
+            raise _CLIError(f"{_cli_shown(text)!r} is not a store address; use {_CLI_FORMS}")
     if not location or (named and not name):
-        raise _CLIError(f"{_cli_mask(text)!r} is not a store address; use {_CLI_FORMS}")
+        raise _CLIError(f"{_cli_shown(text)!r} is not a store address; use {_CLI_FORMS}")
     return kind, location, name or "kv"
 
 
-def _cli_mask(url: str) -> str:
-    """The URL with its password, if any, replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    user_info, at, host = rest.rpartition("@")
-    if not at or ":" not in user_info:
-        return url
-    return f"{scheme}{sep}{user_info.partition(':')[0]}:***@{host}"
+def _cli_shown(address: str) -> str:
+    """`address` as messages show it: the password of a URL masked as PickleDBRedis masks it."""
+    return _masked_url(address) if "://" in address else address  # a file path may hold an '@'
 
 
 def _cli_sqlite_connect(path: str) -> Any:
@@ -2146,7 +2146,7 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     try:
         redis_store = PickleDBRedis(location, name)
     except ImportError as err:  # redis-py is missing: the library's hint, naming the store
-        raise _CLIError(f"{_cli_mask(address)}: {err}") from None
+        raise _CLIError(f"{_cli_shown(address)}: {err}") from None
     return stack.enter_context(redis_store)
 
 
@@ -2349,7 +2349,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         gone = object()
         value = store.get(args.key, gone)
         if value is gone:
-            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
         _cli_out(orjson.dumps(value) + b"\n")
     elif command == "set":
         value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
@@ -2357,7 +2357,7 @@ def _cli_run(args: Any, stack: Any) -> int:
     elif command == "remove":
         store = _cli_open(args.store, stack, existing=True)
         if not _cli_write(store, lambda db: db.remove(args.key)):
-            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
     elif command == "dump":
         _, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
         data = {key: value for pairs in batches for key, value in pairs}
@@ -2385,7 +2385,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
         stored = _cli_store_pairs(dst, len(pairs), batches, progress)
         if not args.quiet:
-            print(f"imported {len(stored)} keys into {_cli_mask(args.store)}")
+            print(f"imported {len(stored)} keys into {_cli_shown(args.store)}")
     elif command == "copy":
         return _cli_copy(args, stack)
     else:  # info
@@ -2393,7 +2393,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         kind, location, name = _cli_address(args.store)
         lines = [f"backend: {type(store).__name__}"]
         if kind == "redis":
-            lines += [f"url: {_cli_mask(location)}", f"hash: {name}"]
+            lines += [f"url: {_cli_shown(location)}", f"hash: {name}"]
         else:
             path = store.location if kind == "json" else store.path
             lines.append(f"file: {path}")
@@ -2414,13 +2414,13 @@ def _cli_copy(args: Any, stack: Any) -> int:
         return kind, location if kind == "redis" else os.path.realpath(_path_of(location, "STORE", "data.json")), name
 
     if identity(args.src) == identity(args.dst):
-        raise _CLIError(f"{_cli_mask(args.src)} and {_cli_mask(args.dst)} are the same store")
+        raise _CLIError(f"{_cli_shown(args.src)} and {_cli_shown(args.dst)} are the same store")
     total, batches = _cli_pairs(_cli_open(args.src, stack, existing=True), args.batch)
     dst = _cli_open(args.dst, stack, existing=False)
     held = len(dst.all())
     if held and not args.merge:
         raise _CLIError(
-            f"{_cli_mask(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
+            f"{_cli_shown(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
             "pass --merge to copy into it (keys of the source overwrite)"
         )
     progress = _CLIProgress("copy", total, sys.stderr.isatty() and not args.quiet)
@@ -2432,11 +2432,11 @@ def _cli_copy(args: Any, stack: Any) -> int:
     missing = [key for key in stored if key not in present]
     if missing:
         raise _CLIError(
-            f"{_cli_mask(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
+            f"{_cli_shown(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
             f"(first: {_short(missing[0])}); another writer may have removed them"
         )
     if not args.quiet:
-        print(f"copied {len(stored)} keys from {_cli_mask(args.src)} to {_cli_mask(args.dst)}")
+        print(f"copied {len(stored)} keys from {_cli_shown(args.src)} to {_cli_shown(args.dst)}")
     return 0
 
 

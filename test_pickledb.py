@@ -5416,6 +5416,25 @@ def test_redis_unreachable_server_raises_connection_error_with_the_password_mask
     db.close()
 
 
+def test_redis_url_shown_masks_the_password_and_keeps_every_other_character() -> None:
+    pytest.importorskip("redis")
+    for url, shown in [
+        ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+        ("unix:///tmp/redis.sock?db=2&password=s3cret", "unix:///tmp/redis.sock?db=2&password=***"),
+        ("unix://:s3cret@/tmp/redis.sock?db=2", "unix://:***@/tmp/redis.sock?db=2"),
+        ("redis://127.0.0.1:1/0?password=s3cret", "redis://127.0.0.1:1/0?password=***"),
+        (
+            "redis://u:s3cret@h:1/0?socket_timeout=1.5&x=%2F+y&Password=s3cret",
+            "redis://u:***@h:1/0?socket_timeout=1.5&x=%2F+y&Password=***",
+        ),
+        ("rediss://:s3%40cret@h/0", "rediss://:***@h/0"),
+        ("redis://h:1/0?client_name=a@b", "redis://h:1/0?client_name=a@b"),
+    ]:
+        db = PickleDBRedis(url)  # repr and url are worked out without connecting
+        assert (db.url, repr(db)) == (shown, f"PickleDBRedis({shown!r}, 'kv')")
+        db.close()
+
+
 def test_redis_silent_server_raises_connection_error_within_timeout() -> None:
     pytest.importorskip("redis")
     with socket.socket() as silent:  # accepts connections (the kernel does) but never answers
@@ -6086,7 +6105,7 @@ def test_every_command_on_every_backend(store_address: str, tmp_path: Path) -> N
     assert sorted(ok("keys", store_address).splitlines()) == ["note", "user"]
     assert sorted(json.loads(ok("keys", store_address, "--json"))) == ["note", "user"]
 
-    shown = pickledb._cli_mask(store_address)  # a password in a Redis URL is never printed
+    shown = pickledb._cli_shown(store_address)  # a password in a Redis URL is never printed
     assert (
         ok("import", store_address, "-", input=json.dumps(SAMPLE_VALUES))
         == f"imported {len(SAMPLE_VALUES)} keys into {shown}\n"
@@ -6130,7 +6149,7 @@ def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_p
     for src, dst in zip(hops[:-1], hops[1:], strict=True):
         result = pickledb_cli("copy", src, dst)
         assert (result.returncode, result.stderr) == (0, "")
-        shown = [pickledb._cli_mask(address) for address in (src, dst)]  # no password printed
+        shown = [pickledb._cli_shown(address) for address in (src, dst)]  # no password printed
         assert result.stdout == f"copied {len(SAMPLE_VALUES)} keys from {shown[0]} to {shown[1]}\n"
     assert orjson.loads((tmp_path / "end.json").read_bytes()) == SAMPLE_VALUES
 
@@ -6310,6 +6329,42 @@ def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]
     assert (status, out) == (2, "")
     one_line_error(err, f"127.0.0.1:{port}")
     assert "secret" not in err
+
+
+def test_command_line_never_prints_the_password_of_a_redis_url(capsys: pytest.CaptureFixture[str]) -> None:
+    closed = f"redis://127.0.0.1:{_redis_closed_port()}/0?password=s3cret"
+    for argv, status, shown in [
+        (["keys", f"{closed}#"], 2, f"'{closed.replace('s3cret', '***')}#' is not a store address"),
+        (["keys", closed], 2, closed.replace("s3cret", "***")),
+        (["get", f"{closed}#h", "k"], 2, closed.replace("s3cret", "***")),
+        (["keys", "http://u:s3cret@h/0"], 2, "'http://u:***@h/0' is not a store address"),
+    ]:
+        result = cli(capsys, *argv)
+        assert result[:2] == (status, "")
+        one_line_error(result[2], shown)
+        assert "s3cret" not in result[2]
+
+
+def test_command_line_output_with_a_password_in_the_url_masks_it(
+    redis_auth_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    tcp = f"redis://127.0.0.1:{redis_auth_server.port}/0?password=s3cret-pw"
+    unix = f"unix://:s3cret-pw@{redis_auth_server.socket}?db=1"
+    for url in [tcp, unix]:
+        address, shown = f"{url}#cli_{uuid.uuid4().hex}", url.replace("s3cret-pw", "***")
+        for argv, out in [
+            (["copy", str(tmp_path / "a.json"), address], f"copied 1 keys from {tmp_path / 'a.json'} to {shown}#"),
+            (["import", address, str(tmp_path / "a.json")], f"imported 1 keys into {shown}#"),
+            (["info", address], f"url: {shown}\n"),
+        ]:
+            status, printed, err = cli(capsys, *argv)
+            assert (status, err) == (0, "") and out in printed, printed
+            assert "s3cret" not in printed
+        status, printed, err = cli(capsys, "get", address, "missing")
+        assert (status, printed) == (1, "")
+        one_line_error(err, f"not found in {shown}#cli_")
+        assert "s3cret" not in err
 
 
 def test_json_store_changed_meanwhile_is_a_one_line_conflict(
