@@ -2117,6 +2117,32 @@ def _cli_sqlite_tables(path: str) -> list[str]:
         raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
 
 
+def _cli_file_start(path: str, existing: bool) -> bytes:
+    """Return the first 2 bytes of the store file at `path`, b"" if there is none.
+
+    Anything but a regular file (or a link to one) is refused before it is
+    read, and the file is opened without blocking: reading a FIFO would wait
+    for a writer forever. A missing file is an error when `existing`.
+    """
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC)
+            try:
+                info = os.fstat(fd)  # what was opened, if it was swapped since the stat
+                if stat.S_ISREG(info.st_mode):
+                    return os.read(fd, 2)
+            finally:
+                os.close(fd)
+        raise _not_a_file(info.st_mode)
+    except FileNotFoundError:
+        if existing:
+            raise _CLIError(f"{path}: no such file") from None
+        return b""
+    except OSError as err:
+        raise _CLIError(f"cannot open {path}: {err.strerror or err}") from None
+
+
 def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     """Open the store at `address`; a JSON store comes loaded.
 
@@ -2126,18 +2152,12 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     kind, location, name = _cli_address(address)
     if kind == "json":
         path = _path_of(location, "STORE", "data.json")
-        if existing and not os.path.isfile(path):
-            raise _CLIError(f"{path}: no such file")
-        try:
-            with open(path, "rb") as file:
-                pretty = file.read(2) == b"{\n"  # keep an indented file indented
-        except FileNotFoundError:
-            pretty = False
-        db = PickleDB(path, pretty=pretty)
+        db = PickleDB(path, pretty=_cli_file_start(path, existing) == b"{\n")  # an indented file stays indented
         db.load()
         return db
     if kind == "sqlite":
         path = _path_of(location, "STORE", "data.json")
+        _cli_file_start(path, existing)
         if existing and name not in (tables := _cli_sqlite_tables(path)):
             listed = ", ".join(repr(table) for table in tables) or "none"
             base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address

@@ -6301,6 +6301,49 @@ def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
     one_line_error(result.stderr, "invalid choice")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_store_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    d = tmp_path
+    os.mkfifo(d / "f.json")
+    os.mkfifo(d / "f.db")
+    (d / "dir.json").mkdir()
+    (d / "in.json").write_text('{"a": 1}')
+    os.symlink(d / "f.json", d / "fifo-link.json")
+    os.symlink(d / "in.json", d / "file-link.json")
+    fifo, directory = "it is a FIFO; pickledb reads and writes only regular files", "it is a directory"
+    cases = [
+        (["set", f"{d}/f.json", "k", "1"], f"cannot open {d}/f.json: {fifo}"),
+        (["import", f"{d}/f.json", f"{d}/in.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["copy", f"{d}/in.json", f"{d}/f.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["keys", f"{d}/f.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["copy", f"{d}/f.json", f"{d}/out.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["get", f"{d}/fifo-link.json", "k"], f"cannot open {d}/fifo-link.json: {fifo}"),
+        (["set", f"{d}/f.db", "k", "1"], f"cannot open {d}/f.db: {fifo}"),
+        (["info", f"{d}/f.db"], f"cannot open {d}/f.db: {fifo}"),
+        (["keys", f"{d}/dir.json"], f"cannot open {d}/dir.json: {directory}"),
+        (["set", f"{d}/dir.json", "k", "1"], f"cannot open {d}/dir.json: {directory}"),
+        (["set", f"{d}/file-link.json", "b", "2"], None),  # a link to a regular file is that file
+    ]
+    # One process for all: each would wait for a FIFO's writer forever if it opened one to read.
+    result = run_python(
+        f"""
+        import pickledb
+        for argv in {[argv for argv, _ in cases]!r}:
+            print(pickledb.main(argv))
+        """,
+        timeout=30,
+    )
+    assert result.stdout.split() == [("0" if message is None else "2") for _, message in cases], result.stderr
+    errors = result.stderr.splitlines(keepends=True)
+    assert len(errors) == len(cases) - 1, result.stderr
+    for err, (_, message) in zip(errors, cases, strict=False):
+        one_line_error(err, f"pickledb: {message}")
+    assert sorted(os.listdir(d)) == ["dir.json", "f.db", "f.json", "fifo-link.json", "file-link.json", "in.json"]
+    assert stat.S_ISFIFO(os.stat(d / "f.json").st_mode) and stat.S_ISFIFO(os.stat(d / "f.db").st_mode)
+    assert os.listdir(d / "dir.json") == [] and (d / "file-link.json").is_symlink()
+    assert orjson.loads((d / "in.json").read_bytes()) == {"a": 1, "b": 2}
+
+
 def test_redis_address_without_redis_py_names_the_package_in_one_line(tmp_path: Path) -> None:
     src = str(tmp_path / "a.json")
     Path(src).write_text('{"a": 1}')
