@@ -2117,6 +2117,11 @@ def _cli_sqlite_tables(path: str) -> list[str]:
         raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
 
 
+def _cli_path(kind: str, location: str) -> str:
+    """The absolute path of a JSON or SQLite store; an error shows an address of that backend."""
+    return _path_of(location, "STORE", {"json": "data.json", "sqlite": "app.sqlite3 or sqlite:PATH"}[kind])
+
+
 def _cli_file_start(path: str, existing: bool) -> bytes:
     """Return the first 2 bytes of the store file at `path`, b"" if there is none.
 
@@ -2151,12 +2156,12 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     """
     kind, location, name = _cli_address(address)
     if kind == "json":
-        path = _path_of(location, "STORE", "data.json")
+        path = _cli_path(kind, location)
         db = PickleDB(path, pretty=_cli_file_start(path, existing) == b"{\n")  # an indented file stays indented
         db.load()
         return db
     if kind == "sqlite":
-        path = _path_of(location, "STORE", "data.json")
+        path = _cli_path(kind, location)
         _cli_file_start(path, existing)
         if existing and name not in (tables := _cli_sqlite_tables(path)):
             listed = ", ".join(repr(table) for table in tables) or "none"
@@ -2431,7 +2436,7 @@ def _cli_run(args: Any, stack: Any) -> int:
 def _cli_copy(args: Any, stack: Any) -> int:
     def identity(address: str) -> tuple[str, str, str]:
         kind, location, name = _cli_address(address)
-        return kind, location if kind == "redis" else os.path.realpath(_path_of(location, "STORE", "data.json")), name
+        return kind, location if kind == "redis" else os.path.realpath(_cli_path(kind, location)), name
 
     if identity(args.src) == identity(args.dst):
         raise _CLIError(f"{_cli_shown(args.src)} and {_cli_shown(args.dst)} are the same store")

@@ -6290,6 +6290,17 @@ def test_command_line_errors_are_one_line_with_their_exit_status(
     assert files() == before
 
 
+def test_an_empty_store_path_is_explained_with_an_address_of_its_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    for address in ["sqlite:", "sqlite:#t", "#t"]:  # refused as addresses before any path is made of them
+        status, out, err = cli(capsys, "keys", address)
+        assert (status, out) == (2, "")
+        one_line_error(err, "is not a store", "FILE.json")
+    with pytest.raises(ValueError, match=r"^STORE is empty; .*, for example data\.json$"):
+        pickledb._cli_path("json", "")
+    with pytest.raises(ValueError, match=r"^STORE is empty; .*, for example app\.sqlite3 or sqlite:PATH$"):
+        pickledb._cli_path("sqlite", "")
+
+
 def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_bytes(b"{broken")
     for args, status in [(("keys", str(tmp_path / "a.json")), 2), (("get", str(tmp_path / "b.json"), "k"), 2)]:
