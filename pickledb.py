@@ -2038,7 +2038,8 @@ class PickleDBRedis:
 # standard library only; argparse is imported by main(), never by `import
 # pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command could
 # not do what was asked (usage, bad input, a store it cannot use, a refused
-# copy, a file changed by another writer), 130 interrupted by Ctrl-C.
+# copy, a file changed by another writer), 130 interrupted by Ctrl-C, 141 the
+# reader of its output closed it early (`| head`; as a shell reports SIGPIPE).
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
@@ -2492,7 +2493,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="pickledb",
         description="Look inside a pickledb store, edit it, dump it, or copy it to another backend.",
-        epilog=f"STORE is one of: {_CLI_FORMS}. Exit status: 0 done, 1 not found, 2 error, 130 interrupted.",
+        epilog=f"STORE is one of: {_CLI_FORMS}. Exit status: 0 done, 1 not found, 2 error, 130 interrupted, "
+        "141 output closed early by its reader.",
     )
     parser.add_argument("--version", action="version", version=f"pickledb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -6476,6 +6476,24 @@ def test_output_is_pipe_friendly(tmp_path: Path) -> None:
     proc.stderr.close()
 
 
+def test_help_and_readme_list_every_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = cli(capsys, "--help")
+    assert (status, err) == (0, "")
+    listed = re.search(r"Exit status: (.*?)\.\n", out, re.DOTALL)
+    assert listed, out
+    helped = dict(part.split(" ", 1) for part in " ".join(listed[1].split()).split(", "))
+    assert helped == {
+        "0": "done",
+        "1": "not found",
+        "2": "error",
+        "130": "interrupted",
+        "141": "output closed early by its reader",
+    }
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    bullet = readme.partition("- **Exit status**: ")[2].partition("\n\n")[0]
+    assert re.findall(r"`(\d+)` ", bullet) == list(helped)
+
+
 def test_import_pickledb_does_not_import_argparse() -> None:
     result = run_python("import sys, pickledb; print('argparse' in sys.modules)")
     assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
