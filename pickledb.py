@@ -1597,25 +1597,29 @@ def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
 
 
 def _masked_url(url: str) -> str:
-    """Return `url` with any password replaced by ***."""
+    """Return `url` with any password replaced by ***; every other character stays as written."""
     import urllib.parse
 
     if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
         return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
+    scheme, rest = url.split("://", 1)
+    end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
+    start = rest.rfind("@", 0, end) + 1  # a password may hold a '/'
+    cut = min((i for i in (rest.find(c, start) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, rest = rest[:cut], rest[cut:]
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
             netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = parts.query
+    rest, hash_sign, fragment = rest.partition("#")
+    path, question, query = rest.partition("?")
     if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        pairs = [pair.partition("=") for pair in query.split("&")]
         query = "&".join(
-            f"{name}=***" if name.lower() == "password" else urllib.parse.urlencode({name: value})
-            for name, value in pairs
+            f"{name}{equals}***" if urllib.parse.unquote_plus(name).lower() == "password" else f"{name}{equals}{value}"
+            for name, equals, value in pairs
         )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return f"{scheme}://{netloc}{path}{question}{query}{hash_sign}{fragment}"
 
 
 def _redis_connections(client: Any) -> list[Any]:
@@ -2126,7 +2130,8 @@ class PickleDBRedis:
 # standard library only; argparse is imported by main(), never by `import
 # pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command could
 # not do what was asked (usage, bad input, a store it cannot use, a refused
-# copy, a file changed by another writer), 130 interrupted by Ctrl-C.
+# copy, a file changed by another writer), 130 interrupted by Ctrl-C, 141 the
+# reader of its output closed it early (`| head`; as a shell reports SIGPIPE).
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
@@ -2167,19 +2172,15 @@ def _cli_address(text: str) -> tuple[str, str, str]:
         elif location.lower().endswith(".json"):
             raise _CLIError(f"{text!r}: a JSON file holds one store; #NAME picks an SQLite table or a Redis hash")
         else:
-            raise _CLIError(f"{text!r} is not a store address; use {_CLI_FORMS}")
+            raise _CLIError(f"{_cli_shown(text)!r} is not a store address; use {_CLI_FORMS}")
     if not location or (named and not name):
-        raise _CLIError(f"{_cli_mask(text)!r} is not a store address; use {_CLI_FORMS}")
+        raise _CLIError(f"{_cli_shown(text)!r} is not a store address; use {_CLI_FORMS}")
     return kind, location, name or "kv"
 
 
-def _cli_mask(url: str) -> str:
-    """The URL with its password, if any, replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    user_info, at, host = rest.rpartition("@")
-    if not at or ":" not in user_info:
-        return url
-    return f"{scheme}{sep}{user_info.partition(':')[0]}:***@{host}"
+def _cli_shown(address: str) -> str:
+    """`address` as messages show it: the password of a URL masked as PickleDBRedis masks it."""
+    return _masked_url(address) if "://" in address else address  # a file path may hold an '@'
 
 
 def _cli_sqlite_connect(path: str) -> Any:
@@ -2209,6 +2210,37 @@ def _cli_sqlite_tables(path: str) -> list[str]:
         raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
 
 
+def _cli_path(kind: str, location: str) -> str:
+    """The absolute path of a JSON or SQLite store; an error shows an address of that backend."""
+    return _path_of(location, "STORE", {"json": "data.json", "sqlite": "app.sqlite3 or sqlite:PATH"}[kind])
+
+
+def _cli_file_start(path: str, existing: bool) -> bytes:
+    """Return the first 2 bytes of the store file at `path`, b"" if there is none.
+
+    Anything but a regular file (or a link to one) is refused before it is
+    read, and the file is opened without blocking: reading a FIFO would wait
+    for a writer forever. A missing file is an error when `existing`.
+    """
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC)
+            try:
+                info = os.fstat(fd)  # what was opened, if it was swapped since the stat
+                if stat.S_ISREG(info.st_mode):
+                    return os.read(fd, 2)
+            finally:
+                os.close(fd)
+        raise _not_a_file(info.st_mode)
+    except FileNotFoundError:
+        if existing:
+            raise _CLIError(f"{path}: no such file") from None
+        return b""
+    except OSError as err:
+        raise _CLIError(f"cannot open {path}: {err.strerror or err}") from None
+
+
 def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     """Open the store at `address`; a JSON store comes loaded.
 
@@ -2217,31 +2249,23 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     """
     kind, location, name = _cli_address(address)
     if kind == "json":
-        path = _path_of(location, "STORE", "data.json")
-        if existing and not os.path.isfile(path):
-            raise _CLIError(f"{path}: no such file")
-        try:
-            with open(path, "rb") as file:
-                pretty = file.read(2) == b"{\n"  # keep an indented file indented
-        except FileNotFoundError:
-            pretty = False
-        db = PickleDB(path, pretty=pretty)
+        path = _cli_path(kind, location)
+        db = PickleDB(path, pretty=_cli_file_start(path, existing) == b"{\n")  # an indented file stays indented
         db.load()
         return db
     if kind == "sqlite":
-        path = _path_of(location, "STORE", "data.json")
+        path = _cli_path(kind, location)
+        _cli_file_start(path, existing)
         if existing and name not in (tables := _cli_sqlite_tables(path)):
             listed = ", ".join(repr(table) for table in tables) or "none"
             base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
             raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
         return stack.enter_context(PickleDBSQLite(path, name))
-    redis_class = globals().get("PickleDBRedis")
-    if redis_class is None:
-        raise _CLIError(
-            f"{_cli_mask(location)}: Redis stores are not available in this pickledb.py ({__version__}); "
-            "upgrade pickledb to a version that has PickleDBRedis"
-        )
-    return stack.enter_context(redis_class(location, name))
+    try:
+        redis_store = PickleDBRedis(location, name)
+    except ImportError as err:  # redis-py is missing: the library's hint, naming the store
+        raise _CLIError(f"{_cli_shown(address)}: {err}") from None
+    return stack.enter_context(redis_store)
 
 
 def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
@@ -2443,7 +2467,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         gone = object()
         value = store.get(args.key, gone)
         if value is gone:
-            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
         _cli_out(orjson.dumps(value) + b"\n")
     elif command == "set":
         value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
@@ -2451,7 +2475,7 @@ def _cli_run(args: Any, stack: Any) -> int:
     elif command == "remove":
         store = _cli_open(args.store, stack, existing=True)
         if not _cli_write(store, lambda db: db.remove(args.key)):
-            raise _CLIError(f"key {_short(args.key)} not found in {_cli_mask(args.store)}", 1)
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
     elif command == "dump":
         _, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
         data = {key: value for pairs in batches for key, value in pairs}
@@ -2479,7 +2503,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
         stored = _cli_store_pairs(dst, len(pairs), batches, progress)
         if not args.quiet:
-            print(f"imported {len(stored)} keys into {_cli_mask(args.store)}")
+            print(f"imported {len(stored)} keys into {_cli_shown(args.store)}")
     elif command == "copy":
         return _cli_copy(args, stack)
     else:  # info
@@ -2487,7 +2511,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         kind, location, name = _cli_address(args.store)
         lines = [f"backend: {type(store).__name__}"]
         if kind == "redis":
-            lines += [f"url: {_cli_mask(location)}", f"hash: {name}"]
+            lines += [f"url: {_cli_shown(location)}", f"hash: {name}"]
         else:
             path = store.location if kind == "json" else store.path
             lines.append(f"file: {path}")
@@ -2505,16 +2529,16 @@ def _cli_run(args: Any, stack: Any) -> int:
 def _cli_copy(args: Any, stack: Any) -> int:
     def identity(address: str) -> tuple[str, str, str]:
         kind, location, name = _cli_address(address)
-        return kind, location if kind == "redis" else os.path.realpath(_path_of(location, "STORE", "data.json")), name
+        return kind, location if kind == "redis" else os.path.realpath(_cli_path(kind, location)), name
 
     if identity(args.src) == identity(args.dst):
-        raise _CLIError(f"{_cli_mask(args.src)} and {_cli_mask(args.dst)} are the same store")
+        raise _CLIError(f"{_cli_shown(args.src)} and {_cli_shown(args.dst)} are the same store")
     total, batches = _cli_pairs(_cli_open(args.src, stack, existing=True), args.batch)
     dst = _cli_open(args.dst, stack, existing=False)
     held = len(dst.all())
     if held and not args.merge:
         raise _CLIError(
-            f"{_cli_mask(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
+            f"{_cli_shown(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
             "pass --merge to copy into it (keys of the source overwrite)"
         )
     progress = _CLIProgress("copy", total, sys.stderr.isatty() and not args.quiet)
@@ -2526,11 +2550,11 @@ def _cli_copy(args: Any, stack: Any) -> int:
     missing = [key for key in stored if key not in present]
     if missing:
         raise _CLIError(
-            f"{_cli_mask(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
+            f"{_cli_shown(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
             f"(first: {_short(missing[0])}); another writer may have removed them"
         )
     if not args.quiet:
-        print(f"copied {len(stored)} keys from {_cli_mask(args.src)} to {_cli_mask(args.dst)}")
+        print(f"copied {len(stored)} keys from {_cli_shown(args.src)} to {_cli_shown(args.dst)}")
     return 0
 
 
@@ -2561,7 +2585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="pickledb",
         description="Look inside a pickledb store, edit it, dump it, or copy it to another backend.",
-        epilog=f"STORE is one of: {_CLI_FORMS}. Exit status: 0 done, 1 not found, 2 error, 130 interrupted.",
+        epilog=f"STORE is one of: {_CLI_FORMS}. Exit status: 0 done, 1 not found, 2 error, 130 interrupted, "
+        "141 output closed early by its reader.",
     )
     parser.add_argument("--version", action="version", version=f"pickledb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -2605,7 +2630,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 2
-    conflict = globals().get("ConflictError")
     try:
         with contextlib.ExitStack() as stack, _PausedGC():  # a short run that builds many containers
             return _cli_run(args, stack)
@@ -2617,15 +2641,13 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as err:
-        if isinstance(conflict, type) and isinstance(err, conflict):
-            path = getattr(err, "path", "the file")
-            message = f"{path} was changed by another writer while this command ran; nothing was written: run it again"
-        elif isinstance(err, _cli_handled()):
-            message = str(err) or type(err).__name__
-        else:
-            raise
+    except ConflictError as err:
+        message = f"{err.path} was changed by another writer while this command ran; nothing was written: run it again"
         status = 2
+    except Exception as err:
+        if not isinstance(err, _cli_handled()):
+            raise
+        message, status = str(err) or type(err).__name__, 2
     sys.stderr.write(f"pickledb: {' '.join(message.split())}\n")
     return status
 

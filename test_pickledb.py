@@ -5416,6 +5416,25 @@ def test_redis_unreachable_server_raises_connection_error_with_the_password_mask
     db.close()
 
 
+def test_redis_url_shown_masks_the_password_and_keeps_every_other_character() -> None:
+    pytest.importorskip("redis")
+    for url, shown in [
+        ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+        ("unix:///tmp/redis.sock?db=2&password=s3cret", "unix:///tmp/redis.sock?db=2&password=***"),
+        ("unix://:s3cret@/tmp/redis.sock?db=2", "unix://:***@/tmp/redis.sock?db=2"),
+        ("redis://127.0.0.1:1/0?password=s3cret", "redis://127.0.0.1:1/0?password=***"),
+        (
+            "redis://u:s3cret@h:1/0?socket_timeout=1.5&x=%2F+y&Password=s3cret",
+            "redis://u:***@h:1/0?socket_timeout=1.5&x=%2F+y&Password=***",
+        ),
+        ("rediss://:s3%40cret@h/0", "rediss://:***@h/0"),
+        ("redis://h:1/0?client_name=a@b", "redis://h:1/0?client_name=a@b"),
+    ]:
+        db = PickleDBRedis(url)  # repr and url are worked out without connecting
+        assert (db.url, repr(db)) == (shown, f"PickleDBRedis({shown!r}, 'kv')")
+        db.close()
+
+
 def test_redis_silent_server_raises_connection_error_within_timeout() -> None:
     pytest.importorskip("redis")
     with socket.socket() as silent:  # accepts connections (the kernel does) but never answers
@@ -6106,13 +6125,8 @@ def one_line_error(err: str, *parts: str) -> None:
 
 
 def redis_address(request: pytest.FixtureRequest) -> str:
-    """The address of a new, empty hash on a running Redis server, or a skip saying what is missing."""
-    if not hasattr(pickledb, "PickleDBRedis"):
-        pytest.skip("this pickledb.py has no PickleDBRedis")
-    try:
-        url = request.getfixturevalue("redis_url")
-    except pytest.FixtureLookupError:
-        pytest.skip("no redis_url fixture: no Redis server for the tests")
+    """The address of a new, empty hash on a running Redis server (the fixture skips without one)."""
+    url = request.getfixturevalue("redis_url")
     return f"{url}#cli_{uuid.uuid4().hex}"
 
 
@@ -6150,7 +6164,7 @@ def test_every_command_on_every_backend(store_address: str, tmp_path: Path) -> N
     assert sorted(ok("keys", store_address).splitlines()) == ["note", "user"]
     assert sorted(json.loads(ok("keys", store_address, "--json"))) == ["note", "user"]
 
-    shown = pickledb._cli_mask(store_address)  # a password in a Redis URL is never printed
+    shown = pickledb._cli_shown(store_address)  # a password in a Redis URL is never printed
     assert (
         ok("import", store_address, "-", input=json.dumps(SAMPLE_VALUES))
         == f"imported {len(SAMPLE_VALUES)} keys into {shown}\n"
@@ -6194,7 +6208,7 @@ def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_p
     for src, dst in zip(hops[:-1], hops[1:], strict=True):
         result = pickledb_cli("copy", src, dst)
         assert (result.returncode, result.stderr) == (0, "")
-        shown = [pickledb._cli_mask(address) for address in (src, dst)]  # no password printed
+        shown = [pickledb._cli_shown(address) for address in (src, dst)]  # no password printed
         assert result.stdout == f"copied {len(SAMPLE_VALUES)} keys from {shown[0]} to {shown[1]}\n"
     assert orjson.loads((tmp_path / "end.json").read_bytes()) == SAMPLE_VALUES
 
@@ -6335,6 +6349,17 @@ def test_command_line_errors_are_one_line_with_their_exit_status(
     assert files() == before
 
 
+def test_an_empty_store_path_is_explained_with_an_address_of_its_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    for address in ["sqlite:", "sqlite:#t", "#t"]:  # refused as addresses before any path is made of them
+        status, out, err = cli(capsys, "keys", address)
+        assert (status, out) == (2, "")
+        one_line_error(err, "is not a store", "FILE.json")
+    with pytest.raises(ValueError, match=r"^STORE is empty; .*, for example data\.json$"):
+        pickledb._cli_path("json", "")
+    with pytest.raises(ValueError, match=r"^STORE is empty; .*, for example app\.sqlite3 or sqlite:PATH$"):
+        pickledb._cli_path("sqlite", "")
+
+
 def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_bytes(b"{broken")
     for args, status in [(("keys", str(tmp_path / "a.json")), 2), (("get", str(tmp_path / "b.json"), "k"), 2)]:
@@ -6346,23 +6371,70 @@ def test_errors_from_a_real_process_are_one_line(tmp_path: Path) -> None:
     one_line_error(result.stderr, "invalid choice")
 
 
-def test_redis_address_without_the_redis_class_is_not_available(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delattr(pickledb, "PickleDBRedis", raising=False)  # a pickledb.py from before Redis
-    (tmp_path / "a.json").write_text('{"a": 1}')
-    for address in ["redis://:secret@localhost:6379/0#h", "rediss://cache:6380", "unix:///tmp/redis.sock"]:
-        for argv in [("keys", address), ("copy", str(tmp_path / "a.json"), address), ("copy", address, "b.json")]:
-            status, out, err = cli(capsys, *argv)
-            assert (status, out) == (2, "")
-            one_line_error(err, "Redis stores are not available")
-            assert "secret" not in err
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_store_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    d = tmp_path
+    os.mkfifo(d / "f.json")
+    os.mkfifo(d / "f.db")
+    (d / "dir.json").mkdir()
+    (d / "in.json").write_text('{"a": 1}')
+    os.symlink(d / "f.json", d / "fifo-link.json")
+    os.symlink(d / "in.json", d / "file-link.json")
+    fifo, directory = "it is a FIFO; pickledb reads and writes only regular files", "it is a directory"
+    cases = [
+        (["set", f"{d}/f.json", "k", "1"], f"cannot open {d}/f.json: {fifo}"),
+        (["import", f"{d}/f.json", f"{d}/in.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["copy", f"{d}/in.json", f"{d}/f.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["keys", f"{d}/f.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["copy", f"{d}/f.json", f"{d}/out.json"], f"cannot open {d}/f.json: {fifo}"),
+        (["get", f"{d}/fifo-link.json", "k"], f"cannot open {d}/fifo-link.json: {fifo}"),
+        (["set", f"{d}/f.db", "k", "1"], f"cannot open {d}/f.db: {fifo}"),
+        (["info", f"{d}/f.db"], f"cannot open {d}/f.db: {fifo}"),
+        (["keys", f"{d}/dir.json"], f"cannot open {d}/dir.json: {directory}"),
+        (["set", f"{d}/dir.json", "k", "1"], f"cannot open {d}/dir.json: {directory}"),
+        (["set", f"{d}/file-link.json", "b", "2"], None),  # a link to a regular file is that file
+    ]
+    # One process for all: each would wait for a FIFO's writer forever if it opened one to read.
+    result = run_python(
+        f"""
+        import pickledb
+        for argv in {[argv for argv, _ in cases]!r}:
+            print(pickledb.main(argv))
+        """,
+        timeout=30,
+    )
+    assert result.stdout.split() == [("0" if message is None else "2") for _, message in cases], result.stderr
+    errors = result.stderr.splitlines(keepends=True)
+    assert len(errors) == len(cases) - 1, result.stderr
+    for err, (_, message) in zip(errors, cases, strict=False):
+        one_line_error(err, f"pickledb: {message}")
+    assert sorted(os.listdir(d)) == ["dir.json", "f.db", "f.json", "fifo-link.json", "file-link.json", "in.json"]
+    assert stat.S_ISFIFO(os.stat(d / "f.json").st_mode) and stat.S_ISFIFO(os.stat(d / "f.db").st_mode)
+    assert os.listdir(d / "dir.json") == [] and (d / "file-link.json").is_symlink()
+    assert orjson.loads((d / "in.json").read_bytes()) == {"a": 1, "b": 2}
+
+
+def test_redis_address_without_redis_py_names_the_package_in_one_line(tmp_path: Path) -> None:
+    src = str(tmp_path / "a.json")
+    Path(src).write_text('{"a": 1}')
+    result = run_python(
+        f"""
+        import sys
+        sys.modules["redis"] = None  # as if redis-py were not installed
+        import pickledb
+        print(pickledb.main(["keys", "redis://:secret@localhost:6379/0#h"]))
+        print(pickledb.main(["copy", {src!r}, "unix:///tmp/r.sock"]))
+        """
+    )
+    assert (result.returncode, result.stdout) == (0, "2\n2\n"), result.stderr
+    first, second = result.stderr.splitlines(keepends=True)
+    for err, address in [(first, "redis://:***@localhost:6379/0#h"), (second, "unix:///tmp/r.sock")]:
+        one_line_error(err, f"pickledb: {address}: PickleDBRedis needs redis-py", 'pip install "pickledb[redis]"')
+    assert "secret" not in result.stderr
     assert os.listdir(tmp_path) == ["a.json"]
 
 
 def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    if not hasattr(pickledb, "PickleDBRedis"):
-        pytest.skip("this pickledb.py has no PickleDBRedis")
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -6372,11 +6444,45 @@ def test_unreachable_redis_server_is_one_line(capsys: pytest.CaptureFixture[str]
     assert "secret" not in err
 
 
+def test_command_line_never_prints_the_password_of_a_redis_url(capsys: pytest.CaptureFixture[str]) -> None:
+    closed = f"redis://127.0.0.1:{_redis_closed_port()}/0?password=s3cret"
+    for argv, status, shown in [
+        (["keys", f"{closed}#"], 2, f"'{closed.replace('s3cret', '***')}#' is not a store address"),
+        (["keys", closed], 2, closed.replace("s3cret", "***")),
+        (["get", f"{closed}#h", "k"], 2, closed.replace("s3cret", "***")),
+        (["keys", "http://u:s3cret@h/0"], 2, "'http://u:***@h/0' is not a store address"),
+    ]:
+        result = cli(capsys, *argv)
+        assert result[:2] == (status, "")
+        one_line_error(result[2], shown)
+        assert "s3cret" not in result[2]
+
+
+def test_command_line_output_with_a_password_in_the_url_masks_it(
+    redis_auth_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    tcp = f"redis://127.0.0.1:{redis_auth_server.port}/0?password=s3cret-pw"
+    unix = f"unix://:s3cret-pw@{redis_auth_server.socket}?db=1"
+    for url in [tcp, unix]:
+        address, shown = f"{url}#cli_{uuid.uuid4().hex}", url.replace("s3cret-pw", "***")
+        for argv, out in [
+            (["copy", str(tmp_path / "a.json"), address], f"copied 1 keys from {tmp_path / 'a.json'} to {shown}#"),
+            (["import", address, str(tmp_path / "a.json")], f"imported 1 keys into {shown}#"),
+            (["info", address], f"url: {shown}\n"),
+        ]:
+            status, printed, err = cli(capsys, *argv)
+            assert (status, err) == (0, "") and out in printed, printed
+            assert "s3cret" not in printed
+        status, printed, err = cli(capsys, "get", address, "missing")
+        assert (status, printed) == (1, "")
+        one_line_error(err, f"not found in {shown}#cli_")
+        assert "s3cret" not in err
+
+
 def test_json_store_changed_meanwhile_is_a_one_line_conflict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not hasattr(pickledb, "ConflictError"):
-        pytest.skip("this pickledb.py has no ConflictError")
     path = tmp_path / "a.json"
     path.write_bytes(b'{"a": 1}')
     load = PickleDB.load
@@ -6427,6 +6533,24 @@ def test_output_is_pipe_friendly(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 141
     assert proc.stderr.read() == b""
     proc.stderr.close()
+
+
+def test_help_and_readme_list_every_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = cli(capsys, "--help")
+    assert (status, err) == (0, "")
+    listed = re.search(r"Exit status: (.*?)\.\n", out, re.DOTALL)
+    assert listed, out
+    helped = dict(part.split(" ", 1) for part in " ".join(listed[1].split()).split(", "))
+    assert helped == {
+        "0": "done",
+        "1": "not found",
+        "2": "error",
+        "130": "interrupted",
+        "141": "output closed early by its reader",
+    }
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    bullet = readme.partition("- **Exit status**: ")[2].partition("\n\n")[0]
+    assert re.findall(r"`(\d+)` ", bullet) == list(helped)
 
 
 def test_import_pickledb_does_not_import_argparse() -> None:
