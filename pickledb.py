@@ -631,21 +631,24 @@ class PickleDB:
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
             return _named_for_caller(PickleDB._load_async, self, 1)(self)
-        number = next(self._numbers)
         data, fingerprint = _read_json(self.location)
-        self._loaded(number, data, fingerprint)
+        self._loaded(data, fingerprint)
         return True
 
     async def _load_async(self) -> bool:
-        number = next(self._numbers)
         data, fingerprint = await _off_loop(_read_json, self.location)
         # Memory changes here, on the loop, only if the read was not cancelled.
-        self._loaded(number, data, fingerprint)
+        self._loaded(data, fingerprint)
         return True
 
-    def _loaded(self, number: int, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
+    def _loaded(self, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
         self._check_fork()
         with self._lock:
+            # The number is taken after the read: a save of this instance that
+            # finished during the read has a lower one, so the file read (older
+            # than that save) is what counts as seen, and the next save over the
+            # newer file conflicts instead of dropping what that save wrote.
+            number = next(self._numbers)
             self._data = data
             self._remember(number, fingerprint, saved=False)
 

@@ -4116,6 +4116,79 @@ def test_cancelled_load_changes_nothing_in_memory(tmp_path: Path, how: str) -> N
         db.save()
 
 
+def _hold_reads_after_reading(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every load() stop after reading its file until `go` is set; `read` says it got there."""
+    read, go = threading.Event(), threading.Event()
+    real = pickledb._read_json
+
+    def held(path: str) -> Any:
+        result = real(path)
+        read.set()
+        assert go.wait(30)
+        return result
+
+    monkeypatch.setattr(pickledb, "_read_json", held)
+    return read, go
+
+
+def test_save_that_finishes_during_a_load_makes_the_next_save_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    read, go = _hold_reads_after_reading(monkeypatch)
+    loader = threading.Thread(target=db.load)
+    loader.start()
+    assert read.wait(30)  # the load has read {a}; its memory is not replaced yet
+    db.set("b", 2)
+    assert db.save() is True
+    go.set()
+    loader.join(30)
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    assert db.all() == ["a"]  # memory holds the file the load read
+    db.set("c", 3)
+    with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+        db.save()  # it would drop "b", which a save that returned True wrote
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    db.load()
+    db.set("c", 3)
+    assert db.save() is True
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_save_from_a_plain_helper_during_an_awaited_load_makes_the_next_save_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    read, go = _hold_reads_after_reading(monkeypatch)
+
+    def add(key: str) -> bool:  # plain code on the loop: sets and saves at once
+        db.set(key, 1)
+        return db.save()
+
+    async def main() -> None:
+        loading = asyncio.ensure_future(db.load())
+        assert await asyncio.get_running_loop().run_in_executor(None, read.wait, 30)
+        assert add("b") is True
+        go.set()
+        assert await loading is True
+        assert await db.all() == ["a"]
+        await db.set("c", 3)
+        with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+            await db.save()
+        assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 1}
+        await db.load()
+        assert add("c") is True
+
+    asyncio.run(main())
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 1, "c": 1}
+
+
 def test_save_refuses_a_file_too_large_to_load_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pickledb._MAX_FILE_BYTES == 2**31 - 1
     path = tmp_path / "db.json"
