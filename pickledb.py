@@ -619,7 +619,8 @@ class PickleDB:
 
     # -- file I/O (blocking; off the event loop in async code) --
 
-    def load(self) -> Any:
+    @_both
+    def load(self) -> bool:
         """Replace the data in memory with the file's; return True.
 
         A missing or empty file gives an empty database. A file that is not a
@@ -630,7 +631,8 @@ class PickleDB:
         """
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
-            return _named_for_caller(PickleDB._load_async, self, 1)(self)
+            # The coroutine, typed as the value it gives (see _Bool).
+            return cast(bool, _named_for_caller(PickleDB._load_async, self, 1)(self))
         data, fingerprint = _read_json(self.location)
         self._loaded(data, fingerprint)
         return True

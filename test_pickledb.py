@@ -3466,6 +3466,41 @@ def test_user_code_type_checks_with_mypy_strict_in_both_worlds(tmp_path: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_load_is_typed_as_bool_like_save(tmp_path: Path) -> None:
+    for method in (PickleDB.load, PickleDB.save):
+        assert inspect.signature(method).return_annotation == "bool"
+        assert "-> 'Any'" not in pydoc.render_doc(method, renderer=pydoc.plaintext)
+    pytest.importorskip("mypy")
+    (tmp_path / "user.py").write_text(
+        textwrap.dedent(
+            """
+            from pickledb import PickleDB
+
+            def sync_load(db: PickleDB) -> bool:
+                return db.load()  # --strict: "Returning Any" if load() gave Any
+
+            async def async_load(db: PickleDB) -> bool:
+                return await db.load()
+
+            def wrong(db: PickleDB) -> str:
+                return db.load()
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "user.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=dict(os.environ, MYPYPATH=str(HERE)),
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and 'user.py:11: error: Incompatible return value type (got "_Bool"' in errors[0], (
+        result.stdout + result.stderr
+    )
+
+
 def test_notebook_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
