@@ -662,8 +662,10 @@ class PickleDB:
         this instance last loaded or saved (another program or instance wrote
         it, or it was never loaded); force=True replaces it anyway. A value
         JSON cannot hold raises TypeError naming its key; an I/O failure
-        raises OSError naming the file. In every case the file on disk and
-        the data in memory stay as they were. Awaitable in async code.
+        raises OSError naming the file. On any error memory is unchanged, and
+        so is the file, except when the directory fsync after the rename
+        fails: the file then holds the complete new contents, but their
+        durability is not confirmed. Awaitable in async code.
         """
         self._check_fork()
         number = next(self._numbers)  # before the snapshot: a higher number holds a later one

@@ -1042,6 +1042,12 @@ def test_fault_after_rename_reports_and_file_is_whole(
     assert orjson.loads(path.read_bytes()) == {"old": 1, "new": {"n": 2}, "later": 3}
 
 
+def test_save_docstring_names_the_failure_after_the_rename() -> None:
+    doc = " ".join((PickleDB.save.__doc__ or "").split())
+    assert "In every case the file on disk and the data in memory stay as they were" not in doc
+    assert "except when the directory fsync after the rename fails: the file then holds the complete new" in doc
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_directory_fsync_unsupported_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     db, path = saved_db(tmp_path)
