@@ -6722,6 +6722,35 @@ def test_json_files_written_by_1x_open_unchanged(tmp_path: Path, mode: str) -> N
     assert db.remove("none") is True  # 1.6 answered False for a key holding None
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_1x_save_without_load_conflicts_and_the_upgrade_table_names_the_fix(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "db.json"
+    path.write_bytes(JSON_1X)
+    db = PickleDB(path)  # a 1.x program: set and save, no load
+    db.set("visits", 4)
+    with pytest.raises(pickledb.ConflictError, match="never loaded it"):
+        save_via(db, mode)
+    assert path.read_bytes() == JSON_1X
+    if mode == "sync":  # fix 2: replace the file, as 1.x did
+        assert db.save(force=True) is True
+    else:
+
+        async def force() -> bool:
+            return await db.save(force=True)
+
+        assert asyncio.run(force()) is True
+    assert orjson.loads(path.read_bytes()) == {"visits": 4}
+    path.write_bytes(JSON_1X)
+    fresh = PickleDB(path)
+    assert load_via(fresh, mode) is True  # fix 1: load first
+    fresh.set("visits", 4)
+    assert save_via(fresh, mode) is True
+    assert orjson.loads(path.read_bytes()) == {**orjson.loads(JSON_1X), "visits": 4}
+    section = (HERE / "README.md").read_text().split("## Upgrading from pickledb 1.x", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "ConflictError" in line]
+    assert len(rows) == 1 and "db.load()" in rows[0] and "save(force=True)" in rows[0], rows
+
+
 # The CREATE TABLE statements of earlier versions, whose tables have a rowid.
 EARLIER_TABLES = {
     "1.x": "CREATE TABLE IF NOT EXISTS kv (\n    key   TEXT PRIMARY KEY,\n    value BLOB NOT NULL\n)",
