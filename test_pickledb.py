@@ -4250,6 +4250,42 @@ def test_save_refuses_a_file_too_large_to_load_back(tmp_path: Path, monkeypatch:
     assert db.all() == ["a"]
 
 
+@pytest.mark.parametrize("where", ["key", "value"])
+def test_save_refuses_a_string_too_long_to_load_back_before_orjson_sees_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    monkeypatch.setattr(pickledb, "_MAX_FILE_BYTES", 100)
+    key, value = ("k" * 101, 1) if where == "key" else ("big", "v" * 101)
+    db.set(key, value)
+    db.set("nested", ["n" * 200])  # not looked at: refused by the size of the file instead
+    encoded: list[object] = []
+    real_dumps = orjson.dumps
+
+    def dumps(obj: object, *args: Any, **kwargs: Any) -> bytes:
+        encoded.append(obj)
+        return real_dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(orjson, "dumps", dumps)
+    with pytest.raises(ValueError, match=r"more than the 100 bytes orjson can load back.*PickleDBSQLite") as info:
+        db.save()
+    named = "key 'kkkk" if where == "key" else "key 'big' holds a string of 101 characters"
+    assert named in str(info.value) and str(path) in str(info.value)
+    assert encoded == []  # refused before orjson was called
+    assert path.read_bytes() == raw and files_in(tmp_path) == ["db.json"]
+    db.remove(key)
+    with pytest.raises(ValueError, match="the file would be .* bytes, more than the 100 bytes"):
+        db.save()  # a nested string: caught by the size of the encoded file
+    assert encoded  # ... which orjson produced
+    db.remove("nested")
+    db.set("fits", "f" * 80)
+    assert db.save() is True
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "fits": "f" * 80}
+
+
 _ODD_PATHS = textwrap.dedent(
     """
     import os, resource, stat, sys
