@@ -30,6 +30,10 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no flock
     fcntl = None  # type: ignore[assignment]
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 
 __all__ = ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "ConflictError", "MISSING")
 __version__ = "2.0.0"
@@ -461,6 +465,31 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
     return data, fingerprint
 
 
+_is_str = cast("Callable[[object], bool]", str.__instancecheck__)
+
+
+def _peak_memory() -> int:
+    """The most memory this process has held resident at once, in bytes (the most there is, if unknown).
+
+    A str of n characters takes at least n bytes, and its pages are all
+    written when it is made.
+    """
+    if resource is None:  # pragma: no cover - Windows
+        return sys.maxsize
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, the others KiB
+
+
+def _memory_now() -> int:
+    """The virtual memory this process maps now, in bytes, from /proc (the most there is, if unknown)."""
+    try:
+        with open("/proc/self/statm", "rb", buffering=0) as file:
+            pages = int(file.read().split()[0])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return sys.maxsize
+
+
 def _json_kind(value: Any) -> str:
     names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return names.get(type(value), "null")
@@ -619,7 +648,8 @@ class PickleDB:
 
     # -- file I/O (blocking; off the event loop in async code) --
 
-    def load(self) -> Any:
+    @_both
+    def load(self) -> bool:
         """Replace the data in memory with the file's; return True.
 
         A missing or empty file gives an empty database. A file that is not a
@@ -630,22 +660,26 @@ class PickleDB:
         """
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
-            return _named_for_caller(PickleDB._load_async, self, 1)(self)
-        number = next(self._numbers)
+            # The coroutine, typed as the value it gives (see _Bool).
+            return cast(bool, _named_for_caller(PickleDB._load_async, self, 1)(self))
         data, fingerprint = _read_json(self.location)
-        self._loaded(number, data, fingerprint)
+        self._loaded(data, fingerprint)
         return True
 
     async def _load_async(self) -> bool:
-        number = next(self._numbers)
         data, fingerprint = await _off_loop(_read_json, self.location)
         # Memory changes here, on the loop, only if the read was not cancelled.
-        self._loaded(number, data, fingerprint)
+        self._loaded(data, fingerprint)
         return True
 
-    def _loaded(self, number: int, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
+    def _loaded(self, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
         self._check_fork()
         with self._lock:
+            # The number is taken after the read: a save of this instance that
+            # finished during the read has a lower one, so the file read (older
+            # than that save) is what counts as seen, and the next save over the
+            # newer file conflicts instead of dropping what that save wrote.
+            number = next(self._numbers)
             self._data = data
             self._remember(number, fingerprint, saved=False)
 
@@ -657,10 +691,13 @@ class PickleDB:
         this instance last loaded or saved (another program or instance wrote
         it, or it was never loaded); force=True replaces it anyway. A value
         JSON cannot hold raises TypeError naming its key; an I/O failure
-        raises OSError naming the file. In every case the file on disk and
-        the data in memory stay as they were. Awaitable in async code.
+        raises OSError naming the file. On any error memory is unchanged, and
+        so is the file, except when the directory fsync after the rename
+        fails: the file then holds the complete new contents, but their
+        durability is not confirmed. Awaitable in async code.
         """
         self._check_fork()
+        self._refuse_strings_too_long()
         number = next(self._numbers)  # before the snapshot: a higher number holds a later one
         payload = self._encode()
         if len(payload) > _MAX_FILE_BYTES:
@@ -783,6 +820,36 @@ class PickleDB:
         if seen == _NEVER:
             raise ConflictError(self.location, "exists and this PickleDB never loaded it")
         raise ConflictError(self.location, "was changed on disk since this PickleDB last loaded or saved it")
+
+    def _refuse_strings_too_long(self) -> None:
+        """Refuse a key or top-level str value that no loadable file can hold, before orjson sees it.
+
+        orjson can crash the process when it encodes a single str of about
+        2**31 characters. A str of n characters encodes to at least n bytes,
+        so one longer than _MAX_FILE_BYTES could never be loaded back anyway.
+        Strings nested in lists or objects are not looked at. Such a string
+        can exist only in a process that holds that much memory: below that
+        peak (one getrusage() per save), or that size now, nothing is scanned.
+        """
+        limit = _MAX_FILE_BYTES
+        if _peak_memory() <= limit or _memory_now() <= limit:
+            return
+        data = self._data
+        values = list(data.values())  # copied first: only C code runs over the dict
+        if max(map(len, data), default=0) <= limit and max(map(len, filter(_is_str, values)), default=0) <= limit:
+            return
+        for key, value in list(data.items()):  # only when one is too long: find it
+            if len(key) > limit:
+                what = f"key {_short(key[:80])} is {len(key)} characters long"
+            elif isinstance(value, str) and len(value) > limit:
+                what = f"key {_short(key[:80])} holds a string of {len(value)} characters"
+            else:
+                continue
+            raise ValueError(
+                f"cannot save {self.location}: {what}, so the file would be more than the {limit} bytes "
+                "orjson can load back; the file was not changed. Keep data this large in PickleDBSQLite, "
+                "which stores one row per key"
+            )
 
     def _encode(self) -> bytes:
         try:

@@ -1042,6 +1042,12 @@ def test_fault_after_rename_reports_and_file_is_whole(
     assert orjson.loads(path.read_bytes()) == {"old": 1, "new": {"n": 2}, "later": 3}
 
 
+def test_save_docstring_names_the_failure_after_the_rename() -> None:
+    doc = " ".join((PickleDB.save.__doc__ or "").split())
+    assert "In every case the file on disk and the data in memory stay as they were" not in doc
+    assert "except when the directory fsync after the rename fails: the file then holds the complete new" in doc
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_directory_fsync_unsupported_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     db, path = saved_db(tmp_path)
@@ -3466,6 +3472,41 @@ def test_user_code_type_checks_with_mypy_strict_in_both_worlds(tmp_path: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_load_is_typed_as_bool_like_save(tmp_path: Path) -> None:
+    for method in (PickleDB.load, PickleDB.save):
+        assert inspect.signature(method).return_annotation == "bool"
+        assert "-> 'Any'" not in pydoc.render_doc(method, renderer=pydoc.plaintext)
+    pytest.importorskip("mypy")
+    (tmp_path / "user.py").write_text(
+        textwrap.dedent(
+            """
+            from pickledb import PickleDB
+
+            def sync_load(db: PickleDB) -> bool:
+                return db.load()  # --strict: "Returning Any" if load() gave Any
+
+            async def async_load(db: PickleDB) -> bool:
+                return await db.load()
+
+            def wrong(db: PickleDB) -> str:
+                return db.load()
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "user.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=dict(os.environ, MYPYPATH=str(HERE)),
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and 'user.py:11: error: Incompatible return value type (got "_Bool"' in errors[0], (
+        result.stdout + result.stderr
+    )
+
+
 def test_notebook_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -4116,6 +4157,79 @@ def test_cancelled_load_changes_nothing_in_memory(tmp_path: Path, how: str) -> N
         db.save()
 
 
+def _hold_reads_after_reading(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every load() stop after reading its file until `go` is set; `read` says it got there."""
+    read, go = threading.Event(), threading.Event()
+    real = pickledb._read_json
+
+    def held(path: str) -> Any:
+        result = real(path)
+        read.set()
+        assert go.wait(30)
+        return result
+
+    monkeypatch.setattr(pickledb, "_read_json", held)
+    return read, go
+
+
+def test_save_that_finishes_during_a_load_makes_the_next_save_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    read, go = _hold_reads_after_reading(monkeypatch)
+    loader = threading.Thread(target=db.load)
+    loader.start()
+    assert read.wait(30)  # the load has read {a}; its memory is not replaced yet
+    db.set("b", 2)
+    assert db.save() is True
+    go.set()
+    loader.join(30)
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    assert db.all() == ["a"]  # memory holds the file the load read
+    db.set("c", 3)
+    with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+        db.save()  # it would drop "b", which a save that returned True wrote
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    db.load()
+    db.set("c", 3)
+    assert db.save() is True
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_save_from_a_plain_helper_during_an_awaited_load_makes_the_next_save_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    read, go = _hold_reads_after_reading(monkeypatch)
+
+    def add(key: str) -> bool:  # plain code on the loop: sets and saves at once
+        db.set(key, 1)
+        return db.save()
+
+    async def main() -> None:
+        loading = asyncio.ensure_future(db.load())
+        assert await asyncio.get_running_loop().run_in_executor(None, read.wait, 30)
+        assert add("b") is True
+        go.set()
+        assert await loading is True
+        assert await db.all() == ["a"]
+        await db.set("c", 3)
+        with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+            await db.save()
+        assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 1}
+        await db.load()
+        assert add("c") is True
+
+    asyncio.run(main())
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 1, "c": 1}
+
+
 def test_save_refuses_a_file_too_large_to_load_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pickledb._MAX_FILE_BYTES == 2**31 - 1
     path = tmp_path / "db.json"
@@ -4134,6 +4248,42 @@ def test_save_refuses_a_file_too_large_to_load_back(tmp_path: Path, monkeypatch:
     with pytest.raises(CorruptFileError, match="more than the 100 bytes orjson can parse"):
         db.load()
     assert db.all() == ["a"]
+
+
+@pytest.mark.parametrize("where", ["key", "value"])
+def test_save_refuses_a_string_too_long_to_load_back_before_orjson_sees_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    monkeypatch.setattr(pickledb, "_MAX_FILE_BYTES", 100)
+    key, value = ("k" * 101, 1) if where == "key" else ("big", "v" * 101)
+    db.set(key, value)
+    db.set("nested", ["n" * 200])  # not looked at: refused by the size of the file instead
+    encoded: list[object] = []
+    real_dumps = orjson.dumps
+
+    def dumps(obj: object, *args: Any, **kwargs: Any) -> bytes:
+        encoded.append(obj)
+        return real_dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(orjson, "dumps", dumps)
+    with pytest.raises(ValueError, match=r"more than the 100 bytes orjson can load back.*PickleDBSQLite") as info:
+        db.save()
+    named = "key 'kkkk" if where == "key" else "key 'big' holds a string of 101 characters"
+    assert named in str(info.value) and str(path) in str(info.value)
+    assert encoded == []  # refused before orjson was called
+    assert path.read_bytes() == raw and files_in(tmp_path) == ["db.json"]
+    db.remove(key)
+    with pytest.raises(ValueError, match="the file would be .* bytes, more than the 100 bytes"):
+        db.save()  # a nested string: caught by the size of the encoded file
+    assert encoded  # ... which orjson produced
+    db.remove("nested")
+    db.set("fits", "f" * 80)
+    assert db.save() is True
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "fits": "f" * 80}
 
 
 _ODD_PATHS = textwrap.dedent(
@@ -6789,6 +6939,35 @@ def test_json_files_written_by_1x_open_unchanged(tmp_path: Path, mode: str) -> N
     assert path.read_bytes() == JSON_1X  # and saving writes the same bytes back
     assert (tmp_path / "db.json.tmp").read_bytes() == b'{"half":'
     assert db.remove("none") is True  # 1.6 answered False for a key holding None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_1x_save_without_load_conflicts_and_the_upgrade_table_names_the_fix(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "db.json"
+    path.write_bytes(JSON_1X)
+    db = PickleDB(path)  # a 1.x program: set and save, no load
+    db.set("visits", 4)
+    with pytest.raises(pickledb.ConflictError, match="never loaded it"):
+        save_via(db, mode)
+    assert path.read_bytes() == JSON_1X
+    if mode == "sync":  # fix 2: replace the file, as 1.x did
+        assert db.save(force=True) is True
+    else:
+
+        async def force() -> bool:
+            return await db.save(force=True)
+
+        assert asyncio.run(force()) is True
+    assert orjson.loads(path.read_bytes()) == {"visits": 4}
+    path.write_bytes(JSON_1X)
+    fresh = PickleDB(path)
+    assert load_via(fresh, mode) is True  # fix 1: load first
+    fresh.set("visits", 4)
+    assert save_via(fresh, mode) is True
+    assert orjson.loads(path.read_bytes()) == {**orjson.loads(JSON_1X), "visits": 4}
+    section = (HERE / "README.md").read_text().split("## Upgrading from pickledb 1.x", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "ConflictError" in line]
+    assert len(rows) == 1 and "db.load()" in rows[0] and "save(force=True)" in rows[0], rows
 
 
 # The CREATE TABLE statements of earlier versions, whose tables have a rowid.
