@@ -662,8 +662,12 @@ class PickleDB:
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
             # The coroutine, typed as the value it gives (see _Bool).
             return cast(bool, _named_for_caller(PickleDB._load_async, self, 1)(self))
-        data, fingerprint = _read_json(self.location)
-        self._loaded(data, fingerprint)
+        # The collector stays paused until memory is replaced: a collection
+        # started by the bookkeeping right after the parse would walk every
+        # new container once more (the caller's next allocation starts it).
+        with _PausedGC():
+            data, fingerprint = _read_json(self.location)
+            self._loaded(data, fingerprint)
         return True
 
     async def _load_async(self) -> bool:
