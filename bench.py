@@ -7,8 +7,8 @@ machine hits all of them alike and neither side always goes first. A ratio
 is pickledb / baseline; lower is better. Per-op loops are the same code for
 every side: `for k in keys: f(k)`, or `await f(k)` in a coroutine.
 
-    python bench.py                     # default suite, about 1-2 minutes
-    python bench.py --quick             # smaller suite, under 20 seconds
+    python bench.py                     # default suite, about 3 minutes
+    python bench.py --quick             # smaller suite, under a minute
     python bench.py --sizes 100k,1M,10M --sections load,save,scale
     python bench.py --compare DIR/pickledb.py --json results.json
 
@@ -2040,7 +2040,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "the scale rows appear only when 10M is among --sizes."
         ),
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller suite that runs in under 20 seconds")
+    parser.add_argument("--quick", action="store_true", help="a smaller suite that runs in under a minute")
     parser.add_argument(
         "--sizes",
         type=lambda text: [parse_count(part) for part in text.split(",") if part.strip()],
