@@ -958,6 +958,23 @@ def _encode_value(key: str, value: Any) -> bytes:
         raise TypeError(f"cannot store key {_short(key)}: its value is not JSON-serializable ({err})") from None
 
 
+def _decode_value(where: object, key: str, raw: bytes) -> Any:
+    """Return the value stored as `raw`; a value that is not JSON raises ValueError naming `where` and the key."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"{where}: the value of key {_short(key)} is not valid JSON ({err})") from None
+
+
+def _found(where: object, key: str, raw: bytes | None, default: Any) -> Any:
+    """What get() returns: the value stored as `raw`, or for a missing key (None) default, or KeyError."""
+    if raw is not None:
+        return _decode_value(where, key, raw)
+    if default is MISSING:
+        raise KeyError(key)
+    return default
+
+
 def _sql_key(key: Any) -> str:
     text = str(key)
     try:
@@ -1326,7 +1343,9 @@ class PickleDBSQLite:
         Awaitable in async code.
         """
         key = _sql_key(key)
-        return self._run(_ROWS, self._sql_get, (key,), lambda rows: self._found(key, rows, default))
+        return self._run(
+            _ROWS, self._sql_get, (key,), lambda rows: _found(self.path, key, rows[0][0] if rows else None, default)
+        )
 
     @_both
     def remove(self, key: Any) -> bool:
@@ -1357,16 +1376,6 @@ class PickleDBSQLite:
             key = str(uuid.uuid4()) if key is None else _sql_key(key)
             rows.append((key, _encode_value(key, value)))
         return self._run(_MANY, self._sql_set, rows, lambda _: [row[0] for row in rows])
-
-    def _found(self, key: str, rows: list[Any], default: Any) -> Any:
-        if rows:
-            try:
-                return orjson.loads(rows[0][0])
-            except orjson.JSONDecodeError as err:
-                raise ValueError(f"{self.path}: the value of key {_short(key)} is not valid JSON ({err})") from None
-        if default is MISSING:
-            raise KeyError(key)
-        return default
 
     def _run(self, kind: str, sql: str, params: Any, finish: Callable[[Any], _T]) -> _T:
         if self._closed:
@@ -1824,7 +1833,7 @@ class PickleDBRedis:
         Awaitable in async code.
         """
         key = _sql_key(key)
-        return self._run(("HGET", self.hash_name, key), lambda raw: self._found(key, raw, default))
+        return self._run(("HGET", self.hash_name, key), lambda raw: _found(self, key, raw, default))
 
     @_both
     def remove(self, key: Any) -> bool:
@@ -1860,16 +1869,6 @@ class PickleDBRedis:
         step = 2 * _REDIS_CHUNK
         commands = [("HSET", self.hash_name, *fields[i : i + step]) for i in range(0, len(fields), step)]
         return self._run(commands, lambda _: keys)
-
-    def _found(self, key: str, raw: bytes | None, default: Any) -> Any:
-        if raw is not None:
-            try:
-                return orjson.loads(raw)
-            except orjson.JSONDecodeError as err:
-                raise ValueError(f"{self!r}: the value of key {_short(key)} is not valid JSON ({err})") from None
-        if default is MISSING:
-            raise KeyError(key)
-        return default
 
     def _keys(self, fields: list[bytes]) -> list[str]:
         try:
@@ -2377,18 +2376,11 @@ def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatch
     def batches() -> _CLIBatches:
         try:
             while rows := cursor.fetchmany(batch):
-                yield [(key, _cli_decode(store.path, key, value)) for key, value in rows]
+                yield [(key, _decode_value(store.path, key, value)) for key, value in rows]
         finally:
             conn.close()
 
     return total, batches()
-
-
-def _cli_decode(path: str, key: str, value: bytes) -> Any:
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as err:
-        raise ValueError(f"{path}: the value of key {_short(key)} is not valid JSON ({err})") from None
 
 
 class _CLIProgress:
