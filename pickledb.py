@@ -984,6 +984,21 @@ def _sql_key(key: Any) -> str:
     return text
 
 
+def _store_key(key: Any) -> str:
+    """The key a value is stored under: a new uuid4 for None, else str(key), checked as text."""
+    return str(uuid.uuid4()) if key is None else _sql_key(key)
+
+
+def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]]:
+    """Every (key, value) pair as (stored key, encoded value); a bad one raises before anything is written."""
+    pairs = items.items() if isinstance(items, Mapping) else items
+    rows = []
+    for key, value in pairs:
+        name = _store_key(key)
+        rows.append((name, _encode_value(name, value)))
+    return rows
+
+
 def _set_wal(conn: Any, timeout: float) -> None:
     """Put the database in WAL mode (once per file), retrying while another connection does."""
     import sqlite3
@@ -1334,7 +1349,7 @@ class PickleDBSQLite:
 
         Awaitable in async code.
         """
-        name = str(uuid.uuid4()) if key is None else _sql_key(key)
+        name = _store_key(key)
         return self._run(_COUNT, self._sql_set, (name, _encode_value(name, value)), lambda _: name)
 
     def get(self, key: Any, default: Any = MISSING) -> Any:
@@ -1370,11 +1385,7 @@ class PickleDBSQLite:
         stored all or nothing. A None key gets a new uuid4 key. Awaitable in
         async code.
         """
-        pairs = items.items() if isinstance(items, Mapping) else items
-        rows = []
-        for key, value in pairs:
-            key = str(uuid.uuid4()) if key is None else _sql_key(key)
-            rows.append((key, _encode_value(key, value)))
+        rows = _encoded_pairs(items)
         return self._run(_MANY, self._sql_set, rows, lambda _: [row[0] for row in rows])
 
     def _run(self, kind: str, sql: str, params: Any, finish: Callable[[Any], _T]) -> _T:
@@ -1824,7 +1835,7 @@ class PickleDBRedis:
 
         Awaitable in async code.
         """
-        name = str(uuid.uuid4()) if key is None else _sql_key(key)
+        name = _store_key(key)
         return self._run(("HSET", self.hash_name, name, _encode_value(name, value)), lambda _: name)
 
     def get(self, key: Any, default: Any = MISSING) -> Any:
@@ -1859,13 +1870,9 @@ class PickleDBRedis:
         transaction, which the server applies whole or not at all. A None key
         gets a new uuid4 key. Awaitable in async code.
         """
-        pairs = items.items() if isinstance(items, Mapping) else items
-        keys: list[str] = []
-        fields: list[Any] = []
-        for key, value in pairs:
-            key = str(uuid.uuid4()) if key is None else _sql_key(key)
-            keys.append(key)
-            fields += (key, _encode_value(key, value))
+        rows = _encoded_pairs(items)
+        keys = [key for key, _ in rows]
+        fields = [part for row in rows for part in row]
         step = 2 * _REDIS_CHUNK
         commands = [("HSET", self.hash_name, *fields[i : i + step]) for i in range(0, len(fields), step)]
         return self._run(commands, lambda _: keys)
