@@ -705,11 +705,7 @@ class PickleDB:
         number = next(self._numbers)  # before the snapshot: a higher number holds a later one
         payload = self._encode()
         if len(payload) > _MAX_FILE_BYTES:
-            raise ValueError(
-                f"cannot save {self.location}: the file would be {len(payload)} bytes, more than the "
-                f"{_MAX_FILE_BYTES} bytes orjson can load back; the file was not changed. Keep data this "
-                "large in PickleDBSQLite, which stores one row per key"
-            )
+            raise self._too_large(f"the file would be {len(payload)} bytes,")
         _atomic_write(self.location, payload, functools.partial(self._commit, number, force))
         return True
 
@@ -849,11 +845,13 @@ class PickleDB:
                 what = f"key {_short(key[:80])} holds a string of {len(value)} characters"
             else:
                 continue
-            raise ValueError(
-                f"cannot save {self.location}: {what}, so the file would be more than the {limit} bytes "
-                "orjson can load back; the file was not changed. Keep data this large in PickleDBSQLite, "
-                "which stores one row per key"
-            )
+            raise self._too_large(f"{what}, so the file would be")
+
+    def _too_large(self, what: str) -> ValueError:
+        return ValueError(
+            f"cannot save {self.location}: {what} more than the {_MAX_FILE_BYTES} bytes orjson can load "
+            "back; the file was not changed. Keep data this large in PickleDBSQLite, which stores one row per key"
+        )
 
     def _encode(self) -> bytes:
         try:
