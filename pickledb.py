@@ -945,8 +945,9 @@ class PickleDB:
 
 # --- PickleDBSQLite ---------------------------------------------------------
 
-# How a statement's result is read, the same in the sync and async paths.
-_ROWS, _COUNT, _MANY = "rows", "count", "many"
+# How a statement's result is read, the same in the sync and async paths;
+# _ROW is a lookup of one key by primary key (see _Worker.read).
+_ROWS, _ROW, _COUNT, _MANY = "rows", "row", "count", "many"
 
 
 def _encode_value(key: str, value: Any) -> bytes:
@@ -1133,6 +1134,8 @@ class _Worker:
     `deliver(token, result, error)`. A queued job runs whole, even if its
     caller is cancelled meanwhile. `pending` and `busy` belong to the loop:
     the writes waiting for the next group, and whether a group is running.
+    The thread also opens and closes `reader`, which the loop uses for point
+    reads (see read()).
     """
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
@@ -1147,6 +1150,8 @@ class _Worker:
         self.on_exit: list[Callable[[], None]] = []
         self.pending: list[_Write] = []
         self.busy = False
+        self.reader: Any = None  # the loop thread's own connection for point reads; see read()
+        self.read_lock = threading.Lock()
         self._connect: Callable[[], Any] | None = connect
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
         self.thread.start()
@@ -1179,6 +1184,25 @@ class _Worker:
         if self.pending:
             self.flush()
 
+    def read(self, sql: str, params: Any) -> Any:
+        """Run a point read on the loop thread and return its rows; None if it must go to the thread.
+
+        A lookup of one key by primary key costs microseconds, less than the
+        decoding of its value (which runs on the loop anyway) and far less
+        than a round trip through the thread. The reader never waits for a
+        lock (busy timeout 0): whenever SQLite cannot answer at once, or
+        fails, the read goes to the thread, which waits or reports the error.
+        """
+        import sqlite3
+
+        with self.read_lock:
+            if self.reader is None:
+                return None
+            try:
+                return self.reader.execute(sql, params).fetchall()
+            except sqlite3.Error:
+                return None
+
     def stop(self, error: BaseException) -> None:
         """Refuse new jobs with `error`; the thread closes the connection after the queued ones."""
         with self.lock:
@@ -1198,7 +1222,9 @@ class _Worker:
         connect, self._connect = self._connect, None
         try:
             assert connect is not None
-            self.conn = connect()
+            self.conn, reader = connect()
+            with self.read_lock:
+                self.reader = reader
         except BaseException as err:  # every queued and later call gets this error
             self.stop(err)
         del connect
@@ -1218,6 +1244,10 @@ class _Worker:
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
             del item, job, arg, deliver, token, result, error
+        with self.read_lock:
+            reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.close()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -1357,7 +1387,7 @@ class PickleDBSQLite:
         """
         key = _sql_key(key)
         return self._run(
-            _ROWS, self._sql_get, (key,), lambda rows: _found(self.path, key, rows[0][0] if rows else None, default)
+            _ROW, self._sql_get, (key,), lambda rows: _found(self.path, key, rows[0][0] if rows else None, default)
         )
 
     @_both
@@ -1392,7 +1422,7 @@ class PickleDBSQLite:
         if _async_caller(3):
             run = _named_for_caller(PickleDBSQLite._run_async, self)  # named after the public method
             return cast(_T, run(self, kind, sql, params, finish))
-        if kind is _ROWS:
+        if kind is _ROWS or kind is _ROW:
             with self._lock:
                 rows = self._open_locked().execute(sql, params).fetchall()
             return finish(rows)
@@ -1477,8 +1507,12 @@ class PickleDBSQLite:
 
         loop = asyncio.get_running_loop()
         worker = self._worker(loop)
+        if kind is _ROW:
+            rows = worker.read(sql, params)
+            if rows is not None:
+                return finish(rows)
         future = loop.create_future()
-        if kind is _ROWS:
+        if kind is _ROWS or kind is _ROW:
             worker.submit(_fetch_rows, (sql, params), _settle, future)
             return finish(await future)
         write = _Write(kind, sql, params, future)
@@ -1538,8 +1572,13 @@ class PickleDBSQLite:
 
         self._sync_connection()
         conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-        conn.execute(self._sql_synchronous)
-        return conn
+        try:
+            conn.execute(self._sql_synchronous)
+            reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, reader
 
     def _worker(self, loop: Any) -> _Worker:
         """Return the thread that owns this loop's connection, starting it on first use."""
@@ -1602,7 +1641,8 @@ class PickleDBSQLite:
 
     def _after_fork(self) -> None:
         """In a forked child: abandon what the parent opened, and start afresh."""
-        inherited = [self._conn] + [worker.conn for worker in (*self._aconns.values(), *self._stopping)]
+        workers = (*self._aconns.values(), *self._stopping)
+        inherited = [self._conn] + [conn for worker in workers for conn in (worker.conn, worker.reader)]
         for conn in inherited:
             if conn is not None:
                 _abandon(conn)

@@ -4991,6 +4991,7 @@ def test_sqlite_calls_in_flight_while_another_thread_closes_get_the_is_closed_er
         async def one(n: int) -> None:
             for i in range(100_000):
                 acknowledged.append(await db.set(f"a{n}-{i}", i))
+                assert await db.get(f"a{n}-{i}") == i
 
         results = await asyncio.gather(*(one(n) for n in range(8)), return_exceptions=True)
         errors.extend(result for result in results if isinstance(result, BaseException))
@@ -5135,6 +5136,47 @@ def test_sqlite_cancelling_one_waiter_leaves_the_others_writes_alone(tmp_path: P
         await db.close()
 
     asyncio.run(main())
+
+
+def test_sqlite_async_get_is_not_queued_behind_a_write_and_sees_only_what_was_committed(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> None:
+        async with PickleDBSQLite(path) as db:
+            await db.set("m0", "old")
+            assert await db.get("m0") == "old"
+            many = asyncio.ensure_future(db.set_many({f"m{i}": "new" for i in range(200_000)}))
+            await asyncio.sleep(0.01)  # its transaction is running in the connection's thread
+            assert await db.get("m0") == "old"  # answered at once, from the last commit
+            assert await db.get("m199999", None) is None
+            assert not many.done()
+            assert len(await many) == 200_000
+            assert await db.get("m0") == "new"  # a write that returned is seen at once
+            assert await db.get("m199999") == "new"
+
+    asyncio.run(main())
+
+
+def test_sqlite_async_get_that_sqlite_cannot_answer_reports_the_same_error_as_a_plain_get(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("k", 1)
+
+    async def main() -> BaseException:
+        assert await db.get("k") == 1  # the loop's connections are open
+        other = sqlite3.connect(path)
+        other.execute("DROP TABLE kv")
+        other.close()
+        with pytest.raises(sqlite3.OperationalError) as info:
+            await db.get("k")
+        return info.value
+
+    async_error = asyncio.run(main())
+    with pytest.raises(sqlite3.OperationalError) as sync_error:
+        db.get("k")
+    assert str(async_error) == str(sync_error.value)
+    assert "no such table: kv" in str(async_error)
+    db.close()
 
 
 # =============================================================================
