@@ -142,6 +142,10 @@ def _async_caller(depth: int = 2) -> bool:
     """Return True when the code running `depth` frames up is async code."""
     global _sync_code, _async_code
     frame = _getframe(depth)
+    if frame.f_code is _sync_code:  # the same caller as last time: the answer cannot have changed
+        return False
+    if frame.f_code is _async_code:
+        return True
     answer, lasting = _frame_is_async(frame)
     if lasting:
         if answer:
