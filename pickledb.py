@@ -1306,7 +1306,10 @@ class PickleDBSQLite:
     commit is running are committed together in the next transaction (group
     commit), so one fsync serves them all. Connections open lazily: one for
     sync calls, shared by threads, and one per event loop for async calls,
-    owned by its own thread. Call close(), or use `with` / `async with`.
+    owned by its own thread; an awaited get() reads on the loop's thread,
+    through a second connection that never waits for a lock (a read it
+    cannot answer at once goes to the thread). Call close(), or use `with`
+    / `async with`.
     Every method is awaitable when called from async code.
     """
 
@@ -1919,6 +1922,10 @@ class PickleDBRedis:
         commands = [("HSET", self.hash_name, *fields[i : i + step]) for i in range(0, len(fields), step)]
         return self._run(commands, lambda _: keys)
 
+    def _raw_values(self, keys: list[str]) -> list[bytes | None]:
+        """The stored bytes of each of `keys` (None where missing), in one HMGET; sync code only."""
+        return self._run(("HMGET", self.hash_name, *keys), list) if keys else []
+
     def _keys(self, fields: list[bytes]) -> list[str]:
         try:
             return sorted(field.decode() for field in fields)
@@ -2402,11 +2409,12 @@ def _cli_slices(pairs: list[tuple[str, Any]], batch: int) -> _CLIBatches:
     return (pairs[start : start + batch] for start in range(0, len(pairs), batch))
 
 
-def _cli_fetch(store: Any, keys: list[str], batch: int) -> _CLIBatches:
-    gone = object()  # a key another writer removed meanwhile is skipped
+def _cli_fetch(store: PickleDBRedis, keys: list[str], batch: int) -> _CLIBatches:
+    """The values of `keys`, one round trip per batch; a key another writer removed meanwhile is skipped."""
     for start in range(0, len(keys), batch):
-        pairs = [(key, store.get(key, gone)) for key in keys[start : start + batch]]
-        yield [pair for pair in pairs if pair[1] is not gone]
+        part = keys[start : start + batch]
+        raws = store._raw_values(part)
+        yield [(key, _decode_value(store, key, raw)) for key, raw in zip(part, raws, strict=True) if raw is not None]
 
 
 def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatches]:

@@ -6420,6 +6420,35 @@ def test_copy_between_every_pair_of_backends(
         assert status == 0 and orjson.loads(out) == SAMPLE_VALUES
 
 
+def test_copy_from_redis_reads_whole_batches_and_names_a_value_that_is_not_json(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    src = redis_address(request)
+    url, _, hash_name = src.rpartition("#")
+    values = {f"k{i:02}": {"n": i} for i in range(25)}
+    with PickleDBRedis(url, hash_name) as db:
+        db.set_many(values)
+
+    def calls(raw: Any) -> dict[str, int]:
+        stats = raw.info("commandstats")
+        return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hget", "hmget")}
+
+    with redis.Redis.from_url(url) as raw:
+        before = calls(raw)
+        status, out, err = cli(capsys, "copy", src, str(tmp_path / "a.json"), "--batch", "10")
+        after = calls(raw)
+        assert (status, err) == (0, "") and out.startswith("copied 25 keys")
+        assert orjson.loads((tmp_path / "a.json").read_bytes()) == values
+        assert after["hmget"] - before["hmget"] == 3 and after["hget"] == before["hget"]  # 10 + 10 + 5, no key alone
+        raw.hset(hash_name, "k13", b"{not json")
+    status, out, err = cli(capsys, "copy", src, str(tmp_path / "b.json"), "--batch", "10")
+    assert status == 2 and out == ""
+    one_line_error(err, "'k13'", "not valid JSON")
+    assert not (tmp_path / "b.json").exists()  # nothing half-copied
+
+
 @pytest.mark.parametrize("kind", ["json", "sqlite"])
 def test_copy_refuses_a_store_that_is_not_empty_unless_merge(
     kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
