@@ -993,13 +993,35 @@ def _store_key(key: Any) -> str:
 
 
 def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]]:
-    """Every (key, value) pair as (stored key, encoded value); a bad one raises before anything is written."""
+    """Every (key, value) pair as (stored key, encoded value); a bad one raises before anything is written.
+
+    The first bad pair is the one reported. Keys that are already str are
+    checked as text together, once all are encoded: one check instead of
+    one per key.
+    """
     pairs = items.items() if isinstance(items, Mapping) else items
-    rows = []
-    for key, value in pairs:
-        name = _store_key(key)
-        rows.append((name, _encode_value(name, value)))
+    rows: list[tuple[str, bytes]] = []
+    append, dumps = rows.append, orjson.dumps
+    try:
+        for key, value in pairs:
+            name = key if type(key) is str else _store_key(key)
+            append((name, dumps(value)))
+    except Exception as err:
+        _check_texts(rows)  # a bad key before this pair is the first problem
+        if isinstance(err, orjson.JSONEncodeError):
+            _encode_value(_sql_key(name), value)  # raises TypeError naming the key
+        raise
+    _check_texts(rows)
     return rows
+
+
+def _check_texts(rows: list[tuple[str, bytes]]) -> None:
+    """Raise _sql_key's TypeError for the first key of `rows` that is not valid Unicode text."""
+    try:
+        "".join([row[0] for row in rows]).encode()
+    except UnicodeEncodeError:
+        for row in rows:
+            _sql_key(row[0])
 
 
 def _set_wal(conn: Any, timeout: float) -> None:

@@ -3199,6 +3199,22 @@ def test_bad_value_is_refused_naming_key(tmp_path: Path, kind: str, value: objec
     assert reason in message, message
 
 
+def test_set_many_names_the_first_bad_pair_and_stores_nothing(store: Store) -> None:
+    if isinstance(store, PickleDB):
+        pytest.skip("PickleDB encodes at save(), where the first bad key in the file is named")
+    cases = [
+        ([("ok", 1), ("\ud800", 1), ("late", {1, 2})], "'\\ud800'", "Unicode"),  # a bad key before a bad value
+        ([("ok", 1), ("early", {1, 2}), ("\udfff", 1)], "'early'", "JSON-serializable"),  # and after one
+        ([("ok", 1), ("x\udfffy", 1), ("z", 2), "xyz"], "'x\\udfffy'", "Unicode"),  # before a malformed pair
+        ([(n, n) for n in range(1000)] + [("x\ud800", 1)], "'x\\ud800'", "Unicode"),  # non-str keys first
+    ]
+    for items, key, reason in cases:
+        with pytest.raises(TypeError) as info:
+            store.set_many(items)
+        assert key in str(info.value) and reason in str(info.value), str(info.value)
+        assert store.all() == []
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("items", [[("a", 1), ("b",)], [("a", 1), "xyz"], [("a", 1), 5]], ids=["short", "long", "int"])
 def test_malformed_set_many_items_store_nothing(tmp_path: Path, kind: str, items: object) -> None:
