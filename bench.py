@@ -299,6 +299,13 @@ def timed(fn: Callable[..., Any], *args: Any) -> float:
     return perf_counter() - start
 
 
+def timed_after_sync(fn: Callable[..., Any], *args: Any) -> float:
+    """timed(), once the OS has written back every dirty page: no earlier write lands in fn's fsync."""
+    if hasattr(os, "sync"):
+        os.sync()
+    return timed(fn, *args)
+
+
 def timed_set_loop(set_: Callable[[Any, Any], Any], pairs: Sequence[tuple[str, Any]]) -> float:
     start = perf_counter()
     for key, value in pairs:
@@ -1166,7 +1173,10 @@ class Bench:
         fill(db.set, pairs)
         plain = PlainStore(self.path("save-raw.json"))
         fill(plain.set, pairs)
-        samplers: dict[str, Sampler | str] = {PICKLEDB: lambda: timed(db.save), BASELINE: lambda: timed(plain.save)}
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: lambda: timed_after_sync(db.save),
+            BASELINE: lambda: timed_after_sync(plain.save),
+        }
         if self.other is not None:
             samplers[OTHER] = self.other_save_sampler(data_path)
         row = self.record("save", f"save() durable, N keys [{tag}]", "save", "total", samplers)
@@ -1181,7 +1191,7 @@ class Bench:
             db.load()
         except Exception as err:
             return self.reason("save", err)
-        return lambda: timed(db.save)
+        return lambda: timed_after_sync(db.save)
 
     def load_phases(self, tag: str, kind: str, n: int, data_path: str) -> None:
         """load() time and peak RSS, both from fresh child processes (A B B A ... as everywhere).
@@ -1372,14 +1382,14 @@ class Bench:
             db = pickledb.PickleDBSQLite(fresh(PICKLEDB))
             try:
                 db.get("warm-up", None)  # opens the connection and creates the table
-                return timed(db.set_many, pairs)
+                return timed_after_sync(db.set_many, pairs)
             finally:
                 db.close()
 
         def base() -> float:
             raw = RawSQLite(fresh(BASELINE))
             try:
-                return timed(raw.set_many, pairs)
+                return timed_after_sync(raw.set_many, pairs)
             finally:
                 raw.close()
 
@@ -1387,7 +1397,7 @@ class Bench:
             db = other.PickleDBSQLite(fresh(OTHER))
             try:
                 db.get("warm-up", None)
-                return timed(db.set_many, pairs)
+                return timed_after_sync(db.set_many, pairs)
             finally:
                 close_quietly(db)
 
@@ -1475,7 +1485,7 @@ class Bench:
             db = pickledb.PickleDBSQLite(path)
             try:
                 db.get("warm-up", None)  # opens the connection and creates the table
-                return timed(db.set_many, pairs)
+                return timed_after_sync(db.set_many, pairs)
             finally:
                 db.close()
                 sizes[PICKLEDB].append(file_size(path))
@@ -1484,7 +1494,7 @@ class Bench:
             path = fresh(BASELINE)
             raw = RawSQLite(path, rowid_setup)
             try:
-                return timed(raw.set_many, pairs)
+                return timed_after_sync(raw.set_many, pairs)
             finally:
                 raw.close()
                 sizes[BASELINE].append(file_size(path))
