@@ -74,9 +74,9 @@ _NAME_MAX = 255
 # How long save() waits for another process's save of the same directory.
 _LOCK_TIMEOUT = 30.0
 
-# Each names the extra or distribution and the bare package (for a copied pickledb.py).
-_AIOFILES_HINT = "async load() and save() need aiofiles: pip install pickledb (or: pip install aiofiles)"
-_REDIS_HINT = 'PickleDBRedis needs redis-py: pip install "pickledb[redis]" (or: pip install redis)'
+# Each leads with the bare package, the fix for a copied pickledb.py and an installed one alike.
+_AIOFILES_HINT = "async load() and save() need aiofiles: pip install aiofiles"
+_REDIS_HINT = 'PickleDBRedis needs redis-py: pip install redis (with pickledb installed: pip install "pickledb[redis]")'
 
 
 # --- exceptions -------------------------------------------------------------
