@@ -2680,7 +2680,9 @@ class PickleDBMachine(StoreMachine):
     @rule()
     def reopen(self) -> Store:
         self.db = PickleDB(self.path, pretty=self.pretty)
-        assert self.call("all") == []  # the constructor touches no disk
+        held = os.path.exists(self.path) and os.path.getsize(self.path) > 0  # then a read before load() warns
+        with pytest.warns(RuntimeWarning, match="never loaded it") if held else contextlib.nullcontext():
+            assert self.call("all") == []  # the constructor touches no disk
         assert self.call("load") is True
         self.model = dict(self.saved)
 
@@ -3617,7 +3619,8 @@ def test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing(t
     assert f"{path} exists and this PickleDB never loaded it" in str(err)
     assert "load()" in str(err) and "save(force=True)" in str(err)
     assert path.read_bytes() == raw and files_in(tmp_path) == ["users.json"]
-    assert db.all() == ["new"]  # memory as it was
+    with pytest.warns(RuntimeWarning, match="never loaded it"):  # the file holds data this instance never read
+        assert db.all() == ["new"]  # memory as it was
 
     async def main() -> None:
         with pytest.raises(pickledb.ConflictError):
@@ -7221,3 +7224,78 @@ def test_help_of_the_module_shows_no_private_name() -> None:
     text = pydoc.render_doc(pickledb, renderer=pydoc.plaintext)
     private = sorted(set(re.findall(r"(?<![\w.])_[A-Za-z]\w*", text)))
     assert private == []
+
+
+# --- First contact: a forgotten load(), the quick bench, the package's extras, types and metadata ---
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("read", ["get", "all"])
+def test_first_read_of_a_file_never_loaded_warns_once_naming_it(tmp_path: Path, read: str, mode: str) -> None:
+    path = tmp_path / "data.json"
+    path.write_bytes(b'{"u1":{"name":"alice"}}')
+    args = ("u1",) if read == "get" else ()
+    expected = None if read == "get" else []  # memory holds nothing: that is what the warning is about
+
+    def read_via(db: PickleDB) -> Any:
+        return getattr(db, read)(*args) if mode == "sync" else run_async(await_method, db, read, *args)
+
+    db = PickleDB(path)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert read_via(db) == expected
+    assert len(caught) == 1 and caught[0].filename == __file__  # pointed at the caller's line
+    message = str(caught[0].message)
+    assert message.startswith(f"{path} is not empty, but this PickleDB never loaded it") and "Call load()" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per instance: later reads, of either kind, say nothing
+        assert db.get("u1") is None and db.all() == [] and read_via(db) == expected
+        assert load_via(db, mode) is True
+        assert db.get("u1") == {"name": "alice"} and db.all() == ["u1"]
+    with pytest.warns(RuntimeWarning, match="never loaded it"):  # each instance checks for itself
+        PickleDB(path).all()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "loaded", "saved", "failed load", "created later"])
+def test_reads_do_not_warn_when_nothing_was_left_unloaded(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "data.json"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case in ("loaded", "failed load"):
+        path.write_bytes(b'{"u1":1}' if case == "loaded" else b'{"u1":')
+    db = PickleDB(path)
+    if case == "loaded":
+        db.load()
+    elif case == "saved":
+        db.set("a", 1)
+        db.save()  # the file now holds exactly what memory does
+    elif case == "failed load":
+        with pytest.raises(CorruptFileError):
+            db.load()  # its caller has heard of the file already
+    elif case == "created later":
+        assert db.get("a") is None  # the one check is done: the file written next is not looked at
+        PickleDB(path).save()
+        path.write_bytes(b'{"u1":1}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        db.get("a")
+        db.all()
+
+
+def test_the_forgotten_load_check_costs_one_stat_per_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data.json"
+    path.write_bytes(b"")  # exists, empty: checked, no warning
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        stats.append(os.fsdecode(target) if isinstance(target, (str, bytes, os.PathLike)) else repr(target))
+        return real_stat(target, *args, **kwargs)
+
+    dbs = [PickleDB(path) for _ in range(3)]
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for db in dbs:
+        for i in range(1000):
+            db.get(f"k{i}")
+        db.all()
+    monkeypatch.undo()
+    assert stats.count(str(path)) == 3
