@@ -7299,3 +7299,50 @@ def test_the_forgotten_load_check_costs_one_stat_per_instance(tmp_path: Path, mo
         db.all()
     monkeypatch.undo()
     assert stats.count(str(path)) == 3
+
+
+def load_bench() -> types.ModuleType:
+    """bench.py as a module (registered in sys.modules while it runs, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("bench_under_test", HERE / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def verdicts(report: str) -> list[str]:
+    """The ok? cells of a bench report's table and its summary lines about targets."""
+    cells = re.findall(r"\|\s*(yes|NO)\s*$", report, re.MULTILINE)
+    return cells + [line for line in report.splitlines() if line.startswith("Targets met")]
+
+
+def test_quick_bench_reports_ratios_and_leaves_the_targets_to_the_full_run(tmp_path: Path) -> None:
+    result = subprocess.run(  # a quick run of its quickest section, as a user runs it
+        [sys.executable, str(HERE / "bench.py"), "--quick", "--sections", "conflict"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^phase .*\| ratio$", result.stdout, re.MULTILINE), result.stdout
+    assert len(re.findall(r"\| +\d+\.\d+x$", result.stdout, re.MULTILINE)) == 2, result.stdout
+    assert verdicts(result.stdout) == [] and "ok?" not in result.stdout and "<= 1.3x" not in result.stdout
+    assert "Quick run: too few samples to judge the targets; `python bench.py` (the full run)" in result.stdout
+    bench = load_bench()  # the same rows, reported by a full run and by a quick one
+    rows = [
+        bench.Row("ops", "get N via get(), sync", "sync get", "op", {"pickledb": [3.0], "baseline": [1.0]}, 1.5),
+        bench.Row("ops", "set N via set(), sync", "sync set", "op", {"pickledb": [1.2], "baseline": [1.0]}, 1.5),
+    ]
+    info = {"python": "CPython"}
+    full = bench.report(types.SimpleNamespace(cfg=bench.Config([100], ["ops"]), rows=rows), info, None, 1.0)
+    assert verdicts(full) == ["NO", "yes", "Targets met: 1/2; missed: get N via get(), sync (3.00x)"]
+    quick = bench.report(
+        types.SimpleNamespace(cfg=bench.Config([100], ["ops"], quick=True), rows=rows), info, None, 1.0
+    )
+    assert verdicts(quick) == [] and "3.00x" in quick and "1.20x" in quick and bench.QUICK_SUMMARY in quick
