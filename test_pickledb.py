@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import builtins
 import contextlib
 import ctypes
@@ -12,6 +13,7 @@ import datetime
 import enum
 import errno
 import gc
+import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -28,6 +30,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import textwrap
 import threading
@@ -35,6 +38,7 @@ import time
 import types
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -7346,3 +7350,154 @@ def test_quick_bench_reports_ratios_and_leaves_the_targets_to_the_full_run(tmp_p
         types.SimpleNamespace(cfg=bench.Config([100], ["ops"], quick=True), rows=rows), info, None, 1.0
     )
     assert verdicts(quick) == [] and "3.00x" in quick and "1.20x" in quick and bench.QUICK_SUMMARY in quick
+
+
+def run_build_hook(hook: str, *args: str, cwd: Path = HERE) -> str:
+    """Call a PEP 517 hook of the project's build backend in a fresh interpreter, as a frontend does."""
+    pytest.importorskip("flit_core")
+    code = (
+        "import sys; sys.path[:0] = ['.ci']; import pickledb_build as b; print(getattr(b, sys.argv[1])(*sys.argv[2:]))"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SOURCE_DATE_EPOCH")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, hook, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def built_metadata(tmp_path: Path) -> Any:
+    """The METADATA a wheel built from this checkout has, as an email.message.Message."""
+    import email.parser
+
+    name = run_build_hook("prepare_metadata_for_build_wheel", str(tmp_path))
+    return email.parser.Parser().parsestr((tmp_path / name / "METADATA").read_text(encoding="utf-8"))
+
+
+def requirement_names(metadata: Any, extra: str | None) -> set[str]:
+    """The distributions Requires-Dist lists for `extra` (None: the base requirements)."""
+    names = set()
+    for line in metadata.get_all("Requires-Dist") or []:
+        spec, _, marker = line.partition(";")
+        in_extra = re.search(r"""extra == ["']([^"']+)["']""", marker)
+        if (in_extra.group(1) if in_extra else None) == extra:
+            names.add(re.split(r"[<>=!~ \[(]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def imported_top_modules(path: Path) -> set[str]:
+    """The top-level modules a Python file imports (at any depth of its code), but not from strings."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return names - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_extras_install_what_their_code_imports_and_no_more(tmp_path: Path) -> None:
+    metadata = built_metadata(tmp_path)
+    extras = set(metadata.get_all("Provides-Extra") or [])
+    assert {"sqlite", "redis", "bench", "test"} <= extras  # pip install "pickledb[sqlite]" keeps working
+    library = imported_top_modules(HERE / "pickledb.py")
+    assert requirement_names(metadata, "sqlite") <= library  # nothing the library does not import
+    assert requirement_names(metadata, "redis") == {"redis"} <= library
+    base = requirement_names(metadata, None)
+    assert base == {"orjson", "aiofiles"} and base <= library
+    baselines = imported_top_modules(HERE / "bench.py") - {"pickledb"} - base
+    assert baselines == {"aiosqlite", "redis"} and requirement_names(metadata, "bench") == baselines
+
+
+def test_metadata_states_license_python_versions_systems_and_types(tmp_path: Path) -> None:
+    metadata = built_metadata(tmp_path)
+    assert metadata["Metadata-Version"] >= "2.4"  # the version that carries PEP 639 license fields
+    assert metadata["License-Expression"] == "BSD-3-Clause" and metadata.get_all("License-File") == ["LICENSE"]
+    assert metadata["License"] is None
+    classifiers = metadata.get_all("Classifier") or []
+    assert not [line for line in classifiers if line.startswith("License ::")]  # PEP 639: the expression instead
+    assert "Typing :: Typed" in classifiers
+    versions = [line.rpartition(" :: ")[2] for line in classifiers if re.fullmatch(r".* :: Python :: 3\.\d+", line)]
+    assert versions == ["3.10", "3.11", "3.12", "3.13"] and metadata["Requires-Python"] == ">=3.10"
+    systems = {line for line in classifiers if line.startswith("Operating System ::")}
+    assert systems == {
+        "Operating System :: POSIX :: Linux",
+        "Operating System :: MacOS",
+        "Operating System :: Microsoft :: Windows",  # see the README: saves work there, without flock
+    }
+
+
+_USER_CODE_WITH_A_TYPE_ERROR = """
+from pickledb import PickleDB
+
+def count(db: PickleDB) -> int:
+    return db.all()
+"""
+
+
+def test_installed_wheel_gives_mypy_strict_the_types(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    sdist = run_build_hook("build_sdist", str(tmp_path))
+    with tarfile.open(tmp_path / sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    source = tmp_path / "unpacked" / sdist.removesuffix(".tar.gz")
+    built = subprocess.run(  # pip builds the wheel from the sdist, through the backend the sdist names
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["-w", str(tmp_path / "from-sdist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (tmp_path / "from-checkout").mkdir()
+    wheels = [
+        tmp_path / "from-checkout" / run_build_hook("build_wheel", str(tmp_path / "from-checkout")),
+        *(tmp_path / "from-sdist").glob("*.whl"),
+    ]
+    assert len(wheels) == 2
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            assert archive.read("pickledb-stubs/__init__.pyi") == (HERE / "pickledb.py").read_bytes()
+            assert "pickledb-2.0.0.dist-info/licenses/LICENSE" in names
+            record = archive.read("pickledb-2.0.0.dist-info/RECORD").decode().splitlines()
+            assert record[-1] == "pickledb-2.0.0.dist-info/RECORD,,"
+            assert sorted(line.partition(",")[0] for line in record) == sorted(names)
+            for line in record[:-1]:  # every file, stub included, with its true hash and size
+                name, digest, size = line.split(",")
+                data = archive.read(name)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert (digest, int(size)) == (f"sha256={expected}", len(data)), name
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    installed = subprocess.run(  # pip install of the wheel, as a user does it (no deps: offline)
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", wheels[1]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    (tmp_path / "user.py").write_text(_TYPED_USER_CODE)
+    (tmp_path / "wrong.py").write_text(_USER_CODE_WITH_A_TYPE_ERROR)
+    env = {key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")}
+    result = subprocess.run(  # plain --strict: no flag or config says where pickledb's types are
+        [sys.executable, "-m", "mypy", "--strict", "--python-executable", str(python), "user.py", "wrong.py"]
+        + ["--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("wrong.py:5: error: Incompatible return value type"), (
+        result.stdout + result.stderr
+    )
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(orjson.__file__))  # orjson, which --no-deps left out
+    outputs = []
+    for args in (["-c", "import pickledb; print(pickledb.__file__)"], ["-m", "pickledb", "--help"]):
+        ran = subprocess.run([str(python), *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        outputs.append(ran.stdout)
+    assert outputs[0].startswith(str(venv)) and outputs[1].startswith("usage: pickledb"), outputs
