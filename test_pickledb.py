@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import builtins
 import contextlib
 import ctypes
@@ -12,6 +13,7 @@ import datetime
 import enum
 import errno
 import gc
+import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -28,6 +30,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import textwrap
 import threading
@@ -35,6 +38,7 @@ import time
 import types
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -2680,7 +2684,9 @@ class PickleDBMachine(StoreMachine):
     @rule()
     def reopen(self) -> Store:
         self.db = PickleDB(self.path, pretty=self.pretty)
-        assert self.call("all") == []  # the constructor touches no disk
+        held = os.path.exists(self.path) and os.path.getsize(self.path) > 0  # then a read before load() warns
+        with pytest.warns(RuntimeWarning, match="never loaded it") if held else contextlib.nullcontext():
+            assert self.call("all") == []  # the constructor touches no disk
         assert self.call("load") is True
         self.model = dict(self.saved)
 
@@ -3617,7 +3623,8 @@ def test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing(t
     assert f"{path} exists and this PickleDB never loaded it" in str(err)
     assert "load()" in str(err) and "save(force=True)" in str(err)
     assert path.read_bytes() == raw and files_in(tmp_path) == ["users.json"]
-    assert db.all() == ["new"]  # memory as it was
+    with pytest.warns(RuntimeWarning, match="never loaded it"):  # the file holds data this instance never read
+        assert db.all() == ["new"]  # memory as it was
 
     async def main() -> None:
         with pytest.raises(pickledb.ConflictError):
@@ -7181,8 +7188,8 @@ def test_missing_aiofiles_names_the_package_at_the_first_async_call(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    for line in lines:
-        assert "aiofiles" in line and "pip install pickledb" in line and "pip install aiofiles" in line
+    for line in lines:  # the fix for a copied pickledb.py first: `pip install pickledb` is another release on PyPI
+        assert line.partition("need aiofiles: ")[2].startswith("pip install aiofiles"), line
 
 
 def test_missing_redis_hint_names_the_bare_package_too() -> None:
@@ -7221,3 +7228,276 @@ def test_help_of_the_module_shows_no_private_name() -> None:
     text = pydoc.render_doc(pickledb, renderer=pydoc.plaintext)
     private = sorted(set(re.findall(r"(?<![\w.])_[A-Za-z]\w*", text)))
     assert private == []
+
+
+# --- First contact: a forgotten load(), the quick bench, the package's extras, types and metadata ---
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("read", ["get", "all"])
+def test_first_read_of_a_file_never_loaded_warns_once_naming_it(tmp_path: Path, read: str, mode: str) -> None:
+    path = tmp_path / "data.json"
+    path.write_bytes(b'{"u1":{"name":"alice"}}')
+    args = ("u1",) if read == "get" else ()
+    expected = None if read == "get" else []  # memory holds nothing: that is what the warning is about
+
+    def read_via(db: PickleDB) -> Any:
+        return getattr(db, read)(*args) if mode == "sync" else run_async(await_method, db, read, *args)
+
+    db = PickleDB(path)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert read_via(db) == expected
+    assert len(caught) == 1 and caught[0].filename == __file__  # pointed at the caller's line
+    message = str(caught[0].message)
+    assert message.startswith(f"{path} is not empty, but this PickleDB never loaded it") and "Call load()" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per instance: later reads, of either kind, say nothing
+        assert db.get("u1") is None and db.all() == [] and read_via(db) == expected
+        assert load_via(db, mode) is True
+        assert db.get("u1") == {"name": "alice"} and db.all() == ["u1"]
+    with pytest.warns(RuntimeWarning, match="never loaded it"):  # each instance checks for itself
+        PickleDB(path).all()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "loaded", "saved", "failed load", "created later"])
+def test_reads_do_not_warn_when_nothing_was_left_unloaded(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "data.json"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case in ("loaded", "failed load"):
+        path.write_bytes(b'{"u1":1}' if case == "loaded" else b'{"u1":')
+    db = PickleDB(path)
+    if case == "loaded":
+        db.load()
+    elif case == "saved":
+        db.set("a", 1)
+        db.save()  # the file now holds exactly what memory does
+    elif case == "failed load":
+        with pytest.raises(CorruptFileError):
+            db.load()  # its caller has heard of the file already
+    elif case == "created later":
+        assert db.get("a") is None  # the one check is done: the file written next is not looked at
+        PickleDB(path).save()
+        path.write_bytes(b'{"u1":1}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        db.get("a")
+        db.all()
+
+
+def test_the_forgotten_load_check_costs_one_stat_per_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data.json"
+    path.write_bytes(b"")  # exists, empty: checked, no warning
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        stats.append(os.fsdecode(target) if isinstance(target, (str, bytes, os.PathLike)) else repr(target))
+        return real_stat(target, *args, **kwargs)
+
+    dbs = [PickleDB(path) for _ in range(3)]
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for db in dbs:
+        for i in range(1000):
+            db.get(f"k{i}")
+        db.all()
+    monkeypatch.undo()
+    assert stats.count(str(path)) == 3
+
+
+def load_bench() -> types.ModuleType:
+    """bench.py as a module (registered in sys.modules while it runs, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("bench_under_test", HERE / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def verdicts(report: str) -> list[str]:
+    """The ok? cells of a bench report's table and its summary lines about targets."""
+    cells = re.findall(r"\|\s*(yes|NO)\s*$", report, re.MULTILINE)
+    return cells + [line for line in report.splitlines() if line.startswith("Targets met")]
+
+
+def test_quick_bench_reports_ratios_and_leaves_the_targets_to_the_full_run(tmp_path: Path) -> None:
+    result = subprocess.run(  # a quick run of its quickest section, as a user runs it
+        [sys.executable, str(HERE / "bench.py"), "--quick", "--sections", "conflict"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^phase .*\| ratio$", result.stdout, re.MULTILINE), result.stdout
+    assert len(re.findall(r"\| +\d+\.\d+x$", result.stdout, re.MULTILINE)) == 2, result.stdout
+    assert verdicts(result.stdout) == [] and "ok?" not in result.stdout and "<= 1.3x" not in result.stdout
+    assert "Quick run: too few samples to judge the targets; `python bench.py` (the full run)" in result.stdout
+    bench = load_bench()  # the same rows, reported by a full run and by a quick one
+    rows = [
+        bench.Row("ops", "get N via get(), sync", "sync get", "op", {"pickledb": [3.0], "baseline": [1.0]}, 1.5),
+        bench.Row("ops", "set N via set(), sync", "sync set", "op", {"pickledb": [1.2], "baseline": [1.0]}, 1.5),
+    ]
+    info = {"python": "CPython"}
+    full = bench.report(types.SimpleNamespace(cfg=bench.Config([100], ["ops"]), rows=rows), info, None, 1.0)
+    assert verdicts(full) == ["NO", "yes", "Targets met: 1/2; missed: get N via get(), sync (3.00x)"]
+    quick = bench.report(
+        types.SimpleNamespace(cfg=bench.Config([100], ["ops"], quick=True), rows=rows), info, None, 1.0
+    )
+    assert verdicts(quick) == [] and "3.00x" in quick and "1.20x" in quick and bench.QUICK_SUMMARY in quick
+
+
+def run_build_hook(hook: str, *args: str, cwd: Path = HERE) -> str:
+    """Call a PEP 517 hook of the project's build backend in a fresh interpreter, as a frontend does."""
+    pytest.importorskip("flit_core")
+    code = (
+        "import sys; sys.path[:0] = ['.ci']; import pickledb_build as b; print(getattr(b, sys.argv[1])(*sys.argv[2:]))"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SOURCE_DATE_EPOCH")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, hook, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def built_metadata(tmp_path: Path) -> Any:
+    """The METADATA a wheel built from this checkout has, as an email.message.Message."""
+    import email.parser
+
+    name = run_build_hook("prepare_metadata_for_build_wheel", str(tmp_path))
+    return email.parser.Parser().parsestr((tmp_path / name / "METADATA").read_text(encoding="utf-8"))
+
+
+def requirement_names(metadata: Any, extra: str | None) -> set[str]:
+    """The distributions Requires-Dist lists for `extra` (None: the base requirements)."""
+    names = set()
+    for line in metadata.get_all("Requires-Dist") or []:
+        spec, _, marker = line.partition(";")
+        in_extra = re.search(r"""extra == ["']([^"']+)["']""", marker)
+        if (in_extra.group(1) if in_extra else None) == extra:
+            names.add(re.split(r"[<>=!~ \[(]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def imported_top_modules(path: Path) -> set[str]:
+    """The top-level modules a Python file imports (at any depth of its code), but not from strings."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return names - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_extras_install_what_their_code_imports_and_no_more(tmp_path: Path) -> None:
+    metadata = built_metadata(tmp_path)
+    extras = set(metadata.get_all("Provides-Extra") or [])
+    assert {"sqlite", "redis", "bench", "test"} <= extras  # pip install "pickledb[sqlite]" keeps working
+    library = imported_top_modules(HERE / "pickledb.py")
+    assert requirement_names(metadata, "sqlite") <= library  # nothing the library does not import
+    assert requirement_names(metadata, "redis") == {"redis"} <= library
+    base = requirement_names(metadata, None)
+    assert base == {"orjson", "aiofiles"} and base <= library
+    baselines = imported_top_modules(HERE / "bench.py") - {"pickledb"} - base
+    assert baselines == {"aiosqlite", "redis"} and requirement_names(metadata, "bench") == baselines
+
+
+def test_metadata_states_license_python_versions_systems_and_types(tmp_path: Path) -> None:
+    metadata = built_metadata(tmp_path)
+    assert metadata["Metadata-Version"] >= "2.4"  # the version that carries PEP 639 license fields
+    assert metadata["License-Expression"] == "BSD-3-Clause" and metadata.get_all("License-File") == ["LICENSE"]
+    assert metadata["License"] is None
+    classifiers = metadata.get_all("Classifier") or []
+    assert not [line for line in classifiers if line.startswith("License ::")]  # PEP 639: the expression instead
+    assert "Typing :: Typed" in classifiers
+    versions = [line.rpartition(" :: ")[2] for line in classifiers if re.fullmatch(r".* :: Python :: 3\.\d+", line)]
+    assert versions == ["3.10", "3.11", "3.12", "3.13"] and metadata["Requires-Python"] == ">=3.10"
+    systems = {line for line in classifiers if line.startswith("Operating System ::")}
+    assert systems == {
+        "Operating System :: POSIX :: Linux",
+        "Operating System :: MacOS",
+        "Operating System :: Microsoft :: Windows",  # see the README: saves work there, without flock
+    }
+
+
+_USER_CODE_WITH_A_TYPE_ERROR = """
+from pickledb import PickleDB
+
+def count(db: PickleDB) -> int:
+    return db.all()
+"""
+
+
+def test_installed_wheel_gives_mypy_strict_the_types(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    sdist = run_build_hook("build_sdist", str(tmp_path))
+    with tarfile.open(tmp_path / sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    source = tmp_path / "unpacked" / sdist.removesuffix(".tar.gz")
+    built = subprocess.run(  # pip builds the wheel from the sdist, through the backend the sdist names
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["-w", str(tmp_path / "from-sdist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (tmp_path / "from-checkout").mkdir()
+    wheels = [
+        tmp_path / "from-checkout" / run_build_hook("build_wheel", str(tmp_path / "from-checkout")),
+        *(tmp_path / "from-sdist").glob("*.whl"),
+    ]
+    assert len(wheels) == 2
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            assert archive.read("pickledb-stubs/__init__.pyi") == (HERE / "pickledb.py").read_bytes()
+            assert "pickledb-2.0.0.dist-info/licenses/LICENSE" in names
+            record = archive.read("pickledb-2.0.0.dist-info/RECORD").decode().splitlines()
+            assert record[-1] == "pickledb-2.0.0.dist-info/RECORD,,"
+            assert sorted(line.partition(",")[0] for line in record) == sorted(names)
+            for line in record[:-1]:  # every file, stub included, with its true hash and size
+                name, digest, size = line.split(",")
+                data = archive.read(name)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert (digest, int(size)) == (f"sha256={expected}", len(data)), name
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    installed = subprocess.run(  # pip install of the wheel, as a user does it (no deps: offline)
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", wheels[1]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    (tmp_path / "user.py").write_text(_TYPED_USER_CODE)
+    (tmp_path / "wrong.py").write_text(_USER_CODE_WITH_A_TYPE_ERROR)
+    env = {key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")}
+    result = subprocess.run(  # plain --strict: no flag or config says where pickledb's types are
+        [sys.executable, "-m", "mypy", "--strict", "--python-executable", str(python), "user.py", "wrong.py"]
+        + ["--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("wrong.py:5: error: Incompatible return value type"), (
+        result.stdout + result.stderr
+    )
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(orjson.__file__))  # orjson, which --no-deps left out
+    outputs = []
+    for args in (["-c", "import pickledb; print(pickledb.__file__)"], ["-m", "pickledb", "--help"]):
+        ran = subprocess.run([str(python), *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        outputs.append(ran.stdout)
+    assert outputs[0].startswith(str(venv)) and outputs[1].startswith("usage: pickledb"), outputs
