@@ -562,8 +562,7 @@ def _resolve(path: str) -> str:
                 f"the symbolic link {here} in the sticky, world-writable directory {done or '/'} belongs to uid "
                 f"{owner}, neither you nor the directory's owner, so it is not followed; remove it or save elsewhere",
             )
-        hops += 1
-        if hops > 40:
+        if (hops := hops + 1) > 40:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
         done = "" if link.startswith("/") else done
         todo += link.split("/")[::-1]
@@ -578,7 +577,6 @@ def _temp_prefix(name: str) -> str:
 
 def _claimed(fd: int) -> bool:
     """Lock a new temp file for its save; return False if a removal of stray temp files took it first."""
-    assert fcntl is not None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -593,16 +591,13 @@ def _remove_stray_temps(dir_fd: int, name: str) -> None:
     locked is a dead save's; it is removed only while its name still leads to
     the locked file. Any error leaves it for the next save.
     """
-    assert fcntl is not None
     prefix = _temp_prefix(name)
     try:
-        names = os.listdir(dir_fd)
+        names = [entry for entry in os.listdir(dir_fd) if entry.startswith(prefix) and len(entry) == len(prefix) + 20]
     except OSError:
         return
     for stray in names:
-        if not (stray.startswith(prefix) and len(stray) == len(prefix) + 20 and stray.endswith(".tmp")):
-            continue
-        if not all(digit in "0123456789abcdef" for digit in stray[-20:-4]):
+        if stray[-20:].lstrip("0123456789abcdef") != ".tmp":  # not .<16 hex digits>.tmp
             continue
         fd = -1
         try:
