@@ -677,7 +677,7 @@ def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, int], N
                     continue
                 with file:
                     fd = file.fileno()
-                    if fcntl is not None and not _claimed(fd):  # pragma: no cover - rare race; it is removed
+                    if fcntl is not None and not _claimed(fd):  # another save took it for a stray and removes it
                         tmp = ""
                         continue
                     if info is not None:

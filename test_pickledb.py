@@ -4569,20 +4569,21 @@ def test_temp_file_is_never_readable_by_a_user_the_saved_file_does_not_allow(
     db = PickleDB(path)
     db.load()
     seen: dict[str, Any] = {}  # what the second user met when the temp file was created, and at its first byte
+    temps: dict[int, str] = {}
     real_open, real_write = os.open, os.write
 
     def look(when: str, fd: int) -> None:
-        tmp = os.readlink(f"/proc/self/fd/{fd}")
-        seen[when] = [stat.S_IMODE(os.fstat(fd).st_mode), as_user(lambda: open(tmp, "rb").close())]
+        seen[when] = [stat.S_IMODE(os.fstat(fd).st_mode), as_user(lambda: open(temps[fd], "rb").close())]
 
     def fake_open(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
         fd = real_open(file, flags, *args, **kwargs)
         if flags & os.O_CREAT and os.path.dirname(os.fspath(file)) == str(shared_tmp):
+            temps[fd] = os.fspath(file)
             look("created", fd)
         return fd
 
     def fake_write(fd: int, data: bytes) -> int:
-        if "first byte" not in seen and fd_in(fd, str(shared_tmp)):
+        if "first byte" not in seen and fd in temps:
             look("first byte", fd)
         return real_write(fd, data)
 
@@ -4784,6 +4785,32 @@ def test_next_save_removes_temp_files_of_killed_saves_but_not_of_running_ones(tm
                 child.communicate()
     assert orjson.loads(path.read_bytes()) == {"start": 0, "running": "x" * 100_000}
     assert files_in(tmp_path) == sorted(["db.json", *others])
+
+
+@_NEEDS_FLOCK
+def test_a_save_whose_new_temp_file_another_save_removes_before_it_is_locked_takes_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.json"
+    db = PickleDB(path)
+    db.set("a", 1)
+    dir_fd = os.open(tmp_path, os.O_RDONLY)
+    real_flock = pickledb.fcntl.flock
+    before_lock: list[list[str]] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if not before_lock and fd_in(fd, str(tmp_path)):  # the new temp file, not locked yet
+            before_lock.append(files_in(tmp_path))
+            pickledb._remove_stray_temps(dir_fd, "db.json")  # another process's save removes it as stray
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(pickledb.fcntl, "flock", flock)
+    try:
+        assert db.save() is True
+    finally:
+        os.close(dir_fd)
+    assert len(before_lock) == 1 and len(before_lock[0]) == 1 and before_lock[0][0].endswith(".tmp")
+    assert orjson.loads(path.read_bytes()) == {"a": 1} and files_in(tmp_path) == ["db.json"]
 
 
 # =============================================================================
