@@ -614,7 +614,7 @@ def _remove_stray_temps(dir_fd: int, name: str) -> None:
 
 def _refuse_read_only(info: os.stat_result, target: str) -> None:
     """Raise PermissionError if you may not write the file (root: if it has no write bit at all)."""
-    if info.st_uid == os.geteuid() and info.st_mode & stat.S_IWUSR:
+    if info.st_uid == getattr(os, "geteuid", int)() and info.st_mode & stat.S_IWUSR:  # Windows: uid 0
         return
     if info.st_mode & 0o222 and os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
         return
@@ -627,6 +627,8 @@ def _refuse_read_only(info: os.stat_result, target: str) -> None:
 
 def _keep_owner_and_mode(fd: int, info: os.stat_result) -> None:
     """Give the temp file the mode, group and (as root) owner of the file it replaces, where you may."""
+    if fcntl is None:  # pragma: no cover - Windows: no owners, and the mode is only a read-only flag
+        return
     euid = os.geteuid()
     if (info.st_uid, info.st_gid) != (euid, os.getegid()):
         try:
