@@ -842,7 +842,7 @@ class PickleDB:
         for old in [n for n in saves if n < newest_save]:
             saves.discard(old)
 
-    def _commit(self, number: int, force: bool, tmp: str, target: str, fd: int) -> None:
+    def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
         """Check the file and rename the temp file over it, under both save locks.
 
         The cross-process lock is an flock on the directory, which every
@@ -858,7 +858,7 @@ class PickleDB:
             try:
                 if self._dir_fd >= 0:
                     _flock(self._dir_fd, os.path.dirname(target), held)
-                if self._replace(number, force, tmp, target, fd) and self._dir_fd >= 0:
+                if self._replace(number, force, tmp, target, tmp_fd) and self._dir_fd >= 0:
                     _remove_stray_temps(self._dir_fd, os.path.basename(target))
                     _fsync_dir(self._dir_fd)
             finally:
@@ -870,9 +870,9 @@ class PickleDB:
                     finally:
                         os.close(fd)
 
-    def _replace(self, number: int, force: bool, tmp: str, target: str, fd: int) -> bool:
-        """Rename tmp (open as fd) over target unless a later snapshot is saved; return True if it did."""
-        fingerprint = _fingerprint(os.fstat(fd))
+    def _replace(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> bool:
+        """Rename tmp (open as tmp_fd) over target unless a later snapshot is saved; return True if it did."""
+        fingerprint = _fingerprint(os.fstat(tmp_fd))
         inflight = self._inflight
         inflight[number] = (tmp, fingerprint)
         try:
@@ -899,7 +899,7 @@ class PickleDB:
                 if max(self._saves, default=0) > number:  # a handler's later save removed our temp file
                     return False
                 raise
-            self._remember(number, _fingerprint(os.fstat(fd)), saved=True)  # with the ctime of the rename
+            self._remember(number, _fingerprint(os.fstat(tmp_fd)), saved=True)  # with the ctime of the rename
             return True
         except BaseException:
             # Interrupted (a signal handler raised) after the rename: the file is
