@@ -4513,6 +4513,9 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
+ALICE, TEAM = 4243, 4242  # ids that need no entry in /etc/passwd or /etc/group
+
+
 def _made_dir(path: Path, mode: int) -> Path:
     path.mkdir()
     path.chmod(mode)  # the umask does not narrow it
@@ -4538,6 +4541,22 @@ def test_save_refuses_a_link_another_user_planted_in_a_sticky_directory(shared_t
         assert f"uid {SECOND_USER}" in str(info.value)
     assert victim.read_bytes() == b""
     assert files_in(sticky) == ["app.json", "hop.json"] and files_in(private) == ["mine.json", "x.json"]
+    home = _made_dir(shared_tmp / "alice", 0o700)  # a user who is not root is lured the same way
+    notes = home / "notes.json"
+    notes.write_bytes(b"")
+    for owned in (home, notes):
+        os.chown(owned, ALICE, ALICE)
+    assert as_user(lambda: os.symlink(notes, sticky / "lure.json")) is None
+
+    def alice_saves() -> Any:
+        db = PickleDB(sticky / "lure.json")
+        db.set("x", 1)
+        return db.save()
+
+    refused = as_user(alice_saves, uid=ALICE, gid=ALICE)
+    assert isinstance(refused, list) and refused[:2] == ["raised", "PermissionError"], refused
+    assert f"symbolic link {sticky / 'lure.json'}" in refused[2]
+    assert notes.read_bytes() == b"" and files_in(home) == ["notes.json"]
     with contextlib.suppress(OSError), open("/proc/sys/fs/protected_symlinks") as sysctl:
         if sysctl.read().strip() == "1":  # the kernel refuses to open it too
             with pytest.raises(PermissionError):
@@ -4600,9 +4619,6 @@ def test_temp_file_is_never_readable_by_a_user_the_saved_file_does_not_allow(
         assert mode & ~0o600 == 0 and opened[:2] == ["raised", "PermissionError"], seen
     assert seen["first byte"][0] == 0o600
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and orjson.loads(path.read_bytes()) == {"password": "hunter2"}
-
-
-ALICE, TEAM = 4243, 4242  # ids that need no entry in /etc/passwd or /etc/group
 
 
 @NEEDS_ROOT
