@@ -341,9 +341,10 @@ class _PausedGC:
 
 
 # What a PickleDB remembers of its file after a load() or save(): None when the
-# file was missing or empty, else (device, inode, size, mtime in ns). A rename
-# keeps all four, so the temp file's fingerprint is the saved file's.
-_Fingerprint = tuple[int, int, int, int]
+# file was missing or empty, else (device, inode, size, mtime in ns, ctime in
+# ns). The ctime changes with every write, chmod or chown, even one that puts
+# the mtime back; a rename changes it too, so a save reads it after its rename.
+_Fingerprint = tuple[int, int, int, int, int]
 # What a fresh instance remembers: nothing.
 _NEVER = "never"
 
@@ -354,7 +355,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 def _fingerprint(info: os.stat_result) -> _Fingerprint | None:
     if info.st_size == 0:
         return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _not_a_file(mode: int) -> OSError:
@@ -534,60 +535,161 @@ def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
         pause = min(pause * 2, 0.01)
 
 
-def _temp_path(directory: str, name: str) -> str:
-    """A new temp file name beside `name`, short enough for the file system (NAME_MAX)."""
-    suffix = f".{secrets.token_hex(8)}.tmp"
-    room = _NAME_MAX - 1 - len(suffix)
+def _resolve(path: str) -> str:
+    """Return the real path of the absolute `path`, following each link only where fs.protected_symlinks=1 would.
+
+    A link in a sticky, world-writable directory (such as /tmp) that belongs
+    neither to this user nor to the directory's owner raises PermissionError.
+    """
+    if os.name == "nt":  # pragma: no cover - Windows
+        return os.path.realpath(path)
+    done, todo, hops = "", path.split("/")[::-1], 0
+    while todo:
+        part = todo.pop()
+        if part in ("", ".", ".."):
+            done = done.rpartition("/")[0] if part == ".." else done
+            continue
+        here = f"{done}/{part}"
+        try:
+            link = os.readlink(here)
+        except OSError:  # not a link, or missing (the save creates it)
+            done = here
+            continue
+        owner, folder = os.lstat(here).st_uid, os.stat(done or "/")
+        if folder.st_mode & 0o1002 == 0o1002 and owner not in (os.geteuid(), folder.st_uid):
+            raise PermissionError(
+                errno.EACCES,
+                f"the symbolic link {here} in the sticky, world-writable directory {done or '/'} belongs to uid "
+                f"{owner}, neither you nor the directory's owner, so it is not followed; remove it or save elsewhere",
+            )
+        if (hops := hops + 1) > 40:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        done = "" if link.startswith("/") else done
+        todo += link.split("/")[::-1]
+    return done or "/"
+
+
+def _temp_prefix(name: str) -> str:
+    """The start of the temp file names of `name`, `.NAME.`, cut so that `.NAME.<16 hex digits>.tmp` fits NAME_MAX."""
     encoded = os.fsencode(name)
-    if len(encoded) > room:
-        name = os.fsdecode(encoded[:room])
-    return os.path.join(directory, f".{name}{suffix}")
+    return f".{os.fsdecode(encoded[: _NAME_MAX - 22]) if len(encoded) > _NAME_MAX - 22 else name}."
 
 
-def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, _Fingerprint | None], None]) -> None:
+def _claimed(fd: int) -> bool:
+    """Lock a new temp file for its save; return False if a removal of stray temp files took it first."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return os.fstat(fd).st_nlink > 0
+
+
+def _remove_stray_temps(dir_fd: int, name: str) -> None:
+    """Remove the temp files that killed saves of `name` left in the directory open as `dir_fd`.
+
+    A save holds its temp file locked until the rename, so one that can be
+    locked is a dead save's; it is removed only while its name still leads to
+    the locked file. Any error leaves it for the next save.
+    """
+    prefix = _temp_prefix(name)
+    try:
+        names = [entry for entry in os.listdir(dir_fd) if entry.startswith(prefix) and len(entry) == len(prefix) + 20]
+    except OSError:
+        return
+    for stray in names:
+        if stray[-20:].lstrip("0123456789abcdef") != ".tmp":  # not .<16 hex digits>.tmp
+            continue
+        fd = -1
+        try:
+            fd = os.open(stray, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a running save's
+            if os.path.samestat(os.stat(stray, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
+                os.unlink(stray, dir_fd=dir_fd)
+        except OSError:
+            pass
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _refuse_read_only(info: os.stat_result, target: str) -> None:
+    """Raise PermissionError if you may not write the file (root: if it has no write bit at all)."""
+    if info.st_uid == getattr(os, "geteuid", int)() and info.st_mode & stat.S_IWUSR:  # Windows: uid 0
+        return
+    if info.st_mode & 0o222 and os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        return
+    raise PermissionError(
+        errno.EACCES,
+        f"the file is read-only for you (mode {stat.S_IMODE(info.st_mode):#o}, owner uid {info.st_uid}); "
+        "make it writable, or call save(force=True) to replace it anyway",
+    )
+
+
+def _keep_owner_and_mode(fd: int, info: os.stat_result) -> None:
+    """Give the temp file the mode, group and (as root) owner of the file it replaces, where you may."""
+    if fcntl is None:  # pragma: no cover - Windows: no owners, and the mode is only a read-only flag
+        return
+    euid = os.geteuid()
+    if (info.st_uid, info.st_gid) != (euid, os.getegid()):
+        try:
+            os.fchown(fd, info.st_uid if euid == 0 else -1, info.st_gid)
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.EINVAL):  # not your group, or an id unknown here
+                raise
+    os.fchmod(fd, stat.S_IMODE(info.st_mode))  # after the chown, which may clear the setgid bit
+
+
+def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, int], None], force: bool = True) -> None:
     """Write `payload` to a new temp file beside `path`, then let `commit` rename it.
 
-    The temp file is fsynced and keeps the mode of the file it replaces (a
-    new one gets 0o666 minus the umask); commit(tmp, target, fingerprint)
-    renames it over the target (or drops it) under the save locks. On any
-    error, an interruption included, the temp file is removed, the old file
-    is untouched unless the rename happened, and an OSError naming `path` is
-    raised. A symbolic link at `path` is followed: its target is replaced,
-    and anything but a regular file there is refused.
+    The temp file is locked (see _remove_stray_temps) and, before its first
+    byte, gets what _keep_owner_and_mode keeps of the file it replaces (till
+    then only you may read it; a new file gets 0o666 minus the umask). It is
+    fsynced, then commit(tmp, target, fd) renames it over the target (or
+    drops it) under the save locks. force=False refuses a file you may not
+    write. On any error, an interruption included, the temp file is removed,
+    the old file is untouched unless the rename happened, and an OSError
+    naming `path` is raised. Links are followed as _resolve() allows, and
+    anything but a regular file at the end is refused.
     """
-    target = os.path.realpath(path)
-    directory, name = os.path.split(target)
     tmp = ""
     try:
         try:
+            target = _resolve(path)
+            directory, name = os.path.split(target)
             try:
-                info = os.stat(target)
+                info: os.stat_result | None = os.lstat(target)
             except FileNotFoundError:
-                mode: int | None = None
-            else:
+                info = None
+            if info is not None:
                 if not stat.S_ISREG(info.st_mode):
                     raise _not_a_file(info.st_mode)  # never replace a device node or a FIFO
-                mode = stat.S_IMODE(info.st_mode)
+                if not force:
+                    _refuse_read_only(info, target)
+            mode = 0o666 if info is None else stat.S_IMODE(info.st_mode) & 0o700
+            prefix = os.path.join(directory, _temp_prefix(name))
             while True:
-                tmp = _temp_path(directory, name)
+                tmp = f"{prefix}{secrets.token_hex(8)}.tmp"
                 try:
                     # os.open as the opener: the descriptor belongs to the file
                     # object from the moment it exists.
-                    file = open(tmp, "xb", buffering=0, opener=functools.partial(os.open, mode=0o666))
-                    break
+                    file = open(tmp, "xb", buffering=0, opener=functools.partial(os.open, mode=mode))
                 except FileExistsError:  # pragma: no cover - 64 random bits collided
                     tmp = ""
                     continue
-            with file:
-                if mode is not None:
-                    os.chmod(tmp, mode)
-                fd = file.fileno()
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-                fingerprint = _fingerprint(os.fstat(fd))
-            commit(tmp, target, fingerprint)
+                with file:
+                    fd = file.fileno()
+                    if fcntl is not None and not _claimed(fd):  # another save took it for a stray and removes it
+                        tmp = ""
+                        continue
+                    if info is not None:
+                        _keep_owner_and_mode(fd, info)
+                    view = memoryview(payload)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                    commit(tmp, target, fd)
+                    return
         except BaseException:
             if tmp:
                 _unlink(tmp)  # gone already when the rename happened
@@ -702,12 +804,13 @@ class PickleDB:
 
         Refuses with ConflictError when the file exists and is not the one
         this instance last loaded or saved (another program or instance wrote
-        it, or it was never loaded); force=True replaces it anyway. A value
-        JSON cannot hold raises TypeError naming its key; an I/O failure
-        raises OSError naming the file. On any error memory is unchanged, and
-        so is the file, except when the directory fsync after the rename
-        fails: the file then holds the complete new contents, but their
-        durability is not confirmed. Awaitable in async code.
+        it, or it was never loaded), and with PermissionError when you may
+        not write it; force=True replaces it anyway. A value JSON cannot hold
+        raises TypeError naming its key; an I/O failure raises OSError naming
+        the file. On any error memory is unchanged, and so is the file,
+        except when the directory fsync after the rename fails: the file then
+        holds the complete new contents, but their durability is not
+        confirmed. Awaitable in async code.
         """
         self._check_fork()
         self._refuse_strings_too_long()
@@ -715,7 +818,7 @@ class PickleDB:
         payload = self._encode()
         if len(payload) > _MAX_FILE_BYTES:
             raise self._too_large(f"the file would be {len(payload)} bytes,")
-        _atomic_write(self.location, payload, functools.partial(self._commit, number, force))
+        _atomic_write(self.location, payload, functools.partial(self._commit, number, force), force)
         return True
 
     def _check_fork(self) -> None:
@@ -744,7 +847,7 @@ class PickleDB:
         for old in [n for n in saves if n < newest_save]:
             saves.discard(old)
 
-    def _commit(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> None:
+    def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
         """Check the file and rename the temp file over it, under both save locks.
 
         The cross-process lock is an flock on the directory, which every
@@ -760,7 +863,8 @@ class PickleDB:
             try:
                 if self._dir_fd >= 0:
                     _flock(self._dir_fd, os.path.dirname(target), held)
-                if self._replace(number, force, tmp, target, fingerprint) and self._dir_fd >= 0:
+                if self._replace(number, force, tmp, target, tmp_fd) and self._dir_fd >= 0:
+                    _remove_stray_temps(self._dir_fd, os.path.basename(target))
                     _fsync_dir(self._dir_fd)
             finally:
                 if owner and self._dir_fd >= 0:
@@ -771,8 +875,9 @@ class PickleDB:
                     finally:
                         os.close(fd)
 
-    def _replace(self, number: int, force: bool, tmp: str, target: str, fingerprint: _Fingerprint | None) -> bool:
-        """Rename tmp over target unless a later snapshot is saved; return True if it did."""
+    def _replace(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> bool:
+        """Rename tmp (open as tmp_fd) over target unless a later snapshot is saved; return True if it did."""
+        fingerprint = _fingerprint(os.fstat(tmp_fd))
         inflight = self._inflight
         inflight[number] = (tmp, fingerprint)
         try:
@@ -799,14 +904,15 @@ class PickleDB:
                 if max(self._saves, default=0) > number:  # a handler's later save removed our temp file
                     return False
                 raise
-            self._remember(number, fingerprint, saved=True)
+            self._remember(number, _fingerprint(os.fstat(tmp_fd)), saved=True)  # with the ctime of the rename
             return True
         except BaseException:
             # Interrupted (a signal handler raised) after the rename: the file is
             # the one we wrote, so remember it, or the next save would conflict.
             try:
-                if fingerprint is not None and _fingerprint(os.stat(target)) == fingerprint:
-                    self._remember(number, fingerprint, saved=True)
+                now = _fingerprint(os.stat(target))
+                if now and fingerprint and now[:4] == fingerprint[:4]:
+                    self._remember(number, now, saved=True)
             except OSError:
                 pass
             raise
@@ -824,7 +930,8 @@ class PickleDB:
         if on_disk is None:  # an empty file holds nothing to lose
             return
         seen = self._seen()
-        if on_disk == seen or any(on_disk == other for _, other in list(self._inflight.values())):
+        # A save of this thread that a signal handler interrupted may have renamed its file (ctime aside).
+        if on_disk == seen or any(other and on_disk[:4] == other[:4] for _, other in list(self._inflight.values())):
             return
         if seen == _NEVER:
             raise ConflictError(self.location, "exists and this PickleDB never loaded it")
@@ -2615,7 +2722,7 @@ def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
     return result
 
 
-def _cli_replace(tmp: str, target: str, fingerprint: _Fingerprint | None) -> None:
+def _cli_replace(tmp: str, target: str, _: int) -> None:
     """Rename the written temp file over `target` durably (the output of dump -o)."""
     os.replace(tmp, target)
     fd = os.open(os.path.dirname(target), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)

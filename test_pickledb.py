@@ -94,6 +94,45 @@ def files_in(directory: str | Path) -> list[str]:
     return sorted(os.listdir(directory))
 
 
+# Tests that run part of their work as a second user: root forks, the child drops to this uid.
+SECOND_USER = 65534
+NEEDS_ROOT = pytest.mark.skipif(
+    not hasattr(os, "fork") or getattr(os, "geteuid", lambda: -1)() != 0,
+    reason="runs part of the test as a second user, which needs root (fork, then setuid)",
+)
+
+
+def as_user(fn: Callable[[], Any], uid: int = SECOND_USER, gid: int = SECOND_USER, groups: Iterable[int] = ()) -> Any:
+    """Return fn() run in a forked child that dropped root for uid, gid and groups (JSON round trip).
+
+    An exception raised by fn comes back as ["raised", its type name, its message].
+    """
+    assert os.geteuid() == 0
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_fd)
+            os.setgroups(list(groups))
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                result = fn()
+            except Exception as err:
+                result = ["raised", type(err).__name__, str(err)]
+            os.write(write_fd, orjson.dumps(result))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with open(read_fd, "rb") as pipe:
+        raw = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and raw, f"the child running as uid {uid} failed"
+    return orjson.loads(raw)
+
+
 def wait_for_threads(start: int, timeout: float = 5.0) -> int:
     """Poll until threading.active_count() is back to `start`; return the final count."""
     deadline = time.monotonic() + timeout
@@ -806,8 +845,16 @@ def test_pickledb_async_use_leaves_no_warnings_or_threads(tmp_path: Path) -> Non
 # file or the new one, never a torn one; at most a stray `.NAME.<random>.tmp` file remains, which pickledb never
 # reads.
 #
-# The saved file keeps the permission bits of the file it replaces; a new file gets `0o666` minus your umask. If the
-# database path is a symbolic link, the file it points to is replaced and the link stays.
+# The saved file keeps the mode of the file it replaces, its group if you are in that group, and its owner if you
+# are root (else it becomes yours; the save still succeeds). The temporary file has that mode before its first byte,
+# so no one the file shuts out can read it. A new file gets `0o666` minus your umask. A file you may not write (for
+# root: one with no write bit) raises `PermissionError`; `save(force=True)` replaces it. A symbolic link is followed
+# (its target is replaced, the link stays), except in a sticky, world-writable directory such as `/tmp`: there a
+# link, at any hop, is followed only if it belongs to you or to the directory's owner (the kernel's
+# `protected_symlinks` rule); any other raises `PermissionError` naming the link, and nothing is written. The next
+# successful save removes the temporary files of killed saves of that file; a running save, in any process, holds
+# its temporary file locked, and that one is never removed
+# [`test_next_save_removes_temp_files_of_killed_saves_but_not_of_running_ones`].
 #
 # Limits:
 #
@@ -906,6 +953,7 @@ def test_saved_file_keeps_its_mode_and_new_files_follow_umask(tmp_path: Path) ->
         db.save()
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
         os.chmod(path, 0o604)
+        db.load()  # the chmod changed the file's ctime: without a load, the save would conflict
         db.set("a", 1)
         db.save()
         assert stat.S_IMODE(path.stat().st_mode) == 0o604
@@ -1075,14 +1123,14 @@ def inject_fault(monkeypatch: pytest.MonkeyPatch, where: str, code: int, target:
 
         monkeypatch.setattr(pickledb.os, "replace", fake_replace)
     elif where == "chmod":
-        real_chmod = os.chmod
+        real_fchmod = os.fchmod
 
-        def fake_chmod(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
-            if os.path.dirname(os.fspath(path)) == directory:
+        def fake_fchmod(fd: int, mode: int) -> None:
+            if fd_in(fd, directory):
                 raise oserror(code)
-            return real_chmod(path, mode, *args, **kwargs)
+            return real_fchmod(fd, mode)
 
-        monkeypatch.setattr(pickledb.os, "chmod", fake_chmod)
+        monkeypatch.setattr(pickledb.os, "fchmod", fake_fchmod)
     else:  # pragma: no cover - a typo in the table below
         raise AssertionError(where)
 
@@ -1093,6 +1141,7 @@ def saved_db(tmp_path: Path) -> tuple[PickleDB, Path]:
     db.set_many({"old": 1, "list": [1, 2, 3]})
     db.save()
     os.chmod(path, 0o640)
+    db.load()  # the chmod changed the file's ctime
     db.set("new", {"n": 2})
     db.remove("list")
     return db, path
@@ -2684,7 +2733,8 @@ def crash_pickledb(tmp_path: Path, trials: int, seed: int) -> None:
                 match = TEMP_NAME.match(name)
                 assert match and match.group("name") == "snap.json", name
                 leftovers.add(name)
-    # Leftover temp files from killed saves never disturb later saves or loads.
+    # Leftover temp files from killed saves never disturb later saves or loads,
+    # and the next save removes them.
     db = PickleDB(path)
     db.load()
     db.set("after", True)
@@ -2692,7 +2742,7 @@ def crash_pickledb(tmp_path: Path, trials: int, seed: int) -> None:
     again = PickleDB(path)
     again.load()
     assert again.get("after") is True
-    assert set(files_in(tmp_path)) - {"snap.json"} == leftovers
+    assert leftovers and files_in(tmp_path) == ["snap.json"]
 
 
 def test_crash_pickledb_save_loop(tmp_path: Path) -> None:
@@ -3816,6 +3866,16 @@ def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
 # =============================================================================
 # What this section proves (each promise names its tests):
 #
+# Other users can neither redirect nor read a save (run as root, with a forked second user): another user's link in
+# a sticky directory is refused at any hop [`test_save_refuses_a_link_another_user_planted_in_a_sticky_directory`],
+# the temporary file of a `0600` file is never readable by them
+# [`test_temp_file_is_never_readable_by_a_user_the_saved_file_does_not_allow`], owner and group are kept
+# [`test_save_keeps_the_owner_when_root_and_the_group_where_the_user_may_set_it`], and a file you may not write is
+# refused unless forced [`test_save_refuses_a_read_only_file_unless_forced`,
+# `test_save_refuses_a_file_the_user_may_not_write_in_a_directory_they_may`]. The fingerprint includes the change
+# time: a same-size edit followed by `touch -r` raises, and so does a `chmod` by someone else
+# [`test_same_size_edit_that_restores_the_mtime_conflicts`].
+#
 # A save never silently replaces a file it has not seen. `save()` over an existing file this instance never loaded
 # raises `ConflictError` and leaves the file byte for byte as it was
 # [`test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing`]; a missing or empty file needs no
@@ -3876,9 +3936,10 @@ def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
 #
 # Several writers: a conflicting save raises, nothing is lost silently:
 #
-# Every `PickleDB` remembers which file it last loaded or saved (its device, inode, size and modification time in
-# nanoseconds; "none" for a missing or empty file). `save()` replaces the file only if it is still that file, or if
-# there is no file (or an empty one):
+# Every `PickleDB` remembers which file it last loaded or saved (its device, inode, size, and modification and change
+# times in nanoseconds; "none" for a missing or empty file). The change time catches an edit that puts the
+# modification time back, and also a `chmod` or `chown`: after one by someone else, the next save raises
+# `ConflictError`. `save()` replaces the file only if it is still that file, or if there is no file (or an empty one):
 #
 # - forgot `load()`: `PickleDB("users.json").save()` over an existing file raises `ConflictError` ("... exists and
 #   this PickleDB never loaded it") instead of replacing five users with an empty database;
@@ -4253,8 +4314,7 @@ def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save
     assert db.save() is True
     assert time.monotonic() - start < 5
     assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
-    leftovers = [name for name in files_in(tmp_path) if name != "db.json"]
-    assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")  # the killed save's temp file, never read
+    assert files_in(tmp_path) == ["db.json"]  # the killed save's temp file, never read, is removed
 
 
 _HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
@@ -4275,7 +4335,7 @@ _HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
             handled.append(orjson.loads(file.read()))
 
     signal.signal(signal.SIGTERM, on_signal)
-    names = ("stat", "open", "write", "fsync", "fstat", "replace", "chmod")
+    names = ("readlink", "lstat", "stat", "open", "write", "fsync", "fstat", "replace", "fchmod", "listdir")
     real = {name: getattr(os, name) for name in names}
     state = {"calls": 0, "at": -1}
 
@@ -4777,6 +4837,334 @@ def test_signal_handler_saving_at_random_moments_heavy(tmp_path: Path, other_thr
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[0]) == 2000
+
+
+# --- PickleDB: other users, links in sticky directories, modes, owners, stray temp files ---
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory under /tmp that a second user can reach (tmp_path lies in one only root may enter)."""
+    path = Path(tempfile.mkdtemp(prefix="pickledb-users-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+ALICE, TEAM = 4243, 4242  # ids that need no entry in /etc/passwd or /etc/group
+
+
+def _made_dir(path: Path, mode: int) -> Path:
+    path.mkdir()
+    path.chmod(mode)  # the umask does not narrow it
+    return path
+
+
+@NEEDS_ROOT
+def test_save_refuses_a_link_another_user_planted_in_a_sticky_directory(shared_tmp: Path) -> None:
+    sticky, private = _made_dir(shared_tmp / "sticky", 0o1777), _made_dir(shared_tmp / "private", 0o755)
+    victim = private / "x.json"
+    victim.write_bytes(b"")  # an empty file: a save needs no load() to replace it
+    planted = sticky / "app.json"
+    assert as_user(lambda: os.symlink(victim, planted)) is None
+    (private / "mine.json").symlink_to(planted)  # the caller's own links lead to it: every hop is checked
+    (sticky / "hop.json").symlink_to(planted)
+    for location in (planted, private / "mine.json", sticky / "hop.json"):
+        db = PickleDB(location)
+        db.set("secret", 1)
+        with pytest.raises(PermissionError) as info:
+            db.save()
+        assert info.value.filename == str(location)
+        assert f"the symbolic link {planted} in the sticky, world-writable directory {sticky}" in str(info.value)
+        assert f"uid {SECOND_USER}" in str(info.value)
+    assert victim.read_bytes() == b""
+    assert files_in(sticky) == ["app.json", "hop.json"] and files_in(private) == ["mine.json", "x.json"]
+    home = _made_dir(shared_tmp / "alice", 0o700)  # a user who is not root is lured the same way
+    notes = home / "notes.json"
+    notes.write_bytes(b"")
+    for owned in (home, notes):
+        os.chown(owned, ALICE, ALICE)
+    assert as_user(lambda: os.symlink(notes, sticky / "lure.json")) is None
+
+    def alice_saves() -> Any:
+        db = PickleDB(sticky / "lure.json")
+        db.set("x", 1)
+        return db.save()
+
+    refused = as_user(alice_saves, uid=ALICE, gid=ALICE)
+    assert isinstance(refused, list) and refused[:2] == ["raised", "PermissionError"], refused
+    assert f"symbolic link {sticky / 'lure.json'}" in refused[2]
+    assert notes.read_bytes() == b"" and files_in(home) == ["notes.json"]
+    with contextlib.suppress(OSError), open("/proc/sys/fs/protected_symlinks") as sysctl:
+        if sysctl.read().strip() == "1":  # the kernel refuses to open it too
+            with pytest.raises(PermissionError):
+                open(planted, "rb").close()
+    # Links the kernel follows keep working: the caller's own, and the directory owner's.
+    (sticky / "own.json").symlink_to(victim)
+    db = PickleDB(sticky / "own.json")
+    db.set("a", 1)
+    assert db.save() is True
+    assert orjson.loads(victim.read_bytes()) == {"a": 1} and (sticky / "own.json").is_symlink()
+    (sticky / "shared.json").symlink_to(sticky / "theirs.json")  # root owns the sticky directory
+
+    def second_user_saves() -> Any:
+        db = PickleDB(sticky / "shared.json")
+        db.set("b", 2)
+        return db.save()
+
+    assert as_user(second_user_saves) is True
+    assert orjson.loads((sticky / "theirs.json").read_bytes()) == {"b": 2}
+
+
+@NEEDS_ROOT
+def test_temp_file_is_never_readable_by_a_user_the_saved_file_does_not_allow(
+    shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = shared_tmp / "secret.json"
+    _json_file(path, {"password": "old"})
+    path.chmod(0o600)
+    db = PickleDB(path)
+    db.load()
+    seen: dict[str, Any] = {}  # what the second user met when the temp file was created, and at its first byte
+    temps: dict[int, str] = {}
+    real_open, real_write = os.open, os.write
+
+    def look(when: str, fd: int) -> None:
+        seen[when] = [stat.S_IMODE(os.fstat(fd).st_mode), as_user(lambda: open(temps[fd], "rb").close())]
+
+    def fake_open(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(file, flags, *args, **kwargs)
+        if flags & os.O_CREAT and os.path.dirname(os.fspath(file)) == str(shared_tmp):
+            temps[fd] = os.fspath(file)
+            look("created", fd)
+        return fd
+
+    def fake_write(fd: int, data: bytes) -> int:
+        if "first byte" not in seen and fd in temps:
+            look("first byte", fd)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(pickledb.os, "open", fake_open)
+    monkeypatch.setattr(pickledb.os, "write", fake_write)
+    old_umask = os.umask(0o022)
+    try:
+        db.set("password", "hunter2")
+        assert db.save() is True
+    finally:
+        os.umask(old_umask)
+    assert set(seen) == {"created", "first byte"}
+    for mode, opened in seen.values():
+        assert mode & ~0o600 == 0 and opened[:2] == ["raised", "PermissionError"], seen
+    assert seen["first byte"][0] == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and orjson.loads(path.read_bytes()) == {"password": "hunter2"}
+
+
+@NEEDS_ROOT
+def test_save_keeps_the_owner_when_root_and_the_group_where_the_user_may_set_it(shared_tmp: Path) -> None:
+    users = shared_tmp / "users.json"
+    _json_file(users, {"a": 1})
+    os.chown(users, SECOND_USER, SECOND_USER)
+    users.chmod(0o640)
+    db = PickleDB(users)  # root saves a user's file: it stays theirs
+    db.load()
+    db.set("b", 2)
+    assert db.save() is True
+    info = users.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (SECOND_USER, SECOND_USER, 0o640)
+    team = _made_dir(shared_tmp / "team", 0o777)
+    shared = team / "shared.json"
+    _json_file(shared, {"alice": 1})
+    os.chown(shared, ALICE, TEAM)
+    shared.chmod(0o660)
+
+    def saves(path: Path) -> Any:
+        db = PickleDB(path)
+        db.load()
+        db.set("bob", 2)
+        return db.save()
+
+    def loads() -> Any:
+        db = PickleDB(shared)
+        db.load()
+        return db.all()
+
+    assert as_user(lambda: saves(shared), groups=[TEAM]) is True  # bob, in alice's group
+    info = shared.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (SECOND_USER, TEAM, 0o660)
+    assert as_user(loads, uid=ALICE, gid=ALICE, groups=[TEAM]) == ["alice", "bob"]  # alice can still read it
+    other = team / "other.json"  # a group bob is not in: it cannot be kept, and the save still saves
+    _json_file(other, {"alice": 1})
+    os.chown(other, ALICE, TEAM)
+    other.chmod(0o666)
+    assert as_user(lambda: saves(other)) is True
+    info = other.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (SECOND_USER, SECOND_USER, 0o666)
+    assert orjson.loads(other.read_bytes()) == {"alice": 1, "bob": 2}
+    assert files_in(team) == ["other.json", "shared.json"]
+
+
+def test_save_refuses_a_read_only_file_unless_forced(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    path.chmod(0o444)  # refused for root too, whom the kernel would let write it
+    db = PickleDB(path)
+    db.load()
+    db.set("b", 2)
+    with pytest.raises(PermissionError, match=r"read-only for you \(mode 0o444.*save\(force=True\)") as info:
+        db.save()
+    assert info.value.filename == str(path) and str(path) in str(info.value)
+    assert path.read_bytes() == raw and files_in(tmp_path) == ["db.json"]
+    assert db.save(force=True) is True
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2} and stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+@NEEDS_ROOT
+def test_save_refuses_a_file_the_user_may_not_write_in_a_directory_they_may(shared_tmp: Path) -> None:
+    open_dir = _made_dir(shared_tmp / "open", 0o777)
+    path = open_dir / "roots.json"
+    raw = _json_file(path, {"a": 1})
+    path.chmod(0o644)
+
+    def second_user_saves(force: bool) -> Any:
+        db = PickleDB(path)
+        db.load()
+        db.set("b", 2)
+        try:
+            return db.save(force=force)
+        except PermissionError as err:
+            return ["refused", str(err), err.filename]
+
+    refused = as_user(lambda: second_user_saves(False))
+    assert refused[0] == "refused" and "read-only for you" in refused[1] and refused[2] == str(path)
+    assert path.read_bytes() == raw and files_in(open_dir) == ["roots.json"]
+    assert as_user(lambda: second_user_saves(True)) is True
+    assert orjson.loads(path.read_bytes()) == {"a": 1, "b": 2}
+    os.chown(path, ALICE, ALICE)
+    path.chmod(0o600)  # root may replace a file with a write bit for someone
+    db = PickleDB(path)
+    db.load()
+    db.set("c", 3)
+    assert db.save() is True
+    assert path.stat().st_uid == ALICE
+
+
+def test_same_size_edit_that_restores_the_mtime_conflicts(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    raw = _json_file(path, {"a": 1})
+    db = PickleDB(path)
+    db.load()
+    before = path.stat()
+    time.sleep(0.05)  # past the granularity of the file system's clock
+    with open(path, "r+b") as file:
+        file.write(raw.replace(b"1", b"7"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r: the mtime is back
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    db.set("b", 2)
+    with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+        db.save()
+    assert path.read_bytes() == b'{"a":7}'
+    db.load()
+    db.set("b", 2)
+    assert db.save() is True
+    assert db.save() is True  # its own rename changed the ctime: remembered, no conflict
+    time.sleep(0.05)
+    path.chmod(0o600)  # a chmod by someone else counts as a change
+    with pytest.raises(pickledb.ConflictError):
+        db.save()
+
+
+_SAVE_STOPPED_BEFORE_ITS_RENAME = textwrap.dedent(
+    """
+    import os, sys
+    import pickledb
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set(sys.argv[2], "x" * 100_000)
+    real_fsync = os.fsync
+
+    def stopped(fd):  # the temp file is whole: the save waits here, before its rename
+        os.fsync = real_fsync
+        print("written", flush=True)
+        sys.stdin.readline()
+        real_fsync(fd)
+
+    os.fsync = stopped
+    db.save(force=True)
+    print("saved", flush=True)
+    """
+)
+
+
+@_NEEDS_FLOCK
+def test_next_save_removes_temp_files_of_killed_saves_but_not_of_running_ones(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    _json_file(path, {"start": 0})
+    children: list[subprocess.Popen[bytes]] = []
+
+    def stopped_save(name: str) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SAVE_STOPPED_BEFORE_ITS_RENAME, str(path), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=child_env(),
+        )
+        children.append(child)
+        assert child.stdout is not None and child.stdout.readline() == b"written\n"
+        return child
+
+    try:
+        for i in range(3):
+            killed = stopped_save(f"killed{i}")
+            killed.kill()  # SIGKILL, half way through its save
+            killed.communicate(timeout=30)
+        stray = set(temp_files(tmp_path))
+        running = stopped_save("running")
+        (mine,) = set(temp_files(tmp_path)) - stray
+        others = [".other.json.0123456789abcdef.tmp", ".db.json.not-hex-digits-ab.tmp"]  # not its temp files
+        for name in others:
+            (tmp_path / name).write_bytes(b"{}")
+        db = PickleDB(path)
+        db.load()
+        db.set("parent", 1)
+        assert len(stray) == 3 and db.save() is True
+        assert sorted(temp_files(tmp_path)) == sorted([mine, *others])  # the running save's temp file stays
+        out, _ = running.communicate(b"go\n", timeout=30)
+        assert out == b"saved\n" and running.returncode == 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    assert orjson.loads(path.read_bytes()) == {"start": 0, "running": "x" * 100_000}
+    assert files_in(tmp_path) == sorted(["db.json", *others])
+
+
+@_NEEDS_FLOCK
+def test_a_save_whose_new_temp_file_another_save_removes_before_it_is_locked_takes_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "db.json"
+    db = PickleDB(path)
+    db.set("a", 1)
+    dir_fd = os.open(tmp_path, os.O_RDONLY)
+    real_flock = pickledb.fcntl.flock
+    before_lock: list[list[str]] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if not before_lock and fd_in(fd, str(tmp_path)):  # the new temp file, not locked yet
+            before_lock.append(files_in(tmp_path))
+            pickledb._remove_stray_temps(dir_fd, "db.json")  # another process's save removes it as stray
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(pickledb.fcntl, "flock", flock)
+    try:
+        assert db.save() is True
+    finally:
+        os.close(dir_fd)
+    assert len(before_lock) == 1 and len(before_lock[0]) == 1 and before_lock[0][0].endswith(".tmp")
+    assert orjson.loads(path.read_bytes()) == {"a": 1} and files_in(tmp_path) == ["db.json"]
 
 
 # =============================================================================
