@@ -11,7 +11,9 @@ import dataclasses
 import datetime
 import enum
 import errno
+import functools
 import gc
+import glob
 import importlib.metadata
 import importlib.util
 import inspect
@@ -5193,6 +5195,299 @@ def test_sqlite_async_get_that_sqlite_cannot_answer_reports_the_same_error_as_a_
     assert str(async_error) == str(sync_error.value)
     assert "no such table: kv" in str(async_error)
     db.close()
+
+
+# --- PickleDBSQLite: faults that hit only the caller that caused them ---------
+
+# A rule a user may add to a store's table: values of at most 1,000 bytes.
+_AT_MOST_1K = (
+    "CREATE TRIGGER at_most_1k BEFORE INSERT ON kv WHEN length(NEW.value) > 1000 "
+    "BEGIN SELECT RAISE(ABORT, 'value too big'); END"
+)
+
+
+def _add_rule(path: Path, sql: str = _AT_MOST_1K) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def _check_only_the_bad_writes_failed(path: Path, results: dict[str, Any]) -> None:
+    for name, result in results.items():
+        if name.startswith("bad"):
+            assert isinstance(result, sqlite3.IntegrityError) and "value too big" in str(result), (name, result)
+        else:
+            assert result in (name, [name]), (name, result)
+    stored = _stored_keys(path)
+    assert {name for name in results if not name.startswith("bad")} <= stored
+    assert not {key for key in stored if key.startswith("bad")}  # nor the good pair of the bad set_many
+
+
+def test_sqlite_a_write_refused_by_the_database_fails_only_its_own_task_in_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> dict[str, Any]:
+        async with PickleDBSQLite(path) as db:
+            await db.set("boot", 0)
+            _add_rule(path)
+            calls = {f"k{n}": db.set(f"k{n}", n) for n in range(40)}  # the first one commits alone,
+            calls["bad-set"] = db.set("bad-set", "x" * 2000)  # the others as one group
+            calls["bad-many"] = db.set_many({"bad-many-ok": 1, "bad-many-big": "x" * 2000})
+            calls["m"] = db.set_many({"m": 1})
+            calls["k40"] = db.set("k40", 40)
+            results = await asyncio.gather(*calls.values(), return_exceptions=True)
+            return dict(zip(calls, results, strict=True))
+
+    _check_only_the_bad_writes_failed(path, asyncio.run(main()))
+
+
+def test_sqlite_a_write_refused_by_the_database_fails_only_its_own_thread_in_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("boot", 0)
+    _add_rule(path)
+    results: dict[str, Any] = {}
+
+    def call(name: str, method: str, *args: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                results[name] = getattr(db, method)(*args)
+            except Exception as err:
+                results[name] = err
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the first write waits for this lock; the others queue behind it
+    threads = [call("first", "set", "first", 0)]
+    time.sleep(0.2)
+    threads += [call(f"k{n}", "set", f"k{n}", n) for n in range(20)]
+    threads.append(call("bad-set", "set", "bad-set", "x" * 2000))
+    threads.append(call("bad-many", "set_many", {"bad-many-ok": 1, "bad-many-big": "x" * 2000}))
+    threads += [call(f"k{n}", "set", f"k{n}", n) for n in range(20, 40)]
+    deadline = time.monotonic() + 10
+    while len(db._pending) < len(threads) - 1 and time.monotonic() < deadline:  # all queued as one group
+        time.sleep(0.005)
+    blocker.execute("COMMIT")
+    blocker.close()
+    for thread in threads:
+        thread.join(30)
+    db.close()
+    _check_only_the_bad_writes_failed(path, results)
+
+
+@pytest.mark.heavy
+def test_sqlite_a_value_too_big_for_sqlite_fails_only_its_own_task_in_a_group_heavy(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> dict[str, Any]:
+        async with PickleDBSQLite(path) as db:
+            await db.set("boot", 0)
+            calls = {f"k{n}": db.set(f"k{n}", n) for n in range(10)}
+            calls["bad-set"] = db.set("bad-set", "x" * 1_000_000_000)  # SQLite's length limit: 1e9 bytes
+            calls["k10"] = db.set("k10", 10)
+            results = await asyncio.gather(*calls.values(), return_exceptions=True)
+            return dict(zip(calls, results, strict=True))
+
+    results = asyncio.run(main())
+    error = results.pop("bad-set")
+    assert isinstance(error, sqlite3.DataError) and "too big" in str(error), error
+    assert results == {name: name for name in results}
+    assert _stored_keys(path) == {"boot", *results}
+
+
+def _replace_file(path: Path, how: str) -> None:
+    if how == "deleted":  # rm data.sqlite3*
+        for name in glob.glob(f"{path}*"):
+            os.unlink(name)
+    else:  # a backup restored over it
+        backup = path.with_name("backup.sqlite3")
+        with PickleDBSQLite(backup) as other:
+            other.set("from-backup", 1)
+        os.replace(backup, path)
+
+
+_CALLS = [("set", "after", 1), ("set_many", {"after-many": 1}), ("remove", "before"), ("get", "before"), ("all",)]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_sqlite_file_deleted_or_replaced_under_an_open_store_fails_reads_and_writes_naming_the_path(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "data.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("before", 1)
+    errors = []
+
+    async def main() -> None:
+        assert await db.get("before") == 1  # the loop's connections are open
+        _replace_file(path, how)
+        time.sleep(0.002)  # reads look at the path at most once a millisecond
+        for method, *args in _CALLS:
+            with pytest.raises(FileNotFoundError) as info:
+                await await_method(db, method, *args)
+            errors.append(info.value)
+
+    assert db.get("before") == 1
+    asyncio.run(main())
+    for method, *args in _CALLS:
+        with pytest.raises(FileNotFoundError) as info:
+            getattr(db, method)(*args)
+        errors.append(info.value)
+    for error in errors:
+        assert error.filename == str(path) and f"{path} was {how}" in str(error), error
+    db.close()
+    if how == "deleted":
+        assert not path.exists()  # nothing was written to a new file either
+    else:  # the restored file is untouched (SQLite leaves the old -wal beside it: see the README)
+        shutil.copy(path, tmp_path / "alone.sqlite3")
+        assert _stored_keys(tmp_path / "alone.sqlite3") == {"from-backup"}
+        assert not {"after", "after-many"} & _stored_keys(path)
+
+
+def test_sqlite_wal_shrinks_back_under_4_mib_once_readers_stop(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    wal = Path(f"{path}-wal")
+    with PickleDBSQLite(path) as db:
+        db.set("boot", 0)
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM kv").fetchone() == (1,)  # holds its snapshot
+        for i in range(20):
+            db.set_many({f"k{i}-{j}": "x" * 1000 for j in range(500)})
+        assert wal.stat().st_size > 10_000_000  # no checkpoint could pass the reader
+        reader.execute("COMMIT")
+        reader.close()
+        db.set("a", 1)
+        db.set("b", 2)
+        assert wal.stat().st_size <= 4 * 1024 * 1024
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_sqlite_threads_and_descriptors_of_finished_event_loops_are_reclaimed_without_close(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("boot", 0)
+    threads, fds = threading.active_count(), _open_fds()
+
+    async def one(n: int) -> Any:
+        await db.set(f"k{n}", n)
+        return await db.get(f"k{n}")
+
+    for wave in range(2):
+        loops = [threading.Thread(target=asyncio.run, args=(one(n),)) for n in range(50 * wave, 50 * wave + 50)]
+        for thread in loops:
+            thread.start()
+        for thread in loops:
+            thread.join(30)
+        deadline = time.monotonic() + 10
+        while (threading.active_count() > threads or _open_fds() > fds) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads and _open_fds() <= fds, (wave, threading.active_count(), _open_fds())
+    assert db.get("k99") == 99 and run_async(await_method, db, "get", "k0") == 0  # still usable
+    db.close()
+
+
+def _as_nobody(fn: Callable[[], str]) -> str:
+    """Run `fn` in a forked child that dropped to uid/gid 65534; return what it returned or raised."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            out = fn()
+        except BaseException as err:
+            out = f"{type(err).__name__}: {err}"
+        os.write(write_end, out.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        out = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to run a second user")
+def test_sqlite_directory_another_user_cannot_write_is_named_in_the_error(tmp_path: Path) -> None:
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path is private to root
+    try:
+        top.chmod(0o755)
+        (top / "ro").mkdir(mode=0o755)
+        with PickleDBSQLite(top / "ro" / "old.sqlite3") as db:
+            db.set("k", 1)
+        (top / "ro" / "old.sqlite3").chmod(0o666)
+        for path in [top / "ro" / "new.sqlite3", top / "ro" / "old.sqlite3"]:
+            out = _as_nobody(functools.partial(lambda path: str(PickleDBSQLite(path).set("k", 2)), path))
+            assert out.startswith("PermissionError: "), out
+            assert f"in {top / 'ro'}, which this process may not write to" in out
+        assert os.listdir(top / "ro") == ["old.sqlite3"]
+    finally:
+        shutil.rmtree(top)
+
+
+def test_sqlite_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored(tmp_path: Path) -> None:
+    with PickleDBSQLite(tmp_path / "kv.sqlite3") as db:
+        for items, item in [([("y",)], "0, ('y',),"), ([1], "0, 1,"), ([("a", 1), ("b", 2, 3)], "1, ('b', 2, 3),")]:
+            with pytest.raises(ValueError, match=re.escape(f"set_many: item {item} is not a (key, value) pair")):
+                db.set_many(items)
+        with pytest.raises(ValueError, match="item 1"):
+            run_async(await_method, db, "set_many", iter([("ok", 1), "abc"]))
+        assert db.all() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"durable": "no"}, TypeError, "durable must be True or False, not 'no'"),
+        ({"durable": 1}, TypeError, "durable must be True or False, not 1"),
+        ({"timeout": -1}, ValueError, "timeout must be 0 or more seconds, not -1"),
+        ({"timeout": float("nan")}, ValueError, "timeout must be 0 or more seconds, not nan"),
+        ({"timeout": "5"}, TypeError, "timeout must be a number of seconds, not str"),
+    ],
+)
+def test_sqlite_bad_durable_or_timeout_is_refused_naming_the_argument(
+    tmp_path: Path, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        PickleDBSQLite(tmp_path / "kv.sqlite3", **options)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("create", "columns"),
+    [
+        ("CREATE TABLE kv (a INTEGER, b TEXT, c)", "a INTEGER, b TEXT, c"),
+        ("CREATE TABLE kv (key TEXT, value BLOB)", "key TEXT, value BLOB"),
+        ("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, extra)", "key TEXT PRIMARY KEY, value BLOB, extra"),
+    ],
+)
+def test_sqlite_table_of_another_shape_is_refused_listing_its_columns_and_nothing_changes(
+    tmp_path: Path, create: str, columns: str
+) -> None:
+    path = tmp_path / "theirs.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(create)
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    for mode in ["sync", "async"]:
+        db = PickleDBSQLite(path)
+        with pytest.raises(ValueError) as info:
+            db.set("k", 1) if mode == "sync" else run_async(await_method, db, "set", "k", 1)
+        db.close()
+        assert f"table 'kv' is not a pickledb table: its columns are ({columns})" in str(info.value)
+        assert str(path) in str(info.value) and "another table_name" in str(info.value)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["theirs.sqlite3"]  # still not in WAL mode
 
 
 # =============================================================================
