@@ -1418,7 +1418,7 @@ class PickleDBSQLite:
             raise ValueError(f"timeout must be 0 or more seconds, not {timeout!r}")
         self.path = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
         self.table_name = table_name
-        self._timeout = timeout
+        self._timeout = min(timeout, 2_147_483)  # SQLite takes milliseconds as a C int, and 0 past that
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
         # The key is the clustered primary key: faster reads and writes, a smaller file. A table
         # created earlier (with a rowid, by this version or by 1.x) is used as it is.

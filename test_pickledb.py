@@ -5463,6 +5463,24 @@ def test_sqlite_bad_durable_or_timeout_is_refused_naming_the_argument(
     assert os.listdir(tmp_path) == []
 
 
+def test_sqlite_infinite_timeout_waits_for_the_lock_instead_of_failing_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    with PickleDBSQLite(path, timeout=float("inf")) as db:
+        db.set("boot", 0)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        outcome: list[Any] = []
+        writer = threading.Thread(target=lambda: outcome.append(db.set("k", 1)))
+        with thread_errors() as errors:
+            writer.start()
+            writer.join(0.5)
+            assert writer.is_alive() and not errors  # still waiting for the lock
+            blocker.execute("COMMIT")
+            blocker.close()
+            writer.join(30)
+        assert outcome == ["k"] and db.get("k") == 1
+
+
 @pytest.mark.parametrize(
     ("create", "columns"),
     [
