@@ -1670,10 +1670,8 @@ class PickleDBSQLite:
 
         directory = os.path.dirname(self.path)
         if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
-            problem = (
-                f"cannot open {self.path}: SQLite creates files next to it, in {directory}, which this process may"
-            )
-            return PermissionError(errno.EACCES, f"{problem} not write to; make it writable or use another", directory)
+            problem = f"cannot open {self.path}: SQLite creates files in {directory}, which this process may not"
+            return PermissionError(errno.EACCES, f"{problem} write to", directory)
         return sqlite3.OperationalError(f"{prefix}{self.path}: {err}")
 
     def _tune(self, conn: Any) -> None:
@@ -1682,12 +1680,10 @@ class PickleDBSQLite:
 
     def _check_table(self, conn: Any) -> None:
         """Raise ValueError, changing nothing, if the table exists without a pickledb table's columns."""
-        columns = conn.execute(f'PRAGMA table_info("{self.table_name}")').fetchall()
-        shape = {(name.lower(), bool(pk) if name.lower() == "key" else False) for _, name, _, _, _, pk in columns}
-        if columns and shape != {("key", True), ("value", False)}:
-            found = ", ".join(
-                f"{name} {kind}".strip() + (" PRIMARY KEY" if pk else "") for _, name, kind, _, _, pk in columns
-            )
+        info = conn.execute(f'PRAGMA table_info("{self.table_name}")')
+        columns = [(name, kind, pk) for _, name, kind, _, _, pk in info]
+        if columns and sorted((name.lower(), bool(pk)) for name, _, pk in columns) != [("key", True), ("value", False)]:
+            found = ", ".join(f"{name} {kind}".strip() + " PRIMARY KEY" * bool(pk) for name, kind, pk in columns)
             raise ValueError(
                 f"{self.path}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
                 "not (key TEXT PRIMARY KEY, value BLOB). Nothing was changed; pass another table_name"
