@@ -11,9 +11,7 @@ import dataclasses
 import datetime
 import enum
 import errno
-import functools
 import gc
-import glob
 import importlib.metadata
 import importlib.util
 import inspect
@@ -5301,8 +5299,8 @@ def test_sqlite_a_value_too_big_for_sqlite_fails_only_its_own_task_in_a_group_he
 
 def _replace_file(path: Path, how: str) -> None:
     if how == "deleted":  # rm data.sqlite3*
-        for name in glob.glob(f"{path}*"):
-            os.unlink(name)
+        for name in path.parent.glob(f"{path.name}*"):
+            name.unlink()
     else:  # a backup restored over it
         backup = path.with_name("backup.sqlite3")
         with PickleDBSQLite(backup) as other:
@@ -5427,7 +5425,7 @@ def test_sqlite_directory_another_user_cannot_write_is_named_in_the_error(tmp_pa
             db.set("k", 1)
         (top / "ro" / "old.sqlite3").chmod(0o666)
         for path in [top / "ro" / "new.sqlite3", top / "ro" / "old.sqlite3"]:
-            out = _as_nobody(functools.partial(lambda path: str(PickleDBSQLite(path).set("k", 2)), path))
+            out = _as_nobody(lambda path=path: str(PickleDBSQLite(path).set("k", 2)))
             assert out.startswith("PermissionError: "), out
             assert f"in {top / 'ro'}, which this process may not write to" in out
         assert os.listdir(top / "ro") == ["old.sqlite3"]
