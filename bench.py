@@ -8,11 +8,13 @@ is pickledb / baseline; lower is better. Per-op loops are the same code for
 every side: `for k in keys: f(k)`, or `await f(k)` in a coroutine.
 
     python bench.py                     # default suite, about 3 minutes
-    python bench.py --quick             # smaller suite, under a minute
+    python bench.py --quick             # smaller suite, under a minute: ratios only, no target judged
     python bench.py --sizes 100k,1M,10M --sections load,save,scale
     python bench.py --compare DIR/pickledb.py --json results.json
 
-The exit status is 0 whether or not the targets are met (this is a report);
+The quick run's samples are too small to judge the targets: it reports the
+ratios and leaves the targets to the full run. The exit status is 0 whether
+or not the targets are met (this is a report);
 it is non-zero only when the benchmark itself fails, and 130 on Ctrl-C.
 """
 
@@ -742,7 +744,7 @@ class Row:
         ratio = self.ratio()
         return None if ratio is None or self.target is None else ratio <= self.target
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, judged: bool = True) -> dict[str, Any]:
         return {
             "section": self.section,
             "phase": self.phase,
@@ -752,7 +754,7 @@ class Row:
             "samples": self.samples,
             "ratio": self.ratio(),
             "target": self.target,
-            "ok": self.ok(),
+            "ok": self.ok() if judged else None,
             "other_ratio": self.ratio(OTHER),
             "other_vs_pickledb": self.ratio(OTHER, PICKLEDB),
             "not_available": self.na,
@@ -760,8 +762,9 @@ class Row:
         }
 
 
-def render_table(rows: list[Row], other_name: str | None) -> str:
-    header = ["phase", "pickledb", "baseline", "ratio", "target", "ok?"]
+def render_table(rows: list[Row], other_name: str | None, judged: bool = True) -> str:
+    """The table of figures; judged=False leaves out the target and ok? columns."""
+    header = ["phase", "pickledb", "baseline", "ratio"] + (["target", "ok?"] if judged else [])
     if other_name:
         header += [other_name, "its ratio", "vs pickledb"]
     lines = [header]
@@ -771,10 +774,13 @@ def render_table(rows: list[Row], other_name: str | None) -> str:
             row.phase,
             fmt_value(row.value(PICKLEDB), row.unit),
             fmt_value(row.value(BASELINE), row.unit),
-            fmt_ratio(row.ratio(), row.target),
-            "-" if row.target is None else f"<= {row.target:g}x",
-            "-" if ok is None else ("yes" if ok else "NO"),
+            fmt_ratio(row.ratio(), row.target if judged else None),
         ]
+        if judged:
+            cells += [
+                "-" if row.target is None else f"<= {row.target:g}x",
+                "-" if ok is None else ("yes" if ok else "NO"),
+            ]
         if other_name:
             cells += [
                 fmt_value(row.value(OTHER), row.unit) if OTHER in row.samples else "-",
@@ -812,6 +818,9 @@ def render_notes(rows: list[Row], other_name: str | None) -> list[str]:
     for row in scale_notes:
         notes.append(f"{row.phase}: the raw baseline itself scales by {fmt_ratio(row.values['raw_scale'])}")
     return notes
+
+
+QUICK_SUMMARY = "Quick run: too few samples to judge the targets; `python bench.py` (the full run) judges them."
 
 
 def summary(rows: list[Row]) -> str:
@@ -2050,7 +2059,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "the scale rows appear only when 10M is among --sizes."
         ),
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller suite that runs in under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smaller suite that runs in under a minute; it judges no target"
+    )
     parser.add_argument(
         "--sizes",
         type=lambda text: [parse_count(part) for part in text.split(",") if part.strip()],
@@ -2119,11 +2130,13 @@ def make_config(args: argparse.Namespace) -> Config:
 
 
 def report(bench: Bench, info: dict[str, str], other_name: str | None, elapsed: float) -> str:
+    """The printed report; a quick run judges no target (see QUICK_SUMMARY)."""
+    judged = not bench.cfg.quick
     lines = [f"{key:<14} {value}" for key, value in info.items()]
     lines.append(f"{'run':<14} samples={bench.cfg.samples} sizes={','.join(map(human_count, bench.cfg.sizes))}")
-    lines += ["", render_table(bench.rows, other_name), ""]
+    lines += ["", render_table(bench.rows, other_name, judged), ""]
     lines += render_notes(bench.rows, other_name)
-    lines += ["", summary(bench.rows), f"Total time: {elapsed:.1f} s"]
+    lines += ["", summary(bench.rows) if judged else QUICK_SUMMARY, f"Total time: {elapsed:.1f} s"]
     return "\n".join(lines)
 
 
@@ -2133,7 +2146,7 @@ def write_json(path: str, bench: Bench, info: dict[str, str], elapsed: float, in
         "config": {key: value for key, value in vars(bench.cfg).items() if not key.startswith("_")},
         "elapsed_seconds": elapsed,
         "interrupted": interrupted,
-        "rows": [row.as_json() for row in bench.rows],
+        "rows": [row.as_json(not bench.cfg.quick) for row in bench.rows],
     }
     with open(path, "wb") as file:
         file.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))

@@ -74,9 +74,9 @@ _NAME_MAX = 255
 # How long save() waits for another process's save of the same directory.
 _LOCK_TIMEOUT = 30.0
 
-# Each names the extra or distribution and the bare package (for a copied pickledb.py).
-_AIOFILES_HINT = "async load() and save() need aiofiles: pip install pickledb (or: pip install aiofiles)"
-_REDIS_HINT = 'PickleDBRedis needs redis-py: pip install "pickledb[redis]" (or: pip install redis)'
+# Each leads with the bare package, the fix for a copied pickledb.py and an installed one alike.
+_AIOFILES_HINT = "async load() and save() need aiofiles: pip install aiofiles"
+_REDIS_HINT = 'PickleDBRedis needs redis-py: pip install redis (with pickledb installed: pip install "pickledb[redis]")'
 
 
 # --- exceptions -------------------------------------------------------------
@@ -622,6 +622,8 @@ class PickleDB:
 
     The constructor touches no disk: call load() and save(), or use
     `with` / `async with`, which load on entry and save on a clean exit.
+    The first read of an instance that never loaded nor saved its file
+    warns (RuntimeWarning) if the file is not empty.
     Every method is awaitable when called from async code.
     """
 
@@ -629,6 +631,8 @@ class PickleDB:
         self.location = _path_of(location, "location", 'PickleDB("data.json")')
         self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
+        # What reads look in: _data after the first read (see _first_read); whatever replaces _data, replaces it.
+        self._reads = cast("dict[str, Any]", _Unread(self))
         # Every load() and save() takes a number from one counter: a save that
         # finds a newer save already done drops its older snapshot.
         self._numbers = itertools.count(1)
@@ -662,6 +666,7 @@ class PickleDB:
         memory and file are unchanged. Awaitable in async code; a cancelled
         load changes nothing in memory.
         """
+        self._first_read(warn=False)  # a load() that fails counts too: its caller knows of the file
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
             # The coroutine, typed as the value it gives (see _Bool).
@@ -688,7 +693,7 @@ class PickleDB:
             # than that save) is what counts as seen, and the next save over the
             # newer file conflicts instead of dropping what that save wrote.
             number = next(self._numbers)
-            self._data = data
+            self._data = self._reads = data
             self._remember(number, fingerprint, saved=False)
 
     @_dual
@@ -886,7 +891,7 @@ class PickleDB:
 
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value stored under str(key), or default. Awaitable in async code."""
-        value = self._data.get(str(key), default)
+        value = self._reads.get(str(key), default)
         if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
             return _get_done(value)
         return value
@@ -902,10 +907,29 @@ class PickleDB:
     @_both
     def all(self) -> list[str]:
         """Return a list of every key, in insertion order. Awaitable in async code."""
-        keys = list(self._data)
+        keys = list(self._reads)
         if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
             return _all_done(keys)
         return keys
+
+    def _first_read(self, warn: bool = True) -> dict[str, Any]:
+        """Point reads at _data; warn once if the file holds data never loaded nor saved here. Return _data."""
+        with self._lock:  # a load() in another thread is not undone
+            data = self._data
+            first, self._reads = self._reads is not data, data
+        if warn and first and not self._marks:
+            try:
+                info = os.stat(self.location)
+            except OSError:
+                return data
+            if stat.S_ISREG(info.st_mode) and info.st_size:
+                warnings.warn(
+                    f"{self.location} is not empty, but this PickleDB never loaded it: reads see only what was set "
+                    "in memory. Call load() before reading (or open it with `with PickleDB(...) as db:`)",
+                    RuntimeWarning,
+                    stacklevel=4,  # the caller of get(), all(), ...
+                )
+        return data
 
     @_both
     def purge(self) -> bool:
@@ -945,6 +969,24 @@ class PickleDB:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             await self.save()
+
+
+class _Unread:
+    """What a PickleDB's reads look in until the first one has run PickleDB._first_read."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: PickleDB) -> None:
+        self.db = db
+
+    def __getattr__(self, name: str) -> Any:  # get, items, ...
+        return getattr(self.db._first_read(), name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.db._first_read())
+
+    def __len__(self) -> int:
+        return len(self.db._first_read())
 
 
 # --- PickleDBSQLite ---------------------------------------------------------

