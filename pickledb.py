@@ -1357,10 +1357,7 @@ class _Worker:
                     result, error = job(self.conn, arg), None
                 except BaseException as err:
                     error = err
-            try:
-                self.loop.call_soon_threadsafe(deliver, token, result, error)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
+            _call_in_loop(self.loop, deliver, token, result, error)
             del item, job, arg, deliver, token, result, error
         with self.read_lock:
             reader, self.reader = self.reader, None
