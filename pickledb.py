@@ -1101,6 +1101,8 @@ class _Unread:
 # How a statement's result is read, the same in the sync and async paths;
 # _ROW is a lookup of one key by primary key (see _Worker.read).
 _ROWS, _ROW, _COUNT, _MANY = "rows", "row", "count", "many"
+# The size a -wal file is cut back to when SQLite starts it over (once no reader holds old pages).
+_WAL_LIMIT = 4 * 1024 * 1024
 
 
 def _encode_value(key: str, value: Any) -> bytes:
@@ -1151,14 +1153,19 @@ def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list
     pairs = items.items() if isinstance(items, Mapping) else items
     rows: list[tuple[str, bytes]] = []
     append, dumps = rows.append, orjson.dumps
+    key = value = None
     try:
-        for key, value in pairs:
+        for item in pairs:
+            try:
+                key, value = item
+            except (TypeError, ValueError):
+                raise ValueError(f"set_many: item {len(rows)}, {item!r:.80}, is not a (key, value) pair") from None
             name = key if type(key) is str else _store_key(key)
             append((name, dumps(value)))
     except Exception as err:
         _check_texts(rows)  # a bad key before this pair is the first problem
-        if isinstance(err, orjson.JSONEncodeError):
-            _encode_value(_sql_key(name), value)  # raises TypeError naming the key
+        if isinstance(err, orjson.JSONEncodeError):  # TypeError: from the key or the value of this pair
+            _encode_value(_sql_key(key), value)  # raises TypeError naming the key
         raise
     _check_texts(rows)
     return rows
@@ -1212,26 +1219,45 @@ class _Write:
             self.waiter.release()
 
 
-def _commit_group(conn: Any, group: list[_Write], results: list[Any], reached: list[bool]) -> list[Any]:
+def _commit_group(
+    conn: Any, group: list[_Write], results: list[Any], reached: list[bool], check: Callable[[], None]
+) -> list[Any]:
     """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`.
 
-    One fsync serves the whole group. On any exception the connection is left
-    out of any transaction (rolled back unless SQLite already did) and the
+    One fsync serves the whole group. A write that fails on its own (a
+    value too big, a constraint) is undone (a set_many to its savepoint)
+    and its exception is its result; the others commit. `check()` runs just before
+    the commit, and may raise. On any exception the connection is left out
+    of any transaction (rolled back unless SQLite already did) and the
     exception propagates; `reached[0]` then tells whether COMMIT had been sent
     and the transaction ended, i.e. whether the group was stored.
     """
+    import sqlite3
+
     try:
         if len(group) == 1 and group[0].kind is _COUNT:  # alone: one autocommit statement
+            check()
             reached[0] = True
             results.append(conn.execute(group[0].sql, group[0].params).rowcount)
             return results
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
-            if write.kind is _MANY:
-                conn.executemany(write.sql, write.params)
-                results.append(None)
-            else:
-                results.append(conn.execute(write.sql, write.params).rowcount)
+            try:
+                if write.kind is _MANY:
+                    conn.execute("SAVEPOINT w")
+                    conn.executemany(write.sql, write.params)
+                    conn.execute("RELEASE w")
+                    results.append(None)
+                else:  # a failed statement undoes its own changes
+                    results.append(conn.execute(write.sql, write.params).rowcount)
+            except (sqlite3.Error, OverflowError) as err:  # not an exception of a signal handler
+                if not conn.in_transaction:  # SQLite ended the transaction: the group failed
+                    raise
+                if write.kind is _MANY:
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                results.append(err)
+        check()
         reached[0] = True
         conn.execute("COMMIT")
     except BaseException:
@@ -1246,17 +1272,30 @@ def _commit_group(conn: Any, group: list[_Write], results: list[Any], reached: l
 
 
 def _settle(future: Any, result: Any, error: BaseException | None) -> None:
-    """Complete an asyncio future on its loop, unless its caller gave up on it."""
+    """Complete an asyncio future on its loop unless its caller gave up; a `result` that is an exception is raised."""
     if not future.done():
-        if error is None:
+        if error is None and not isinstance(result, BaseException):
             future.set_result(result)
         else:
-            future.set_exception(error)
+            future.set_exception(error or result)
 
 
 async def _outcome(future: Any) -> Any:
     """Wait for `future`: the coroutine of a method whose work runs in another thread."""
     return await future
+
+
+def _same_file(path: str, file_id: tuple[int, int]) -> None:
+    """Raise FileNotFoundError naming `path` unless it still names the file (device, inode) `file_id`."""
+    try:
+        info = os.stat(path)
+        if (info.st_dev, info.st_ino) == file_id:
+            return
+        problem = "was replaced by another file"
+    except FileNotFoundError:
+        problem = "was deleted"
+    message = f"{path} {problem} while this store had it open, so nothing is read or written; open it again"
+    raise FileNotFoundError(errno.ENOENT, message, path)
 
 
 def _call_in_loop(loop: Any, fn: Callable[..., Any], *args: Any) -> None:
@@ -1313,7 +1352,7 @@ class _Worker:
     reads (see read()).
     """
 
-    def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
+    def __init__(self, loop: Any, connect: Callable[[], Any], on_exit: Callable[[], None]) -> None:
         import queue
 
         self.loop = loop
@@ -1322,11 +1361,12 @@ class _Worker:
         self.lock = threading.Lock()
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
         self.exited = False
-        self.on_exit: list[Callable[[], None]] = []
+        self.on_exit = [on_exit]
         self.pending: list[_Write] = []
         self.busy = False
         self.reader: Any = None  # the loop thread's own connection for point reads; see read()
         self.read_lock = threading.Lock()
+        self.check: Callable[[], None] = lambda: None  # raises if the file is no longer at its path
         self._connect: Callable[[], Any] | None = connect
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
         self.thread.start()
@@ -1348,9 +1388,12 @@ class _Worker:
         group, self.pending = self.pending, []
         self.busy = True
         try:
-            self.submit(_commit_sent_group, group, self.group_done, group)
+            self.submit(self.commit, group, self.group_done, group)
         except BaseException as err:
             self.group_done(group, None, err)
+
+    def commit(self, conn: Any, group: list[_Write]) -> list[Any]:
+        return _commit_group(conn, group, [], [False], self.check)
 
     def group_done(self, group: list[_Write], results: Any, error: BaseException | None) -> None:
         self.busy = False
@@ -1394,17 +1437,24 @@ class _Worker:
         callback()
 
     def _main(self) -> None:
+        import queue
+
         connect, self._connect = self._connect, None
         try:
             assert connect is not None
-            self.conn, reader = connect()
+            self.conn, reader, self.check = connect()
             with self.read_lock:
                 self.reader = reader
         except BaseException as err:  # every queued and later call gets this error
             self.stop(err)
         del connect
         while True:
-            item = self.jobs.get()
+            try:
+                item = self.jobs.get(timeout=1.0)
+            except queue.Empty:
+                if self.loop.is_closed():  # nothing more can come: close the connections and end
+                    self.stop(RuntimeError(f"{self.loop!r} is closed"))
+                continue
             if item is None:
                 break
             job, arg, deliver, token = item
@@ -1414,10 +1464,7 @@ class _Worker:
                     result, error = job(self.conn, arg), None
                 except BaseException as err:
                     error = err
-            try:
-                self.loop.call_soon_threadsafe(deliver, token, result, error)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
+            _call_in_loop(self.loop, deliver, token, result, error)
             del item, job, arg, deliver, token, result, error
         with self.read_lock:
             reader, self.reader = self.reader, None
@@ -1437,8 +1484,11 @@ def _fetch_rows(conn: Any, statement: tuple[str, Any]) -> Any:
     return conn.execute(*statement).fetchall()
 
 
-def _commit_sent_group(conn: Any, group: list[_Write]) -> list[Any]:
-    return _commit_group(conn, group, [], [False])
+def _release_idle(ref: Any) -> None:
+    """Run when a loop's thread ends: let the store (if still alive) close what is idle."""
+    db = ref()
+    if db is not None:
+        db._release_idle()
 
 
 # Every PickleDBSQLite alive, so that a forked child can reset them.
@@ -1506,9 +1556,15 @@ class PickleDBSQLite:
                 "PickleDBSQLite needs a file, not ':memory:': for a private in-memory store "
                 "use PickleDB (and never save it), or give a path in a temporary directory"
             )
+        if not isinstance(durable, bool):
+            raise TypeError(f"durable must be True or False, not {durable!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be 0 or more seconds, not {timeout!r}")
         self.path = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
         self.table_name = table_name
-        self._timeout = timeout
+        self._timeout = min(timeout, 2_147_483)  # SQLite takes milliseconds as a C int, and 0 past that
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
         # The key is the clustered primary key: faster reads and writes, a smaller file. A table
         # created earlier (with a rowid, by this version or by 1.x) is used as it is.
@@ -1528,6 +1584,8 @@ class PickleDBSQLite:
         self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
         self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
         self._forked = False  # this is a forked child that inherited open connections
+        self._file_id = (0, 0)  # (device, inode) of the file the connections opened
+        self._next_check = 0.0  # time.monotonic() after which a read looks at the path again
         self._fresh_locks()
         global _SQLITE_INSTANCES
         if _SQLITE_INSTANCES is None:
@@ -1602,7 +1660,9 @@ class PickleDBSQLite:
             return cast(_T, run(self, kind, sql, params, finish))
         if kind is _ROWS or kind is _ROW:
             with self._lock:
-                rows = self._open_locked().execute(sql, params).fetchall()
+                conn = self._open_locked()
+                self._check_read()
+                rows = conn.execute(sql, params).fetchall()
             return finish(rows)
         return finish(self._write(_Write(kind, sql, params)))
 
@@ -1638,9 +1698,11 @@ class PickleDBSQLite:
                         batch, self._pending = self._pending, []
             if batch:
                 with self._lock:
-                    _commit_group(self._open_locked(), batch, results, reached)
+                    conn = self._open_locked()
+                    check = functools.partial(_same_file, self.path, self._file_id)
+                    _commit_group(conn, batch, results, reached, check)
                 self._finish_group(batch, results, None)
-        except (sqlite3.Error, ValueError) as err:  # a failed commit fails the whole group
+        except (sqlite3.Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
             if not batch:
                 raise
             self._finish_group(batch, None, err)
@@ -1672,8 +1734,10 @@ class PickleDBSQLite:
             self._committing = 0
             for index, write in enumerate(batch):
                 if not write.done:
-                    write.result = results[index] if results else None
-                    write.error = error
+                    result = results[index] if results else None
+                    failed = isinstance(result, BaseException)  # this write failed on its own
+                    write.result = None if failed else result
+                    write.error = result if failed else error
                     write.done = True
                     write.wake()
             self._pending[:0] = list(requeue)
@@ -1685,6 +1749,8 @@ class PickleDBSQLite:
 
         loop = asyncio.get_running_loop()
         worker = self._worker(loop)
+        if kind is _ROW or kind is _ROWS:
+            self._check_read()
         if kind is _ROW:
             rows = worker.read(sql, params)
             if rows is not None:
@@ -1706,30 +1772,68 @@ class PickleDBSQLite:
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the database again")
 
+    def _check_read(self) -> None:
+        """Check that the path still names the opened file, at most once a millisecond (reads are quick)."""
+        if time.monotonic() >= self._next_check and self._file_id[1]:  # once a connection is open
+            _same_file(self.path, self._file_id)
+            self._next_check = time.monotonic() + 0.001
+
     # -- connections --
 
     def _connect(self) -> Any:
         """Open the sync connection and prepare the file: WAL mode and the table."""
         import sqlite3
 
+        if self._file_id[1]:  # opened before: it must still be there
+            _same_file(self.path, self._file_id)
         try:
             conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as err:
-            raise sqlite3.OperationalError(f"cannot open {self.path}: {err}") from None
+            raise self._open_error(err, "cannot open ") from None
         try:
             if self._forked:
                 _hold_shared_lock(self.path)
                 self._forked = False
-            conn.execute(self._sql_synchronous)
+            self._tune(conn)
+            self._check_table(conn)
             _set_wal(conn, self._timeout)
             conn.execute(self._sql_create)
-        except sqlite3.DatabaseError as err:
+            info = os.stat(self.path)
+        except BaseException as err:
             conn.close()
             if isinstance(err, sqlite3.OperationalError):
-                raise sqlite3.OperationalError(f"{self.path}: {err}") from None
-            raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
+                raise self._open_error(err, "") from None
+            if isinstance(err, sqlite3.DatabaseError):
+                raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
+            raise
+        self._file_id = (info.st_dev, info.st_ino)
         self._conn = conn
         return conn
+
+    def _open_error(self, err: Exception, prefix: str) -> Exception:
+        """Return the error for a file SQLite cannot open or prepare; PermissionError names an unwritable directory."""
+        import sqlite3
+
+        directory = os.path.dirname(self.path)
+        if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
+            problem = f"cannot open {self.path}: SQLite creates files in {directory}, which this process may not"
+            return PermissionError(errno.EACCES, f"{problem} write to", directory)
+        return sqlite3.OperationalError(f"{prefix}{self.path}: {err}")
+
+    def _tune(self, conn: Any) -> None:
+        conn.execute(self._sql_synchronous)
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+
+    def _check_table(self, conn: Any) -> None:
+        """Raise ValueError, changing nothing, if the table exists without a pickledb table's columns."""
+        info = conn.execute(f'PRAGMA table_info("{self.table_name}")')
+        columns = [(name, kind, pk) for _, name, kind, _, _, pk in info]
+        if columns and sorted((name.lower(), bool(pk)) for name, _, pk in columns) != [("key", True), ("value", False)]:
+            found = ", ".join(f"{name} {kind}".strip() + " PRIMARY KEY" * bool(pk) for name, kind, pk in columns)
+            raise ValueError(
+                f"{self.path}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
+                "not (key TEXT PRIMARY KEY, value BLOB). Nothing was changed; pass another table_name"
+            )
 
     def _open_locked(self) -> Any:
         """Return the sync connection, opening it if needed; the caller holds the lock."""
@@ -1749,17 +1853,20 @@ class PickleDBSQLite:
         import sqlite3
 
         self._sync_connection()
+        _same_file(self.path, self._file_id)
         conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
         try:
-            conn.execute(self._sql_synchronous)
+            self._tune(conn)
             reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
         except BaseException:
             conn.close()
             raise
-        return conn, reader
+        return conn, reader, functools.partial(_same_file, self.path, self._file_id)
 
     def _worker(self, loop: Any) -> _Worker:
         """Return the thread that owns this loop's connection, starting it on first use."""
+        import weakref
+
         worker = self._aconns.get(loop)
         if worker is None or worker.stopped is not None:  # first use, or its connecting failed
             with self._lock:
@@ -1769,8 +1876,22 @@ class PickleDBSQLite:
                 if worker is None or worker.stopped is not None:
                     for old in [old for old in self._aconns if old.is_closed()]:
                         self._aconns.pop(old).stop(self._closed_error())
-                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
+                    release = functools.partial(_release_idle, weakref.ref(self))
+                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker, release)
         return worker
+
+    def _release_idle(self) -> None:
+        """Close the sync connection once every loop's thread has ended, so that SQLite frees their descriptors.
+
+        It keeps them until no connection of this process holds a lock on the
+        file, and an idle one in WAL mode does. The next sync call reopens it.
+        """
+        with self._lock:
+            if not self._closed and all(worker.exited for worker in self._aconns.values()):
+                self._aconns.clear()
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
 
     def close(self) -> Any:
         """Close every connection this instance opened; calling it again does nothing.

@@ -5236,6 +5236,41 @@ def test_a_save_whose_new_temp_file_another_save_removes_before_it_is_locked_tak
 # [`test_sqlite_close_that_is_never_awaited_or_is_cancelled_still_closes_everything`,
 # `test_sqlite_calls_in_flight_while_another_thread_closes_get_the_is_closed_error`].
 #
+# A write that fails on its own fails only its caller. A value too big for SQLite, or a write refused by a
+# constraint or trigger of the table, raises its own error in its own caller and stores nothing of it (a
+# `set_many` is undone whole); the other writes of its group commit and return, with tasks and with threads
+# [`test_sqlite_a_write_refused_by_the_database_fails_only_its_own_task_in_a_group`,
+# `test_sqlite_a_write_refused_by_the_database_fails_only_its_own_thread_in_a_group`; a real 1e9-byte value with
+# `-m heavy`: `test_sqlite_a_value_too_big_for_sqlite_fails_only_its_own_task_in_a_group_heavy`].
+#
+# The store uses only the file it opened. Once its path no longer names that file (deleted with its `-wal` and
+# `-shm`, or a backup renamed over it), every write, sync or async, raises `FileNotFoundError` naming the path and
+# stores nothing, and so does every read from a millisecond later (the path is looked at once per commit group,
+# and at most once a millisecond for reads); no new file is created
+# [`test_sqlite_file_deleted_or_replaced_under_an_open_store_fails_reads_and_writes_naming_the_path`]. SQLite then
+# keeps the old `-wal` beside the new file (it never checkpoints or deletes the WAL of a moved file), and a new
+# connection reads it over the new file: close every store of a file before restoring a backup over it.
+#
+# The WAL stays bounded. The `-wal` file grows while a reader holds an old snapshot; once readers have ended, the
+# second write at the latest cuts it back to 4 MiB (SQLite's `journal_size_limit`), or to that write's size if
+# larger [`test_sqlite_wal_shrinks_back_under_4_mib_once_readers_stop`].
+#
+# Finished event loops give back their threads. The thread and connections of a loop that has closed are released
+# within about a second, without `close()`; once no loop's thread is left, the sync connection is closed too (SQLite
+# frees the descriptors of a process's closed connections only then) and reopens on the next sync call. After two
+# waves of 50 threads, each running `asyncio.run()` with the same store, the thread and descriptor counts are back
+# where they were [`test_sqlite_threads_and_descriptors_of_finished_event_loops_are_reclaimed_without_close`].
+#
+# Clear errors. A directory the process cannot write is named (`PermissionError`, tried as a second user); an
+# existing table that is not a pickledb table raises `ValueError` listing its columns, before the file is touched;
+# bad `durable` or `timeout` arguments name the argument; `set_many` items that are not pairs raise `ValueError`
+# naming the item; `timeout=float("inf")` waits
+# [`test_sqlite_directory_another_user_cannot_write_is_named_in_the_error`,
+# `test_sqlite_table_of_another_shape_is_refused_listing_its_columns_and_nothing_changes`,
+# `test_sqlite_bad_durable_or_timeout_is_refused_naming_the_argument`,
+# `test_sqlite_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored`,
+# `test_sqlite_infinite_timeout_waits_for_the_lock_instead_of_failing_at_once`].
+#
 # How it works, and its limits:
 #
 # `PickleDB` is safe to use from several threads: each operation is atomic, and `save()` writes a consistent
@@ -5982,6 +6017,317 @@ def test_sqlite_async_get_that_sqlite_cannot_answer_reports_the_same_error_as_a_
     assert str(async_error) == str(sync_error.value)
     assert "no such table: kv" in str(async_error)
     db.close()
+
+
+# --- PickleDBSQLite: faults that hit only the caller that caused them ---------
+
+# A rule a user may add to a store's table: values of at most 1,000 bytes.
+_AT_MOST_1K = (
+    "CREATE TRIGGER at_most_1k BEFORE INSERT ON kv WHEN length(NEW.value) > 1000 "
+    "BEGIN SELECT RAISE(ABORT, 'value too big'); END"
+)
+
+
+def _add_rule(path: Path, sql: str = _AT_MOST_1K) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def _check_only_the_bad_writes_failed(path: Path, results: dict[str, Any]) -> None:
+    for name, result in results.items():
+        if name.startswith("bad"):
+            assert isinstance(result, sqlite3.IntegrityError) and "value too big" in str(result), (name, result)
+        else:
+            assert result in (name, [name]), (name, result)
+    stored = _stored_keys(path)
+    assert {name for name in results if not name.startswith("bad")} <= stored
+    assert not {key for key in stored if key.startswith("bad")}  # nor the good pair of the bad set_many
+
+
+def test_sqlite_a_write_refused_by_the_database_fails_only_its_own_task_in_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> dict[str, Any]:
+        async with PickleDBSQLite(path) as db:
+            await db.set("boot", 0)
+            _add_rule(path)
+            calls = {f"k{n}": db.set(f"k{n}", n) for n in range(40)}  # the first one commits alone,
+            calls["bad-set"] = db.set("bad-set", "x" * 2000)  # the others as one group
+            calls["bad-many"] = db.set_many({"bad-many-ok": 1, "bad-many-big": "x" * 2000})
+            calls["m"] = db.set_many({"m": 1})
+            calls["k40"] = db.set("k40", 40)
+            results = await asyncio.gather(*calls.values(), return_exceptions=True)
+            return dict(zip(calls, results, strict=True))
+
+    _check_only_the_bad_writes_failed(path, asyncio.run(main()))
+
+
+def test_sqlite_a_write_refused_by_the_database_fails_only_its_own_thread_in_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("boot", 0)
+    _add_rule(path)
+    results: dict[str, Any] = {}
+
+    def call(name: str, method: str, *args: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                results[name] = getattr(db, method)(*args)
+            except Exception as err:
+                results[name] = err
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the first write waits for this lock; the others queue behind it
+    threads = [call("first", "set", "first", 0)]
+    time.sleep(0.2)
+    threads += [call(f"k{n}", "set", f"k{n}", n) for n in range(20)]
+    threads.append(call("bad-set", "set", "bad-set", "x" * 2000))
+    threads.append(call("bad-many", "set_many", {"bad-many-ok": 1, "bad-many-big": "x" * 2000}))
+    threads += [call(f"k{n}", "set", f"k{n}", n) for n in range(20, 40)]
+    deadline = time.monotonic() + 10
+    while len(db._pending) < len(threads) - 1 and time.monotonic() < deadline:  # all queued as one group
+        time.sleep(0.005)
+    blocker.execute("COMMIT")
+    blocker.close()
+    for thread in threads:
+        thread.join(30)
+    db.close()
+    _check_only_the_bad_writes_failed(path, results)
+
+
+@pytest.mark.heavy
+def test_sqlite_a_value_too_big_for_sqlite_fails_only_its_own_task_in_a_group_heavy(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+
+    async def main() -> dict[str, Any]:
+        async with PickleDBSQLite(path) as db:
+            await db.set("boot", 0)
+            calls = {f"k{n}": db.set(f"k{n}", n) for n in range(10)}
+            calls["bad-set"] = db.set("bad-set", "x" * 1_000_000_000)  # SQLite's length limit: 1e9 bytes
+            calls["k10"] = db.set("k10", 10)
+            results = await asyncio.gather(*calls.values(), return_exceptions=True)
+            return dict(zip(calls, results, strict=True))
+
+    results = asyncio.run(main())
+    error = results.pop("bad-set")
+    assert isinstance(error, sqlite3.DataError) and "too big" in str(error), error
+    assert results == {name: name for name in results}
+    assert _stored_keys(path) == {"boot", *results}
+
+
+def _replace_file(path: Path, how: str) -> None:
+    if how == "deleted":  # rm data.sqlite3*
+        for name in path.parent.glob(f"{path.name}*"):
+            name.unlink()
+    else:  # a backup restored over it
+        backup = path.with_name("backup.sqlite3")
+        with PickleDBSQLite(backup) as other:
+            other.set("from-backup", 1)
+        os.replace(backup, path)
+
+
+_CALLS = [("set", "after", 1), ("set_many", {"after-many": 1}), ("remove", "before"), ("get", "before"), ("all",)]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_sqlite_file_deleted_or_replaced_under_an_open_store_fails_reads_and_writes_naming_the_path(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "data.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("before", 1)
+    errors = []
+
+    async def main() -> None:
+        assert await db.get("before") == 1  # the loop's connections are open
+        _replace_file(path, how)
+        time.sleep(0.002)  # reads look at the path at most once a millisecond
+        for method, *args in _CALLS:
+            with pytest.raises(FileNotFoundError) as info:
+                await await_method(db, method, *args)
+            errors.append(info.value)
+
+    assert db.get("before") == 1
+    asyncio.run(main())
+    for method, *args in _CALLS:
+        with pytest.raises(FileNotFoundError) as info:
+            getattr(db, method)(*args)
+        errors.append(info.value)
+    for error in errors:
+        assert error.filename == str(path) and f"{path} was {how}" in str(error), error
+    db.close()
+    if how == "deleted":
+        assert not path.exists()  # nothing was written to a new file either
+    else:  # the restored file is untouched (SQLite leaves the old -wal beside it: see the README)
+        shutil.copy(path, tmp_path / "alone.sqlite3")
+        assert _stored_keys(tmp_path / "alone.sqlite3") == {"from-backup"}
+        assert not {"after", "after-many"} & _stored_keys(path)
+
+
+def test_sqlite_wal_shrinks_back_under_4_mib_once_readers_stop(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    wal = Path(f"{path}-wal")
+    with PickleDBSQLite(path) as db:
+        db.set("boot", 0)
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM kv").fetchone() == (1,)  # holds its snapshot
+        for i in range(20):
+            db.set_many({f"k{i}-{j}": "x" * 1000 for j in range(500)})
+        assert wal.stat().st_size > 10_000_000  # no checkpoint could pass the reader
+        reader.execute("COMMIT")
+        reader.close()
+        db.set("a", 1)
+        db.set("b", 2)
+        assert wal.stat().st_size <= 4 * 1024 * 1024
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_sqlite_threads_and_descriptors_of_finished_event_loops_are_reclaimed_without_close(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    db = PickleDBSQLite(path)
+    db.set("boot", 0)
+    threads, fds = threading.active_count(), _open_fds()
+
+    async def one(n: int) -> Any:
+        await db.set(f"k{n}", n)
+        return await db.get(f"k{n}")
+
+    for wave in range(2):
+        loops = [threading.Thread(target=asyncio.run, args=(one(n),)) for n in range(50 * wave, 50 * wave + 50)]
+        for thread in loops:
+            thread.start()
+        for thread in loops:
+            thread.join(30)
+        deadline = time.monotonic() + 10
+        while (threading.active_count() > threads or _open_fds() > fds) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads and _open_fds() <= fds, (wave, threading.active_count(), _open_fds())
+    assert db.get("k99") == 99 and run_async(await_method, db, "get", "k0") == 0  # still usable
+    db.close()
+
+
+def _as_nobody(fn: Callable[[], str]) -> str:
+    """Run `fn` in a forked child that dropped to uid/gid 65534; return what it returned or raised."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            out = fn()
+        except BaseException as err:
+            out = f"{type(err).__name__}: {err}"
+        os.write(write_end, out.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        out = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to run a second user")
+def test_sqlite_directory_another_user_cannot_write_is_named_in_the_error(tmp_path: Path) -> None:
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path is private to root
+    try:
+        top.chmod(0o755)
+        (top / "ro").mkdir(mode=0o755)
+        with PickleDBSQLite(top / "ro" / "old.sqlite3") as db:
+            db.set("k", 1)
+        (top / "ro" / "old.sqlite3").chmod(0o666)
+        for path in [top / "ro" / "new.sqlite3", top / "ro" / "old.sqlite3"]:
+            out = _as_nobody(lambda path=path: str(PickleDBSQLite(path).set("k", 2)))
+            assert out.startswith("PermissionError: "), out
+            assert f"in {top / 'ro'}, which this process may not write to" in out
+        assert os.listdir(top / "ro") == ["old.sqlite3"]
+    finally:
+        shutil.rmtree(top)
+
+
+def test_sqlite_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored(tmp_path: Path) -> None:
+    with PickleDBSQLite(tmp_path / "kv.sqlite3") as db:
+        for items, item in [([("y",)], "0, ('y',),"), ([1], "0, 1,"), ([("a", 1), ("b", 2, 3)], "1, ('b', 2, 3),")]:
+            with pytest.raises(ValueError, match=re.escape(f"set_many: item {item} is not a (key, value) pair")):
+                db.set_many(items)
+        with pytest.raises(ValueError, match="item 1"):
+            run_async(await_method, db, "set_many", iter([("ok", 1), "abc"]))
+        assert db.all() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"durable": "no"}, TypeError, "durable must be True or False, not 'no'"),
+        ({"durable": 1}, TypeError, "durable must be True or False, not 1"),
+        ({"timeout": -1}, ValueError, "timeout must be 0 or more seconds, not -1"),
+        ({"timeout": float("nan")}, ValueError, "timeout must be 0 or more seconds, not nan"),
+        ({"timeout": "5"}, TypeError, "timeout must be a number of seconds, not str"),
+    ],
+)
+def test_sqlite_bad_durable_or_timeout_is_refused_naming_the_argument(
+    tmp_path: Path, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        PickleDBSQLite(tmp_path / "kv.sqlite3", **options)
+    assert os.listdir(tmp_path) == []
+
+
+def test_sqlite_infinite_timeout_waits_for_the_lock_instead_of_failing_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite3"
+    with PickleDBSQLite(path, timeout=float("inf")) as db:
+        db.set("boot", 0)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        outcome: list[Any] = []
+        writer = threading.Thread(target=lambda: outcome.append(db.set("k", 1)))
+        with thread_errors() as errors:
+            writer.start()
+            writer.join(0.5)
+            assert writer.is_alive() and not errors  # still waiting for the lock
+            blocker.execute("COMMIT")
+            blocker.close()
+            writer.join(30)
+        assert outcome == ["k"] and db.get("k") == 1
+
+
+@pytest.mark.parametrize(
+    ("create", "columns"),
+    [
+        ("CREATE TABLE kv (a INTEGER, b TEXT, c)", "a INTEGER, b TEXT, c"),
+        ("CREATE TABLE kv (key TEXT, value BLOB)", "key TEXT, value BLOB"),
+        ("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, extra)", "key TEXT PRIMARY KEY, value BLOB, extra"),
+    ],
+)
+def test_sqlite_table_of_another_shape_is_refused_listing_its_columns_and_nothing_changes(
+    tmp_path: Path, create: str, columns: str
+) -> None:
+    path = tmp_path / "theirs.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(create)
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    for mode in ["sync", "async"]:
+        db = PickleDBSQLite(path)
+        with pytest.raises(ValueError) as info:
+            db.set("k", 1) if mode == "sync" else run_async(await_method, db, "set", "k", 1)
+        db.close()
+        assert f"table 'kv' is not a pickledb table: its columns are ({columns})" in str(info.value)
+        assert str(path) in str(info.value) and "another table_name" in str(info.value)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["theirs.sqlite3"]  # still not in WAL mode
 
 
 # =============================================================================
