@@ -1050,11 +1050,21 @@ class PickleDB:
     def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> bool:
         """Store every (key, value) pair in memory at once; return True.
 
-        Either all pairs are stored or, if reading `items` fails, none is.
+        Either all pairs are stored or, if reading `items` fails, none is;
+        an item that is not a pair raises ValueError naming its position.
         Awaitable in async code.
         """
         pairs = items.items() if isinstance(items, Mapping) else items
-        self._data.update({str(key): value for key, value in pairs})
+        taken = itertools.count()  # counts the items read, in C: nothing to pay when all is well
+        try:
+            new = {str(key): value for _, (key, value) in zip(taken, pairs)}
+        except (TypeError, ValueError) as err:
+            if "unpack" not in str(err):
+                raise
+            raise ValueError(
+                f"set_many: item {next(taken) - 1} is not a (key, value) pair ({err}); nothing was stored"
+            ) from None
+        self._data.update(new)
         if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
             return _set_many_done(True)
         return True

@@ -109,7 +109,9 @@ def as_user(fn: Callable[[], Any], uid: int = SECOND_USER, gid: int = SECOND_USE
     """
     assert os.geteuid() == 0
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 1
         try:
@@ -6217,28 +6219,6 @@ def test_sqlite_threads_and_descriptors_of_finished_event_loops_are_reclaimed_wi
     db.close()
 
 
-def _as_nobody(fn: Callable[[], str]) -> str:
-    """Run `fn` in a forked child that dropped to uid/gid 65534; return what it returned or raised."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
-        pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            out = fn()
-        except BaseException as err:
-            out = f"{type(err).__name__}: {err}"
-        os.write(write_end, out.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        out = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return out
-
-
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to run a second user")
 def test_sqlite_directory_another_user_cannot_write_is_named_in_the_error(tmp_path: Path) -> None:
     top = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path is private to root
@@ -6249,12 +6229,24 @@ def test_sqlite_directory_another_user_cannot_write_is_named_in_the_error(tmp_pa
             db.set("k", 1)
         (top / "ro" / "old.sqlite3").chmod(0o666)
         for path in [top / "ro" / "new.sqlite3", top / "ro" / "old.sqlite3"]:
-            out = _as_nobody(lambda path=path: str(PickleDBSQLite(path).set("k", 2)))
-            assert out.startswith("PermissionError: "), out
-            assert f"in {top / 'ro'}, which this process may not write to" in out
+            out = as_user(lambda path=path: str(PickleDBSQLite(path).set("k", 2)))
+            assert out[:2] == ["raised", "PermissionError"], out
+            assert f"in {top / 'ro'}, which this process may not write to" in out[2]
         assert os.listdir(top / "ro") == ["old.sqlite3"]
     finally:
         shutil.rmtree(top)
+
+
+def test_pickledb_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "db.json")
+    db.set("kept", 1)
+    for items, index in [([("y",)], 0), ([("a", 1), 2], 1), (iter([("a", 1), ("b", 2), ("c", 3, 4)]), 2)]:
+        with pytest.raises(ValueError, match=re.escape(f"set_many: item {index} is not a (key, value) pair (")):
+            db.set_many(items)
+        assert db.all() == ["kept"]
+    with pytest.raises(ValueError, match="item 1 is not a"):
+        run_async(await_method, db, "set_many", iter([("ok", 1), "abc"]))
+    assert db.all() == ["kept"]
 
 
 def test_sqlite_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored(tmp_path: Path) -> None:
