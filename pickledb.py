@@ -1057,7 +1057,7 @@ class PickleDB:
         pairs = items.items() if isinstance(items, Mapping) else items
         taken = itertools.count()  # counts the items read, in C: nothing to pay when all is well
         try:
-            new = {str(key): value for _, (key, value) in zip(taken, pairs)}
+            new = {str(key): value for _, (key, value) in zip(taken, pairs, strict=False)}
         except (TypeError, ValueError) as err:
             if "unpack" not in str(err):
                 raise
