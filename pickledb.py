@@ -12,6 +12,7 @@ import functools
 import gc
 import itertools
 import os
+import queue
 import secrets
 import signal
 import stat
@@ -1842,7 +1843,12 @@ class PickleDBRedis:
         Cluster, starting from the node in `url`.
     timeout: seconds allowed for connecting and for every reply; a server
         that cannot be reached or stops answering raises the builtin
-        ConnectionError within it.
+        ConnectionError within it (in cluster mode too, redirections and
+        retries included). A write that timed out may have been stored.
+    max_connections: connections per client (one client per event loop,
+        one for sync calls); callers beyond it wait for a free one up to
+        `timeout`, then get TimeoutError. A ?max_connections= in the URL
+        overrides it.
 
     The same API as PickleDBSQLite: one hash field per key, the value
     orjson-encoded. Durability is the server's: see its persistence settings.
@@ -1858,6 +1864,7 @@ class PickleDBRedis:
         *,
         cluster: bool = False,
         timeout: float = 30.0,
+        max_connections: int = 100,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -1872,19 +1879,30 @@ class PickleDBRedis:
             )
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if type(max_connections) is not int or max_connections < 1:
+            raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
         self.url = _masked_url(url)
         self.hash_name = hash_name
         self.cluster = bool(cluster)
         redis = _redis()
+        import urllib.parse
+
         try:
-            redis.connection.parse_url(url)
+            options = redis.connection.parse_url(url)
         except ValueError as err:
             raise ValueError(f"invalid Redis URL {self.url!r}: {err}") from None
+        db = urllib.parse.unquote(urllib.parse.urlsplit(url).path)[1:] if url[:5].lower() == "redis" else ""
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError(f"invalid Redis URL {self.url!r}: database {db!r} is not a number; end it with /0")
         self._url = url
         self._timeout = float(timeout)
+        self._max = options.get("max_connections", max_connections)
+        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per connection of sync calls
+        for _ in range(self._max):  # (its get and put are atomic: a Ctrl-C cannot leave it locked)
+            self._gate.put(None)
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
-        self._aclients: dict[Any, tuple[Any, Any]] = {}  # event loop -> (asyncio client, its closer)
+        self._aclients: dict[Any, tuple[Any, Any, Any]] = {}  # event loop -> (asyncio client, its closer, gate)
         # Asyncio clients being closed: (loop, client, task on that loop or None, future set when closed).
         self._closing: list[tuple[Any, Any, Any, Any]] = []
         self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
@@ -1969,61 +1987,162 @@ class PickleDBRedis:
         if type(command) is list and not command:
             return finish(None)
         try:
-            client = self._client or self._connect()
-            if type(command) is list and len(command) > 1:
-                with client.pipeline(transaction=True) as pipe:
-                    for part in command:
-                        pipe.execute_command(*part)
-                    result = pipe.execute()
-            else:
-                result = client.execute_command(*(command[0] if type(command) is list else command))
-        except Exception as err:
-            problem = self._problem(err)
-            if problem is None:
-                raise
-            raise problem from err
-        except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
-            self._drop_idle_connections()
+            self._gate.get(timeout=self._timeout)
+        except queue.Empty:
+            raise self._exhausted() from None
+        except BaseException:  # from a signal handler, most likely once get() took the token
+            self._gate.put(None)
             raise
+        try:
+            began = time.monotonic()
+            while True:
+                try:
+                    client = self._client or self._connect()
+                    if type(command) is list and len(command) > 1:
+                        with client.pipeline(transaction=True) as pipe:
+                            for part in command:
+                                pipe.execute_command(*part)
+                            result = pipe.execute()
+                    else:
+                        result = client.execute_command(*(command[0] if type(command) is list else command))
+                    break
+                except Exception as err:
+                    if not self._again(err, began):
+                        problem = self._problem(err, command)
+                        if problem is None:
+                            raise
+                        raise problem from err
+                    time.sleep(0.05)
+                except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
+                    self._drop_idle_connections()
+                    raise
+        finally:
+            self._gate.put(None)
         return finish(result)
 
     async def _run_async(self, command: Any, finish: Callable[[Any], Any]) -> Any:
+        import asyncio
+
         if type(command) is list and not command:
             return finish(None)
+        gate, began = None, time.monotonic()
         try:
-            client = await self._aclient()
-            if type(command) is list and len(command) > 1:
-                async with client.pipeline(transaction=True) as pipe:
-                    for part in command:
-                        pipe.execute_command(*part)
-                    result = await pipe.execute()
-            else:
-                result = await client.execute_command(*(command[0] if type(command) is list else command))
-        except Exception as err:
-            problem = self._problem(err)
-            if problem is None:
-                raise
-            raise problem from err
+            while True:
+                try:
+                    client, _, waited = await self._aclient()
+                    if gate is None:
+                        await (self._wait(waited) if waited.locked() else waited.acquire())
+                        gate, began = waited, time.monotonic()
+                    if self.cluster:  # redis-py can wait for a stalled node twice: rediscovery, then the command
+                        result = await asyncio.wait_for(
+                            self._send(client, command), began + self._timeout - time.monotonic()
+                        )
+                    else:
+                        result = await self._send(client, command)
+                    break
+                except Exception as err:
+                    if gate is not None and isinstance(err, asyncio.TimeoutError):  # the cluster deadline passed
+                        err = _redis().exceptions.TimeoutError(f"no answer within {self._timeout:g} s")
+                    if not self._again(err, began):
+                        problem = self._problem(err, command)
+                        if problem is None:
+                            raise
+                        raise problem from err
+                    await asyncio.sleep(0.05)
+        finally:
+            if gate is not None:
+                gate.release()
         return finish(result)
 
-    def _problem(self, err: Exception) -> Exception | None:
-        """The error to raise for redis-py's `err`, or None to let it through."""
+    @staticmethod
+    async def _send(client: Any, command: Any) -> Any:
+        """Send one command, or a list of them as one transaction, with an asyncio client; return the reply."""
+        if type(command) is list and len(command) > 1:
+            async with client.pipeline(transaction=True) as pipe:
+                for part in command:
+                    pipe.execute_command(*part)
+                return await pipe.execute()
+        return await client.execute_command(*(command[0] if type(command) is list else command))
+
+    async def _wait(self, gate: Any) -> None:
+        """Wait up to timeout for one of this loop's connections."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(gate.acquire(), self._timeout)
+        except asyncio.TimeoutError:
+            raise self._exhausted() from None
+
+    def _exhausted(self) -> TimeoutError:
+        return TimeoutError(
+            f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
+            "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+        )
+
+    def _again(self, err: Exception, began: float) -> bool:
+        """Whether a cluster call that failed quickly (a slot that moved, a failover) is tried again."""
         exceptions = _redis().exceptions
-        where = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url}"
+        quick = (exceptions.ClusterError, exceptions.AskError, exceptions.TryAgainError, exceptions.ConnectionError)
+        return (
+            self.cluster
+            and isinstance(err, (*quick, exceptions.RedisClusterException, AttributeError))
+            and not isinstance(err, (exceptions.AuthenticationError, exceptions.MaxConnectionsError))
+            and time.monotonic() - began < self._timeout / 5  # a last try can take the whole timeout
+        )
+
+    def _problem(self, err: Exception, command: Any) -> Exception | None:
+        """The builtin error to raise for redis-py's `err`, or None to let it through; see the README's table."""
+        exceptions = _redis().exceptions
+        redis_errors = (exceptions.RedisError, exceptions.RedisClusterException)
+        if not isinstance(err, redis_errors) and not (self.cluster and isinstance(err, AttributeError)):
+            return None  # not from redis-py (its asyncio cluster client can raise AttributeError mid-migration)
+        _, annotated, reason = str(err).rpartition("caused error: ")  # a pipeline's names the command and its values
+        reason = " ".join((reason.strip("(',)") if annotated else reason).split())[:300] or type(err).__name__
+        if annotated:
+            err.args = (reason,)  # the cause, shown under a traceback, keeps no value either
+        at = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url} (hash {self.hash_name!r})"
         if isinstance(err, exceptions.AuthenticationError):
             return PermissionError(
-                f"{where} refused to authenticate ({err}); check the user name and password in the URL"
+                f"{at} refused to authenticate ({reason}); check the user name and password in the URL"
             )
-        if isinstance(err, exceptions.ResponseError) and str(err).startswith("WRONGTYPE"):
+        if isinstance(err, exceptions.NoPermissionError):
+            return PermissionError(
+                f"{at} refused the command ({reason}); grant this user the hash commands, or use another"
+            )
+        if isinstance(err, exceptions.OutOfMemoryError) or reason.startswith("OOM"):
+            return MemoryError(
+                f"{at} is out of memory ({reason}); nothing was stored: raise its maxmemory or free memory"
+            )
+        if reason.startswith("MISCONF"):
+            return OSError(f"{at} refuses writes: it cannot save to disk ({reason.split('. ')[0]}); nothing was stored")
+        if reason.startswith("WRONGTYPE"):
             return ValueError(
-                f"{self.hash_name!r} at {self.url} holds a Redis key that is not a hash; "
-                "pass another hash_name or delete that key"
+                f"{at}: {self.hash_name!r} is a Redis key that is not a hash; pass another hash_name or delete it"
             )
-        if isinstance(err, (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ClusterDownError)) or (
-            type(err) is exceptions.RedisClusterException
+        if "DB index" in reason:
+            return ValueError(f"{at} has no such database ({reason}); use a lower database number in the URL")
+        if isinstance(err, exceptions.AskError) and not self.cluster:
+            return ValueError(
+                f"{at}: this is a cluster node ({reason}); use cluster=True (on the command line: redis+cluster://...)"
+            )
+        if isinstance(err, exceptions.InvalidResponse):
+            return ConnectionError(f"{at} did not answer as Redis ({reason}); check the host and port in the URL")
+        if isinstance(err, exceptions.ResponseError | exceptions.DataError) and not isinstance(
+            err, exceptions.ClusterError
         ):
-            return ConnectionError(f"cannot reach {where} ({err}); check that it runs and that the URL is right")
-        return None
+            return RuntimeError(f"{at} refused the command ({reason})")
+        unknown = type(command) is list or command[0] not in ("HGET", "HKEYS", "HMGET")
+        unknown = (
+            unknown
+            and "connecting" not in reason
+            and isinstance(err, (exceptions.ConnectionError, exceptions.TimeoutError))
+        )
+        return ConnectionError(
+            f"cannot reach {at} ({reason}); "
+            + ("this write's outcome is unknown: it may have been stored; " if unknown else "")
+            + ("is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else "")
+            + "check that it runs and that the URL is right"
+        )
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the store again")
@@ -2047,9 +2166,10 @@ class PickleDBRedis:
 
     # -- clients --
 
-    def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
-        return options
+    def _options(self, retry: Any) -> dict[str, Any]:
+        """The client options: redis-py tries each call once; _run and _run_async decide what is tried again."""
+        timeouts = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
+        return {**timeouts, "max_connections": self._max, "retry": retry.Retry(_redis().backoff.NoBackoff(), 0)}
 
     def _connect(self) -> Any:
         """Create the sync client (the cluster one asks the nodes for the slot map here)."""
@@ -2058,15 +2178,12 @@ class PickleDBRedis:
             if self._closed:
                 raise self._closed_error()
             if self._client is None:
-                if self.cluster:
-                    self._client = redis.cluster.RedisCluster.from_url(self._url, **self._options())
-                else:
-                    retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-                    self._client = redis.Redis.from_url(self._url, retry=retry, **self._options())
+                kind = redis.cluster.RedisCluster if self.cluster else redis.Redis
+                self._client = kind.from_url(self._url, **self._options(redis.retry))
             return self._client
 
-    async def _aclient(self) -> Any:
-        """Return this loop's asyncio client; the first call on a loop creates it."""
+    async def _aclient(self) -> tuple[Any, Any, Any]:
+        """Return this loop's (asyncio client, closer, gate); the first call on a loop creates them."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -2074,7 +2191,7 @@ class PickleDBRedis:
         if entry is not None:
             if self._starting:
                 await self._started(loop)
-            return entry[0]
+            return entry
         if self._closed:
             raise self._closed_error()
         for old in list(self._aclients):  # loops that ended without their client being closed
@@ -2082,20 +2199,17 @@ class PickleDBRedis:
                 self._starting.pop(old, None)
                 _drop_transports(stale[0])
         redis = _redis()
-        if self.cluster:
-            client = redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._options())
-        else:
-            retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
-            client = redis.asyncio.Redis.from_url(self._url, retry=retry, **self._options())
+        kind = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
+        client = kind.from_url(self._url, **self._options(redis.asyncio.retry))
         closer = _close_at_loop_end(client)
-        self._aclients[loop] = (client, closer)
+        self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
         await closer.asend(None)  # registered with the loop: closed when the loop shuts down
         if self.cluster:
             # redis-py's asyncio cluster client can hand a half-made connection to one of several
             # commands sent at once before it knows the cluster: let it learn the slots first.
             self._starting[loop] = loop.create_task(client.initialize())
             await self._started(loop)
-        return client
+        return entry
 
     async def _started(self, loop: Any) -> None:
         """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
@@ -2124,7 +2238,7 @@ class PickleDBRedis:
         if _async_caller():
             here = asyncio.get_running_loop()
             others = []
-            for loop, (client, closer) in self._detach().items():
+            for loop, (client, closer, _) in self._detach().items():
                 if loop is here:
                     self._close_in_task(loop, client, closer)
                 else:
@@ -2149,7 +2263,7 @@ class PickleDBRedis:
             if not closing:
                 future.set_result(None)
             return _named_for_caller(_outcome, self, 1)(future)
-        for loop, (client, closer) in self._detach().items():
+        for loop, (client, closer, _) in self._detach().items():
             self._close_elsewhere(loop, client, closer)
         try:
             running = asyncio.get_running_loop()
@@ -2235,7 +2349,7 @@ class PickleDBRedis:
         else:  # an idle loop that is still open: run it for this one task
             _run_idle_loop_in_new_thread(loop, closer.aclose())
 
-    def _detach(self) -> dict[Any, tuple[Any, Any]]:
+    def _detach(self) -> dict[Any, tuple[Any, Any, Any]]:
         """Mark the store closed, close the sync client, hand over the asyncio ones."""
         self._closed = True
         with self._lock:
@@ -2254,7 +2368,7 @@ class PickleDBRedis:
         self._closed = True
         if self._client is not None:
             self._client.close()
-        for loop, (client, _) in list(self._aclients.items()):
+        for loop, (client, *_) in list(self._aclients.items()):
             if loop.is_closed():
                 _drop_transports(client)
 
