@@ -2123,7 +2123,7 @@ class PickleDBRedis:
             return ValueError(f"{at} has no such database ({reason}); use a lower database number in the URL")
         if isinstance(err, exceptions.AskError) and not self.cluster:
             return ValueError(
-                f"{at}: this is a cluster node ({reason}); use cluster=True (on the command line: redis+cluster://...)"
+                f"{at}: this is a cluster node; use cluster=True (on the command line: redis+cluster://HOST:PORT)"
             )
         if isinstance(err, exceptions.InvalidResponse):
             return ConnectionError(f"{at} did not answer as Redis ({reason}); check the host and port in the URL")
@@ -2397,11 +2397,12 @@ class PickleDBRedis:
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
-    "redis://..., rediss://... or unix://... (PickleDBRedis); end an SQLite or Redis address "
+    "redis://..., rediss://... or unix://... (PickleDBRedis; redis+cluster://HOST:PORT or rediss+cluster://... for "
+    "a Redis Cluster, from any of its nodes); end an SQLite or Redis address "
     "with #NAME to pick the table or hash (default kv)"
 )
 _CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-_CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _CLI_BATCH = 10_000
 _CLIBatches = Iterator[list[tuple[str, Any]]]  # the pairs of a store, in lists for set_many
 
@@ -2523,8 +2524,10 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
             base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
             raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
         return stack.enter_context(PickleDBSQLite(path, name))
+    scheme, rest = location.split("://", 1)
+    cluster = scheme.lower().endswith("+cluster")
     try:
-        redis_store = PickleDBRedis(location, name)
+        redis_store = PickleDBRedis(f"{scheme[:-8] if cluster else scheme}://{rest}", name, cluster=cluster)
     except ImportError as err:  # redis-py is missing: the library's hint, naming the store
         raise _CLIError(f"{_cli_shown(address)}: {err}") from None
     return stack.enter_context(redis_store)
@@ -2640,7 +2643,8 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
     """Store every pair into `dst` with set_many, batch by batch; return the keys stored.
 
     A JSON store is changed in memory and saved once at the end. Ctrl-C
-    stops between batches and raises _CLIError saying what `dst` holds.
+    stops between batches and raises _CLIError saying what `dst` holds; so
+    does an error after some batches were written.
     """
     stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
@@ -2661,15 +2665,18 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
                 dst.save()
                 written = len(stored)
         progress.update(len(stored), final=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway
         progress.end()
+        interrupted = isinstance(err, KeyboardInterrupt)
+        if not written and not interrupted:
+            raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
         raise _CLIError(
-            f"interrupted: {written} of {total} keys were written, in complete batches: "
-            f"the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
+            f"{'interrupted:' if interrupted else f'{err};'} {written} of {total} keys were written, in complete "
+            f"batches: the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
             "run again with --merge to finish",
-            130,
+            130 if interrupted else 2,
         ) from None
     progress.end()
     return stored
@@ -2816,7 +2823,7 @@ def _cli_copy(args: Any, stack: Any) -> int:
 
 def _cli_handled() -> tuple[type[BaseException], ...]:
     """The errors that are answered with one line on stderr instead of a traceback."""
-    handled: list[Any] = [OSError, ValueError, TypeError, ImportError]
+    handled: list[Any] = [OSError, ValueError, TypeError, ImportError, MemoryError, RuntimeError]
     for module, name in (("sqlite3", "Error"), ("redis", "RedisError")):
         found = getattr(sys.modules.get(module), name, None)
         if isinstance(found, type):

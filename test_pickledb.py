@@ -7227,6 +7227,88 @@ def test_copy_of_a_million_keys(
     assert len(end) == count and end["user:0999999"] == {"id": 999999, "name": "user 999999", "tags": ["a", "b"]}
 
 
+# --- The command line on Redis: clusters, servers that fail, no value shown ---
+
+
+def test_cli_cluster_address_and_plain_address_of_a_cluster_node(
+    redis_cluster_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis.cluster
+
+    with redis.cluster.RedisCluster.from_url(redis_cluster_url) as raw:
+        first = raw.get_node_from_key("x").port
+        name = next(f"h{i}" for i in range(100) if raw.get_node_from_key(f"h{i}").port != first)
+        raw.delete(name)
+    plain = f"redis://127.0.0.1:{first}/0#{name}"
+    clustered = plain.replace("redis://", "redis+cluster://")
+    assert cli(capsys, "set", clustered, "k", '{"a": 1}')[0] == 0
+    assert cli(capsys, "keys", clustered) == (0, "k\n", "")
+    assert cli(capsys, "get", clustered, "k") == (0, '{"a":1}\n', "")
+    status, out, _ = cli(capsys, "info", clustered)
+    assert status == 0 and "keys: 1" in out
+    for command in (["keys", plain], ["info", plain], ["set", plain, "k", "2"]):
+        status, out, err = cli(capsys, *command)
+        assert (status, out) == (2, "")
+        one_line_error(err, "this is a cluster node; use", "redis+cluster://")
+    assert "redis+cluster://" in " ".join(pickledb_cli("--help").stdout.split())
+    with PickleDBRedis(redis_cluster_url, name, cluster=True) as db:
+        assert db.get("k") == {"a": 1}
+        db.purge()
+
+
+def test_cli_copy_whose_server_dies_halfway_says_what_was_written_and_how_to_resume(
+    redis_server, tmp_path: Path
+) -> None:
+    import redis
+
+    server = redis_server()
+    secret = "SeCrEt-" + "v" * 1000
+    (tmp_path / "src.json").write_bytes(orjson.dumps({f"k{i:05d}": secret for i in range(30_000)}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pickledb", "copy", "--batch", "200", str(tmp_path / "src.json"), f"{server.url}#dst"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    with redis.Redis.from_url(server.url) as raw:
+        deadline = time.monotonic() + 30
+        while raw.hlen("dst") < 1000:  # some batches are in
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.001)
+    server.kill()
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (2, ""), err
+    one_line_error(err, "cannot reach the Redis server", "keys were written, in complete batches", "--merge")
+    written = int(re.search(r"(\d+) of 30000 keys were written", err).group(1))  # type: ignore[union-attr]
+    assert 1000 <= written < 30000 and written % 200 == 0, err
+    assert secret[:10] not in err
+
+
+def test_cli_server_errors_name_the_problem_without_any_value(
+    redis_server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import redis
+
+    server = redis_server()
+    with redis.Redis.from_url(server.url) as raw:
+        raw.config_set("maxmemory", 1)
+    (tmp_path / "src.json").write_bytes(orjson.dumps({f"k{i}": {"id": i, "name": f"SeCrEt {i}"} for i in range(50)}))
+    for command in (
+        ["set", f"{server.url}#oom", "k", '"SeCrEt value"'],
+        ["copy", str(tmp_path / "src.json"), f"{server.url}#oom"],
+        ["import", f"{server.url}#oom", str(tmp_path / "src.json")],
+    ):
+        status, out, err = cli(capsys, *command)
+        assert (status, out) == (2, "")
+        one_line_error(err, "out of memory", f"{server.url} (hash 'oom')")
+        assert "SeCrEt" not in err
+    with contextlib.ExitStack() as stack:
+        status, out, err = cli(capsys, "keys", f"redis://:pw@127.0.0.1:{_redis_http_port(stack)}/0#h")
+    assert (status, out) == (2, "")
+    one_line_error(err, "did not answer as Redis", "redis://:***@127.0.0.1")
+
+
 # =============================================================================
 # 15. First contact: the README runs, 1.x files open, errors name the fix
 # =============================================================================
