@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import types
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -1757,8 +1758,6 @@ def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
 
 def _masked_url(url: str) -> str:
     """Return `url` with any password replaced by ***; every other character stays as written."""
-    import urllib.parse
-
     if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
         return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     scheme, rest = url.split("://", 1)
@@ -1885,8 +1884,6 @@ class PickleDBRedis:
         self.hash_name = hash_name
         self.cluster = bool(cluster)
         redis = _redis()
-        import urllib.parse
-
         try:
             options = redis.connection.parse_url(url)
         except ValueError as err:
@@ -2007,11 +2004,7 @@ class PickleDBRedis:
                         result = client.execute_command(*(command[0] if type(command) is list else command))
                     break
                 except Exception as err:
-                    if not self._again(err, began):
-                        problem = self._problem(err, command)
-                        if problem is None:
-                            raise
-                        raise problem from err
+                    self._retry_or_raise(err, began, command)
                     time.sleep(0.05)
                 except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
                     self._drop_idle_connections()
@@ -2043,11 +2036,7 @@ class PickleDBRedis:
                 except Exception as err:
                     if gate is not None and isinstance(err, asyncio.TimeoutError):  # the cluster deadline passed
                         err = _redis().exceptions.TimeoutError(f"no answer within {self._timeout:g} s")
-                    if not self._again(err, began):
-                        problem = self._problem(err, command)
-                        if problem is None:
-                            raise
-                        raise problem from err
+                    self._retry_or_raise(err, began, command)
                     await asyncio.sleep(0.05)
         finally:
             if gate is not None:
@@ -2079,70 +2068,54 @@ class PickleDBRedis:
             "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
         )
 
-    def _again(self, err: Exception, began: float) -> bool:
-        """Whether a cluster call that failed quickly (a slot that moved, a failover) is tried again."""
-        exceptions = _redis().exceptions
-        quick = (exceptions.ClusterError, exceptions.AskError, exceptions.TryAgainError, exceptions.ConnectionError)
-        return (
-            self.cluster
-            and isinstance(err, (*quick, exceptions.RedisClusterException, AttributeError))
-            and not isinstance(err, (exceptions.AuthenticationError, exceptions.MaxConnectionsError))
-            and time.monotonic() - began < self._timeout / 5  # a last try can take the whole timeout
-        )
+    def _retry_or_raise(self, err: Exception, began: float, command: Any) -> None:
+        """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise.
+
+        It is, during the first fifth of timeout: a last try can take all of it.
+        """
+        exc = _redis().exceptions
+        quick = (exc.ClusterError, exc.AskError, exc.TryAgainError, exc.ConnectionError, exc.RedisClusterException)
+        if self.cluster and isinstance(err, (*quick, AttributeError)) and time.monotonic() - began < self._timeout / 5:
+            if not isinstance(err, (exc.AuthenticationError, exc.MaxConnectionsError)):
+                return
+        problem = self._problem(err, command)
+        if problem is None:
+            raise err
+        raise problem from err
 
     def _problem(self, err: Exception, command: Any) -> Exception | None:
-        """The builtin error to raise for redis-py's `err`, or None to let it through; see the README's table."""
-        exceptions = _redis().exceptions
-        redis_errors = (exceptions.RedisError, exceptions.RedisClusterException)
-        if not isinstance(err, redis_errors) and not (self.cluster and isinstance(err, AttributeError)):
-            return None  # not from redis-py (its asyncio cluster client can raise AttributeError mid-migration)
+        """The builtin error to raise for redis-py's `err` (the README's table), or None to let it through."""
+        exc = _redis().exceptions
+        if not isinstance(err, (exc.RedisError, exc.RedisClusterException, AttributeError)):
+            return None  # not from redis-py (whose asyncio clients can raise AttributeError on a dropped connection)
         _, annotated, reason = str(err).rpartition("caused error: ")  # a pipeline's names the command and its values
         reason = " ".join((reason.strip("(',)") if annotated else reason).split())[:300] or type(err).__name__
         if annotated:
             err.args = (reason,)  # the cause, shown under a traceback, keeps no value either
         at = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url} (hash {self.hash_name!r})"
-        if isinstance(err, exceptions.AuthenticationError):
-            return PermissionError(
-                f"{at} refused to authenticate ({reason}); check the user name and password in the URL"
-            )
-        if isinstance(err, exceptions.NoPermissionError):
-            return PermissionError(
-                f"{at} refused the command ({reason}); grant this user the hash commands, or use another"
-            )
-        if isinstance(err, exceptions.OutOfMemoryError) or reason.startswith("OOM"):
-            return MemoryError(
-                f"{at} is out of memory ({reason}); nothing was stored: raise its maxmemory or free memory"
-            )
+        if isinstance(err, exc.AuthenticationError):
+            return PermissionError(f"{at} refused to authenticate ({reason}); check the user and password in the URL")
+        if isinstance(err, exc.NoPermissionError):
+            return PermissionError(f"{at} refused the command ({reason}); grant this user the hash commands")
+        if isinstance(err, exc.OutOfMemoryError) or reason.startswith("OOM"):
+            return MemoryError(f"{at} is out of memory ({reason}); nothing was stored: raise its maxmemory")
         if reason.startswith("MISCONF"):
             return OSError(f"{at} refuses writes: it cannot save to disk ({reason.split('. ')[0]}); nothing was stored")
         if reason.startswith("WRONGTYPE"):
-            return ValueError(
-                f"{at}: {self.hash_name!r} is a Redis key that is not a hash; pass another hash_name or delete it"
-            )
+            return ValueError(f"{at}: {self.hash_name!r} is not a hash; pass another hash_name or delete that key")
         if "DB index" in reason:
-            return ValueError(f"{at} has no such database ({reason}); use a lower database number in the URL")
-        if isinstance(err, exceptions.AskError) and not self.cluster:
-            return ValueError(
-                f"{at}: this is a cluster node; use cluster=True (on the command line: redis+cluster://HOST:PORT)"
-            )
-        if isinstance(err, exceptions.InvalidResponse):
+            return ValueError(f"{at} has no such database ({reason}); use a lower number in the URL")
+        if isinstance(err, exc.AskError) and not self.cluster:
+            return ValueError(f"{at}: this is a cluster node; use cluster=True (command line: redis+cluster://...)")
+        if isinstance(err, exc.InvalidResponse):
             return ConnectionError(f"{at} did not answer as Redis ({reason}); check the host and port in the URL")
-        if isinstance(err, exceptions.ResponseError | exceptions.DataError) and not isinstance(
-            err, exceptions.ClusterError
-        ):
+        if isinstance(err, exc.ResponseError | exc.DataError) and not isinstance(err, exc.ClusterError):
             return RuntimeError(f"{at} refused the command ({reason})")
-        unknown = type(command) is list or command[0] not in ("HGET", "HKEYS", "HMGET")
-        unknown = (
-            unknown
-            and "connecting" not in reason
-            and isinstance(err, (exceptions.ConnectionError, exceptions.TimeoutError))
-        )
-        return ConnectionError(
-            f"cannot reach {at} ({reason}); "
-            + ("this write's outcome is unknown: it may have been stored; " if unknown else "")
-            + ("is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else "")
-            + "check that it runs and that the URL is right"
-        )
+        sent = isinstance(err, (exc.ConnectionError, exc.TimeoutError)) and "connecting" not in reason
+        unknown = sent and (type(command) is list or command[0] not in ("HGET", "HKEYS", "HMGET"))
+        lost = "this write's outcome is unknown: it may have been stored; " if unknown else ""
+        tls = "is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else ""
+        return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the store again")

@@ -5368,13 +5368,14 @@ def redis_auth_server():
         yield start("--requirepass", "s3cret-pw")
 
 
-def _redis_cluster(start) -> list[RedisServer]:
-    """Three cluster nodes joined with redis-cli --cluster create, once all of them serve every slot."""
+def _redis_cluster(start, replicas: int = 0, *options: str) -> list[RedisServer]:
+    """3 cluster masters, and `replicas` replicas of each, joined with redis-cli --cluster create; all slots served."""
     _, cli = _redis_tools()
-    nodes = [start("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", with_bus=True) for _ in range(3)]
+    cluster = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *options)
+    nodes = [start(*cluster, with_bus=True) for _ in range(3 * (1 + replicas))]
     addresses = [f"127.0.0.1:{node.port}" for node in nodes]
     create = subprocess.run(
-        [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -6586,6 +6587,84 @@ def test_redis_cluster_slot_migrations_never_fail_a_call(redis_server) -> None:
 
     asyncio.run(main())
     assert len(acknowledged) > 100 and set(acknowledged) <= set(db.all())
+    db.close()
+
+
+# About one run in ten, a socket to the killed node reaches the garbage collector unclosed inside redis-py.
+@pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redis_server) -> None:
+    # 3 masters and 3 replicas; writers in threads and tasks of one instance; SIGKILL the master of the
+    # store's slot. Its replica takes over; the same instance goes on, and holds every write it confirmed.
+    import redis.cluster
+
+    nodes = _redis_cluster(redis_server, 1, "--cluster-node-timeout", "1000")
+    with redis.cluster.RedisCluster.from_url(nodes[0].url) as raw:
+        owner = raw.get_node_from_key("failover").port
+        replica_ports = [node.port for node in raw.get_replicas()]
+
+    def in_sync(port: int) -> bool:
+        with redis.Redis(port=port) as replica:
+            return replica.info("replication").get("master_link_status") == "up"
+
+    deadline = time.monotonic() + 30
+    while not all(map(in_sync, replica_ports)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    victim = next(node for node in nodes if node.port == owner)
+    db = PickleDBRedis(next(node for node in nodes if node is not victim).url, "failover", cluster=True, timeout=3)
+    confirmed: list[str] = []
+    after_kill: list[str] = []
+    killed, stop = threading.Event(), threading.Event()
+
+    def one(key: str, error: BaseException | None) -> None:
+        if error is None:
+            confirmed.append(key)
+            if killed.is_set():
+                after_kill.append(key)
+        else:
+            assert isinstance(error, ConnectionError), repr(error)
+
+    def thread_writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"t{n}-{i}"
+            try:
+                db.set(key, i)
+            except Exception as err:
+                one(key, err)
+            else:
+                one(key, None)
+            i += 1
+
+    async def task_writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"a{n}-{i}"
+            try:
+                await db.set(key, i)
+            except Exception as err:
+                one(key, err)
+            else:
+                one(key, None)
+            i += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        threads = [asyncio.get_running_loop().run_in_executor(None, thread_writer, n) for n in range(3)]
+        tasks = [asyncio.ensure_future(task_writer(n)) for n in range(6)]
+        await asyncio.sleep(1)
+        victim.kill()
+        killed.set()
+        deadline = time.monotonic() + 30
+        while len(after_kill) < 200:  # writes go on through the promoted replica
+            assert time.monotonic() < deadline, len(after_kill)
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*tasks, *threads)
+
+    asyncio.run(main())
+    held = set(db.all())
+    assert [key for key in confirmed if key not in held] == [] and len(confirmed) > 500
     db.close()
 
 
