@@ -6365,13 +6365,13 @@ def test_redis_pool_exhausted_is_a_timeout_that_says_so(redis_server, mode: str)
             workers = [threading.Thread(target=call) for _ in range(3)]
             for worker in workers:
                 worker.start()
-                time.sleep(0.1)
+                time.sleep(0.3)
             for worker in workers:
                 worker.join()
         else:
 
             async def call(n: int) -> Any:
-                await asyncio.sleep(0.1 * n)
+                await asyncio.sleep(0.3 * n)
                 return await db.get("k")
 
             async def main() -> list[Any]:
@@ -6590,7 +6590,7 @@ def test_redis_cluster_slot_migrations_never_fail_a_call(redis_server) -> None:
     db.close()
 
 
-# About one run in ten, a socket to the killed node reaches the garbage collector unclosed inside redis-py.
+# About one run in ten a socket is finalized unclosed during the failover (not traced to its owner yet).
 @pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
 def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redis_server) -> None:
     # 3 masters and 3 replicas; writers in threads and tasks of one instance; SIGKILL the master of the
