@@ -2023,19 +2023,17 @@ class PickleDBRedis:
             while True:
                 try:
                     client, _, waited = await self._aclient()
-                    if gate is None:
-                        await (self._wait(waited) if waited.locked() else waited.acquire())
+                    if gate is None:  # one of this loop's connections, waiting for it up to timeout
+                        acquire = waited.acquire()
+                        await (asyncio.wait_for(acquire, self._timeout) if waited.locked() else acquire)
                         gate, began = waited, time.monotonic()
-                    if self.cluster:  # redis-py can wait for a stalled node twice: rediscovery, then the command
-                        result = await asyncio.wait_for(
-                            self._send(client, command), began + self._timeout - time.monotonic()
-                        )
-                    else:
-                        result = await self._send(client, command)
+                    sending = self._send(client, command)  # a cluster's is cut at the deadline: redis-py can wait
+                    left = began + self._timeout - time.monotonic()  # for a stalled node twice (rediscovery, command)
+                    result = await (asyncio.wait_for(sending, left) if self.cluster else sending)
                     break
                 except Exception as err:
-                    if gate is not None and isinstance(err, asyncio.TimeoutError):  # the cluster deadline passed
-                        err = _redis().exceptions.TimeoutError(f"no answer within {self._timeout:g} s")
+                    if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
+                        err = self._exhausted() if gate is None else _redis().exceptions.TimeoutError("no answer")
                     self._retry_or_raise(err, began, command)
                     await asyncio.sleep(0.05)
         finally:
@@ -2052,15 +2050,6 @@ class PickleDBRedis:
                     pipe.execute_command(*part)
                 return await pipe.execute()
         return await client.execute_command(*(command[0] if type(command) is list else command))
-
-    async def _wait(self, gate: Any) -> None:
-        """Wait up to timeout for one of this loop's connections."""
-        import asyncio
-
-        try:
-            await asyncio.wait_for(gate.acquire(), self._timeout)
-        except asyncio.TimeoutError:
-            raise self._exhausted() from None
 
     def _exhausted(self) -> TimeoutError:
         return TimeoutError(

@@ -6664,7 +6664,7 @@ def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redi
 
     asyncio.run(main())
     held = set(db.all())
-    assert [key for key in confirmed if key not in held] == [] and len(confirmed) > 500
+    assert [key for key in confirmed if key not in held] == [] and len(confirmed) > len(after_kill) >= 200
     db.close()
 
 
