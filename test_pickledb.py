@@ -6652,15 +6652,18 @@ def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redi
     async def main() -> None:
         threads = [asyncio.get_running_loop().run_in_executor(None, thread_writer, n) for n in range(3)]
         tasks = [asyncio.ensure_future(task_writer(n)) for n in range(6)]
-        await asyncio.sleep(1)
-        victim.kill()
-        killed.set()
-        deadline = time.monotonic() + 30
-        while len(after_kill) < 200:  # writes go on through the promoted replica
-            assert time.monotonic() < deadline, len(after_kill)
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.gather(*tasks, *threads)
+        try:
+            for done, count in ((confirmed, 100), (after_kill, 200)):  # writes before the kill, then after it
+                deadline = time.monotonic() + 30
+                while len(done) < count:
+                    assert time.monotonic() < deadline, (len(confirmed), len(after_kill))
+                    await asyncio.sleep(0.05)
+                if not killed.is_set():
+                    victim.kill()
+                    killed.set()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, *threads)
 
     asyncio.run(main())
     held = set(db.all())
