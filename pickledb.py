@@ -1519,8 +1519,9 @@ class PickleDBSQLite:
 
     sqlite_path: the SQLite file, a str or an os.PathLike such as
         pathlib.Path. A leading `~` is expanded and the path is made
-        absolute when the instance is created. The file is created on
-        first use if it does not exist.
+        absolute when the instance is created; the `location` attribute
+        (also named `path`) holds it. The file is created on first use if
+        it does not exist.
     table_name: the table that holds this store; several tables in one
         file are independent stores. Letters, digits and underscores,
         starting with a letter or underscore, not starting with "sqlite_";
@@ -1574,7 +1575,7 @@ class PickleDBSQLite:
             raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
         if not timeout >= 0:
             raise ValueError(f"timeout must be 0 or more seconds, not {timeout!r}")
-        self.path = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
+        self.location = _path_of(sqlite_path, "sqlite_path", 'PickleDBSQLite("pickledb.sqlite3")')
         self.table_name = table_name
         self._timeout = min(timeout, 2_147_483)  # SQLite takes milliseconds as a C int, and 0 past that
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
@@ -1615,7 +1616,12 @@ class PickleDBSQLite:
         self._committing = 0  # the id of the thread committing a group on the sync connection
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r}, {self.table_name!r})"
+        return f"{type(self).__name__}({self.location!r}, {self.table_name!r})"
+
+    @property
+    def path(self) -> str:
+        """The absolute path of the SQLite file: another name for `location`."""
+        return self.location
 
     # -- the operations: each states its SQL once; _run does it sync or async --
 
@@ -1635,7 +1641,7 @@ class PickleDBSQLite:
         """
         key = _sql_key(key)
         return self._run(
-            _ROW, self._sql_get, (key,), lambda rows: _found(self.path, key, rows[0][0] if rows else None, default)
+            _ROW, self._sql_get, (key,), lambda rows: _found(self.location, key, rows[0][0] if rows else None, default)
         )
 
     @_both
@@ -1711,7 +1717,7 @@ class PickleDBSQLite:
             if batch:
                 with self._lock:
                     conn = self._open_locked()
-                    check = functools.partial(_same_file, self.path, self._file_id)
+                    check = functools.partial(_same_file, self.location, self._file_id)
                     _commit_group(conn, batch, results, reached, check)
                 self._finish_group(batch, results, None)
         except (sqlite3.Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
@@ -1787,7 +1793,7 @@ class PickleDBSQLite:
     def _check_read(self) -> None:
         """Check that the path still names the opened file, at most once a millisecond (reads are quick)."""
         if time.monotonic() >= self._next_check and self._file_id[1]:  # once a connection is open
-            _same_file(self.path, self._file_id)
+            _same_file(self.location, self._file_id)
             self._next_check = time.monotonic() + 0.001
 
     # -- connections --
@@ -1797,26 +1803,26 @@ class PickleDBSQLite:
         import sqlite3
 
         if self._file_id[1]:  # opened before: it must still be there
-            _same_file(self.path, self._file_id)
+            _same_file(self.location, self._file_id)
         try:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as err:
             raise self._open_error(err, "cannot open ") from None
         try:
             if self._forked:
-                _hold_shared_lock(self.path)
+                _hold_shared_lock(self.location)
                 self._forked = False
             self._tune(conn)
             self._check_table(conn)
             _set_wal(conn, self._timeout)
             conn.execute(self._sql_create)
-            info = os.stat(self.path)
+            info = os.stat(self.location)
         except BaseException as err:
             conn.close()
             if isinstance(err, sqlite3.OperationalError):
                 raise self._open_error(err, "") from None
             if isinstance(err, sqlite3.DatabaseError):
-                raise ValueError(f"{self.path} is not a usable SQLite database ({err})") from None
+                raise ValueError(f"{self.location} is not a usable SQLite database ({err})") from None
             raise
         self._file_id = (info.st_dev, info.st_ino)
         self._conn = conn
@@ -1826,11 +1832,11 @@ class PickleDBSQLite:
         """Return the error for a file SQLite cannot open or prepare; PermissionError names an unwritable directory."""
         import sqlite3
 
-        directory = os.path.dirname(self.path)
+        directory = os.path.dirname(self.location)
         if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
-            problem = f"cannot open {self.path}: SQLite creates files in {directory}, which this process may not"
+            problem = f"cannot open {self.location}: SQLite creates files in {directory}, which this process may not"
             return PermissionError(errno.EACCES, f"{problem} write to", directory)
-        return sqlite3.OperationalError(f"{prefix}{self.path}: {err}")
+        return sqlite3.OperationalError(f"{prefix}{self.location}: {err}")
 
     def _tune(self, conn: Any) -> None:
         conn.execute(self._sql_synchronous)
@@ -1843,7 +1849,7 @@ class PickleDBSQLite:
         if columns and sorted((name.lower(), bool(pk)) for name, _, pk in columns) != [("key", True), ("value", False)]:
             found = ", ".join(f"{name} {kind}".strip() + " PRIMARY KEY" * bool(pk) for name, kind, pk in columns)
             raise ValueError(
-                f"{self.path}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
+                f"{self.location}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
                 "not (key TEXT PRIMARY KEY, value BLOB). Nothing was changed; pass another table_name"
             )
 
@@ -1865,15 +1871,15 @@ class PickleDBSQLite:
         import sqlite3
 
         self._sync_connection()
-        _same_file(self.path, self._file_id)
-        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        _same_file(self.location, self._file_id)
+        conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None)
         try:
             self._tune(conn)
-            reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+            reader = sqlite3.connect(self.location, timeout=0, isolation_level=None, check_same_thread=False)
         except BaseException:
             conn.close()
             raise
-        return conn, reader, functools.partial(_same_file, self.path, self._file_id)
+        return conn, reader, functools.partial(_same_file, self.location, self._file_id)
 
     def _worker(self, loop: Any) -> _Worker:
         """Return the thread that owns this loop's connection, starting it on first use."""
@@ -2108,12 +2114,14 @@ async def _close_at_loop_end(client: Any) -> Any:
 class PickleDBRedis:
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
-    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0)
+    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0,
+                  max_connections=100)
 
     url: the server, as redis-py's from_url accepts it: redis://, rediss://
         (TLS) or unix:// (a socket path), with a user and password where
         the server needs them. The password is shown as *** in repr(), in
-        the `url` attribute and in every error message.
+        the `location` attribute (also named `url`) and in every error
+        message.
     hash_name: the Redis hash that holds this store; different names on one
         server are independent stores. A non-empty str without control
         characters; anything else raises ValueError before any command is
@@ -2160,17 +2168,17 @@ class PickleDBRedis:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if type(max_connections) is not int or max_connections < 1:
             raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
-        self.url = _masked_url(url)
+        self.location = _masked_url(url)
         self.hash_name = hash_name
         self.cluster = bool(cluster)
         redis = _redis()
         try:
             options = redis.connection.parse_url(url)
         except ValueError as err:
-            raise ValueError(f"invalid Redis URL {self.url!r}: {err}") from None
+            raise ValueError(f"invalid Redis URL {self.location!r}: {err}") from None
         db = urllib.parse.unquote(urllib.parse.urlsplit(url).path)[1:] if url[:5].lower() == "redis" else ""
         if db and not (db.isascii() and db.isdigit()):
-            raise ValueError(f"invalid Redis URL {self.url!r}: database {db!r} is not a number; end it with /0")
+            raise ValueError(f"invalid Redis URL {self.location!r}: database {db!r} is not a number; end it with /0")
         self._url = url
         self._timeout = float(timeout)
         self._max = options.get("max_connections", max_connections)
@@ -2187,7 +2195,12 @@ class PickleDBRedis:
 
     def __repr__(self) -> str:
         extra = ", cluster=True" if self.cluster else ""
-        return f"{type(self).__name__}({self.url!r}, {self.hash_name!r}{extra})"
+        return f"{type(self).__name__}({self.location!r}, {self.hash_name!r}{extra})"
+
+    @property
+    def url(self) -> str:
+        """The server's URL with its password shown as ***: another name for `location`."""
+        return self.location
 
     # -- the operations: each states its command once; _run does it sync or async --
 
@@ -2361,7 +2374,7 @@ class PickleDBRedis:
         reason = " ".join((reason.strip("(',)") if annotated else reason).split())[:300] or type(err).__name__
         if annotated:
             err.args = (reason,)  # the cause, shown under a traceback, keeps no value either
-        at = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.url} (hash {self.hash_name!r})"
+        at = f"the Redis {'Cluster' if self.cluster else 'server'} at {self.location} (hash {self.hash_name!r})"
         if isinstance(err, exc.AuthenticationError):
             return PermissionError(f"{at} refused to authenticate ({reason}); check the user and password in the URL")
         if isinstance(err, exc.NoPermissionError):
@@ -2801,7 +2814,7 @@ def _cli_fetch(store: PickleDBRedis, keys: list[str], batch: int) -> _CLIBatches
 def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatches]:
     # One read transaction over a connection of its own: the count and the rows are
     # one snapshot, streamed in key order without holding the table in memory.
-    conn = _cli_sqlite_connect(store.path)
+    conn = _cli_sqlite_connect(store.location)
     try:
         conn.execute("BEGIN")
         table = f'"{store.table_name}"'
@@ -2814,7 +2827,7 @@ def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatch
     def batches() -> _CLIBatches:
         try:
             while rows := cursor.fetchmany(batch):
-                yield [(key, _decode_value(store.path, key, value)) for key, value in rows]
+                yield [(key, _decode_value(store.location, key, value)) for key, value in rows]
         finally:
             conn.close()
 
@@ -3018,7 +3031,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         if kind == "redis":
             lines += [f"url: {_cli_shown(location)}", f"hash: {name}"]
         else:
-            path = store.location if kind == "json" else store.path
+            path = store.location
             lines.append(f"file: {path}")
             if kind == "sqlite":
                 lines.append(f"table: {name}")

@@ -955,6 +955,18 @@ def test_sqlite_defaults_and_pathlike(tmp_path: Path, monkeypatch: pytest.Monkey
         assert kv.path == str(tmp_path / "home.sqlite3")
 
 
+def test_every_class_names_its_location_the_same_way_and_keeps_the_old_names(tmp_path: Path) -> None:
+    json_db = PickleDB(tmp_path / "a.json")
+    assert json_db.location == str(tmp_path / "a.json")
+    with PickleDBSQLite(tmp_path / "a.sqlite3") as kv:
+        assert kv.location == kv.path == str(tmp_path / "a.sqlite3")
+    redis_db = PickleDBRedis("redis://:secret@localhost:1/0")
+    try:
+        assert redis_db.location == redis_db.url == "redis://:***@localhost:1/0"
+    finally:
+        redis_db.close()
+
+
 @pytest.mark.parametrize(
     "name",
     ["kv; DROP TABLE kv", 'kv"', "1kv", "", "k v", "kv--", "tablé", "sqlite_master", "x\n"],
