@@ -1141,7 +1141,8 @@ def _found(where: object, key: str, raw: bytes | None, default: Any) -> Any:
     return default
 
 
-def _sql_key(key: Any) -> str:
+def _text_key(key: Any) -> str:
+    """str(key), refused with TypeError naming it when it is not valid Unicode text (a lone surrogate)."""
     text = str(key)
     try:
         text.encode()
@@ -1152,7 +1153,7 @@ def _sql_key(key: Any) -> str:
 
 def _store_key(key: Any) -> str:
     """The key a value is stored under: a new uuid4 for None, else str(key), checked as text."""
-    return str(uuid.uuid4()) if key is None else _sql_key(key)
+    return str(uuid.uuid4()) if key is None else _text_key(key)
 
 
 def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]]:
@@ -1177,19 +1178,19 @@ def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list
     except Exception as err:
         _check_texts(rows)  # a bad key before this pair is the first problem
         if isinstance(err, orjson.JSONEncodeError):  # TypeError: from the key or the value of this pair
-            _encode_value(_sql_key(key), value)  # raises TypeError naming the key
+            _encode_value(_text_key(key), value)  # raises TypeError naming the key
         raise
     _check_texts(rows)
     return rows
 
 
 def _check_texts(rows: list[tuple[str, bytes]]) -> None:
-    """Raise _sql_key's TypeError for the first key of `rows` that is not valid Unicode text."""
+    """Raise _text_key's TypeError for the first key of `rows` that is not valid Unicode text."""
     try:
         "".join([row[0] for row in rows]).encode()
     except UnicodeEncodeError:
         for row in rows:
-            _sql_key(row[0])
+            _text_key(row[0])
 
 
 def _set_wal(conn: Any, timeout: float) -> None:
@@ -1639,7 +1640,7 @@ class PickleDBSQLite:
 
         Awaitable in async code.
         """
-        key = _sql_key(key)
+        key = _text_key(key)
         return self._run(
             _ROW, self._sql_get, (key,), lambda rows: _found(self.location, key, rows[0][0] if rows else None, default)
         )
@@ -1647,7 +1648,7 @@ class PickleDBSQLite:
     @_both
     def remove(self, key: Any) -> bool:
         """Delete key; return True if a row was deleted. Awaitable in async code."""
-        return self._run(_COUNT, self._sql_remove, (_sql_key(key),), lambda count: bool(count > 0))
+        return self._run(_COUNT, self._sql_remove, (_text_key(key),), lambda count: bool(count > 0))
 
     @_both
     def all(self) -> list[str]:
@@ -2218,13 +2219,13 @@ class PickleDBRedis:
 
         Awaitable in async code.
         """
-        key = _sql_key(key)
+        key = _text_key(key)
         return self._run(("HGET", self.hash_name, key), lambda raw: _found(self, key, raw, default))
 
     @_both
     def remove(self, key: Any) -> bool:
         """Delete key; return True if it existed. Awaitable in async code."""
-        return self._run(("HDEL", self.hash_name, _sql_key(key)), lambda count: bool(count))
+        return self._run(("HDEL", self.hash_name, _text_key(key)), lambda count: bool(count))
 
     @_both
     def all(self) -> list[str]:
