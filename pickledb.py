@@ -1,4 +1,26 @@
-"""A JSON-backed key-value store with one sync/async API and atomic, durable saves."""
+"""A JSON-backed key-value store with one sync/async API and atomic, durable saves.
+
+PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite
+and PickleDBRedis offer the same operations on an SQLite file and on a Redis
+hash. Each public method has one name: plain code gets its value, code in an
+`async def` awaits it. `python -m pickledb` is the command line.
+
+The file, in order (each section starts with a `# --- name ---` banner):
+
+    constants and sentinels   limits, install hints, MISSING
+    exceptions                CorruptFileError, ConflictError
+    sync/async dispatch       how a call finds whether its caller is async,
+                              and the coroutines named after each method
+    reading and writing       JSON files: reads, atomic durable writes, locks,
+                              links and modes
+    PickleDB                  the in-memory dict and its load() and save()
+    PickleDBSQLite            its SQL, the thread per event loop that owns a
+                              connection, and group commit
+    PickleDBRedis             its commands, the clients per event loop, the
+                              connection limit, and error mapping
+    command line              `pickledb keys|get|set|...`, a layer over the
+                              stores, with argparse imported lazily
+"""
 
 # Copyright (c) 2026, the pickledb authors.
 # SPDX-License-Identifier: BSD-3-Clause
@@ -2794,7 +2816,7 @@ def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
     if isinstance(store, PickleDBSQLite):
         return _cli_sqlite_pairs(store, batch)
     if isinstance(store, PickleDB):  # in memory already: slices of its items
-        pairs = list(store._data.items())
+        pairs = [(key, store.get(key)) for key in store.all()]
         return len(pairs), _cli_slices(pairs, batch)
     keys = store.all()
     return len(keys), _cli_fetch(store, keys, batch)
