@@ -45,6 +45,7 @@ import types
 import urllib.parse
 import uuid
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
@@ -150,6 +151,7 @@ class ConflictError(RuntimeError):
 # their code object, in a bounded table whose entries keep their code alive.
 
 _getframe = sys._getframe
+_monotonic = time.monotonic
 
 _T = TypeVar("_T")
 _S = TypeVar("_S")
@@ -1388,8 +1390,6 @@ class _Worker:
     """
 
     def __init__(self, loop: Any, connect: Callable[[], Any], on_exit: Callable[[], None]) -> None:
-        import queue
-
         self.loop = loop
         self.conn: Any = None
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -1472,8 +1472,6 @@ class _Worker:
         callback()
 
     def _main(self) -> None:
-        import queue
-
         connect, self._connect = self._connect, None
         try:
             assert connect is not None
@@ -1526,13 +1524,23 @@ def _release_idle(ref: Any) -> None:
         db._release_idle()
 
 
-# Every PickleDBSQLite alive, so that a forked child can reset them.
-_SQLITE_INSTANCES = cast(Any, None)
+# Every store alive that must reset itself in a forked child (its _after_fork()).
+_FORK_AWARE = cast(Any, None)
 
 
 def _reset_in_child() -> None:
-    for db in list(_SQLITE_INSTANCES or ()):
+    for db in list(_FORK_AWARE or ()):
         db._after_fork()
+
+
+def _fork_aware(db: Any) -> None:
+    """Have a forked child call db._after_fork() while db is alive."""
+    global _FORK_AWARE
+    if _FORK_AWARE is None:
+        _FORK_AWARE = weakref.WeakSet()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_reset_in_child)
+    _FORK_AWARE.add(db)
 
 
 class PickleDBSQLite:
@@ -1623,14 +1631,7 @@ class PickleDBSQLite:
         self._file_id = (0, 0)  # (device, inode) of the file the connections opened
         self._next_check = 0.0  # time.monotonic() after which a read looks at the path again
         self._fresh_locks()
-        global _SQLITE_INSTANCES
-        if _SQLITE_INSTANCES is None:
-            import weakref
-
-            _SQLITE_INSTANCES = weakref.WeakSet()
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_reset_in_child)
-        _SQLITE_INSTANCES.add(self)
+        _fork_aware(self)
 
     def _fresh_locks(self) -> None:
         self._lock = threading.Lock()  # guards the sync connection
@@ -1702,7 +1703,8 @@ class PickleDBSQLite:
         if kind is _ROWS or kind is _ROW:
             with self._lock:
                 conn = self._open_locked()
-                self._check_read()
+                if _monotonic() >= self._next_check:
+                    self._check_read()
                 rows = conn.execute(sql, params).fetchall()
             return finish(rows)
         return finish(self._write(_Write(kind, sql, params)))
@@ -1790,7 +1792,7 @@ class PickleDBSQLite:
 
         loop = asyncio.get_running_loop()
         worker = self._worker(loop)
-        if kind is _ROW or kind is _ROWS:
+        if (kind is _ROW or kind is _ROWS) and _monotonic() >= self._next_check:
             self._check_read()
         if kind is _ROW:
             rows = worker.read(sql, params)
@@ -1814,10 +1816,10 @@ class PickleDBSQLite:
         return ValueError(f"{self!r} is closed; create a new instance to use the database again")
 
     def _check_read(self) -> None:
-        """Check that the path still names the opened file, at most once a millisecond (reads are quick)."""
-        if time.monotonic() >= self._next_check and self._file_id[1]:  # once a connection is open
+        """Check that the path still names the opened file; reads call it at most once a millisecond."""
+        if self._file_id[1]:  # once a connection is open
             _same_file(self.location, self._file_id)
-            self._next_check = time.monotonic() + 0.001
+            self._next_check = _monotonic() + 0.001
 
     # -- connections --
 
@@ -1832,14 +1834,15 @@ class PickleDBSQLite:
         except sqlite3.OperationalError as err:
             raise self._open_error(err, "cannot open ") from None
         try:
+            info = os.stat(self.location)  # the file the connection opened a moment ago
             if self._forked:
                 _hold_shared_lock(self.location)
                 self._forked = False
             self._tune(conn)
             self._check_table(conn)
-            _set_wal(conn, self._timeout)
+            _set_wal(conn, self._timeout)  # may wait for another connection's lock
             conn.execute(self._sql_create)
-            info = os.stat(self.location)
+            _same_file(self.location, self._file_id if self._file_id[1] else (info.st_dev, info.st_ino))
         except BaseException as err:
             conn.close()
             if isinstance(err, sqlite3.OperationalError):
@@ -1895,19 +1898,20 @@ class PickleDBSQLite:
 
         self._sync_connection()
         _same_file(self.location, self._file_id)
-        conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None)
+        conn, reader = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None), None
         try:
             self._tune(conn)
             reader = sqlite3.connect(self.location, timeout=0, isolation_level=None, check_same_thread=False)
+            _same_file(self.location, self._file_id)  # both opened the file the store has open
         except BaseException:
-            conn.close()
+            for opened in (conn, reader):
+                if opened is not None:
+                    opened.close()
             raise
         return conn, reader, functools.partial(_same_file, self.location, self._file_id)
 
     def _worker(self, loop: Any) -> _Worker:
         """Return the thread that owns this loop's connection, starting it on first use."""
-        import weakref
-
         worker = self._aconns.get(loop)
         if worker is None or worker.stopped is not None:  # first use, or its connecting failed
             with self._lock:
@@ -2189,8 +2193,6 @@ class PickleDBRedis:
             )
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if type(max_connections) is not int or max_connections < 1:
-            raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
         self.location = _masked_url(url)
         self.hash_name = hash_name
         self.cluster = bool(cluster)
@@ -2205,9 +2207,11 @@ class PickleDBRedis:
         self._url = url
         self._timeout = float(timeout)
         self._max = options.get("max_connections", max_connections)
-        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per connection of sync calls
-        for _ in range(self._max):  # (its get and put are atomic: a Ctrl-C cannot leave it locked)
-            self._gate.put(None)
+        if type(self._max) is not int or self._max < 1:
+            where = "?max_connections= in the URL" if "max_connections" in options else "max_connections"
+            raise ValueError(f"{where} must be a whole number of at least 1, not {self._max!r}")
+        self._fresh_gate()
+        _fork_aware(self)
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
         self._aclients: dict[Any, tuple[Any, Any, Any]] = {}  # event loop -> (asyncio client, its closer, gate)
@@ -2299,14 +2303,9 @@ class PickleDBRedis:
             return cast(_T, run(self, command, finish))
         if type(command) is list and not command:
             return finish(None)
+        taken: list[bool] = []
         try:
-            self._gate.get(timeout=self._timeout)
-        except queue.Empty:
-            raise self._exhausted() from None
-        except BaseException:  # from a signal handler, most likely once get() took the token
-            self._gate.put(None)
-            raise
-        try:
+            self._take_token(taken)
             began = time.monotonic()
             while True:
                 try:
@@ -2326,8 +2325,40 @@ class PickleDBRedis:
                     self._drop_idle_connections()
                     raise
         finally:
-            self._gate.put(None)
+            if taken:
+                self._gate.put(None)
         return finish(result)
+
+    def _take_token(self, taken: list[bool]) -> None:
+        """Take one of the sync calls' connection tokens, waiting up to timeout, and record it in `taken`.
+
+        Taking and recording happen with signal handlers held back, so that a
+        Ctrl-C can neither lose a token nor make one up; while it waits for a
+        token, the main thread lets them in every 2 ms.
+        """
+        deadline = time.monotonic() + self._timeout
+        with _SignalsHeld() as held:
+            while True:
+                try:
+                    if held.old is None:  # no handler runs in this thread: wait in one call
+                        self._gate.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        self._gate.get(block=False)
+                    taken.append(True)
+                    return
+                except queue.Empty:
+                    if time.monotonic() >= deadline:
+                        raise self._exhausted() from None
+                held.pause(0.002)
+
+    def _fresh_gate(self) -> None:
+        """A token per connection of the sync calls (also in a forked child: the parent's holders are gone)."""
+        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(self._max):
+            self._gate.put(None)
+
+    def _after_fork(self) -> None:
+        self._fresh_gate()
 
     async def _run_async(self, command: Any, finish: Callable[[Any], Any]) -> Any:
         import asyncio

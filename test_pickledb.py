@@ -5642,6 +5642,33 @@ def _replace_file(path: Path, how: str) -> None:
 _CALLS = [("set", "after", 1), ("set_many", {"after-many": 1}), ("remove", "before"), ("get", "before"), ("all",)]
 
 
+def test_sqlite_file_replaced_while_the_store_opens_it_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "data.sqlite3"
+    with PickleDBSQLite(path) as db:
+        db.set("backup", 1)
+    shutil.copy(path, tmp_path / "data.bak")
+    with PickleDBSQLite(path) as db:
+        db.set("newer", 2)
+    real = pickledb._set_wal
+
+    def restore_meanwhile(conn: Any, timeout: float) -> None:  # what an operator does while the file is prepared
+        real(conn, timeout)
+        os.replace(tmp_path / "data.bak", path)
+
+    monkeypatch.setattr(pickledb, "_set_wal", restore_meanwhile)
+    db = PickleDBSQLite(path)
+    try:
+        with pytest.raises(FileNotFoundError, match=re.escape(f"{path} was replaced by another file")):
+            db.set("lost", 3)
+        monkeypatch.setattr(pickledb, "_set_wal", real)
+    finally:
+        db.close()
+    with PickleDBSQLite(path) as fresh:
+        assert fresh.all() == ["backup"]  # the backup, and no write reported stored elsewhere
+
+
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 def test_sqlite_file_deleted_or_replaced_under_an_open_store_fails_reads_and_writes_naming_the_path(
     tmp_path: Path, how: str
@@ -7502,6 +7529,89 @@ def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) 
 
 
 # --- PickleDBRedis: many callers, a stalled cluster, server errors -----------
+
+
+def _silent_server(stack: contextlib.ExitStack) -> tuple[str, list[float]]:
+    """A port that accepts connections and never answers; its URL and the time of each accept."""
+    listener = stack.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[float] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            stack.callback(conn.close)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+
+
+def test_redis_ctrl_c_while_waiting_for_a_connection_never_adds_one() -> None:
+    pytest.importorskip("redis")
+    with contextlib.ExitStack() as stack:
+        url, accepted = _silent_server(stack)
+        db = stack.enter_context(PickleDBRedis(url, timeout=1.5, max_connections=1))
+        holder = threading.Thread(target=lambda: pytest.raises(ConnectionError, db.get, "k"))
+        holder.start()
+        while not accepted:  # the holder has the only connection
+            time.sleep(0.01)
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(KeyboardInterrupt):
+                db.get("k")  # waits for the holder's connection, and is interrupted
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        with pytest.raises((ConnectionError, TimeoutError)):
+            db.get("k")  # waits for the connection again: the interrupted wait gave none back
+        holder.join()
+        assert len(accepted) == 2 and accepted[1] - accepted[0] > 1.2, accepted
+
+
+def test_redis_forked_child_gets_its_own_connections() -> None:
+    pytest.importorskip("redis")
+    with contextlib.ExitStack() as stack:
+        url, accepted = _silent_server(stack)
+        db = stack.enter_context(PickleDBRedis(url, timeout=1, max_connections=1))
+        holder = threading.Thread(target=lambda: pytest.raises(ConnectionError, db.get, "k"))
+        holder.start()
+        while not accepted:  # a thread of the parent holds the only connection as it forks
+            time.sleep(0.01)
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+            pid = os.fork()
+        if pid == 0:
+            try:
+                db.get("k")
+            except BaseException as err:
+                os.write(write_end, f"{type(err).__name__}: {err}".encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            out = pipe.read().decode()
+        os.waitpid(pid, 0)
+        holder.join()
+        assert out.startswith("ConnectionError: ") and "pool is exhausted" not in out, out
+
+
+def test_redis_max_connections_in_the_url_is_checked_as_the_keyword_is() -> None:
+    pytest.importorskip("redis")
+    for url in ("redis://127.0.0.1:1/0?max_connections=0", "redis://127.0.0.1:1/0?max_connections=-3"):
+        with pytest.raises(ValueError, match=r"^\?max_connections= in the URL must be a whole number of at least 1"):
+            PickleDBRedis(url)
+    with pytest.raises(ValueError, match="^max_connections must be a whole number of at least 1, not 0"):
+        PickleDBRedis("redis://127.0.0.1:1/0", max_connections=0)
 
 
 def _redis_hammer(db: PickleDBRedis, tasks: int, threads: int) -> list[BaseException]:
