@@ -627,7 +627,11 @@ def _remove_stray_temps(dir_fd: int, name: str) -> None:
             continue
         fd = -1
         try:
-            fd = os.open(stray, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
+            flags = os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC
+            try:
+                fd = os.open(stray, os.O_RDONLY | flags, dir_fd=dir_fd)
+            except PermissionError:  # a file its owner may only write, such as 0o200
+                fd = os.open(stray, os.O_WRONLY | flags, dir_fd=dir_fd)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a running save's
             if os.path.samestat(os.stat(stray, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
                 os.unlink(stray, dir_fd=dir_fd)
@@ -655,14 +659,15 @@ def _keep_owner_and_mode(fd: int, info: os.stat_result) -> None:
     """Give the temp file the mode, group and (as root) owner of the file it replaces, where you may."""
     if fcntl is None:  # pragma: no cover - Windows: no owners, and the mode is only a read-only flag
         return
-    euid = os.geteuid()
+    euid, mode = os.geteuid(), stat.S_IMODE(info.st_mode)
     if (info.st_uid, info.st_gid) != (euid, os.getegid()):
         try:
             os.fchown(fd, info.st_uid if euid == 0 else -1, info.st_gid)
         except OSError as err:
             if err.errno not in (errno.EPERM, errno.EINVAL):  # not your group, or an id unknown here
                 raise
-    os.fchmod(fd, stat.S_IMODE(info.st_mode))  # after the chown, which may clear the setgid bit
+            mode &= ~0o070  # the group's rights were meant for that group, not for yours
+    os.fchmod(fd, mode)  # after the chown, which may clear the setgid bit
 
 
 def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, int], None], force: bool = True) -> None:
@@ -930,7 +935,11 @@ class PickleDB:
                 if max(self._saves, default=0) > number:  # a handler's later save removed our temp file
                     return False
                 raise
-            self._remember(number, _fingerprint(os.fstat(tmp_fd)), saved=True)  # with the ctime of the rename
+            # The ctime of the rename, unless another program wrote to the file since: then the next save conflicts.
+            after = _fingerprint(os.fstat(tmp_fd))
+            self._remember(
+                number, after if after and fingerprint and after[:4] == fingerprint[:4] else fingerprint, saved=True
+            )
             return True
         except BaseException:
             # Interrupted (a signal handler raised) after the rename: the file is
@@ -1120,16 +1129,21 @@ class _Unread:
     __slots__ = ("db",)
 
     def __init__(self, db: PickleDB) -> None:
-        self.db = db
+        self.db = weakref.ref(db)  # no cycle: an instance never read is freed as soon as it is dropped
+
+    def _data(self) -> dict[str, Any]:
+        db = self.db()
+        assert db is not None  # only a live PickleDB reads through this
+        return db._first_read()
 
     def __getattr__(self, name: str) -> Any:  # get, items, ...
-        return getattr(self.db._first_read(), name)
+        return getattr(self._data(), name)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.db._first_read())
+        return iter(self._data())
 
     def __len__(self) -> int:
-        return len(self.db._first_read())
+        return len(self._data())
 
 
 # --- PickleDBSQLite ---------------------------------------------------------
@@ -1195,8 +1209,10 @@ def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list
         for item in pairs:
             try:
                 key, value = item
-            except (TypeError, ValueError):
-                raise ValueError(f"set_many: item {len(rows)}, {item!r:.80}, is not a (key, value) pair") from None
+            except (TypeError, ValueError) as err:  # named by position: an item may hold a secret
+                raise ValueError(
+                    f"set_many: item {len(rows)} is not a (key, value) pair ({err}); nothing was stored"
+                ) from None
             name = key if type(key) is str else _store_key(key)
             append((name, dumps(value)))
     except Exception as err:
@@ -3055,7 +3071,7 @@ def _cli_run(args: Any, stack: Any) -> int:
         if args.output is None:
             _cli_out(payload)
         else:
-            _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace)
+            _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace, force=False)
     elif command == "import":
         name = "<stdin>" if args.file == "-" else args.file
         try:

@@ -38,6 +38,7 @@ import time
 import types
 import uuid
 import warnings
+import weakref
 import zipfile
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
@@ -4084,8 +4085,8 @@ def test_save_keeps_the_owner_when_root_and_the_group_where_the_user_may_set_it(
     os.chown(other, ALICE, TEAM)
     other.chmod(0o666)
     assert as_user(lambda: saves(other)) is True
-    info = other.stat()
-    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (SECOND_USER, SECOND_USER, 0o666)
+    info = other.stat()  # the group's rights were TEAM's: bob's own group does not get them
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (SECOND_USER, SECOND_USER, 0o606)
     assert orjson.loads(other.read_bytes()) == {"alice": 1, "bob": 2}
     assert files_in(team) == ["other.json", "shared.json"]
 
@@ -4182,6 +4183,59 @@ _SAVE_STOPPED_BEFORE_ITS_RENAME = textwrap.dedent(
     print("saved", flush=True)
     """
 )
+
+
+def test_an_edit_right_after_the_rename_makes_the_next_save_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.json"
+    db = PickleDB(path)
+    db.set("a", 1)
+    db.save()
+    real = os.replace
+
+    def replace_then_edit(src: Any, dst: Any, **kwargs: Any) -> None:
+        real(src, dst, **kwargs)
+        if str(dst) == str(path):  # another program writes the file before save() has returned
+            with open(path, "r+b") as file:
+                file.write(b'{"a":2,"edit":"theirs"}\n')
+
+    monkeypatch.setattr(os, "replace", replace_then_edit)
+    db.set("b", 2)
+    assert db.save() is True
+    monkeypatch.setattr(os, "replace", real)
+    with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+        db.save()
+    assert orjson.loads(path.read_bytes()) == {"a": 2, "edit": "theirs"}
+
+
+def test_a_pickledb_never_read_is_freed_when_dropped(tmp_path: Path) -> None:
+    db = PickleDB(tmp_path / "a.json")
+    db.set("a", 1)
+    db.save()
+    gone = weakref.ref(db)
+    gc.disable()
+    try:
+        del db
+        assert gone() is None  # freed at once, without the cyclic collector
+    finally:
+        gc.enable()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root, to run a second user")
+def test_stray_temp_files_the_owner_may_only_write_are_removed_too(shared_tmp: Path) -> None:
+    writable = _made_dir(shared_tmp / "w", 0o777)
+    path = writable / "w.json"
+
+    def killed_save_then_save() -> Any:
+        stray = writable / f".w.json.{'0' * 16}.tmp"  # what a save killed before its rename leaves
+        stray.write_bytes(b"{}")
+        stray.chmod(0o200)
+        db = PickleDB(path)
+        db.set("a", 1)
+        return [db.save(), sorted(p.name for p in writable.iterdir())]
+
+    assert as_user(killed_save_then_save) == [True, ["w.json"]]
 
 
 @_NEEDS_FLOCK
@@ -5783,9 +5837,14 @@ def test_pickledb_set_many_items_that_are_not_pairs_are_named_and_nothing_is_sto
 
 def test_sqlite_set_many_items_that_are_not_pairs_are_named_and_nothing_is_stored(tmp_path: Path) -> None:
     with PickleDBSQLite(tmp_path / "kv.sqlite3") as db:
-        for items, item in [([("y",)], "0, ('y',),"), ([1], "0, 1,"), ([("a", 1), ("b", 2, 3)], "1, ('b', 2, 3),")]:
-            with pytest.raises(ValueError, match=re.escape(f"set_many: item {item} is not a (key, value) pair")):
+        for items, item in [
+            ([("y",)], "0 is not a (key, value) pair (not enough values to unpack (expected 2, got 1))"),
+            ([1], "0 is not a (key, value) pair (cannot unpack non-iterable int object)"),
+            ([("a", 1), ("card", "4111-1111", "cvv 123")], "1 is not a (key, value) pair (too many values to unpack"),
+        ]:
+            with pytest.raises(ValueError, match=re.escape(f"set_many: item {item}")) as info:
                 db.set_many(items)
+            assert "4111" not in str(info.value) and "card" not in str(info.value)  # never a value it was given
         with pytest.raises(ValueError, match="item 1"):
             run_async(await_method, db, "set_many", iter([("ok", 1), "abc"]))
         assert db.all() == []
@@ -8057,6 +8116,18 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     status = pickledb.main(list(args))
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def test_cli_dump_refuses_to_replace_a_read_only_output_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data.json").write_bytes(b'{"a":1}')
+    out = tmp_path / "out.json"
+    out.write_bytes(b"keep me")
+    out.chmod(0o444)
+    status, stdout, stderr = cli(capsys, "dump", str(tmp_path / "data.json"), "-o", str(out))
+    assert (status, stdout) == (2, "") and str(out) in stderr and "read-only" in stderr, stderr
+    assert out.read_bytes() == b"keep me" and files_in(tmp_path) == ["data.json", "out.json"]
 
 
 def one_line_error(err: str, *parts: str) -> None:
