@@ -1069,7 +1069,7 @@ class PickleDB:
                     f"{self.location} is not empty, but this PickleDB never loaded it: reads see only what was set "
                     "in memory. Call load() before reading (or open it with `with PickleDB(...) as db:`)",
                     RuntimeWarning,
-                    stacklevel=4,  # the caller of get(), all(), ...
+                    stacklevel=5,  # the caller of get(), all(), ... (through _Unread)
                 )
         return data
 

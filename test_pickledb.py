@@ -2300,8 +2300,8 @@ def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
 # file or the new one, never a torn one; at most a stray `.NAME.<random>.tmp` file remains, which pickledb never
 # reads.
 #
-# The saved file keeps the mode of the file it replaces, its group if you are in that group, and its owner if you
-# are root (else it becomes yours; the save still succeeds). The temporary file has that mode before its first byte,
+# The saved file keeps the mode of the file it replaces, its group if you are in that group (else the group's
+# rights are dropped), and its owner if you are root (else it becomes yours; the save still succeeds). The temporary file has that mode before its first byte,
 # so no one the file shuts out can read it. A new file gets `0o666` minus your umask. A file you may not write (for
 # root: one with no write bit) raises `PermissionError`; `save(force=True)` replaces it. A symbolic link is followed
 # (its target is replaced, the link stays), except in a sticky, world-writable directory such as `/tmp`: there a
