@@ -47,7 +47,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 import orjson
 
@@ -154,7 +154,6 @@ _getframe = sys._getframe
 _monotonic = time.monotonic
 
 _T = TypeVar("_T")
-_S = TypeVar("_S")
 _P = ParamSpec("_P")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -279,24 +278,6 @@ async def _off_loop(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """Run blocking `fn(*args, **kwargs)` in aiofiles' worker threads."""
     result: _T = await _aiofiles().os.wrap(functools.partial(fn, *args, **kwargs))()
     return result
-
-
-def _dual(blocking: Callable[Concatenate[_S, _P], bool]) -> Callable[Concatenate[_S, _P], _Bool]:
-    """Make a blocking method callable from sync code and awaitable from async code.
-
-    The async form runs the very same function off the event loop, in a
-    coroutine named after the method.
-    """
-    off_loop = _named(blocking.__qualname__, _off_loop)
-
-    @functools.wraps(blocking)
-    def method(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> Any:
-        if _async_caller():
-            _aiofiles()  # a missing aiofiles is reported at the call, not at the await
-            return off_loop(blocking, self, *args, **kwargs)
-        return blocking(self, *args, **kwargs)
-
-    return cast("Callable[Concatenate[_S, _P], _Bool]", method)
 
 
 # What a type checker sees. An operation gives its value in sync code and a
@@ -829,7 +810,7 @@ class PickleDB:
             self._data = self._reads = data
             self._remember(number, fingerprint, saved=False)
 
-    @_dual
+    @_both
     def save(self, force: bool = False) -> bool:
         """Write the whole database to the file atomically and durably; return True.
 
@@ -841,8 +822,14 @@ class PickleDB:
         the file. On any error memory is unchanged, and so is the file,
         except when the directory fsync after the rename fails: the file then
         holds the complete new contents, but their durability is not
-        confirmed. Awaitable in async code.
+        confirmed. Awaitable in async code: the same work, off the event loop.
         """
+        if _async_caller():
+            _aiofiles()  # a missing aiofiles is reported at the call, not at the await
+            return cast(bool, _named_for_caller(_off_loop, self, 1)(self._save, force))
+        return self._save(force)
+
+    def _save(self, force: bool) -> bool:
         self._check_fork()
         self._refuse_strings_too_long()
         number = next(self._numbers)  # before the snapshot: a higher number holds a later one

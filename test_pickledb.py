@@ -2234,23 +2234,22 @@ def test_notebook_in_a_real_jupyter_kernel(tmp_path: Path) -> None:
     assert orjson.loads(Path(paths["third.json"]).read_bytes()) == {"w": 2}
 
 
-def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
-    class Job:
-        @pickledb._dual
-        def run(self, *, fail: bool = False) -> bool:
-            if fail:
-                raise ValueError("asked to fail")
-            return True
-
-    job = Job()
-    assert job.run(fail=False) is True
+def test_blocking_methods_forward_keyword_arguments_in_both_worlds(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    path.write_bytes(b'{"theirs":1}')
+    db = PickleDB(path)
+    with pytest.raises(pickledb.ConflictError, match="never loaded it"):
+        db.save(force=False)
+    assert db.save(force=True) is True
 
     async def main() -> None:
-        call = job.run(fail=False)
-        assert call.__qualname__.endswith("<locals>.Job.run")
+        other = PickleDB(path)
+        call = other.save(force=True)
+        assert call.__qualname__ == "PickleDB.save"
         assert await call is True
-        with pytest.raises(ValueError, match="asked to fail"):
-            await job.run(fail=True)
+        path.write_bytes(b'{"theirs":2}')
+        with pytest.raises(pickledb.ConflictError, match="was changed on disk"):
+            await other.save(force=False)
 
     asyncio.run(main())
 
@@ -2300,15 +2299,15 @@ def test_blocking_methods_forward_keyword_arguments_in_both_worlds() -> None:
 # file or the new one, never a torn one; at most a stray `.NAME.<random>.tmp` file remains, which pickledb never
 # reads.
 #
-# The saved file keeps the mode of the file it replaces, its group if you are in that group (else the group's
-# rights are dropped), and its owner if you are root (else it becomes yours; the save still succeeds). The temporary file has that mode before its first byte,
-# so no one the file shuts out can read it. A new file gets `0o666` minus your umask. A file you may not write (for
-# root: one with no write bit) raises `PermissionError`; `save(force=True)` replaces it. A symbolic link is followed
-# (its target is replaced, the link stays), except in a sticky, world-writable directory such as `/tmp`: there a
-# link, at any hop, is followed only if it belongs to you or to the directory's owner (the kernel's
-# `protected_symlinks` rule); any other raises `PermissionError` naming the link, and nothing is written. The next
-# successful save removes the temporary files of killed saves of that file; a running save, in any process, holds
-# its temporary file locked, and that one is never removed
+# The saved file keeps the mode of the file it replaces, its group if you are in that group (else the group's rights
+# are dropped), and its owner if you are root (else it becomes yours; the save still succeeds). The temporary file
+# has that mode before its first byte, so no one the file shuts out can read it. A new file gets `0o666` minus your
+# umask. A file you may not write (for root: one with no write bit) raises `PermissionError`; `save(force=True)`
+# replaces it. A symbolic link is followed (its target is replaced, the link stays), except in a sticky,
+# world-writable directory such as `/tmp`: there a link, at any hop, is followed only if it belongs to you or to the
+# directory's owner (the kernel's `protected_symlinks` rule); any other raises `PermissionError` naming the link,
+# and nothing is written. The next successful save removes the temporary files of killed saves of that file; a
+# running save, in any process, holds its temporary file locked, and that one is never removed
 # [`test_next_save_removes_temp_files_of_killed_saves_but_not_of_running_ones`].
 #
 # Limits:
