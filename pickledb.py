@@ -2306,9 +2306,14 @@ class PickleDBRedis:
             return cast(_T, run(self, command, finish))
         if type(command) is list and not command:
             return finish(None)
-        taken: list[bool] = []
+        token = None
         try:
-            self._take_token(taken)
+            try:
+                # get() either raises having taken nothing (Ctrl-C while it waits) or returns a token,
+                # which no signal handler can come between it and `token`: each one taken goes back.
+                token = self._gate.get(timeout=self._timeout)
+            except queue.Empty:
+                raise self._exhausted() from None
             began = time.monotonic()
             while True:
                 try:
@@ -2328,37 +2333,15 @@ class PickleDBRedis:
                     self._drop_idle_connections()
                     raise
         finally:
-            if taken:
-                self._gate.put(None)
+            if token is not None:
+                self._gate.put(token)
         return finish(result)
-
-    def _take_token(self, taken: list[bool]) -> None:
-        """Take one of the sync calls' connection tokens, waiting up to timeout, and record it in `taken`.
-
-        Taking and recording happen with signal handlers held back, so that a
-        Ctrl-C can neither lose a token nor make one up; while it waits for a
-        token, the main thread lets them in every 2 ms.
-        """
-        deadline = time.monotonic() + self._timeout
-        with _SignalsHeld() as held:
-            while True:
-                try:
-                    if held.old is None:  # no handler runs in this thread: wait in one call
-                        self._gate.get(timeout=max(0.0, deadline - time.monotonic()))
-                    else:
-                        self._gate.get(block=False)
-                    taken.append(True)
-                    return
-                except queue.Empty:
-                    if time.monotonic() >= deadline:
-                        raise self._exhausted() from None
-                held.pause(0.002)
 
     def _fresh_gate(self) -> None:
         """A token per connection of the sync calls (also in a forked child: the parent's holders are gone)."""
-        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._gate: queue.SimpleQueue[bool] = queue.SimpleQueue()
         for _ in range(self._max):
-            self._gate.put(None)
+            self._gate.put(True)
 
     def _after_fork(self) -> None:
         self._fresh_gate()
