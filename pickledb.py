@@ -307,6 +307,11 @@ def _both(method: Callable[_P, Any]) -> Callable[_P, Any]:
     return method
 
 
+def _not_a_pair(position: int, err: Exception) -> ValueError:
+    """set_many's error for an item that is not a (key, value) pair: named by position, as it may hold a secret."""
+    return ValueError(f"set_many: item {position} is not a (key, value) pair ({err}); nothing was stored")
+
+
 def _short(key: str, limit: int = 80) -> str:
     text = repr(key)
     return text if len(text) <= limit else text[: limit - 5] + "...'"
@@ -357,6 +362,11 @@ _NEVER = "never"
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _same_but_ctime(one: _Fingerprint | None, other: _Fingerprint | None) -> bool:
+    """Whether two fingerprints are of the same file with the same contents, whatever their change times."""
+    return one is not None and other is not None and one[:4] == other[:4]
 
 
 def _fingerprint(info: os.stat_result) -> _Fingerprint | None:
@@ -924,16 +934,14 @@ class PickleDB:
                 raise
             # The ctime of the rename, unless another program wrote to the file since: then the next save conflicts.
             after = _fingerprint(os.fstat(tmp_fd))
-            self._remember(
-                number, after if after and fingerprint and after[:4] == fingerprint[:4] else fingerprint, saved=True
-            )
+            self._remember(number, after if _same_but_ctime(after, fingerprint) else fingerprint, saved=True)
             return True
         except BaseException:
             # Interrupted (a signal handler raised) after the rename: the file is
             # the one we wrote, so remember it, or the next save would conflict.
             try:
                 now = _fingerprint(os.stat(target))
-                if now and fingerprint and now[:4] == fingerprint[:4]:
+                if _same_but_ctime(now, fingerprint):
                     self._remember(number, now, saved=True)
             except OSError:
                 pass
@@ -953,7 +961,7 @@ class PickleDB:
             return
         seen = self._seen()
         # A save of this thread that a signal handler interrupted may have renamed its file (ctime aside).
-        if on_disk == seen or any(other and on_disk[:4] == other[:4] for _, other in list(self._inflight.values())):
+        if on_disk == seen or any(_same_but_ctime(on_disk, other) for _, other in list(self._inflight.values())):
             return
         if seen == _NEVER:
             raise ConflictError(self.location, "exists and this PickleDB never loaded it")
@@ -1083,9 +1091,7 @@ class PickleDB:
         except (TypeError, ValueError) as err:
             if "unpack" not in str(err):
                 raise
-            raise ValueError(
-                f"set_many: item {next(taken) - 1} is not a (key, value) pair ({err}); nothing was stored"
-            ) from None
+            raise _not_a_pair(next(taken) - 1, err) from None
         self._data.update(new)
         if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
             return _set_many_done(True)
@@ -1196,10 +1202,8 @@ def _encoded_pairs(items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list
         for item in pairs:
             try:
                 key, value = item
-            except (TypeError, ValueError) as err:  # named by position: an item may hold a secret
-                raise ValueError(
-                    f"set_many: item {len(rows)} is not a (key, value) pair ({err}); nothing was stored"
-                ) from None
+            except (TypeError, ValueError) as err:
+                raise _not_a_pair(len(rows), err) from None
             name = key if type(key) is str else _store_key(key)
             append((name, dumps(value)))
     except Exception as err:
