@@ -29,10 +29,15 @@ The file, in order (each section starts with a `# --- name ---` banner):
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
 import errno
 import functools
 import gc
 import itertools
+import math
 import os
 import queue
 import secrets
@@ -46,7 +51,7 @@ import urllib.parse
 import uuid
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 import orjson
@@ -239,21 +244,14 @@ def _named(qualname: str, fn: _F) -> _F:
 
 
 def _named_for_caller(fn: _F, owner: object, depth: int = 2) -> _F:
-    """`fn` named after the method of `owner` running `depth` frames up from the one calling this.
+    """`fn` named after the method of `owner`'s class running `depth` frames up from the one calling this.
 
     A private runner calls `_named_for_caller(Class._runner_async, self)(self, ...)`
     so that its coroutine carries the public method's name (depth 2: the
-    runner's caller); a public method itself passes depth 1.
+    runner's caller); a public method itself passes depth 1. An inherited
+    method is named after the class of `owner`, the one its caller uses.
     """
-    code = _getframe(depth).f_code
-    qualname: str | None = getattr(code, "co_qualname", None)  # Python 3.11+
-    if qualname is None:  # Python 3.10: the class in which this code is the method of that name
-        qualname = f"{type(owner).__qualname__}.{code.co_name}"
-        for klass in type(owner).__mro__:
-            if getattr(vars(klass).get(code.co_name), "__code__", None) is code:
-                qualname = f"{klass.__qualname__}.{code.co_name}"
-                break
-    return _named(qualname, fn)
+    return _named(f"{type(owner).__qualname__}.{_getframe(depth).f_code.co_name}", fn)
 
 
 async def _ready(value: _T) -> _T:
@@ -1042,9 +1040,13 @@ class PickleDB:
         return existed
 
     @_both
-    def all(self) -> list[str]:
-        """Return a list of every key, in insertion order. Awaitable in async code."""
-        keys = list(self._reads)
+    def all(self, prefix: str | None = None) -> list[str]:
+        """Return a list of the keys that start with prefix (every key when None), in insertion order.
+
+        Awaitable in async code.
+        """
+        prefix = _check_prefix(prefix)
+        keys = [k for k in self._reads if k.startswith(prefix)] if prefix else list(self._reads)
         if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
             return _all_done(keys)
         return keys
@@ -1097,6 +1099,85 @@ class PickleDB:
             return _set_many_done(True)
         return True
 
+    def count(self, prefix: str | None = None) -> int:
+        """Return the number of keys that start with prefix (of all keys when None). Awaitable in async code."""
+        prefix = _check_prefix(prefix)
+        return _in_memory(self, len(self._reads) if not prefix else sum(k.startswith(prefix) for k in self._reads))
+
+    def items(self, prefix: str | None = None) -> Any:
+        """Return an iterator of the (key, value) pairs whose key starts with prefix (all when None).
+
+        It walks a copy of the pairs taken at the call, so writes during the
+        walk are allowed. In async code it is an async iterator: `async for
+        k, v in db.items()`.
+        """
+        prefix = _check_prefix(prefix)
+        return _Walk(self, prefix, [pair for pair in self._reads.items() if not prefix or pair[0].startswith(prefix)])
+
+    @_both
+    def add(self, key: Any, value: Any) -> bool:
+        """Store value under str(key) only if that key is missing; return True if it stored it.
+
+        Awaitable in async code.
+        """
+        key = str(key)
+        with self._lock:
+            added = key not in self._reads
+            if added:
+                self._data[key] = value
+        return _in_memory(self, added)
+
+    def update(self, key: Any, fn: Callable[[Any], Any], default: Any = MISSING) -> Any:
+        """Store fn(old value) under str(key) in memory, atomically for this process's threads; return it.
+
+        A missing key passes `default` to fn, or without one raises KeyError;
+        if fn raises, nothing is stored. Awaitable in async code.
+        """
+        key = str(key)
+        with self._lock:
+            old = self._reads.get(key, default)
+            if old is MISSING:
+                raise KeyError(key)
+            self._data[key] = new = fn(old)
+        return _in_memory(self, new)
+
+    def incr(self, key: Any, by: int | float = 1) -> Any:
+        """Add `by` to the number under str(key) (a missing key counts as 0) atomically; return the new number.
+
+        Both must be an int or a float (not a bool), else TypeError; a result
+        outside the signed 64-bit range raises OverflowError; either way
+        nothing changes. Awaitable in async code.
+        """
+        key = str(key)
+        with self._lock:
+            self._data[key] = new = _added(key, self._reads.get(key, 0), by)
+        return _in_memory(self, new)
+
+    def transact(self, fn: Callable[[PickleDB], Any], *, timeout: float = 30.0) -> Any:
+        """Load the file, call fn(self), and save; on ConflictError do it all again. Return fn's result.
+
+        For one file that several processes change: memory is first replaced
+        by the file's data, so fn sees (and changes) what is on disk. It tries
+        until a save succeeds or `timeout` seconds have passed, then raises the
+        last ConflictError. fn may be called more than once. Awaitable in
+        async code (fn stays a plain function).
+        """
+        deadline = _monotonic() + timeout
+        if _async_caller():
+            return _named_for_caller(PickleDB._transact_async, self, 1)(self, fn, deadline)
+        while True:
+            self.load()
+            result = fn(self)
+            with _conflicts_until(deadline):
+                return self.save() and result
+
+    async def _transact_async(self, fn: Callable[[PickleDB], Any], deadline: float) -> Any:
+        while True:
+            await self.load()
+            result = fn(self)
+            with _conflicts_until(deadline):
+                return await self.save() and result
+
     # -- context managers --
 
     def __enter__(self) -> PickleDB:
@@ -1114,6 +1195,24 @@ class PickleDB:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             await self.save()
+
+
+def _in_memory(db: PickleDB, value: _T) -> _T:
+    """What an in-memory operation returns: `value`, or a coroutine of it when its caller is async code."""
+    if _async_caller(3):
+        return cast(_T, _named_for_caller(_ready, db, 2)(value))
+    return value
+
+
+class _conflicts_until(contextlib.suppress):
+    """Suppress a ConflictError until `deadline` (time.monotonic()) has passed."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(ConflictError)
+        self.deadline = deadline
+
+    def __exit__(self, *exc: Any) -> bool:
+        return bool(super().__exit__(*exc)) and _monotonic() < self.deadline
 
 
 class _Unread:
@@ -1139,13 +1238,10 @@ class _Unread:
         return len(self._data())
 
 
-# --- PickleDBSQLite ---------------------------------------------------------
-
-# How a statement's result is read, the same in the sync and async paths;
-# _ROW is a lookup of one key by primary key (see _Worker.read).
-_ROWS, _ROW, _COUNT, _MANY = "rows", "row", "count", "many"
-# The size a -wal file is cut back to when SQLite starts it over (once no reader holds old pages).
-_WAL_LIMIT = 4 * 1024 * 1024
+# --- the shared store core -------------------------------------------------
+#
+# PickleDBStore writes every operation of the server-backed stores once; a
+# backend adds its statements and its connections (see the module docstring).
 
 
 def _encode_value(key: str, value: Any) -> bytes:
@@ -1224,17 +1320,352 @@ def _check_texts(rows: list[tuple[str, bytes]]) -> None:
             _text_key(row[0])
 
 
-def _set_wal(conn: Any, timeout: float) -> None:
-    """Put the database in WAL mode (once per file), retrying while another connection does."""
+def _settle(future: Any, result: Any, error: BaseException | None) -> None:
+    """Complete an asyncio future on its loop unless its caller gave up; a `result` that is an exception is raised."""
+    if not future.done():
+        if error is None and not isinstance(result, BaseException):
+            future.set_result(result)
+        else:
+            future.set_exception(error or result)
+
+
+def _call_in_loop(loop: Any, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # that loop is closed: nobody is waiting any more
+        pass
+
+
+# Every store alive that must reset itself in a forked child (its _after_fork()).
+_FORK_AWARE = cast(Any, None)
+
+
+def _reset_in_child() -> None:
+    for db in list(_FORK_AWARE or ()):
+        db._after_fork()
+
+
+def _fork_aware(db: Any) -> None:
+    """Have a forked child call db._after_fork() while db is alive."""
+    global _FORK_AWARE
+    if _FORK_AWARE is None:
+        _FORK_AWARE = weakref.WeakSet()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_reset_in_child)
+    _FORK_AWARE.add(db)
+
+
+# The pages items() reads at a time from a server-backed store.
+_PAGE_SIZE = 1000
+# orjson writes integers in the signed and unsigned 64-bit ranges; incr() keeps to the signed one.
+_INT64 = 2**63
+
+
+def _added(key: str, old: Any, by: Any) -> int | float:
+    """old + by, for incr(); TypeError or OverflowError naming `key` when that is no storable number."""
+    for what, number in (("the increment", by), ("its value", old)):
+        if type(number) is not int and type(number) is not float:
+            raise TypeError(f"cannot incr key {_short(key)}: {what} {_short(repr(number), 40)} is not an int or float")
+    new: int | float = old + by
+    if not (-_INT64 <= new < _INT64 if type(new) is int else math.isfinite(new)):
+        raise OverflowError(f"cannot incr key {_short(key)}: {old!r} + {by!r} is outside the 64-bit range")
+    return new
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least str above every str that starts with `prefix` (code point order); None if there is none."""
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    last = ord(prefix[-1]) + 1
+    return prefix[:-1] + chr(0xE000 if 0xD800 <= last < 0xE000 else last)
+
+
+def _check_prefix(prefix: Any) -> str | None:
+    if prefix is None or type(prefix) is str:
+        return prefix
+    raise TypeError(f"prefix must be a str or None, not {type(prefix).__name__}")
+
+
+class PickleDBStore:
+    """What the server-backed stores (PickleDBSQLite, PickleDBRedis, ...) share: every operation, written once.
+
+    A backend subclass sets `location`, `_timeout` and `_closed` in its
+    __init__ and provides only its statements and its connections (see the
+    module docstring). Not meant to be created itself.
+    """
+
+    location: str
+    _timeout: float
+    _closed = True  # until a subclass's __init__ has run
+
+    # What a backend provides. Each _op_* returns an operation, an object of
+    # its own that its _execute runs in this thread and its _execute_async in
+    # the caller's event loop; the comments give what running it returns.
+    _op_set: Callable[[str, bytes], Any]  # the key and its encoded value: anything
+    _op_get: Callable[[str], Any]  # the encoded value, or None
+    _op_remove: Callable[[str], Any]  # true if the key existed
+    _op_keys: Callable[[str | None], Any]  # the keys that start with a prefix (all for None), sorted
+    _op_count: Callable[[str | None], Any]  # their number
+    _op_page: Callable[[str | None, Any, int], Any]  # (up to n (key, encoded value) pairs, where to go on or None)
+    _op_purge: Callable[[], Any]  # anything
+    _op_set_many: Callable[[list[tuple[str, bytes]]], Any]  # every pair stored at once, or none: anything
+    _op_add: Callable[[str, bytes], Any]  # true if it stored the value (the key was missing)
+    _op_update: Callable[[str, Callable[[bytes | None], tuple[bytes, Any]]], Any]  # stores change(old)[0] atomically;
+    #                                                     gives change(old)[1]; change may raise, then nothing is stored
+    _execute: Callable[[Any], Any]
+    _execute_async: Callable[[Any], Awaitable[Any]]
+    _shut: Callable[..., list[concurrent.futures.Future[None]]]  # (running loop or None, leaked=False): see close()
+    _leaked: Callable[[], bool]  # whether anything is open (for __del__)
+
+    # -- the operations --
+
+    @_both
+    def set(self, key: Any, value: Any) -> str:
+        """Store value under key (a new uuid4 key when None); return the key. Awaitable in async code."""
+        name = _store_key(key)
+        return self._run(self._op_set(name, _encode_value(name, value)), lambda _: name)
+
+    def get(self, key: Any, default: Any = MISSING) -> Any:
+        """Return the value under key; without a default a missing key raises KeyError.
+
+        Awaitable in async code.
+        """
+        key = _text_key(key)
+        return self._run(self._op_get(key), lambda raw: _found(self.location, key, raw, default))
+
+    @_both
+    def remove(self, key: Any) -> bool:
+        """Delete key; return True if it existed. Awaitable in async code."""
+        return self._run(self._op_remove(_text_key(key)), bool)
+
+    @_both
+    def all(self, prefix: str | None = None) -> list[str]:
+        """Return every key that starts with prefix (every key when None), sorted. Awaitable in async code."""
+        return self._run(self._op_keys(_check_prefix(prefix)), list)
+
+    def count(self, prefix: str | None = None) -> int:
+        """Return the number of keys that start with prefix (of all keys when None). Awaitable in async code."""
+        return self._run(self._op_count(_check_prefix(prefix)), int)
+
+    @_both
+    def purge(self) -> bool:
+        """Delete every key of this store; return True. Awaitable in async code."""
+        return self._run(self._op_purge(), lambda _: True)
+
+    @_both
+    def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[str]:
+        """Store every (key, value) pair in one transaction, all or nothing; return the keys.
+
+        All values are encoded before anything is written. A None key gets a
+        new uuid4 key. Awaitable in async code.
+        """
+        rows = _encoded_pairs(items)
+        return self._run(self._op_set_many(rows) if rows else None, lambda _: [row[0] for row in rows])
+
+    @_both
+    def add(self, key: Any, value: Any) -> bool:
+        """Store value under key only if the key is missing; return True if it stored it.
+
+        An existing key keeps its value (and the call returns False).
+        Awaitable in async code.
+        """
+        name = _text_key(key)
+        return self._run(self._op_add(name, _encode_value(name, value)), bool)
+
+    def update(self, key: Any, fn: Callable[[Any], Any], default: Any = MISSING) -> Any:
+        """Atomically store fn(old value) under key; return the new value.
+
+        A missing key passes `default` to fn, or without one raises KeyError.
+        If fn raises, or returns a value that cannot be stored, nothing is
+        stored and the error propagates. fn may be called more than once (it
+        is called again after a concurrent change) and in another thread: keep
+        it a plain function of its argument. Awaitable in async code.
+        """
+        key = _text_key(key)
+
+        def change(raw: bytes | None) -> tuple[bytes, Any]:
+            if raw is None and default is MISSING:
+                raise KeyError(key)
+            new = fn(default if raw is None else _decode_value(self.location, key, raw))
+            return _encode_value(key, new), new
+
+        return self._run(self._op_update(key, change), lambda new: new)
+
+    def incr(self, key: Any, by: int | float = 1) -> Any:
+        """Atomically add `by` to the number under key (a missing key counts as 0); return the new number.
+
+        Both must be an int or a float (not a bool), else TypeError; int + int
+        stays an int, and a result outside the signed 64-bit range raises
+        OverflowError; either way nothing changes. Awaitable in async code.
+        """
+        key = _text_key(key)
+        _added(key, 0, by)  # refuses a bad `by` at the call
+        return self._run(self._op_incr(key, by), lambda new: new)
+
+    def items(self, prefix: str | None = None) -> Any:
+        """Return an iterator of the (key, value) pairs whose key starts with prefix (all when None).
+
+        It reads a page of pairs at a time, so memory holds one page, not the
+        store, and nothing stays open between pages. Writes during the walk
+        are allowed: a key present and unchanged for the whole walk comes once
+        (on Redis at least once, and in no particular order; elsewhere in key
+        order). In async code it is an async iterator: `async for k, v in db.items()`.
+        """
+        return _Walk(self._checked(self), _check_prefix(prefix))
+
+    def _op_incr(self, key: str, by: int | float) -> Any:
+        """incr's operation: an update (a backend with an atomic increment of its own overrides this)."""
+
+        def change(raw: bytes | None) -> tuple[bytes, Any]:
+            new = _added(key, 0 if raw is None else _decode_value(self.location, key, raw), by)
+            return orjson.dumps(new), new
+
+        return self._op_update(key, change)
+
+    # -- running an operation: in this thread, or as a coroutine for async code --
+
+    def _run(self, op: Any, finish: Callable[[Any], _T]) -> _T:
+        """Return finish(the result of op); in async code, a coroutine of it named after the public method."""
+        if self._closed:
+            raise self._closed_error()
+        if _async_caller(3):
+            return cast(_T, _named_for_caller(PickleDBStore._run_async, self)(self, op, finish))
+        return finish(None if op is None else self._execute(op))
+
+    async def _run_async(self, op: Any, finish: Callable[[Any], Any]) -> Any:
+        return finish(None if op is None else await self._execute_async(op))
+
+    def _checked(self, op: _T) -> _T:
+        if self._closed:
+            raise self._closed_error()
+        return op
+
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"{self!r} is closed; create a new instance to use the store again")
+
+    # -- closing --
+
+    def close(self) -> Any:
+        """Close every connection this instance opened; return None. Calling it again waits for the first close.
+
+        Everything is handed over to be closed at call time, so a close() that
+        is cancelled or never awaited still closes it all. Later calls raise
+        ValueError("... is closed"). Awaitable in async code: it waits until
+        each connection is closed.
+        """
+        if _async_caller():
+            return _named_for_caller(_wait_all, self, 1)(self._shut(asyncio.get_running_loop()))
+        concurrent.futures.wait(self._shut(None), self._timeout)
+        return None
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and self._leaked():
+            warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
+            self._shut(None, leaked=True)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        await self.close()
+
+
+class _Walk:
+    """What items() returns: an iterator in plain code and an async iterator in async code, a page at a time."""
+
+    __slots__ = ("store", "prefix", "position", "pairs")
+
+    def __init__(self, store: Any, prefix: str | None, pairs: Iterable[tuple[str, Any]] | None = None) -> None:
+        self.store, self.prefix = store, prefix
+        self.position: Any = _Walk if pairs is not None else None  # _Walk: no page left to read
+        self.pairs = iter(pairs or ())
+
+    def __iter__(self) -> _Walk:
+        return self
+
+    def __aiter__(self) -> _Walk:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        while (pair := next(self.pairs, None)) is None:
+            op = self._next_op(StopIteration)
+            self._turn(self.store._execute(op))
+        return pair
+
+    async def __anext__(self) -> tuple[str, Any]:
+        while (pair := next(self.pairs, None)) is None:
+            op = self._next_op(StopAsyncIteration)
+            self._turn(await self.store._execute_async(op))
+        return pair
+
+    def _next_op(self, stop: type[Exception]) -> Any:
+        if self.position is _Walk:
+            raise stop
+        return self.store._checked(self.store._op_page(self.prefix, self.position, _PAGE_SIZE))
+
+    def _turn(self, page: tuple[list[tuple[str, bytes]], Any]) -> None:
+        rows, position = page
+        self.position = _Walk if position is None else position
+        location = self.store.location
+        self.pairs = ((key, _decode_value(location, key, raw)) for key, raw in rows)
+
+
+async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
+    """Wait for every one of `futures` (set in other threads); the first failure is raised.
+
+    A cancelled wait leaves them be: the closing goes on.
+    """
+    for future in futures:
+        await asyncio.shield(asyncio.wrap_future(future))
+
+
+# --- PickleDBSQLite ---------------------------------------------------------
+
+# What an operation is, and how its result is read, the same in the sync and
+# async paths. Reads come first: _ROW is a lookup of one key by primary key
+# (see _Worker.read), _KEYS a column, _ONE a number, _PAGE the pairs of a page.
+# Writes: _COUNT a statement (its row count), _MANY a statement over many
+# rows, _FN a function of the connection (run in the write's transaction).
+_ROW, _KEYS, _ONE, _PAGE, _COUNT, _MANY, _FN = range(7)
+# The size a -wal file is cut back to when SQLite starts it over (once no reader holds old pages).
+_WAL_LIMIT = 4 * 1024 * 1024
+
+
+def _sqlite3() -> Any:
+    """The sqlite3 module, imported on first use: `import pickledb` does without it, as some Python builds do."""
     import sqlite3
 
+    return sqlite3
+
+
+def _shaped(kind: int, params: Any, rows: list[Any]) -> Any:
+    """The result of a read of `kind` that returned `rows`."""
+    if kind == _ROW:
+        return rows[0][0] if rows else None
+    if kind == _KEYS:
+        return [row[0] for row in rows]
+    if kind == _ONE:
+        return rows[0][0]
+    return rows, (rows[-1][0] if len(rows) == params[-1] else None)  # _PAGE: the pairs, and the last key
+
+
+def _set_wal(conn: Any, timeout: float) -> None:
+    """Put the database in WAL mode (once per file), retrying while another connection does."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             return
-        except sqlite3.OperationalError as err:
+        except _sqlite3().OperationalError as err:
             # Two connections switching a new file to WAL at once: SQLite answers
             # "locked" at once instead of waiting, so wait here.
             if "locked" not in str(err) or time.monotonic() > deadline:
@@ -1247,7 +1678,7 @@ class _Write:
 
     __slots__ = ("kind", "sql", "params", "waiter", "done", "result", "error")
 
-    def __init__(self, kind: str, sql: str, params: Any, waiter: Any = None) -> None:
+    def __init__(self, kind: int, sql: Any, params: Any, waiter: Any = None) -> None:
         self.kind = kind
         self.sql = sql
         self.params = params
@@ -1269,38 +1700,44 @@ def _commit_group(
     """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`.
 
     One fsync serves the whole group. A write that fails on its own (a
-    value too big, a constraint) is undone (a set_many to its savepoint)
-    and its exception is its result; the others commit. `check()` runs just before
+    value too big, a constraint, an update's function) is undone (to its
+    savepoint, if it has more than one statement) and its exception is its
+    result; the others commit. `check()` runs just before
     the commit, and may raise. On any exception the connection is left out
     of any transaction (rolled back unless SQLite already did) and the
     exception propagates; `reached[0]` then tells whether COMMIT had been sent
     and the transaction ended, i.e. whether the group was stored.
     """
-    import sqlite3
-
+    sqlite3 = _sqlite3()
     try:
-        if len(group) == 1 and group[0].kind is _COUNT:  # alone: one autocommit statement
+        if len(group) == 1 and group[0].kind == _COUNT:  # alone: one autocommit statement
             check()
             reached[0] = True
             results.append(conn.execute(group[0].sql, group[0].params).rowcount)
             return results
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
+            steps = write.kind != _COUNT  # a failed statement undoes its own changes; more need a savepoint
             try:
-                if write.kind is _MANY:
+                if steps:
                     conn.execute("SAVEPOINT w")
-                    conn.executemany(write.sql, write.params)
+                if write.kind == _FN:
+                    result = write.sql(conn)
+                else:
+                    run = conn.executemany if write.kind == _MANY else conn.execute
+                    result = run(write.sql, write.params).rowcount
+                if steps:
                     conn.execute("RELEASE w")
-                    results.append(None)
-                else:  # a failed statement undoes its own changes
-                    results.append(conn.execute(write.sql, write.params).rowcount)
-            except (sqlite3.Error, OverflowError) as err:  # not an exception of a signal handler
-                if not conn.in_transaction:  # SQLite ended the transaction: the group failed
+            except Exception as err:
+                # An update's function may raise anything; otherwise not an exception of a signal handler.
+                failed = write.kind == _FN or isinstance(err, (sqlite3.Error, OverflowError))
+                if not failed or not conn.in_transaction:  # SQLite ended the transaction: the group failed
                     raise
-                if write.kind is _MANY:
+                if steps:
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
-                results.append(err)
+                result = err
+            results.append(result)
         check()
         reached[0] = True
         conn.execute("COMMIT")
@@ -1313,20 +1750,6 @@ def _commit_group(
                 pass
         raise
     return results
-
-
-def _settle(future: Any, result: Any, error: BaseException | None) -> None:
-    """Complete an asyncio future on its loop unless its caller gave up; a `result` that is an exception is raised."""
-    if not future.done():
-        if error is None and not isinstance(result, BaseException):
-            future.set_result(result)
-        else:
-            future.set_exception(error or result)
-
-
-async def _outcome(future: Any) -> Any:
-    """Wait for `future`: the coroutine of a method whose work runs in another thread."""
-    return await future
 
 
 def _same_file(path: str, file_id: tuple[int, int]) -> None:
@@ -1342,13 +1765,6 @@ def _same_file(path: str, file_id: tuple[int, int]) -> None:
     raise FileNotFoundError(errno.ENOENT, message, path)
 
 
-def _call_in_loop(loop: Any, fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # that loop is closed: nobody is waiting any more
-        pass
-
-
 # Objects inherited through fork() that must never be finalized in the child.
 _ABANDONED = []  # type: list[Any]
 
@@ -1359,8 +1775,6 @@ def _abandon(obj: Any) -> None:
     Closing it there would checkpoint (and may delete) the WAL file that the
     parent is still using, so the child never closes it, not even at exit.
     """
-    import ctypes
-
     _ABANDONED.append(obj)
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
@@ -1378,32 +1792,30 @@ def _hold_shared_lock(path: str) -> None:
     """
     if os.name != "posix":  # pragma: no cover - fork() is POSIX
         return
-    import fcntl
-
+    assert fcntl is not None
     fd = os.open(path, os.O_RDONLY)
     fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0x40000000 + 2, os.SEEK_SET)  # PENDING_BYTE + 2: SHARED_FIRST
     _ABANDONED.append(fd)
 
 
 class _Worker:
-    """A thread owning one SQLite connection for one event loop; it runs jobs in order.
+    """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
 
-    A job is `job(connection, arg)`; when it ends, the thread has the loop call
-    `deliver(token, result, error)`. A queued job runs whole, even if its
-    caller is cancelled meanwhile. `pending` and `busy` belong to the loop:
-    the writes waiting for the next group, and whether a group is running.
-    The thread also opens and closes `reader`, which the loop uses for point
-    reads (see read()).
+    It calls `function(connection)`, then has the loop call `deliver(result,
+    error)`. A queued job runs whole, even if its caller is cancelled
+    meanwhile. `pending` and `busy` belong to the loop: the writes waiting for
+    the next group, and whether a group is running. The thread also opens and
+    closes `reader`, which the loop uses for point reads (see read());
+    `closed` is set once both connections are closed.
     """
 
-    def __init__(self, loop: Any, connect: Callable[[], Any], on_exit: Callable[[], None]) -> None:
+    def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
         self.loop = loop
         self.conn: Any = None
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
-        self.exited = False
-        self.on_exit = [on_exit]
+        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.pending: list[_Write] = []
         self.busy = False
         self.reader: Any = None  # the loop thread's own connection for point reads; see read()
@@ -1413,11 +1825,11 @@ class _Worker:
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Callable[[Any, Any], Any], arg: Any, deliver: Callable[..., None], token: Any) -> None:
+    def submit(self, deliver: Callable[[Any, BaseException | None], None], function: Callable[[Any], Any]) -> None:
         with self.lock:
             if self.stopped is not None:
                 raise self.stopped
-            self.jobs.put((job, arg, deliver, token))
+            self.jobs.put((deliver, function))
 
     def write(self, write: _Write) -> None:
         """Queue `write` for the next group; send a group at once if none is running (on the loop)."""
@@ -1430,7 +1842,7 @@ class _Worker:
         group, self.pending = self.pending, []
         self.busy = True
         try:
-            self.submit(self.commit, group, self.group_done, group)
+            self.submit(functools.partial(self.group_done, group), lambda conn: self.commit(conn, group))
         except BaseException as err:
             self.group_done(group, None, err)
 
@@ -1453,14 +1865,12 @@ class _Worker:
         lock (busy timeout 0): whenever SQLite cannot answer at once, or
         fails, the read goes to the thread, which waits or reports the error.
         """
-        import sqlite3
-
         with self.read_lock:
             if self.reader is None:
                 return None
             try:
                 return self.reader.execute(sql, params).fetchall()
-            except sqlite3.Error:
+            except _sqlite3().Error:
                 return None
 
     def stop(self, error: BaseException) -> None:
@@ -1469,14 +1879,6 @@ class _Worker:
             if self.stopped is None:
                 self.stopped = error
                 self.jobs.put(None)
-
-    def when_exited(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (in the thread) once the connection is closed; at once if it is."""
-        with self.lock:
-            if not self.exited:
-                self.on_exit.append(callback)
-                return
-        callback()
 
     def _main(self) -> None:
         connect, self._connect = self._connect, None
@@ -1497,60 +1899,32 @@ class _Worker:
                 continue
             if item is None:
                 break
-            job, arg, deliver, token = item
+            deliver, function = item
             result, error = None, self.stopped
             if self.conn is not None:
                 try:
-                    result, error = job(self.conn, arg), None
+                    result, error = function(self.conn), None
                 except BaseException as err:
                     error = err
-            _call_in_loop(self.loop, deliver, token, result, error)
-            del item, job, arg, deliver, token, result, error
+            _call_in_loop(self.loop, deliver, result, error)
+            del item, deliver, function, result, error
         with self.read_lock:
             reader, self.reader = self.reader, None
-        if reader is not None:
-            reader.close()
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        with self.lock:
-            self.exited = True
-            callbacks, self.on_exit = self.on_exit, []
-        for callback in callbacks:
-            callback()
+        for conn in (reader, self.conn):
+            if conn is not None:
+                conn.close()
+        self.conn = None
+        self.closed.set_result(None)
 
 
-def _fetch_rows(conn: Any, statement: tuple[str, Any]) -> Any:
-    return conn.execute(*statement).fetchall()
-
-
-def _release_idle(ref: Any) -> None:
+def _release_idle(ref: Any, _: object) -> None:
     """Run when a loop's thread ends: let the store (if still alive) close what is idle."""
     db = ref()
     if db is not None:
         db._release_idle()
 
 
-# Every store alive that must reset itself in a forked child (its _after_fork()).
-_FORK_AWARE = cast(Any, None)
-
-
-def _reset_in_child() -> None:
-    for db in list(_FORK_AWARE or ()):
-        db._after_fork()
-
-
-def _fork_aware(db: Any) -> None:
-    """Have a forked child call db._after_fork() while db is alive."""
-    global _FORK_AWARE
-    if _FORK_AWARE is None:
-        _FORK_AWARE = weakref.WeakSet()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_reset_in_child)
-    _FORK_AWARE.add(db)
-
-
-class PickleDBSQLite:
+class PickleDBSQLite(PickleDBStore):
     """A key-value store with one SQLite row per key, safe across threads and processes.
 
     PickleDBSQLite(sqlite_path="pickledb.sqlite3", table_name="kv", *, durable=True, timeout=30.0)
@@ -1628,7 +2002,7 @@ class PickleDBSQLite:
         )
         self._sql_get = f"SELECT value FROM {table} WHERE key = ?"
         self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
-        self._sql_all = f"SELECT key FROM {table} ORDER BY key"
+        self._sql_add = f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
         self._sql_purge = f"DELETE FROM {table}"
         self._closed = False
         self._conn: Any = None  # sqlite3.Connection for sync calls
@@ -1654,67 +2028,63 @@ class PickleDBSQLite:
         """The absolute path of the SQLite file: another name for `location`."""
         return self.location
 
-    # -- the operations: each states its SQL once; _run does it sync or async --
+    # -- the operations: each is its SQL; PickleDBStore runs it --
 
-    @_both
-    def set(self, key: Any, value: Any) -> str:
-        """Store value under key (a new uuid4 key when None); return the key.
+    def _op_set(self, key: str, raw: bytes) -> Any:
+        return _COUNT, self._sql_set, (key, raw)
 
-        Awaitable in async code.
-        """
-        name = _store_key(key)
-        return self._run(_COUNT, self._sql_set, (name, _encode_value(name, value)), lambda _: name)
+    def _op_get(self, key: str) -> Any:
+        return _ROW, self._sql_get, (key,)
 
-    def get(self, key: Any, default: Any = MISSING) -> Any:
-        """Return the value under key; without a default a missing key raises KeyError.
+    def _op_remove(self, key: str) -> Any:
+        return _COUNT, self._sql_remove, (key,)
 
-        Awaitable in async code.
-        """
-        key = _text_key(key)
-        return self._run(
-            _ROW, self._sql_get, (key,), lambda rows: _found(self.location, key, rows[0][0] if rows else None, default)
-        )
+    def _op_keys(self, prefix: str | None) -> Any:
+        return self._select(_KEYS, "key", prefix, None, " ORDER BY key")
 
-    @_both
-    def remove(self, key: Any) -> bool:
-        """Delete key; return True if a row was deleted. Awaitable in async code."""
-        return self._run(_COUNT, self._sql_remove, (_text_key(key),), lambda count: bool(count > 0))
+    def _op_count(self, prefix: str | None) -> Any:
+        return self._select(_ONE, "count(*)", prefix, None, "")
 
-    @_both
-    def all(self) -> list[str]:
-        """Return every key, sorted. Awaitable in async code."""
-        return self._run(_ROWS, self._sql_all, (), lambda rows: [row[0] for row in rows])
+    def _op_page(self, prefix: str | None, after: str | None, limit: int) -> Any:
+        return self._select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", limit)
 
-    @_both
-    def purge(self) -> bool:
-        """Delete every row of this table; return True. Awaitable in async code."""
-        return self._run(_COUNT, self._sql_purge, (), lambda _: True)
+    def _op_purge(self) -> Any:
+        return _COUNT, self._sql_purge, ()
 
-    @_both
-    def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[str]:
-        """Store every (key, value) pair in one transaction; return the keys.
+    def _op_set_many(self, rows: list[tuple[str, bytes]]) -> Any:
+        return _MANY, self._sql_set, rows
 
-        All values are encoded before anything is written, and the pairs are
-        stored all or nothing. A None key gets a new uuid4 key. Awaitable in
-        async code.
-        """
-        rows = _encoded_pairs(items)
-        return self._run(_MANY, self._sql_set, rows, lambda _: [row[0] for row in rows])
+    def _op_add(self, key: str, raw: bytes) -> Any:
+        return _COUNT, self._sql_add, (key, raw)
 
-    def _run(self, kind: str, sql: str, params: Any, finish: Callable[[Any], _T]) -> _T:
-        if self._closed:
-            raise self._closed_error()
-        if _async_caller(3):
-            run = _named_for_caller(PickleDBSQLite._run_async, self)  # named after the public method
-            return cast(_T, run(self, kind, sql, params, finish))
-        if kind is _ROWS or kind is _ROW:
-            with self._lock:
-                conn = self._open_locked()
-                if _monotonic() >= self._next_check:
-                    self._check_read()
-                rows = conn.execute(sql, params).fetchall()
-            return finish(rows)
-        return finish(self._write(_Write(kind, sql, params)))
+    def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Any:
+        def apply(conn: Any) -> Any:
+            row = conn.execute(self._sql_get, (key,)).fetchone()
+            raw, new = change(None if row is None else row[0])
+            conn.execute(self._sql_set, (key, raw))
+            return new
+
+        return _FN, apply, None
+
+    def _select(self, kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
+        """A read of `what` from the keys that start with prefix (and follow `after`): a range of the primary key."""
+        bounds = [("key >= ?", prefix or None), ("key < ?", _prefix_end(prefix or "")), ("key > ?", after)]
+        params = tuple(value for _, value in bounds if value is not None)
+        where = " AND ".join(test for test, value in bounds if value is not None)
+        return kind, f'SELECT {what} FROM "{self.table_name}"{" WHERE " * bool(where)}{where}{end}', params + more
+
+    # -- running them: in this thread (a group commit for writes), or in the loop's thread --
+
+    def _execute(self, op: Any) -> Any:
+        kind, sql, params = op
+        if kind >= _COUNT:
+            return self._write(_Write(kind, sql, params))
+        with self._lock:
+            conn = self._open_locked()
+            if _monotonic() >= self._next_check:
+                self._check_read()
+            rows = conn.execute(sql, params).fetchall()
+        return _shaped(kind, params, rows)
 
     def _write(self, write: _Write) -> Any:
         """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
@@ -1725,8 +2095,7 @@ class PickleDBSQLite:
         is taken by C code in one step (no Condition), so that an exception
         from a signal handler cannot leave one held.
         """
-        import sqlite3
-
+        sqlite3 = _sqlite3()
         mutex, me = self._mutex, threading.get_ident()
         write.waiter = threading.Lock()
         write.waiter.acquire()
@@ -1794,33 +2163,27 @@ class PickleDBSQLite:
             if self._pending:
                 self._pending[0].wake()
 
-    async def _run_async(self, kind: str, sql: str, params: Any, finish: Callable[[Any], Any]) -> Any:
-        import asyncio
-
+    async def _execute_async(self, op: Any) -> Any:
+        kind, sql, params = op
         loop = asyncio.get_running_loop()
         worker = self._worker(loop)
-        if (kind is _ROW or kind is _ROWS) and _monotonic() >= self._next_check:
+        if kind >= _COUNT:
+            write = _Write(kind, sql, params, loop.create_future())
+            worker.write(write)
+            try:
+                return await write.waiter
+            except asyncio.CancelledError:
+                if write in worker.pending:  # not sent yet: withdrawn, nothing stored
+                    worker.pending.remove(write)
+                raise
+        if _monotonic() >= self._next_check:
             self._check_read()
-        if kind is _ROW:
-            rows = worker.read(sql, params)
-            if rows is not None:
-                return finish(rows)
-        future = loop.create_future()
-        if kind is _ROWS or kind is _ROW:
-            worker.submit(_fetch_rows, (sql, params), _settle, future)
-            return finish(await future)
-        write = _Write(kind, sql, params, future)
-        worker.write(write)
-        try:
-            result = await future
-        except asyncio.CancelledError:
-            if write in worker.pending:  # not sent yet: withdrawn, nothing stored
-                worker.pending.remove(write)
-            raise
-        return finish(result)
-
-    def _closed_error(self) -> ValueError:
-        return ValueError(f"{self!r} is closed; create a new instance to use the database again")
+        rows = worker.read(sql, params) if kind == _ROW else None
+        if rows is None:
+            future = loop.create_future()
+            worker.submit(functools.partial(_settle, future), lambda conn: conn.execute(sql, params).fetchall())
+            rows = await future
+        return _shaped(kind, params, rows)
 
     def _check_read(self) -> None:
         """Check that the path still names the opened file; reads call it at most once a millisecond."""
@@ -1832,8 +2195,7 @@ class PickleDBSQLite:
 
     def _connect(self) -> Any:
         """Open the sync connection and prepare the file: WAL mode and the table."""
-        import sqlite3
-
+        sqlite3 = _sqlite3()
         if self._file_id[1]:  # opened before: it must still be there
             _same_file(self.location, self._file_id)
         try:
@@ -1863,13 +2225,11 @@ class PickleDBSQLite:
 
     def _open_error(self, err: Exception, prefix: str) -> Exception:
         """Return the error for a file SQLite cannot open or prepare; PermissionError names an unwritable directory."""
-        import sqlite3
-
         directory = os.path.dirname(self.location)
         if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
             problem = f"cannot open {self.location}: SQLite creates files in {directory}, which this process may not"
             return PermissionError(errno.EACCES, f"{problem} write to", directory)
-        return sqlite3.OperationalError(f"{prefix}{self.location}: {err}")
+        return cast(Exception, _sqlite3().OperationalError(f"{prefix}{self.location}: {err}"))
 
     def _tune(self, conn: Any) -> None:
         conn.execute(self._sql_synchronous)
@@ -1901,8 +2261,7 @@ class PickleDBSQLite:
 
     def _connect_worker(self) -> Any:
         """Open a connection for a loop's thread (in that thread), once the file is prepared."""
-        import sqlite3
-
+        sqlite3 = _sqlite3()
         self._sync_connection()
         _same_file(self.location, self._file_id)
         conn, reader = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None), None
@@ -1928,8 +2287,8 @@ class PickleDBSQLite:
                 if worker is None or worker.stopped is not None:
                     for old in [old for old in self._aconns if old.is_closed()]:
                         self._aconns.pop(old).stop(self._closed_error())
-                    release = functools.partial(_release_idle, weakref.ref(self))
-                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker, release)
+                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
+                    worker.closed.add_done_callback(functools.partial(_release_idle, weakref.ref(self)))
         return worker
 
     def _release_idle(self) -> None:
@@ -1939,46 +2298,15 @@ class PickleDBSQLite:
         file, and an idle one in WAL mode does. The next sync call reopens it.
         """
         with self._lock:
-            if not self._closed and all(worker.exited for worker in self._aconns.values()):
+            if not self._closed and all(worker.closed.done() for worker in self._aconns.values()):
                 self._aconns.clear()
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
 
-    def close(self) -> Any:
-        """Close every connection this instance opened; calling it again does nothing.
-
-        Everything is handed over to be closed at call time, so a close() that
-        is cancelled or never awaited still closes it all. Calls made later
-        raise ValueError("... is closed"). Awaitable in async code: it waits
-        until each connection is closed.
-        """
-        workers = self._detach()
-        if _async_caller():
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            left = [len(workers)]
-
-            def one_closed() -> None:
-                left[0] -= 1
-                if not left[0]:
-                    _settle(future, None, None)
-
-            for worker in workers:
-                worker.when_exited(functools.partial(_call_in_loop, loop, one_closed))
-            if not workers:
-                future.set_result(None)
-            return _named_for_caller(_outcome, self, 1)(future)
-        for worker in workers:
-            if worker.thread is not threading.current_thread():
-                worker.thread.join()
-        return None
-
-    def _detach(self) -> list[_Worker]:
-        """Mark the store closed, close the sync connection, stop the loops' threads."""
-        with self._lock:
+    def _shut(self, loop: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
+        """Mark the store closed, close the sync connection, stop the loops' threads; return their `closed`."""
+        with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
             self._closed = True
             conn, self._conn = self._conn, None
             self._stopping.extend(self._aconns.values())
@@ -1987,8 +2315,11 @@ class PickleDBSQLite:
             conn.close()
         for worker in self._stopping:
             worker.stop(self._closed_error())
-        self._stopping = [worker for worker in self._stopping if not worker.exited]
-        return list(self._stopping)
+        self._stopping = [worker for worker in self._stopping if not worker.closed.done()]
+        return [worker.closed for worker in self._stopping if worker.thread is not threading.current_thread()]
+
+    def _leaked(self) -> bool:
+        return self._conn is not None or bool(self._aconns)
 
     def _after_fork(self) -> None:
         """In a forked child: abandon what the parent opened, and start afresh."""
@@ -2002,28 +2333,6 @@ class PickleDBSQLite:
         self._aconns = {}
         self._stopping = []
         self._fresh_locks()
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True) or (self._conn is None and not self._aconns):
-            return
-        warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
-        self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-        for worker in self._aconns.values():
-            worker.stop(self._closed_error())
-
-    def __enter__(self) -> PickleDBSQLite:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> PickleDBSQLite:
-        return self
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        await self.close()
 
 
 # --- PickleDBRedis ----------------------------------------------------------
@@ -2039,6 +2348,38 @@ if kind ~= 'hash' and kind ~= 'none' then
 end
 return redis.call('UNLINK', KEYS[1])
 """
+# Sets field ARGV[1] to ARGV[2] if it still holds ARGV[3] (is still missing without one); returns 1 if it did.
+_REDIS_SWAP = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == (ARGV[3] or false) then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+    return 1
+end
+return 0
+"""
+# Commands that only read: a connection lost while one runs leaves nothing unknown.
+_REDIS_READS = frozenset({"HGET", "HKEYS", "HLEN", "HSCAN"})
+_Steps = Generator[Any, Any, Any]  # an operation: yields commands, is sent their replies, returns its result
+
+
+def _glob(prefix: str) -> str:
+    """The HSCAN MATCH pattern of the fields that start with `prefix`."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+
+
+def _advance(op: _Steps, reply: Any, error: Exception | None) -> tuple[bool, Any]:
+    """Give `op` the reply (or error) of its last command; return (True, its next command) or (False, its result)."""
+    try:
+        return True, (op.send(reply) if error is None else op.throw(error))
+    except StopIteration as done:
+        return False, done.value
+
+
+def _queued(client: Any, commands: list[Any]) -> Any:
+    """A MULTI/EXEC pipeline of `client` with `commands` queued: its execute() sends them as one transaction."""
+    pipe = client.pipeline(transaction=True)
+    for command in commands:
+        pipe.execute_command(*command)
+    return pipe
 
 
 def _redis() -> Any:
@@ -2100,21 +2441,22 @@ def _masked_url(url: str) -> str:
     return f"{scheme}://{netloc}{path}{question}{query}{hash_sign}{fragment}"
 
 
-def _redis_connections(client: Any) -> list[Any]:
-    """Every connection an asyncio client (standalone or cluster) holds."""
-    if hasattr(client, "get_nodes"):
-        return [conn for node in client.get_nodes() for conn in getattr(node, "_connections", ())]
-    pool = client.connection_pool
-    return [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
-
-
 def _drop_transports(client: Any) -> None:
     """Close the sockets of an asyncio client that cannot run its own aclose().
 
-    Its event loop is closed, or the task closing it was cancelled: the
-    sockets are closed directly, so that nothing leaks and nothing warns later.
+    Its event loop is closed, or the task closing it was cancelled. redis-py
+    (7.0 to 8.1) closes connections only through coroutines that need that
+    loop, and asyncio closes a transport's socket only in a later step of its
+    loop, so this one helper reads their private fields: the connections of
+    the client's pools, and each one's transport and its socket. They are
+    closed directly, so that nothing leaks and nothing warns later.
     """
-    for conn in _redis_connections(client):
+    if hasattr(client, "get_nodes"):
+        connections = [conn for node in client.get_nodes() for conn in getattr(node, "_connections", ())]
+    else:
+        pool = client.connection_pool
+        connections = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
+    for conn in connections:
         writer = getattr(conn, "_writer", None)
         if writer is None:
             continue
@@ -2145,7 +2487,7 @@ async def _close_at_loop_end(client: Any) -> Any:
         await client.aclose()
 
 
-class PickleDBRedis:
+class PickleDBRedis(PickleDBStore):
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
     PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0,
@@ -2236,80 +2578,89 @@ class PickleDBRedis:
         """The server's URL with its password shown as ***: another name for `location`."""
         return self.location
 
-    # -- the operations: each states its command once; _run does it sync or async --
+    # -- the operations: each is its commands; PickleDBStore runs them --
 
-    @_both
-    def set(self, key: Any, value: Any) -> str:
-        """Store value under key (a new uuid4 key when None); return the key.
+    def _op_set(self, key: str, raw: bytes) -> _Steps:
+        return (yield ("HSET", self.hash_name, key, raw))
 
-        Awaitable in async code.
-        """
-        name = _store_key(key)
-        return self._run(("HSET", self.hash_name, name, _encode_value(name, value)), lambda _: name)
+    def _op_get(self, key: str) -> _Steps:
+        return (yield ("HGET", self.hash_name, key))
 
-    def get(self, key: Any, default: Any = MISSING) -> Any:
-        """Return the value under key; without a default a missing key raises KeyError.
+    def _op_remove(self, key: str) -> _Steps:
+        return (yield ("HDEL", self.hash_name, key))
 
-        Awaitable in async code.
-        """
-        key = _text_key(key)
-        return self._run(("HGET", self.hash_name, key), lambda raw: _found(self, key, raw, default))
+    def _op_keys(self, prefix: str | None) -> _Steps:
+        if not prefix:
+            return sorted(map(self._text, (yield ("HKEYS", self.hash_name))))
+        keys: set[str] = set()
+        cursor = None
+        while True:
+            page, cursor = yield from self._op_page(prefix, cursor, _PAGE_SIZE)
+            keys.update(key for key, _ in page)
+            if cursor is None:
+                return sorted(keys)
 
-    @_both
-    def remove(self, key: Any) -> bool:
-        """Delete key; return True if it existed. Awaitable in async code."""
-        return self._run(("HDEL", self.hash_name, _text_key(key)), lambda count: bool(count))
+    def _op_count(self, prefix: str | None) -> _Steps:
+        return (yield ("HLEN", self.hash_name)) if not prefix else len((yield from self._op_keys(prefix)))
 
-    @_both
-    def all(self) -> list[str]:
-        """Return every key, sorted. Awaitable in async code."""
-        return self._run(("HKEYS", self.hash_name), self._keys)
+    def _op_page(self, prefix: str | None, cursor: int | None, limit: int) -> _Steps:
+        match = ("MATCH", _glob(prefix)) if prefix else ()
+        cursor, pairs = yield ("HSCAN", self.hash_name, cursor or 0, *match, "COUNT", limit)
+        return [(self._text(field), raw) for field, raw in pairs.items()], cursor or None
 
-    @_both
-    def purge(self) -> bool:
-        """Delete every key of this store (its whole hash); return True. Awaitable in async code."""
-        return self._run(("EVAL", _REDIS_PURGE, 1, self.hash_name), lambda _: True)
+    def _op_purge(self) -> _Steps:
+        return (yield ("EVAL", _REDIS_PURGE, 1, self.hash_name))
 
-    @_both
-    def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[str]:
-        """Store every (key, value) pair at once, all or nothing; return the keys.
-
-        All values are encoded before anything is sent. A large batch goes as
-        several HSET commands of at most 1,000 pairs in one MULTI/EXEC
-        transaction, which the server applies whole or not at all. A None key
-        gets a new uuid4 key. Awaitable in async code.
-        """
-        rows = _encoded_pairs(items)
-        keys = [key for key, _ in rows]
-        fields = [part for row in rows for part in row]
-        step = 2 * _REDIS_CHUNK
+    def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _Steps:
+        fields, step = [part for row in rows for part in row], 2 * _REDIS_CHUNK
         commands = [("HSET", self.hash_name, *fields[i : i + step]) for i in range(0, len(fields), step)]
-        return self._run(commands, lambda _: keys)
+        return (yield commands if len(commands) > 1 else commands[0])
 
-    def _raw_values(self, keys: list[str]) -> list[bytes | None]:
-        """The stored bytes of each of `keys` (None where missing), in one HMGET; sync code only."""
-        return self._run(("HMGET", self.hash_name, *keys), list) if keys else []
+    def _op_add(self, key: str, raw: bytes) -> _Steps:
+        return (yield ("HSETNX", self.hash_name, key, raw))
 
-    def _keys(self, fields: list[bytes]) -> list[str]:
+    def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _Steps:
+        while True:  # read, change, and write back unless another client wrote meanwhile
+            old = yield ("HGET", self.hash_name, key)
+            raw, new = change(old)
+            if (yield ("EVAL", _REDIS_SWAP, 1, self.hash_name, key, raw, *([] if old is None else [old]))):
+                return new
+
+    def _op_incr(self, key: str, by: int | float) -> _Steps:
+        if type(by) is int:  # the server adds integers itself; a float, or a value that is none, is updated
+            try:
+                return (yield ("HINCRBY", self.hash_name, key, by))
+            except RuntimeError as err:
+                if "overflow" in str(err):
+                    raise OverflowError(f"cannot incr key {_short(key)} by {by}: outside the 64-bit range") from None
+                if "not an integer" not in str(err):
+                    raise
+        return (yield from super()._op_incr(key, by))
+
+    def _text(self, field: bytes) -> str:
         try:
-            return sorted(field.decode() for field in fields)
+            return field.decode()
         except UnicodeDecodeError as err:
             raise ValueError(
                 f"{self!r}: hash {self.hash_name!r} holds a field that is not UTF-8 text ({err})"
             ) from None
 
-    def _run(self, command: Any, finish: Callable[[Any], _T]) -> _T:
-        """Send one command, or a list of them as one transaction; hand the reply to `finish`.
+    # -- running them: command by command, with a token per connection in sync code --
 
-        In async code it returns a coroutine of finish's result instead (typed as the result).
-        """
-        if self._closed:
-            raise self._closed_error()
-        if _async_caller(3):
-            run = _named_for_caller(PickleDBRedis._run_async, self)  # named after the public method
-            return cast(_T, run(self, command, finish))
-        if type(command) is list and not command:
-            return finish(None)
+    def _execute(self, op: _Steps) -> Any:
+        more, value = _advance(op, None, None)
+        while more:
+            more, value = _advance(op, *self._send(value))
+        return value
+
+    async def _execute_async(self, op: _Steps) -> Any:
+        more, value = _advance(op, None, None)
+        while more:
+            more, value = _advance(op, *(await self._send_async(value)))
+        return value
+
+    def _send(self, command: Any) -> tuple[Any, Exception | None]:
+        """Send one command, or a list of them as one transaction; return (its reply, None) or (None, the error)."""
         token = None
         try:
             try:
@@ -2322,24 +2673,20 @@ class PickleDBRedis:
             while True:
                 try:
                     client = self._client or self._connect()
-                    if type(command) is list and len(command) > 1:
-                        with client.pipeline(transaction=True) as pipe:
-                            for part in command:
-                                pipe.execute_command(*part)
-                            result = pipe.execute()
-                    else:
-                        result = client.execute_command(*(command[0] if type(command) is list else command))
-                    break
+                    if type(command) is list:
+                        return _queued(client, command).execute(), None
+                    return client.execute_command(*command), None
                 except Exception as err:
                     self._retry_or_raise(err, began, command)
                     time.sleep(0.05)
                 except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
                     self._drop_idle_connections()
                     raise
+        except Exception as err:
+            return None, err
         finally:
             if token is not None:
                 self._gate.put(token)
-        return finish(result)
 
     def _fresh_gate(self) -> None:
         """A token per connection of the sync calls (also in a forked child: the parent's holders are gone)."""
@@ -2350,11 +2697,7 @@ class PickleDBRedis:
     def _after_fork(self) -> None:
         self._fresh_gate()
 
-    async def _run_async(self, command: Any, finish: Callable[[Any], Any]) -> Any:
-        import asyncio
-
-        if type(command) is list and not command:
-            return finish(None)
+    async def _send_async(self, command: Any) -> tuple[Any, Exception | None]:
         gate, began = None, time.monotonic()
         try:
             while True:
@@ -2364,29 +2707,21 @@ class PickleDBRedis:
                         acquire = waited.acquire()
                         await (asyncio.wait_for(acquire, self._timeout) if waited.locked() else acquire)
                         gate, began = waited, time.monotonic()
-                    sending = self._send(client, command)  # a cluster's is cut at the deadline: redis-py can wait
-                    left = began + self._timeout - time.monotonic()  # for a stalled node twice (rediscovery, command)
-                    result = await (asyncio.wait_for(sending, left) if self.cluster else sending)
-                    break
+                    # A cluster's call is cut at the deadline: redis-py can wait for a stalled node twice.
+                    many = type(command) is list
+                    sending = _queued(client, command).execute() if many else client.execute_command(*command)
+                    left = began + self._timeout - time.monotonic()
+                    return await (asyncio.wait_for(sending, left) if self.cluster else sending), None
                 except Exception as err:
                     if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
                         err = self._exhausted() if gate is None else _redis().exceptions.TimeoutError("no answer")
                     self._retry_or_raise(err, began, command)
                     await asyncio.sleep(0.05)
+        except Exception as err:
+            return None, err
         finally:
             if gate is not None:
                 gate.release()
-        return finish(result)
-
-    @staticmethod
-    async def _send(client: Any, command: Any) -> Any:
-        """Send one command, or a list of them as one transaction, with an asyncio client; return the reply."""
-        if type(command) is list and len(command) > 1:
-            async with client.pipeline(transaction=True) as pipe:
-                for part in command:
-                    pipe.execute_command(*part)
-                return await pipe.execute()
-        return await client.execute_command(*(command[0] if type(command) is list else command))
 
     def _exhausted(self) -> TimeoutError:
         return TimeoutError(
@@ -2438,13 +2773,10 @@ class PickleDBRedis:
         if isinstance(err, exc.ResponseError | exc.DataError) and not isinstance(err, exc.ClusterError):
             return RuntimeError(f"{at} refused the command ({reason})")
         sent = isinstance(err, (exc.ConnectionError, exc.TimeoutError)) and "connecting" not in reason
-        unknown = sent and (type(command) is list or command[0] not in ("HGET", "HKEYS", "HMGET"))
+        unknown = sent and (type(command) is list or command[0] not in _REDIS_READS)
         lost = "this write's outcome is unknown: it may have been stored; " if unknown else ""
         tls = "is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else ""
         return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
-
-    def _closed_error(self) -> ValueError:
-        return ValueError(f"{self!r} is closed; create a new instance to use the store again")
 
     def _drop_idle_connections(self) -> None:
         """Disconnect the sync client's idle connections.
@@ -2483,8 +2815,6 @@ class PickleDBRedis:
 
     async def _aclient(self) -> tuple[Any, Any, Any]:
         """Return this loop's (asyncio client, closer, gate); the first call on a loop creates them."""
-        import asyncio
-
         loop = asyncio.get_running_loop()
         entry = self._aclients.get(loop)
         if entry is not None:
@@ -2512,8 +2842,6 @@ class PickleDBRedis:
 
     async def _started(self, loop: Any) -> None:
         """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
-        import asyncio
-
         task = self._starting.get(loop)
         if task is None:
             return
@@ -2523,67 +2851,61 @@ class PickleDBRedis:
             if task.done():
                 self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
-    def close(self) -> Any:
-        """Close every client this instance opened; calling it again waits for the first close.
+    def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
+        """Mark the store closed, close the sync client, and have each asyncio client closed.
 
-        Everything is handed over to be closed at call time, so a close() that
-        is cancelled or never awaited still closes it all. Calls made later
-        raise ValueError("... is closed"). Awaitable in async code: it waits
-        until each client is closed.
+        A client of `here`, the running loop of an async close(), closes in a
+        task on it; those of other loops close from a thread of their own
+        (in sync close(), from this one). Return a future per client still
+        closing, earlier closes' included: each is set once it is closed.
         """
-        import asyncio
-        import concurrent.futures
-
-        if _async_caller():
-            here = asyncio.get_running_loop()
-            others = []
-            for loop, (client, closer, _) in self._detach().items():
-                if loop is here:
-                    self._close_in_task(loop, client, closer)
-                else:
-                    others.append((loop, client, closer, self._closing_one(loop, client, None)))
-            if others:
-                worker = threading.Thread(target=self._close_all_elsewhere, args=(others,), name="pickledb-close")
-                worker.daemon = True
-                worker.start()
-            future = here.create_future()
-            closing = [done for _, _, _, done in list(self._closing)]  # an earlier close's work included
-            left = [len(closing)]
-
-            def one_closed(done: Any) -> None:
-                left[0] -= 1
-                if done.exception() is not None:
-                    _settle(future, None, done.exception())
-                if not left[0]:
-                    _settle(future, None, None)
-
-            for done in closing:
-                done.add_done_callback(functools.partial(_call_in_loop, here, one_closed))
-            if not closing:
-                future.set_result(None)
-            return _named_for_caller(_outcome, self, 1)(future)
-        for loop, (client, closer, _) in self._detach().items():
-            self._close_elsewhere(loop, client, closer)
+        self._closed = True
+        with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        entries, self._aclients, self._starting = self._aclients, {}, {}
+        if leaked:  # a client of a running loop closes with that loop
+            for loop, (aclient, *_) in entries.items():
+                if loop.is_closed():
+                    _drop_transports(aclient)
+            return []
+        others = []
+        for loop, (aclient, closer, _) in entries.items():
+            if here is None:
+                self._close_elsewhere(loop, aclient, closer)
+            elif loop is here:
+                self._close_in_task(loop, aclient, closer)
+            else:
+                others.append((loop, aclient, closer, self._closing_one(loop, aclient, None)))
+        if others:
+            closer = threading.Thread(target=self._close_all_elsewhere, args=(others,), name="pickledb-close")
+            closer.daemon = True
+            closer.start()
+        if here is not None:
+            return [done for _, _, _, done in list(self._closing)]
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        for loop, client, task, done in list(self._closing):  # an earlier close's work: wait for it
+        closing = []
+        for loop, aclient, task, done in list(self._closing):  # an earlier close's work: wait for it
             if loop is running:  # a sync call inside that loop's own code: it closes when the loop goes on
                 continue
             if task is not None and not loop.is_running() and not done.done():
                 if loop.is_closed():  # that loop ended before the task could run
-                    _drop_transports(client)
+                    _drop_transports(aclient)
                     self._closed_one(done)
                 else:
                     _run_idle_loop_in_new_thread(loop, asyncio.wait([task]))
-            concurrent.futures.wait([done], self._timeout)
-        return None
+            closing.append(done)
+        return closing
+
+    def _leaked(self) -> bool:
+        return self._client is not None or bool(self._aclients)
 
     def _closing_one(self, loop: Any, client: Any, task: Any) -> Any:
         """Record that `client` is being closed; return the future set when it is."""
-        import concurrent.futures
-
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         entry = (loop, client, task, done)
         with self._lock:
@@ -2622,8 +2944,6 @@ class PickleDBRedis:
 
     def _close_elsewhere(self, loop: Any, client: Any, closer: Any) -> None:
         """Close an asyncio client from outside its loop, whatever state that loop is in."""
-        import asyncio
-
         if loop.is_closed():
             _drop_transports(client)
             return
@@ -2647,41 +2967,6 @@ class PickleDBRedis:
                     _drop_transports(client)
         else:  # an idle loop that is still open: run it for this one task
             _run_idle_loop_in_new_thread(loop, closer.aclose())
-
-    def _detach(self) -> dict[Any, tuple[Any, Any, Any]]:
-        """Mark the store closed, close the sync client, hand over the asyncio ones."""
-        self._closed = True
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
-        entries = dict(self._aclients)
-        self._aclients.clear()
-        self._starting.clear()
-        return entries
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True) or (self._client is None and not self._aclients):
-            return
-        warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
-        self._closed = True
-        if self._client is not None:
-            self._client.close()
-        for loop, (client, *_) in list(self._aclients.items()):
-            if loop.is_closed():
-                _drop_transports(client)
-
-    def __enter__(self) -> PickleDBRedis:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> PickleDBRedis:
-        return self
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        await self.close()
 
 
 # --- command line -------------------------------------------------------------
@@ -2834,48 +3119,12 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
 
 def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
     """Return the number of pairs in `store` and an iterator over them in lists of up to `batch`."""
-    if isinstance(store, PickleDBSQLite):
-        return _cli_sqlite_pairs(store, batch)
-    if isinstance(store, PickleDB):  # in memory already: slices of its items
-        pairs = [(key, store.get(key)) for key in store.all()]
-        return len(pairs), _cli_slices(pairs, batch)
-    keys = store.all()
-    return len(keys), _cli_fetch(store, keys, batch)
+    pairs = store.items()
+    return store.count(), iter(lambda: list(itertools.islice(pairs, batch)), [])
 
 
 def _cli_slices(pairs: list[tuple[str, Any]], batch: int) -> _CLIBatches:
     return (pairs[start : start + batch] for start in range(0, len(pairs), batch))
-
-
-def _cli_fetch(store: PickleDBRedis, keys: list[str], batch: int) -> _CLIBatches:
-    """The values of `keys`, one round trip per batch; a key another writer removed meanwhile is skipped."""
-    for start in range(0, len(keys), batch):
-        part = keys[start : start + batch]
-        raws = store._raw_values(part)
-        yield [(key, _decode_value(store, key, raw)) for key, raw in zip(part, raws, strict=True) if raw is not None]
-
-
-def _cli_sqlite_pairs(store: PickleDBSQLite, batch: int) -> tuple[int, _CLIBatches]:
-    # One read transaction over a connection of its own: the count and the rows are
-    # one snapshot, streamed in key order without holding the table in memory.
-    conn = _cli_sqlite_connect(store.location)
-    try:
-        conn.execute("BEGIN")
-        table = f'"{store.table_name}"'
-        total: int = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        cursor = conn.execute(f"SELECT key, value FROM {table} ORDER BY key")
-    except BaseException:
-        conn.close()
-        raise
-
-    def batches() -> _CLIBatches:
-        try:
-            while rows := cursor.fetchmany(batch):
-                yield [(key, _decode_value(store.location, key, value)) for key, value in rows]
-        finally:
-            conn.close()
-
-    return total, batches()
 
 
 class _CLIProgress:
@@ -2916,8 +3165,6 @@ class _CLIHoldInterrupt:
         self.reraise = reraise
 
     def __enter__(self) -> _CLIHoldInterrupt:
-        import signal
-
         self.caught = False
         self.previous: Any = None
         if threading.current_thread() is threading.main_thread():
@@ -2930,8 +3177,6 @@ class _CLIHoldInterrupt:
         self.caught = True
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        import signal
-
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
         if self.caught and self.reraise and exc_type is None:
@@ -3133,7 +3378,6 @@ def _cli_handled() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     """Run the `pickledb` command line with `argv` (default sys.argv[1:]); return the exit status."""
     import argparse
-    import contextlib
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:  # one line, no usage text
