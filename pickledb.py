@@ -65,7 +65,15 @@ try:
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
-__all__ = ("PickleDB", "PickleDBSQLite", "PickleDBRedis", "CorruptFileError", "ConflictError", "MISSING")
+__all__ = (
+    "PickleDB",
+    "PickleDBSQLite",
+    "PickleDBRedis",
+    "PickleDBPostgres",
+    "CorruptFileError",
+    "ConflictError",
+    "MISSING",
+)
 __version__ = "2.0.0"
 
 
@@ -2967,6 +2975,486 @@ class PickleDBRedis(PickleDBStore):
                     _drop_transports(client)
         else:  # an idle loop that is still open: run it for this one task
             _run_idle_loop_in_new_thread(loop, closer.aclose())
+
+
+# --- PickleDBPostgres -------------------------------------------------------
+
+_POSTGRES_HINT = (
+    'PickleDBPostgres needs psycopg 3: pip install "psycopg[binary]" psycopg-pool '
+    '(with pickledb installed: pip install "pickledb[postgres]")'
+)
+# The columns a pickledb table has: the key sorts by code point whatever the database's collation, and
+# json keeps the text of each value as written (jsonb would rewrite numbers: 1e16 would come back an int).
+_POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
+_Stmt = tuple[str, Any, int]  # (SQL, its parameters, what to return: _shaped's kinds, or _COUNT/_MANY: rows changed)
+_PgOp = tuple[bool, Generator[_Stmt, Any, Any]]  # (in one transaction?, its statements, sent their results)
+
+
+def _stmt(sql: str, params: Any, how: int) -> Generator[_Stmt, Any, Any]:
+    return (yield (sql, params, how))
+
+
+@functools.cache
+def _pg() -> Any:
+    """psycopg, psycopg_pool, and the connection classes PickleDBPostgres uses (imported on first use)."""
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as err:
+        raise ImportError(_POSTGRES_HINT) from err
+
+    class Raw(psycopg.adapt.Loader):  # a json value as its bytes; bytes are sent as json text
+        def load(self, data: Any) -> bytes:
+            return bytes(data)
+
+    class Text(psycopg.adapt.Dumper):
+        oid = psycopg.adapters.types["json"].oid
+
+        def dump(self, obj: Any) -> Any:
+            return obj
+
+    def connect(cls: Any, /, conninfo: str = "", *, failed: list[Any], **kwargs: Any) -> Any:
+        """Connect, recording the error of a failed try in `failed` for the store's callers."""
+        try:
+            conn = super(cls, cls).connect(conninfo, **kwargs)
+        except Exception as err:
+            failed[:] = [time.monotonic(), err]
+            raise
+        conn.adapters.register_loader("json", Raw)
+        conn.adapters.register_dumper(bytes, Text)
+        return conn
+
+    async def aconnect(cls: Any, /, conninfo: str = "", *, failed: list[Any], **kwargs: Any) -> Any:
+        try:
+            conn = await super(cls, cls).connect(conninfo, **kwargs)
+        except Exception as err:
+            failed[:] = [time.monotonic(), err]
+            raise
+        conn.adapters.register_loader("json", Raw)
+        conn.adapters.register_dumper(bytes, Text)
+        return conn
+
+    def wait(self: Any, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        return cast(Any, type(self).__mro__[1]).wait(self, gen, interval, max(0.0, self.deadline - time.monotonic()))
+
+    # Every wait of a call ends at its deadline, even when the server has stopped (SIGSTOP) and
+    # the socket stays open.
+    body = {"deadline": math.inf, "wait": wait}
+    conn = type("Conn", (psycopg.Connection,), {**body, "connect": classmethod(connect)})
+    aconn = type("AConn", (psycopg.AsyncConnection,), {**body, "connect": classmethod(aconnect)})
+    return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, conn=conn, aconn=aconn)
+
+
+def _table_name(table_name: Any, reserved: str) -> str:
+    """`table_name` if it is letters, digits and underscores, starting with a letter or underscore, and does not
+    start with `reserved`; else TypeError (not a str) or ValueError naming it."""
+    if not isinstance(table_name, str):
+        raise TypeError(f"Invalid table name {table_name!r}: table_name must be a str, not {type(table_name).__name__}")
+    if not (table_name.isascii() and table_name.isidentifier()) or table_name.lower().startswith(reserved):
+        raise ValueError(
+            f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
+            f"starting with a letter or underscore (and not {reserved!r})"
+        )
+    return table_name
+
+
+async def _pool_closed_at_loop_end(pool: Any) -> Any:
+    """Close `pool` when this async generator is closed (asyncio.run() closes it as its loop ends)."""
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+class PickleDBPostgres(PickleDBStore):
+    """A key-value store in one PostgreSQL table, shared by every process and host that can reach the server.
+
+    PickleDBPostgres(dsn="postgresql://localhost/postgres", table_name="kv", *, timeout=30.0, max_connections=20)
+
+    dsn: the server and database, as psycopg takes it: a postgresql:// URL
+        or "host=... dbname=..."; the password is shown as *** in repr(),
+        in `location` and in every error message.
+    table_name: the table that holds this store (created if missing, with
+        the columns key text COLLATE "C" PRIMARY KEY, value json); the same
+        rules as PickleDBSQLite's, at most 63 characters. A table of
+        another shape raises ValueError naming its columns.
+    timeout: seconds allowed for each call, waiting for a connection
+        included: a server that cannot be reached or stops answering raises
+        ConnectionError within it (a write that timed out may have been
+        stored); callers beyond max_connections wait for one, then get
+        TimeoutError.
+    max_connections: connections per pool (one pool for sync calls, one per
+        event loop), opened lazily.
+
+    The same API as PickleDBSQLite; SQL reads the values: SELECT value->>'name'
+    FROM kv. Keys holding a NUL character cannot be stored (TypeError).
+    Call close(), or use `with` / `async with`. Every method is awaitable
+    when called from async code.
+    """
+
+    def __init__(
+        self,
+        dsn: str = "postgresql://localhost/postgres",
+        table_name: str = "kv",
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 20,
+    ) -> None:
+        if not isinstance(dsn, str):
+            raise TypeError(f"dsn must be a str, not {type(dsn).__name__}")
+        self.table_name = _table_name(table_name, "pg_")
+        if len(table_name) > 63:
+            raise ValueError(f"Invalid table name {table_name!r}: PostgreSQL names are at most 63 characters")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if type(max_connections) is not int or max_connections < 1:
+            raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
+        psycopg = _pg().psycopg
+        if "://" in dsn:
+            self.location = _masked_url(dsn)
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.Error:
+            shown = self.location if "://" in dsn else "the dsn given"
+            raise ValueError(
+                f"invalid PostgreSQL address {shown}: write postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            ) from None
+        if "://" not in dsn:
+            self.location = psycopg.conninfo.make_conninfo(
+                **{k: "***" if k == "password" else v for k, v in params.items()}
+            )
+        self._dsn, self._timeout, self._max = dsn, float(timeout), max_connections
+        t = f'"{table_name}"'
+        self._sql_set = (
+            f"INSERT INTO {t} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        self._sql_add = f"INSERT INTO {t} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING RETURNING true"
+        self._sql_get = f"SELECT value FROM {t} WHERE key = %s"
+        self._sql_lock = f"SELECT value FROM {t} WHERE key = %s FOR UPDATE"
+        self._sql_write = f"UPDATE {t} SET value = %s WHERE key = %s"
+        self._sql_remove = f"DELETE FROM {t} WHERE key = %s"
+        self._sql_incr = (
+            f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+            "SET value = to_json(old.value::text::numeric + %s) WHERE old.value::text ~ '^-?[0-9]{1,20}$' "
+            "AND old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value"
+        )
+        self._table = t
+        self._failed: list[Any] = []  # [when, error] of the last connection that could not be made
+        self._lock = threading.Lock()
+        self._pool: Any = None  # the pool of sync calls
+        self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
+        self._ready = False  # the table is known to exist with the right columns
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r}, {self.table_name!r})"
+
+    # -- the operations: each is its statements; PickleDBStore runs them --
+
+    def _key(self, key: str) -> str:
+        if "\x00" in key:
+            raise TypeError(f"cannot store key {_short(key)}: PostgreSQL text cannot hold a NUL character")
+        return key
+
+    def _op_set(self, key: str, raw: bytes) -> _PgOp:
+        return False, _stmt(self._sql_set, (self._key(key), raw), _COUNT)
+
+    def _op_get(self, key: str) -> _PgOp:
+        return False, _stmt(self._sql_get, (self._key(key),), _ROW)
+
+    def _op_remove(self, key: str) -> _PgOp:
+        return False, _stmt(self._sql_remove, (self._key(key),), _COUNT)
+
+    def _op_add(self, key: str, raw: bytes) -> _PgOp:
+        return False, _stmt(self._sql_add, (self._key(key), raw), _ROW)
+
+    def _op_purge(self) -> _PgOp:
+        return False, _stmt(f"DELETE FROM {self._table}", (), _COUNT)
+
+    def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
+        for key, _ in rows:
+            self._key(key)
+        return True, _stmt(self._sql_set, rows, _MANY)
+
+    def _range(self, prefix: str | None, after: str | None = None) -> tuple[str, list[str]]:
+        """The WHERE clause of the keys that start with prefix (and sort after `after`), and its parameters."""
+        if prefix and "\x00" in prefix:
+            return " WHERE false", []
+        end = _prefix_end(prefix) if prefix else None
+        terms = [("key > %s", after), ("key >= %s", prefix if after is None else None), ("key < %s", end)]
+        used = [(term, value) for term, value in terms if value]
+        return (" WHERE " + " AND ".join(term for term, _ in used) if used else ""), [value for _, value in used]
+
+    def _op_keys(self, prefix: str | None) -> _PgOp:
+        where, params = self._range(prefix)
+        return False, _stmt(f"SELECT key FROM {self._table}{where} ORDER BY key", params, _KEYS)
+
+    def _op_count(self, prefix: str | None) -> _PgOp:
+        where, params = self._range(prefix)
+        return False, _stmt(f"SELECT count(*) FROM {self._table}{where}", params, _ONE)
+
+    def _op_page(self, prefix: str | None, after: str | None, limit: int) -> _PgOp:
+        where, params = self._range(prefix, after)
+        return False, _stmt(
+            f"SELECT key, value FROM {self._table}{where} ORDER BY key LIMIT %s", [*params, limit], _PAGE
+        )
+
+    def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:
+        return True, self._updated(self._key(key), change)
+
+    def _updated(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Generator[_Stmt, Any, Any]:
+        while True:  # a missing key is inserted unless another client inserted it meanwhile: then read it again
+            old = yield (self._sql_lock, (key,), _ROW)
+            raw, new = change(old)
+            if old is not None:
+                yield (self._sql_write, (raw, key), _COUNT)
+                return new
+            if (yield (self._sql_add, (key, raw), _ROW)):
+                return new
+
+    def _op_incr(self, key: str, by: int | float) -> _PgOp:
+        if type(by) is not int:
+            return cast(_PgOp, super()._op_incr(key, by))
+        return False, self._counted(self._key(key), by)
+
+    def _counted(self, key: str, by: int) -> Generator[_Stmt, Any, Any]:
+        """One UPSERT adds an int to an int in range; anything else is left to update's rules (_added)."""
+        raw = yield (self._sql_incr, (key, orjson.dumps(by), by, by), _ROW)
+        # Returning the generator of incr by update: it runs next, in a transaction of its own.
+        return orjson.loads(raw) if raw is not None else super()._op_incr(key, by)[1]
+
+    # -- running them: on a connection of the pool of sync calls, or of this event loop's pool --
+
+    def _prepare(self) -> Generator[_Stmt, Any, Any]:
+        """Create the table if it is missing (once, whoever else starts at once); refuse one of another shape."""
+        yield ("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pickledb {self.table_name}",), _COUNT)
+        columns, _ = yield (
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), coalesce(c.collname, ''), "
+            "coalesce(i.indisprimary, false) FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+            "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey) "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum LIMIT %s",
+            (self._table, 100),
+            _PAGE,
+        )
+        if not columns:
+            yield (f"CREATE TABLE {self._table} ({_POSTGRES_COLUMNS})", (), _COUNT)
+        elif [tuple(column) for column in columns] != [("key", "text", "C", True), ("value", "json", "", False)]:
+            found = ", ".join(
+                f"{name} {kind}" + f' COLLATE "{collation}"' * (collation not in ("", "default")) + " PRIMARY KEY" * pk
+                for name, kind, collation, pk in columns
+            )
+            raise ValueError(
+                f"{self.location}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
+                f"not ({_POSTGRES_COLUMNS}). Nothing was changed; pass another table_name"
+            )
+
+    def _execute(self, op: _PgOp) -> Any:
+        began = time.monotonic()
+        try:
+            pool = self._pool or self._open()
+            conn = self._take(pool, began)
+            try:
+                conn.deadline = began + self._timeout
+                if not self._ready:
+                    self._ready = self._drive(conn, (True, self._prepare())) or True
+                result = self._drive(conn, op)
+                return self._drive(conn, (True, result)) if isinstance(result, types.GeneratorType) else result
+            finally:
+                pool.putconn(conn)
+        except Exception as err:
+            problem = self._problem(err, began)
+            if problem is err:
+                raise
+            raise problem from err
+
+    async def _execute_async(self, op: _PgOp) -> Any:
+        began = time.monotonic()
+        try:
+            pool = await self._apool()
+            conn = await self._atake(pool, began)
+            try:
+                conn.deadline = began + self._timeout
+                if not self._ready:
+                    self._ready = await self._adrive(conn, (True, self._prepare())) or True
+                result = await self._adrive(conn, op)
+                return await self._adrive(conn, (True, result)) if isinstance(result, types.GeneratorType) else result
+            finally:
+                await pool.putconn(conn)
+        except Exception as err:
+            problem = self._problem(err, began)
+            if problem is err:
+                raise
+            raise problem from err
+
+    @staticmethod
+    def _drive(conn: Any, op: _PgOp) -> Any:
+        transactional, steps = op
+        with conn.transaction() if transactional else contextlib.nullcontext():
+            more, value = _advance(steps, None, None)
+            while more:
+                sql, params, how = value
+                cur = conn.cursor()
+                cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
+                reply = cur.rowcount if how >= _COUNT else _shaped(how, params, cur.fetchall())
+                more, value = _advance(steps, reply, None)
+        return value
+
+    @staticmethod
+    async def _adrive(conn: Any, op: _PgOp) -> Any:
+        transactional, steps = op
+        async with conn.transaction() if transactional else contextlib.nullcontext():
+            more, value = _advance(steps, None, None)
+            while more:
+                sql, params, how = value
+                cur = conn.cursor()
+                await (cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params))
+                reply = cur.rowcount if how >= _COUNT else _shaped(how, params, await cur.fetchall())
+                more, value = _advance(steps, reply, None)
+        return value
+
+    def _take(self, pool: Any, began: float) -> Any:
+        """A connection of `pool` that the server has not closed (a restart closes every idle one)."""
+        while True:
+            try:
+                conn = pool.getconn(self._wait(pool, began))
+            except _pg().pool.PoolTimeout:
+                continue
+            if self._alive(conn):
+                return conn
+            conn.close()
+            pool.putconn(conn)
+
+    async def _atake(self, pool: Any, began: float) -> Any:
+        while True:
+            try:
+                conn = await pool.getconn(self._wait(pool, began))
+            except _pg().pool.PoolTimeout:
+                continue
+            if self._alive(conn):
+                return conn
+            await conn.close()
+            await pool.putconn(conn)
+
+    def _wait(self, pool: Any, began: float) -> float:
+        """How long to wait for a connection next (a short while, to notice a server that cannot be reached).
+
+        Raises the error of a connection that failed meanwhile, or once
+        timeout has passed TimeoutError (every connection busy) or
+        ConnectionError (none could be made).
+        """
+        left = began + self._timeout - time.monotonic()
+        if self._failed and self._failed[0] >= began:
+            raise self._problem(self._failed[1], began) from self._failed[1]
+        if left > 0:
+            return min(left, 0.2)
+        if pool.get_stats().get("pool_size", 0) < self._max:
+            at = f"the PostgreSQL server at {self.location}"
+            raise ConnectionError(f"cannot reach {at}: no connection within {self._timeout:g} s; check that it runs")
+        raise TimeoutError(
+            f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
+            "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+        )
+
+    @staticmethod
+    def _alive(conn: Any) -> bool:
+        try:
+            conn.pgconn.consume_input()  # reads what the server sent an idle connection: nothing, or its goodbye
+        except Exception:
+            return False
+        return not conn.closed and conn.pgconn.transaction_status == 0  # idle
+
+    def _problem(self, err: Exception, began: float) -> Exception:
+        """The builtin error to raise for psycopg's `err` (`err` itself for any other)."""
+        psycopg = _pg().psycopg
+        if not isinstance(err, psycopg.Error):
+            return err
+        state, reason = err.sqlstate or "", " ".join(str(err).split())[:300]
+        at = f"the PostgreSQL server at {self.location} (table {self.table_name!r})"
+        if state.startswith("28") or "password" in reason:
+            return PermissionError(f"{at} refused to authenticate ({reason}); check the user and password")
+        if state == "42501":
+            return PermissionError(f"{at} refused the statement ({reason}); grant this user rights on the table")
+        if state == "3D000" or ("database" in reason and "does not exist" in reason):
+            return ValueError(f"{at} has no such database ({reason}); create it, or name another in the address")
+        if state == "53100":
+            return OSError(errno.ENOSPC, f"{at} has no disk space left ({reason}); nothing was stored")
+        if state == "53200":
+            return MemoryError(f"{at} is out of memory ({reason}); nothing was stored")
+        if not isinstance(err, psycopg.OperationalError) or state[:2] in ("22", "23", "42", "54"):
+            return RuntimeError(f"{at} refused the statement ({reason})")
+        late = time.monotonic() >= began + self._timeout
+        why = f"no answer within {self._timeout:g} s" if late else reason
+        return ConnectionError(
+            f"cannot reach {at} ({why}); a write may or may not have been stored; check that the server runs"
+        )
+
+    # -- pools --
+
+    def _options(self, connection_class: Any) -> dict[str, Any]:
+        timeout = max(2, math.ceil(self._timeout))  # libpq's least connect_timeout is 2 s
+        options = {"autocommit": True, "connect_timeout": timeout, "failed": self._failed}
+        return {
+            "conninfo": self._dsn,
+            "connection_class": connection_class,
+            "kwargs": options,
+            "open": False,
+            "min_size": 1,
+            "max_size": self._max,
+            "timeout": self._timeout,
+        }
+
+    def _open(self) -> Any:
+        """Create and open the pool of sync calls."""
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            if self._pool is None:
+                pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
+                pool.open()
+                self._pool = pool
+            return self._pool
+
+    async def _apool(self) -> Any:
+        """This event loop's pool; the first call on a loop creates it (closed when that loop ends)."""
+        loop = asyncio.get_running_loop()
+        entry = self._apools.get(loop)
+        if entry is None:
+            if self._closed:
+                raise self._closed_error()
+            pool = _pg().pool.AsyncConnectionPool(**self._options(_pg().aconn))
+            await pool.open()
+            closer = _pool_closed_at_loop_end(pool)
+            await closer.asend(None)
+            self._apools[loop] = entry = (pool, closer)
+        return entry[0]
+
+    def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
+        """Mark the store closed and close its pools; return a future per pool that another loop closes.
+
+        A pool of the running loop closes in a task on it, one of another
+        running loop in that loop, one of an idle loop in a thread here.
+        """
+        self._closed = True
+        with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(0 if leaked else 5)
+        entries, self._apools = self._apools, {}
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        futures = []
+        for loop, (_, closer) in entries.items():
+            if loop.is_running():  # in that loop (a sync close() inside it cannot wait for it)
+                future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
+                futures += [] if loop is running and here is None else [future]
+            elif not loop.is_closed() and not leaked:  # a closed loop's asyncio.run() closed its pool
+                _run_idle_loop_in_new_thread(loop, closer.aclose())
+        return futures
+
+    def _leaked(self) -> bool:
+        return self._pool is not None or bool(self._apools)
 
 
 # --- command line -------------------------------------------------------------
