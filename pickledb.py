@@ -3003,46 +3003,27 @@ def _pg() -> Any:
     except ImportError as err:
         raise ImportError(_POSTGRES_HINT) from err
 
-    class Raw(psycopg.adapt.Loader):  # a json value as its bytes; bytes are sent as json text
+    class Raw(psycopg.adapt.Loader):  # a json value comes as its bytes, as written ...
         def load(self, data: Any) -> bytes:
             return bytes(data)
 
-    class Text(psycopg.adapt.Dumper):
+    class Text(psycopg.adapt.Dumper):  # ... and bytes (orjson's) go as json text
         oid = psycopg.adapters.types["json"].oid
 
         def dump(self, obj: Any) -> Any:
             return obj
 
-    def connect(cls: Any, /, conninfo: str = "", *, failed: list[Any], **kwargs: Any) -> Any:
-        """Connect, recording the error of a failed try in `failed` for the store's callers."""
-        try:
-            conn = super(cls, cls).connect(conninfo, **kwargs)
-        except Exception as err:
-            failed[:] = [time.monotonic(), err]
-            raise
-        conn.adapters.register_loader("json", Raw)
-        conn.adapters.register_dumper(bytes, Text)
-        return conn
-
-    async def aconnect(cls: Any, /, conninfo: str = "", *, failed: list[Any], **kwargs: Any) -> Any:
-        try:
-            conn = await super(cls, cls).connect(conninfo, **kwargs)
-        except Exception as err:
-            failed[:] = [time.monotonic(), err]
-            raise
-        conn.adapters.register_loader("json", Raw)
-        conn.adapters.register_dumper(bytes, Text)
-        return conn
+    adapters = psycopg.adapt.AdaptersMap(psycopg.adapters)
+    adapters.register_loader("json", Raw)
+    adapters.register_dumper(bytes, Text)
 
     def wait(self: Any, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         return cast(Any, type(self).__mro__[1]).wait(self, gen, interval, max(0.0, self.deadline - time.monotonic()))
 
-    # Every wait of a call ends at its deadline, even when the server has stopped (SIGSTOP) and
-    # the socket stays open.
-    body = {"deadline": math.inf, "wait": wait}
-    conn = type("Conn", (psycopg.Connection,), {**body, "connect": classmethod(connect)})
-    aconn = type("AConn", (psycopg.AsyncConnection,), {**body, "connect": classmethod(aconnect)})
-    return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, conn=conn, aconn=aconn)
+    # Every wait of a call ends at its deadline, even when the server is stopped (SIGSTOP) and its socket open.
+    conn = type("Conn", (psycopg.Connection,), {"deadline": math.inf, "wait": wait})
+    aconn = type("AConn", (psycopg.AsyncConnection,), {"deadline": math.inf, "wait": wait})
+    return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, adapters=adapters, conn=conn, aconn=aconn)
 
 
 def _table_name(table_name: Any, reserved: str) -> str:
@@ -3139,11 +3120,9 @@ class PickleDBPostgres(PickleDBStore):
             "AND old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value"
         )
         self._table = t
-        self._failed: list[Any] = []  # [when, error] of the last connection that could not be made
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
-        self._ready = False  # the table is known to exist with the right columns
         self._closed = False
 
     def __repr__(self) -> str:
@@ -3252,13 +3231,18 @@ class PickleDBPostgres(PickleDBStore):
         began = time.monotonic()
         try:
             pool = self._pool or self._open()
-            conn = self._take(pool, began)
+            while True:  # a connection the server has not closed (a restart closes every idle one)
+                try:
+                    conn = pool.getconn(max(0.0, began + self._timeout - time.monotonic()))
+                except _pg().pool.PoolTimeout:
+                    raise self._missed(pool) from None
+                if self._alive(conn):
+                    break
+                conn.close()
+                pool.putconn(conn)
             try:
-                conn.deadline = began + self._timeout
-                if not self._ready:
-                    self._ready = self._drive(conn, (True, self._prepare())) or True
-                result = self._drive(conn, op)
-                return self._drive(conn, (True, result)) if isinstance(result, types.GeneratorType) else result
+                result = self._drive(conn, op, began)
+                return self._drive(conn, (True, result), began) if isinstance(result, types.GeneratorType) else result
             finally:
                 pool.putconn(conn)
         except Exception as err:
@@ -3270,14 +3254,21 @@ class PickleDBPostgres(PickleDBStore):
     async def _execute_async(self, op: _PgOp) -> Any:
         began = time.monotonic()
         try:
-            pool = await self._apool()
-            conn = await self._atake(pool, began)
+            pool = await self._apool(began)
+            while True:
+                try:
+                    conn = await pool.getconn(max(0.0, began + self._timeout - time.monotonic()))
+                except _pg().pool.PoolTimeout:
+                    raise self._missed(pool) from None
+                if self._alive(conn):
+                    break
+                await conn.close()
+                await pool.putconn(conn)
             try:
-                conn.deadline = began + self._timeout
-                if not self._ready:
-                    self._ready = await self._adrive(conn, (True, self._prepare())) or True
-                result = await self._adrive(conn, op)
-                return await self._adrive(conn, (True, result)) if isinstance(result, types.GeneratorType) else result
+                result = await self._adrive(conn, op, began)
+                if isinstance(result, types.GeneratorType):
+                    return await self._adrive(conn, (True, result), began)
+                return result
             finally:
                 await pool.putconn(conn)
         except Exception as err:
@@ -3286,9 +3277,9 @@ class PickleDBPostgres(PickleDBStore):
                 raise
             raise problem from err
 
-    @staticmethod
-    def _drive(conn: Any, op: _PgOp) -> Any:
+    def _drive(self, conn: Any, op: _PgOp, began: float) -> Any:
         transactional, steps = op
+        conn.deadline = began + self._timeout
         with conn.transaction() if transactional else contextlib.nullcontext():
             more, value = _advance(steps, None, None)
             while more:
@@ -3299,9 +3290,9 @@ class PickleDBPostgres(PickleDBStore):
                 more, value = _advance(steps, reply, None)
         return value
 
-    @staticmethod
-    async def _adrive(conn: Any, op: _PgOp) -> Any:
+    async def _adrive(self, conn: Any, op: _PgOp, began: float) -> Any:
         transactional, steps = op
+        conn.deadline = began + self._timeout
         async with conn.transaction() if transactional else contextlib.nullcontext():
             more, value = _advance(steps, None, None)
             while more:
@@ -3312,47 +3303,16 @@ class PickleDBPostgres(PickleDBStore):
                 more, value = _advance(steps, reply, None)
         return value
 
-    def _take(self, pool: Any, began: float) -> Any:
-        """A connection of `pool` that the server has not closed (a restart closes every idle one)."""
-        while True:
-            try:
-                conn = pool.getconn(self._wait(pool, began))
-            except _pg().pool.PoolTimeout:
-                continue
-            if self._alive(conn):
-                return conn
-            conn.close()
-            pool.putconn(conn)
-
-    async def _atake(self, pool: Any, began: float) -> Any:
-        while True:
-            try:
-                conn = await pool.getconn(self._wait(pool, began))
-            except _pg().pool.PoolTimeout:
-                continue
-            if self._alive(conn):
-                return conn
-            await conn.close()
-            await pool.putconn(conn)
-
-    def _wait(self, pool: Any, began: float) -> float:
-        """How long to wait for a connection next (a short while, to notice a server that cannot be reached).
-
-        Raises the error of a connection that failed meanwhile, or once
-        timeout has passed TimeoutError (every connection busy) or
-        ConnectionError (none could be made).
-        """
-        left = began + self._timeout - time.monotonic()
-        if self._failed and self._failed[0] >= began:
-            raise self._problem(self._failed[1], began) from self._failed[1]
-        if left > 0:
-            return min(left, 0.2)
-        if pool.get_stats().get("pool_size", 0) < self._max:
-            at = f"the PostgreSQL server at {self.location}"
-            raise ConnectionError(f"cannot reach {at}: no connection within {self._timeout:g} s; check that it runs")
-        raise TimeoutError(
-            f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
-            "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+    def _missed(self, pool: Any) -> Exception:
+        """The error when no connection came within timeout: every one was busy, or none could be made."""
+        if pool.get_stats().get("pool_size", 0) >= self._max:
+            return TimeoutError(
+                f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is "
+                "exhausted, the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+            )
+        return ConnectionError(
+            f"cannot reach the PostgreSQL server at {self.location}: no connection within {self._timeout:g} s; "
+            "check that it runs and that the address is right"
         )
 
     @staticmethod
@@ -3382,50 +3342,47 @@ class PickleDBPostgres(PickleDBStore):
             return MemoryError(f"{at} is out of memory ({reason}); nothing was stored")
         if not isinstance(err, psycopg.OperationalError) or state[:2] in ("22", "23", "42", "54"):
             return RuntimeError(f"{at} refused the statement ({reason})")
-        late = time.monotonic() >= began + self._timeout
-        why = f"no answer within {self._timeout:g} s" if late else reason
+        why = f"no answer within {self._timeout:g} s" if time.monotonic() >= began + self._timeout else reason
         return ConnectionError(
             f"cannot reach {at} ({why}); a write may or may not have been stored; check that the server runs"
         )
 
-    # -- pools --
+    # -- pools: one for sync calls, one per event loop; the first connection of each prepares the table --
 
-    def _options(self, connection_class: Any) -> dict[str, Any]:
-        timeout = max(2, math.ceil(self._timeout))  # libpq's least connect_timeout is 2 s
-        options = {"autocommit": True, "connect_timeout": timeout, "failed": self._failed}
-        return {
-            "conninfo": self._dsn,
-            "connection_class": connection_class,
-            "kwargs": options,
-            "open": False,
-            "min_size": 1,
-            "max_size": self._max,
-            "timeout": self._timeout,
-        }
+    def _options(self, kind: Any) -> dict[str, Any]:
+        options = {"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout)), "context": _pg().adapters}
+        return {"conninfo": self._dsn, "connection_class": kind, "kwargs": options, "min_size": 0, "open": False,
+                "max_size": self._max, "timeout": self._timeout}  # fmt: skip
 
     def _open(self) -> Any:
-        """Create and open the pool of sync calls."""
+        """Create the pool of sync calls, once a first connection (whose errors come at once) prepared the table."""
         with self._lock:
             if self._closed:
                 raise self._closed_error()
             if self._pool is None:
-                pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
-                pool.open()
-                self._pool = pool
+                options = self._options(_pg().conn)
+                with options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
+                    self._drive(conn, (True, self._prepare()), time.monotonic())
+                self._pool = _pg().pool.ConnectionPool(**options)
+                self._pool.open()
             return self._pool
 
-    async def _apool(self) -> Any:
-        """This event loop's pool; the first call on a loop creates it (closed when that loop ends)."""
+    async def _apool(self, began: float) -> Any:
+        """This event loop's pool, created as _open() does on the first call on a loop (closed when it ends)."""
         loop = asyncio.get_running_loop()
         entry = self._apools.get(loop)
         if entry is None:
+            options = self._options(_pg().aconn)
+            async with await options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
+                await self._adrive(conn, (True, self._prepare()), began)
             if self._closed:
                 raise self._closed_error()
-            pool = _pg().pool.AsyncConnectionPool(**self._options(_pg().aconn))
-            await pool.open()
-            closer = _pool_closed_at_loop_end(pool)
-            await closer.asend(None)
-            self._apools[loop] = entry = (pool, closer)
+            if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
+                pool = _pg().pool.AsyncConnectionPool(**options)
+                await pool.open()
+                closer = _pool_closed_at_loop_end(pool)
+                await closer.asend(None)
+                self._apools[loop] = entry = (pool, closer)
         return entry[0]
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
