@@ -1393,6 +1393,17 @@ def _prefix_end(prefix: str) -> str | None:
     return prefix[:-1] + chr(0xE000 if 0xD800 <= last < 0xE000 else last)
 
 
+def _check_table_name(name: Any) -> None:
+    """Refuse a table name that is not a str (TypeError) or not letters, digits and underscores (ValueError)."""
+    if not isinstance(name, str):
+        raise TypeError(f"Invalid table name {name!r}: table_name must be a str, not {type(name).__name__}")
+    if not (name.isascii() and name.isidentifier()) or name.lower().startswith("sqlite_"):
+        raise ValueError(
+            f"Invalid table name {name!r}: table_name must be letters, digits and underscores, "
+            "starting with a letter or underscore (and not 'sqlite_')"
+        )
+
+
 def _check_prefix(prefix: Any) -> str | None:
     if prefix is None or type(prefix) is str:
         return prefix
@@ -1956,15 +1967,7 @@ class PickleDBSQLite(PickleDBStore):
         durable: bool = True,
         timeout: float = 30.0,
     ) -> None:
-        if not isinstance(table_name, str):
-            raise TypeError(
-                f"Invalid table name {table_name!r}: table_name must be a str, not {type(table_name).__name__}"
-            )
-        if not (table_name.isascii() and table_name.isidentifier()) or table_name.lower().startswith("sqlite_"):
-            raise ValueError(
-                f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
-                "starting with a letter or underscore (and not 'sqlite_')"
-            )
+        _check_table_name(table_name)
         if isinstance(sqlite_path, (str, os.PathLike)) and os.fspath(sqlite_path) == ":memory:":
             raise ValueError(
                 "PickleDBSQLite needs a file, not ':memory:': for a private in-memory store "
