@@ -1372,11 +1372,16 @@ _PAGE_SIZE = 1000
 _INT64 = 2**63
 
 
+def _number(key: str, what: str, number: Any) -> None:
+    """Refuse with TypeError naming `key` a `number` (for incr()) that is not an int or a float."""
+    if type(number) is not int and type(number) is not float:
+        raise TypeError(f"cannot incr key {_short(key)}: {what} is a {type(number).__name__}, not an int or float")
+
+
 def _added(key: str, old: Any, by: Any) -> int | float:
     """old + by, for incr(); TypeError or OverflowError naming `key` when that is no storable number."""
-    for what, number in (("the increment", by), ("its value", old)):
-        if type(number) is not int and type(number) is not float:
-            raise TypeError(f"cannot incr key {_short(key)}: {what} {_short(repr(number), 40)} is not an int or float")
+    _number(key, "its value", old)
+    _number(key, "the increment", by)
     new: int | float = old + by
     if not (-_INT64 <= new < _INT64 if type(new) is int else math.isfinite(new)):
         raise OverflowError(f"cannot incr key {_short(key)}: {old!r} + {by!r} is outside the 64-bit range")
@@ -1523,7 +1528,7 @@ class PickleDBStore:
         OverflowError; either way nothing changes. Awaitable in async code.
         """
         key = _text_key(key)
-        _added(key, 0, by)  # refuses a bad `by` at the call
+        _number(key, "the increment", by)
         return self._run(self._op_incr(key, by), lambda new: new)
 
     def items(self, prefix: str | None = None) -> Any:
