@@ -10,16 +10,27 @@ The file, in order (each section starts with a `# --- name ---` banner):
     constants and sentinels   limits, install hints, MISSING
     exceptions                CorruptFileError, ConflictError
     sync/async dispatch       how a call finds whether its caller is async,
-                              and the coroutines named after each method
+                              and names the coroutine it returns after the
+                              public method
     reading and writing       JSON files: reads, atomic durable writes, locks,
                               links and modes
     PickleDB                  the in-memory dict and its load() and save()
+    the shared store core     PickleDBStore: every operation of the stores
+                              below, written once, and how it runs
     PickleDBSQLite            its SQL, the thread per event loop that owns a
                               connection, and group commit
     PickleDBRedis             its commands, the clients per event loop, the
                               connection limit, and error mapping
     command line              `pickledb keys|get|set|...`, a layer over the
-                              stores, with argparse imported lazily
+                              stores' public methods
+
+A new backend plugs in as a subclass of PickleDBStore, in a section of its
+own before the command line. Its constructor checks its arguments and sets
+the location, the timeout and the closed flag; the rest is its own statements
+and connections: a method per operation that builds that operation, one that
+runs an operation in the calling thread and one that runs it on the caller's
+event loop, and two for closing. The list, with what each must return, opens
+the class PickleDBStore.
 """
 
 # Copyright (c) 2026, the pickledb authors.
@@ -1369,11 +1380,16 @@ _PAGE_SIZE = 1000
 _INT64 = 2**63
 
 
+def _number(key: str, what: str, number: Any) -> None:
+    """Refuse with TypeError naming `key` a `number` (for incr()) that is not an int or a float."""
+    if type(number) is not int and type(number) is not float:
+        raise TypeError(f"cannot incr key {_short(key)}: {what} is a {type(number).__name__}, not an int or float")
+
+
 def _added(key: str, old: Any, by: Any) -> int | float:
     """old + by, for incr(); TypeError or OverflowError naming `key` when that is no storable number."""
-    for what, number in (("the increment", by), ("its value", old)):
-        if type(number) is not int and type(number) is not float:
-            raise TypeError(f"cannot incr key {_short(key)}: {what} {_short(repr(number), 40)} is not an int or float")
+    _number(key, "its value", old)
+    _number(key, "the increment", by)
     new: int | float = old + by
     if not (-_INT64 <= new < _INT64 if type(new) is int else math.isfinite(new)):
         raise OverflowError(f"cannot incr key {_short(key)}: {old!r} + {by!r} is outside the 64-bit range")
@@ -1388,6 +1404,17 @@ def _prefix_end(prefix: str) -> str | None:
         return None
     last = ord(prefix[-1]) + 1
     return prefix[:-1] + chr(0xE000 if 0xD800 <= last < 0xE000 else last)
+
+
+def _check_table_name(name: Any) -> None:
+    """Refuse a table name that is not a str (TypeError) or not letters, digits and underscores (ValueError)."""
+    if not isinstance(name, str):
+        raise TypeError(f"Invalid table name {name!r}: table_name must be a str, not {type(name).__name__}")
+    if not (name.isascii() and name.isidentifier()) or name.lower().startswith("sqlite_"):
+        raise ValueError(
+            f"Invalid table name {name!r}: table_name must be letters, digits and underscores, "
+            "starting with a letter or underscore (and not 'sqlite_')"
+        )
 
 
 def _check_prefix(prefix: Any) -> str | None:
@@ -1509,7 +1536,7 @@ class PickleDBStore:
         OverflowError; either way nothing changes. Awaitable in async code.
         """
         key = _text_key(key)
-        _added(key, 0, by)  # refuses a bad `by` at the call
+        _number(key, "the increment", by)
         return self._run(self._op_incr(key, by), lambda new: new)
 
     def items(self, prefix: str | None = None) -> Any:
@@ -1705,16 +1732,13 @@ class _Write:
 def _commit_group(
     conn: Any, group: list[_Write], results: list[Any], reached: list[bool], check: Callable[[], None]
 ) -> list[Any]:
-    """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`.
+    """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`; return it.
 
-    One fsync serves the whole group. A write that fails on its own (a
-    value too big, a constraint, an update's function) is undone (to its
-    savepoint, if it has more than one statement) and its exception is its
-    result; the others commit. `check()` runs just before
-    the commit, and may raise. On any exception the connection is left out
-    of any transaction (rolled back unless SQLite already did) and the
-    exception propagates; `reached[0]` then tells whether COMMIT had been sent
-    and the transaction ended, i.e. whether the group was stored.
+    A write that fails on its own (a value too big, a constraint, an
+    update's function) is undone and its exception is its result; the
+    others commit. `check()` runs just before the commit. On an exception
+    the transaction is rolled back and it propagates; `reached[0]` then
+    tells whether COMMIT was sent, i.e. whether the group was stored.
     """
     sqlite3 = _sqlite3()
     try:
@@ -1778,11 +1802,7 @@ _ABANDONED = []  # type: list[Any]
 
 
 def _abandon(obj: Any) -> None:
-    """Keep an inherited SQLite connection alive forever in a forked child.
-
-    Closing it there would checkpoint (and may delete) the WAL file that the
-    parent is still using, so the child never closes it, not even at exit.
-    """
+    """Keep an inherited SQLite connection open forever in a forked child: closing it would delete the WAL."""
     _ABANDONED.append(obj)
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
@@ -1790,13 +1810,10 @@ def _abandon(obj: Any) -> None:
 def _hold_shared_lock(path: str) -> None:
     """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits.
 
-    In a forked child, SQLite's per-process lock bookkeeping still counts the
-    abandoned connections, so new connections there take no lock of their own
-    from the OS; another process closing its last connection would then see
-    nobody else and checkpoint and delete the WAL file under them. This lock
-    (a read lock, as every SQLite reader takes) makes such a close see this
-    process. It is never released early: closing the descriptor would drop
-    every lock this process holds on the file, SQLite's included.
+    A forked child's new connections take no OS lock of their own (SQLite
+    counts the abandoned ones), so another process's last close would delete
+    the WAL file under them; this lock makes that close see this process.
+    Its descriptor is never closed: that would drop SQLite's locks too.
     """
     if os.name != "posix":  # pragma: no cover - fork() is POSIX
         return
@@ -1810,11 +1827,9 @@ class _Worker:
     """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
 
     It calls `function(connection)`, then has the loop call `deliver(result,
-    error)`. A queued job runs whole, even if its caller is cancelled
-    meanwhile. `pending` and `busy` belong to the loop: the writes waiting for
-    the next group, and whether a group is running. The thread also opens and
-    closes `reader`, which the loop uses for point reads (see read());
-    `closed` is set once both connections are closed.
+    error)`; a queued job runs whole. `pending` and `busy` (the writes for the
+    next group, and whether one runs) belong to the loop; `reader` is the
+    loop's connection for point reads; `closed` is set once both are closed.
     """
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
@@ -1937,33 +1952,23 @@ class PickleDBSQLite(PickleDBStore):
 
     PickleDBSQLite(sqlite_path="pickledb.sqlite3", table_name="kv", *, durable=True, timeout=30.0)
 
-    sqlite_path: the SQLite file, a str or an os.PathLike such as
-        pathlib.Path. A leading `~` is expanded and the path is made
-        absolute when the instance is created; the `location` attribute
-        (also named `path`) holds it. The file is created on first use if
-        it does not exist.
-    table_name: the table that holds this store; several tables in one
-        file are independent stores. Letters, digits and underscores,
-        starting with a letter or underscore, not starting with "sqlite_";
-        anything else raises ValueError (a non-str raises TypeError)
-        before any SQL runs. A new table is created WITHOUT ROWID.
-    durable: True (the default) commits every write with
-        synchronous=FULL, so a write that returned survives a power loss;
-        False uses synchronous=NORMAL: faster, never corrupt, but the last
-        writes before a power loss (not a crash) may be lost.
+    sqlite_path: the SQLite file (str or os.PathLike), created on first use;
+        `~` is expanded and the path is made absolute at once (`location`,
+        also `path`).
+    table_name: the table of this store: letters, digits and underscores,
+        not starting with a digit or "sqlite_" (else ValueError, before any
+        SQL runs). A new table is created WITHOUT ROWID.
+    durable: True commits with synchronous=FULL (a write that returned
+        survives a power loss); False with NORMAL (faster, never corrupt,
+        but the last writes before a power loss may be lost).
     timeout: seconds a write waits for another connection's lock before
-        it raises sqlite3.OperationalError ("database is locked").
+        sqlite3.OperationalError ("database is locked").
 
-    Values are stored as orjson-encoded BLOBs and every write is committed
-    before the call returns (durable by default; durable=False trades the
-    last moments before a power loss for speed). Writes that arrive while a
-    commit is running are committed together in the next transaction (group
-    commit), so one fsync serves them all. Connections open lazily: one for
-    sync calls, shared by threads, and one per event loop for async calls,
-    owned by its own thread; an awaited get() reads on the loop's thread,
-    through a second connection that never waits for a lock (a read it
-    cannot answer at once goes to the thread). Call close(), or use `with`
-    / `async with`.
+    Values are orjson-encoded BLOBs; every write is committed before the
+    call returns, and writes that arrive during a commit share the next one
+    (group commit). Connections open lazily: one for sync calls, and one per
+    event loop, owned by its own thread (awaited point reads run on the loop,
+    through a connection that never waits). Call close(), or use `with`.
     Every method is awaitable when called from async code.
     """
 
@@ -1975,15 +1980,7 @@ class PickleDBSQLite(PickleDBStore):
         durable: bool = True,
         timeout: float = 30.0,
     ) -> None:
-        if not isinstance(table_name, str):
-            raise TypeError(
-                f"Invalid table name {table_name!r}: table_name must be a str, not {type(table_name).__name__}"
-            )
-        if not (table_name.isascii() and table_name.isidentifier()) or table_name.lower().startswith("sqlite_"):
-            raise ValueError(
-                f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
-                "starting with a letter or underscore (and not 'sqlite_')"
-            )
+        _check_table_name(table_name)
         if isinstance(sqlite_path, (str, os.PathLike)) and os.fspath(sqlite_path) == ":memory:":
             raise ValueError(
                 "PickleDBSQLite needs a file, not ':memory:': for a private in-memory store "
@@ -2097,11 +2094,10 @@ class PickleDBSQLite(PickleDBStore):
     def _write(self, write: _Write) -> Any:
         """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
 
-        The first thread to find no commit running commits every queued write
-        in one transaction; the others wait until it is done, and the first
-        of those still queued then commits the next group. Every lock here
-        is taken by C code in one step (no Condition), so that an exception
-        from a signal handler cannot leave one held.
+        The first thread to find no commit running commits every queued write;
+        the first of the others still queued then commits the next group. Each
+        lock is taken by C code in one step, so a signal handler's exception
+        cannot leave one held.
         """
         sqlite3 = _sqlite3()
         mutex, me = self._mutex, threading.get_ident()
@@ -2501,30 +2497,21 @@ class PickleDBRedis(PickleDBStore):
     PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0,
                   max_connections=100)
 
-    url: the server, as redis-py's from_url accepts it: redis://, rediss://
-        (TLS) or unix:// (a socket path), with a user and password where
-        the server needs them. The password is shown as *** in repr(), in
-        the `location` attribute (also named `url`) and in every error
-        message.
-    hash_name: the Redis hash that holds this store; different names on one
-        server are independent stores. A non-empty str without control
-        characters; anything else raises ValueError before any command is
-        sent.
-    cluster: False (the default) talks to one server; True talks to a Redis
-        Cluster, starting from the node in `url`.
-    timeout: seconds allowed for connecting and for every reply; a server
-        that cannot be reached or stops answering raises the builtin
-        ConnectionError within it (in cluster mode too, redirections and
-        retries included). A write that timed out may have been stored.
-    max_connections: connections per client (one client per event loop,
-        one for sync calls); callers beyond it wait for a free one up to
-        `timeout`, then get TimeoutError. A ?max_connections= in the URL
-        overrides it.
+    url: redis://, rediss:// (TLS) or unix://, as redis-py's from_url takes
+        it. The password is shown as *** in repr(), `location` (also `url`)
+        and every error.
+    hash_name: the hash of this store: non-empty text without control
+        characters (else ValueError, before any command is sent).
+    cluster: True talks to a Redis Cluster, starting from the node in `url`.
+    timeout: seconds for connecting and for every reply (redirections and
+        retries included), then ConnectionError; a write that timed out may
+        have been stored.
+    max_connections: per client (one per event loop, one for sync calls);
+        callers beyond it wait up to `timeout`, then TimeoutError. A
+        ?max_connections= in the URL overrides it.
 
-    The same API as PickleDBSQLite: one hash field per key, the value
-    orjson-encoded. Durability is the server's: see its persistence settings.
-    Clients open lazily: one for sync calls, shared by threads, and one
-    asyncio client per event loop. Call close(), or use `with` / `async with`.
+    One hash field per key, the value orjson-encoded; durability is the
+    server's. Clients open lazily. Call close(), or use `with`.
     Every method is awaitable when called from async code.
     """
 

@@ -9395,7 +9395,7 @@ README_SECTIONS = [
     "Choosing a class",
     "API",
     "Saving and conflicts",
-    "Changing values safely",
+    "Changing a value safely",
     "Command line",
     "Vendoring",
     "Upgrading from pickledb 1.x",
