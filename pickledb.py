@@ -3013,19 +3013,6 @@ def _pg() -> Any:
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, adapters=adapters, conn=conn, aconn=aconn)
 
 
-def _table_name(table_name: Any, reserved: str) -> str:
-    """`table_name` if it is letters, digits and underscores, starting with a letter or underscore, and does not
-    start with `reserved`; else TypeError (not a str) or ValueError naming it."""
-    if not isinstance(table_name, str):
-        raise TypeError(f"Invalid table name {table_name!r}: table_name must be a str, not {type(table_name).__name__}")
-    if not (table_name.isascii() and table_name.isidentifier()) or table_name.lower().startswith(reserved):
-        raise ValueError(
-            f"Invalid table name {table_name!r}: table_name must be letters, digits and underscores, "
-            f"starting with a letter or underscore (and not {reserved!r})"
-        )
-    return table_name
-
-
 async def _pool_closed_at_loop_end(pool: Any) -> Any:
     """Close `pool` when this async generator is closed (asyncio.run() closes it as its loop ends)."""
     try:
@@ -3070,7 +3057,7 @@ class PickleDBPostgres(PickleDBStore):
     ) -> None:
         if not isinstance(dsn, str):
             raise TypeError(f"dsn must be a str, not {type(dsn).__name__}")
-        self.table_name = _table_name(table_name, "pg_")
+        _check_table_name(table_name)
         if len(table_name) > 63:
             raise ValueError(f"Invalid table name {table_name!r}: PostgreSQL names are at most 63 characters")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -3091,7 +3078,7 @@ class PickleDBPostgres(PickleDBStore):
             self.location = psycopg.conninfo.make_conninfo(
                 **{k: "***" if k == "password" else v for k, v in params.items()}
             )
-        self._dsn, self._timeout, self._max = dsn, float(timeout), max_connections
+        self.table_name, self._dsn, self._timeout, self._max = table_name, dsn, float(timeout), max_connections
         t = f'"{table_name}"'
         self._sql_set = (
             f"INSERT INTO {t} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -3179,7 +3166,7 @@ class PickleDBPostgres(PickleDBStore):
                 return new
 
     def _op_incr(self, key: str, by: int | float) -> _PgOp:
-        if type(by) is not int:
+        if type(by) is not int or not -_INT64 <= by < _INT64:
             return cast(_PgOp, super()._op_incr(key, by))
         return False, self._counted(self._key(key), by)
 
