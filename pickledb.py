@@ -3013,12 +3013,15 @@ def _pg() -> Any:
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, adapters=adapters, conn=conn, aconn=aconn)
 
 
-async def _pool_closed_at_loop_end(pool: Any) -> Any:
-    """Close `pool` when this async generator is closed (asyncio.run() closes it as its loop ends)."""
+async def _pool_closed_at_loop_end(pool: Any, connections: Any) -> Any:
+    """Close `pool` and its `connections` when this async generator is closed (as asyncio.run() ends its loop)."""
     try:
         yield
     finally:
-        await pool.close()
+        with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: it stops ...
+            await pool.close()
+        for conn in list(connections):  # ... before closing its connections
+            await conn.close()
 
 
 class PickleDBPostgres(PickleDBStore):
@@ -3104,13 +3107,19 @@ class PickleDBPostgres(PickleDBStore):
 
     # -- the operations: each is its statements; PickleDBStore runs them --
 
-    def _key(self, key: str) -> str:
-        if "\x00" in key:
+    @staticmethod
+    def _key(key: str, raw: bytes = b"") -> str:
+        """`key`, refused with TypeError if it or its value `raw` holds a NUL character, which PostgreSQL text
+        cannot (json keeps a \\u0000, but then refuses to read that value with ->> and its other operators)."""
+        at = raw.find(b"\\u0000")
+        while at >= 0 and (at - len(raw[:at].rstrip(b"\\"))) % 2:  # an escaped backslash, then "u0000"
+            at = raw.find(b"\\u0000", at + 1)
+        if "\x00" in key or at >= 0:
             raise TypeError(f"cannot store key {_short(key)}: PostgreSQL text cannot hold a NUL character")
         return key
 
     def _op_set(self, key: str, raw: bytes) -> _PgOp:
-        return False, _stmt(self._sql_set, (self._key(key), raw), _COUNT)
+        return False, _stmt(self._sql_set, (self._key(key, raw), raw), _COUNT)
 
     def _op_get(self, key: str) -> _PgOp:
         return False, _stmt(self._sql_get, (self._key(key),), _ROW)
@@ -3119,14 +3128,14 @@ class PickleDBPostgres(PickleDBStore):
         return False, _stmt(self._sql_remove, (self._key(key),), _COUNT)
 
     def _op_add(self, key: str, raw: bytes) -> _PgOp:
-        return False, _stmt(self._sql_add, (self._key(key), raw), _ROW)
+        return False, _stmt(self._sql_add, (self._key(key, raw), raw), _ROW)
 
     def _op_purge(self) -> _PgOp:
         return False, _stmt(f"DELETE FROM {self._table}", (), _COUNT)
 
     def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
-        for key, _ in rows:
-            self._key(key)
+        for key, raw in rows:
+            self._key(key, raw)
         return True, _stmt(self._sql_set, rows, _MANY)
 
     def _range(self, prefix: str | None, after: str | None = None) -> tuple[str, list[str]]:
@@ -3159,6 +3168,7 @@ class PickleDBPostgres(PickleDBStore):
         while True:  # a missing key is inserted unless another client inserted it meanwhile: then read it again
             old = yield (self._sql_lock, (key,), _ROW)
             raw, new = change(old)
+            self._key(key, raw)
             if old is not None:
                 yield (self._sql_write, (raw, key), _COUNT)
                 return new
@@ -3352,9 +3362,14 @@ class PickleDBPostgres(PickleDBStore):
             if self._closed:
                 raise self._closed_error()
             if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
-                pool = _pg().pool.AsyncConnectionPool(**options)
+                connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+                async def track(conn: Any) -> None:
+                    connections.add(conn)
+
+                pool = _pg().pool.AsyncConnectionPool(**options, configure=track)
                 await pool.open()
-                closer = _pool_closed_at_loop_end(pool)
+                closer = _pool_closed_at_loop_end(pool, connections)
                 await closer.asend(None)
                 self._apools[loop] = entry = (pool, closer)
         return entry[0]
