@@ -2970,31 +2970,51 @@ _POSTGRES_HINT = (
     'PickleDBPostgres needs psycopg 3: pip install "psycopg[binary]" psycopg-pool '
     '(with pickledb installed: pip install "pickledb[postgres]")'
 )
-# The columns a pickledb table has: the key sorts by code point whatever the database's collation, and
-# json keeps the text of each value as written (jsonb would rewrite numbers: 1e16 would come back an int).
+# Keys sort by code point whatever the database's collation; json keeps each value's text as written
+# (jsonb would rewrite numbers: 1e16 would come back an int).
 _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
-_Stmt = tuple[str, Any, int]  # (SQL, its parameters, what to return: _shaped's kinds, or _COUNT/_MANY: rows changed)
-_PgOp = tuple[bool, Generator[_Stmt, Any, Any]]  # (in one transaction?, its statements, sent their results)
+_Stmt = tuple[str, Any, int]  # (SQL, its parameters, what it gives: a kind of _shaped, or _COUNT/_MANY: rows changed)
+_PgOp = tuple[bool, Generator[_Stmt, Any, Any]]  # (in one transaction?, its statements, each sent its result)
 
 
 def _stmt(sql: str, params: Any, how: int) -> Generator[_Stmt, Any, Any]:
     return (yield (sql, params, how))
 
 
+def _ran(steps: Generator[Any, Any, Any]) -> Any:
+    """Run `steps` whose every step is already done: send each its own result back."""
+    more, value = _advance(steps, None, None)
+    while more:
+        more, value = _advance(steps, value, None)
+    return value
+
+
+async def _awaited(steps: Generator[Any, Any, Any]) -> Any:
+    """Run `steps`, awaiting each step (but None) and sending back its result (or throwing in its error)."""
+    more, value = _advance(steps, None, None)
+    while more:
+        try:
+            reply, error = (None if value is None else await value), None
+        except BaseException as err:  # cancelled too: the steps give their connection back, then raise it
+            reply, error = None, err
+        more, value = _advance(steps, reply, cast(Exception, error))
+    return value
+
+
 @functools.cache
 def _pg() -> Any:
-    """psycopg, psycopg_pool, and the connection classes PickleDBPostgres uses (imported on first use)."""
+    """psycopg, psycopg_pool, the adapters and the connection classes of PickleDBPostgres (imported on first use)."""
     try:
         import psycopg
         import psycopg_pool
     except ImportError as err:
         raise ImportError(_POSTGRES_HINT) from err
 
-    class Raw(psycopg.adapt.Loader):  # a json value comes as its bytes, as written ...
+    class Raw(psycopg.adapt.Loader):  # json comes as its bytes, and bytes (orjson's) go as json
         def load(self, data: Any) -> bytes:
             return bytes(data)
 
-    class Text(psycopg.adapt.Dumper):  # ... and bytes (orjson's) go as json text
+    class Text(psycopg.adapt.Dumper):
         oid = psycopg.adapters.types["json"].oid
 
         def dump(self, obj: Any) -> Any:
@@ -3008,8 +3028,8 @@ def _pg() -> Any:
         return cast(Any, type(self).__mro__[1]).wait(self, gen, interval, max(0.0, self.deadline - time.monotonic()))
 
     # Every wait of a call ends at its deadline, even when the server is stopped (SIGSTOP) and its socket open.
-    conn = type("Conn", (psycopg.Connection,), {"deadline": math.inf, "wait": wait})
-    aconn = type("AConn", (psycopg.AsyncConnection,), {"deadline": math.inf, "wait": wait})
+    body = {"deadline": math.inf, "wait": wait}
+    conn, aconn = (type(kind.__name__, (kind,), body) for kind in (psycopg.Connection, psycopg.AsyncConnection))
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, adapters=adapters, conn=conn, aconn=aconn)
 
 
@@ -3029,25 +3049,16 @@ class PickleDBPostgres(PickleDBStore):
 
     PickleDBPostgres(dsn="postgresql://localhost/postgres", table_name="kv", *, timeout=30.0, max_connections=20)
 
-    dsn: the server and database, as psycopg takes it: a postgresql:// URL
-        or "host=... dbname=..."; the password is shown as *** in repr(),
-        in `location` and in every error message.
-    table_name: the table that holds this store (created if missing, with
-        the columns key text COLLATE "C" PRIMARY KEY, value json); the same
-        rules as PickleDBSQLite's, at most 63 characters. A table of
-        another shape raises ValueError naming its columns.
-    timeout: seconds allowed for each call, waiting for a connection
-        included: a server that cannot be reached or stops answering raises
-        ConnectionError within it (a write that timed out may have been
-        stored); callers beyond max_connections wait for one, then get
-        TimeoutError.
-    max_connections: connections per pool (one pool for sync calls, one per
-        event loop), opened lazily.
-
-    The same API as PickleDBSQLite; SQL reads the values: SELECT value->>'name'
-    FROM kv. Keys holding a NUL character cannot be stored (TypeError).
-    Call close(), or use `with` / `async with`. Every method is awaitable
-    when called from async code.
+    dsn: a postgresql:// URL or "host=... dbname=..."; its password shows as
+        *** in repr(), `location` and every error. table_name: PickleDBSQLite's
+        rules, at most 63 characters; created if missing (key text COLLATE "C"
+        PRIMARY KEY, value json), and one of another shape raises ValueError.
+    timeout: seconds for each call, waiting for a connection included; a server
+        that cannot be reached or stops answering raises ConnectionError within
+        it (a write may then have been stored), and callers beyond
+        max_connections (per pool: one for sync calls, one per event loop) get
+        TimeoutError. SQL reads the values: SELECT value->>'name' FROM kv. A NUL
+        character in a key or value cannot be stored (TypeError).
     """
 
     def __init__(
@@ -3067,36 +3078,29 @@ class PickleDBPostgres(PickleDBStore):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if type(max_connections) is not int or max_connections < 1:
             raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
-        psycopg = _pg().psycopg
-        if "://" in dsn:
-            self.location = _masked_url(dsn)
+        conninfo = _pg().psycopg.conninfo
+        self.location = _masked_url(dsn) if "://" in dsn else "the dsn given"
         try:
-            params = psycopg.conninfo.conninfo_to_dict(dsn)
-        except psycopg.Error:
-            shown = self.location if "://" in dsn else "the dsn given"
+            params = conninfo.conninfo_to_dict(dsn)
+        except _pg().psycopg.Error:
             raise ValueError(
-                f"invalid PostgreSQL address {shown}: write postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+                f"invalid PostgreSQL address {self.location}: write postgresql://USER:PASS@HOST/DB"
             ) from None
         if "://" not in dsn:
-            self.location = psycopg.conninfo.make_conninfo(
-                **{k: "***" if k == "password" else v for k, v in params.items()}
-            )
+            self.location = conninfo.make_conninfo(**{k: "***" if k == "password" else v for k, v in params.items()})
         self.table_name, self._dsn, self._timeout, self._max = table_name, dsn, float(timeout), max_connections
-        t = f'"{table_name}"'
-        self._sql_set = (
-            f"INSERT INTO {t} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-        )
-        self._sql_add = f"INSERT INTO {t} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING RETURNING true"
-        self._sql_get = f"SELECT value FROM {t} WHERE key = %s"
-        self._sql_lock = f"SELECT value FROM {t} WHERE key = %s FOR UPDATE"
-        self._sql_write = f"UPDATE {t} SET value = %s WHERE key = %s"
-        self._sql_remove = f"DELETE FROM {t} WHERE key = %s"
-        self._sql_incr = (
-            f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
-            "SET value = to_json(old.value::text::numeric + %s) WHERE old.value::text ~ '^-?[0-9]{1,20}$' "
+        t = self._table = f'"{table_name}"'
+        upsert = f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
+        self._sql_set, self._sql_add = upsert + "UPDATE SET value = excluded.value", upsert + "NOTHING RETURNING 1"
+        self._sql_incr = upsert + (  # an int in range plus an int; anything else is updated by PickleDBStore's rules
+            "UPDATE SET value = to_json(old.value::text::numeric + %s) WHERE old.value::text ~ '^-?[0-9]{1,20}$' "
             "AND old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value"
         )
-        self._table = t
+        self._sql_get = f"SELECT value FROM {t} WHERE key = %s"
+        self._sql_write, self._sql_remove = (
+            f"UPDATE {t} SET value = %s WHERE key = %s",
+            f"DELETE FROM {t} WHERE key = %s",
+        )
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
@@ -3109,8 +3113,8 @@ class PickleDBPostgres(PickleDBStore):
 
     @staticmethod
     def _key(key: str, raw: bytes = b"") -> str:
-        """`key`, refused with TypeError if it or its value `raw` holds a NUL character, which PostgreSQL text
-        cannot (json keeps a \\u0000, but then refuses to read that value with ->> and its other operators)."""
+        """`key`, or TypeError if it or its value `raw` holds a NUL character: PostgreSQL text cannot (a json
+        column keeps a \\u0000, but ->> and the other operators then refuse to read that value)."""
         at = raw.find(b"\\u0000")
         while at >= 0 and (at - len(raw[:at].rstrip(b"\\"))) % 2:  # an escaped backslash, then "u0000"
             at = raw.find(b"\\u0000", at + 1)
@@ -3138,35 +3142,30 @@ class PickleDBPostgres(PickleDBStore):
             self._key(key, raw)
         return True, _stmt(self._sql_set, rows, _MANY)
 
-    def _range(self, prefix: str | None, after: str | None = None) -> tuple[str, list[str]]:
-        """The WHERE clause of the keys that start with prefix (and sort after `after`), and its parameters."""
-        if prefix and "\x00" in prefix:
-            return " WHERE false", []
+    def _select(self, what: str, how: int, prefix: str | None, after: str | None, tail: str, *extra: Any) -> _PgOp:
+        """SELECT `what` of the keys that start with prefix (and sort after `after`), by a range of the key."""
         end = _prefix_end(prefix) if prefix else None
-        terms = [("key > %s", after), ("key >= %s", prefix if after is None else None), ("key < %s", end)]
-        used = [(term, value) for term, value in terms if value]
-        return (" WHERE " + " AND ".join(term for term, _ in used) if used else ""), [value for _, value in used]
+        terms = [("key > %s", after), ("key >= %s", None if after else prefix), ("key < %s", end)]
+        used = [term for term in terms if term[1]] if "\x00" not in (prefix or "") else [("false", None)]
+        where = " WHERE " + " AND ".join(term for term, _ in used) if used else ""
+        params = [value for _, value in used if value is not None]
+        return False, _stmt(f"SELECT {what} FROM {self._table}{where}{tail}", [*params, *extra], how)
 
     def _op_keys(self, prefix: str | None) -> _PgOp:
-        where, params = self._range(prefix)
-        return False, _stmt(f"SELECT key FROM {self._table}{where} ORDER BY key", params, _KEYS)
+        return self._select("key", _KEYS, prefix, None, " ORDER BY key")
 
     def _op_count(self, prefix: str | None) -> _PgOp:
-        where, params = self._range(prefix)
-        return False, _stmt(f"SELECT count(*) FROM {self._table}{where}", params, _ONE)
+        return self._select("count(*)", _ONE, prefix, None, "")
 
     def _op_page(self, prefix: str | None, after: str | None, limit: int) -> _PgOp:
-        where, params = self._range(prefix, after)
-        return False, _stmt(
-            f"SELECT key, value FROM {self._table}{where} ORDER BY key LIMIT %s", [*params, limit], _PAGE
-        )
+        return self._select("key, value", _PAGE, prefix, after, " ORDER BY key LIMIT %s", limit)
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:
         return True, self._updated(self._key(key), change)
 
     def _updated(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Generator[_Stmt, Any, Any]:
         while True:  # a missing key is inserted unless another client inserted it meanwhile: then read it again
-            old = yield (self._sql_lock, (key,), _ROW)
+            old = yield (self._sql_get + " FOR UPDATE", (key,), _ROW)
             raw, new = change(old)
             self._key(key, raw)
             if old is not None:
@@ -3181,9 +3180,8 @@ class PickleDBPostgres(PickleDBStore):
         return False, self._counted(self._key(key), by)
 
     def _counted(self, key: str, by: int) -> Generator[_Stmt, Any, Any]:
-        """One UPSERT adds an int to an int in range; anything else is left to update's rules (_added)."""
         raw = yield (self._sql_incr, (key, orjson.dumps(by), by, by), _ROW)
-        # Returning the generator of incr by update: it runs next, in a transaction of its own.
+        # Else the steps of incr by update, which run next in a transaction of their own.
         return orjson.loads(raw) if raw is not None else super()._op_incr(key, by)[1]
 
     # -- running them: on a connection of the pool of sync calls, or of this event loop's pool --
@@ -3191,21 +3189,16 @@ class PickleDBPostgres(PickleDBStore):
     def _prepare(self) -> Generator[_Stmt, Any, Any]:
         """Create the table if it is missing (once, whoever else starts at once); refuse one of another shape."""
         yield ("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pickledb {self.table_name}",), _COUNT)
-        columns, _ = yield (
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), coalesce(c.collname, ''), "
-            "coalesce(i.indisprimary, false) FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation "
-            "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey) "
-            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum LIMIT %s",
-            (self._table, 100),
-            _PAGE,
+        found = yield (
+            "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE attcollation WHEN 950 "
+            "THEN ' COLLATE \"C\"' ELSE '' END, ', ' ORDER BY attnum) FROM pg_attribute "  # 950: the C collation
+            "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (self._table,),
+            _ONE,
         )
-        if not columns:
+        if found is None:
             yield (f"CREATE TABLE {self._table} ({_POSTGRES_COLUMNS})", (), _COUNT)
-        elif [tuple(column) for column in columns] != [("key", "text", "C", True), ("value", "json", "", False)]:
-            found = ", ".join(
-                f"{name} {kind}" + f' COLLATE "{collation}"' * (collation not in ("", "default")) + " PRIMARY KEY" * pk
-                for name, kind, collation, pk in columns
-            )
+        elif found != 'key text COLLATE "C", value json':
             raise ValueError(
                 f"{self.location}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
                 f"not ({_POSTGRES_COLUMNS}). Nothing was changed; pass another table_name"
@@ -3213,123 +3206,85 @@ class PickleDBPostgres(PickleDBStore):
 
     def _execute(self, op: _PgOp) -> Any:
         began = time.monotonic()
-        try:
-            pool = self._pool or self._open()
-            while True:  # a connection the server has not closed (a restart closes every idle one)
-                try:
-                    conn = pool.getconn(max(0.0, began + self._timeout - time.monotonic()))
-                except _pg().pool.PoolTimeout:
-                    raise self._missed(pool) from None
-                if self._alive(conn):
-                    break
-                conn.close()
-                pool.putconn(conn)
-            try:
-                result = self._drive(conn, op, began)
-                return self._drive(conn, (True, result), began) if isinstance(result, types.GeneratorType) else result
-            finally:
-                pool.putconn(conn)
-        except Exception as err:
-            problem = self._problem(err, began)
-            if problem is err:
-                raise
-            raise problem from err
+        with self._errors(began):
+            return _ran(self._steps(self._pool or self._open(), op, began))
 
     async def _execute_async(self, op: _PgOp) -> Any:
         began = time.monotonic()
-        try:
-            pool = await self._apool(began)
-            while True:
-                try:
-                    conn = await pool.getconn(max(0.0, began + self._timeout - time.monotonic()))
-                except _pg().pool.PoolTimeout:
-                    raise self._missed(pool) from None
-                if self._alive(conn):
-                    break
-                await conn.close()
-                await pool.putconn(conn)
+        with self._errors(began):
+            return await _awaited(self._steps(await self._apool(began), op, began))
+
+    def _steps(self, pool: Any, op: _PgOp | None, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
+        """A call as steps, each a call of psycopg's: its result (awaited in async code) is sent back.
+
+        Without `conn`, it takes one of `pool` that the server has not closed
+        (a restart closes every idle one), and gives it back at the end.
+        """
+        while conn is None:
             try:
-                result = await self._adrive(conn, op, began)
-                if isinstance(result, types.GeneratorType):
-                    return await self._adrive(conn, (True, result), began)
-                return result
-            finally:
-                await pool.putconn(conn)
-        except Exception as err:
-            problem = self._problem(err, began)
-            if problem is err:
-                raise
-            raise problem from err
-
-    def _drive(self, conn: Any, op: _PgOp, began: float) -> Any:
-        transactional, steps = op
+                conn = yield pool.getconn(max(0.0, began + self._timeout - time.monotonic()))
+            except _pg().pool.PoolTimeout:
+                raise self._missed(pool) from None
+            with contextlib.suppress(Exception):
+                conn.pgconn.consume_input()  # reads what the server sent an idle connection: nothing, or its goodbye
+            if conn.closed or conn.pgconn.status != 0 or conn.pgconn.transaction_status != 0:
+                yield conn.close()
+                conn = yield pool.putconn(conn)  # None
         conn.deadline = began + self._timeout
-        with conn.transaction() if transactional else contextlib.nullcontext():
-            more, value = _advance(steps, None, None)
-            while more:
-                sql, params, how = value
-                cur = conn.cursor()
-                cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
-                reply = cur.rowcount if how >= _COUNT else _shaped(how, params, cur.fetchall())
-                more, value = _advance(steps, reply, None)
-        return value
-
-    async def _adrive(self, conn: Any, op: _PgOp, began: float) -> Any:
-        transactional, steps = op
-        conn.deadline = began + self._timeout
-        async with conn.transaction() if transactional else contextlib.nullcontext():
-            more, value = _advance(steps, None, None)
-            while more:
-                sql, params, how = value
-                cur = conn.cursor()
-                await (cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params))
-                reply = cur.rowcount if how >= _COUNT else _shaped(how, params, await cur.fetchall())
-                more, value = _advance(steps, reply, None)
-        return value
+        try:
+            while op is not None:
+                transactional, steps = op
+                yield conn.execute("BEGIN") if transactional else None
+                more, value = _advance(steps, None, None)
+                while more:
+                    sql, params, how = value
+                    cur = conn.cursor()
+                    yield cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
+                    reply = cur.rowcount if how >= _COUNT else _shaped(how, params, (yield cur.fetchall()))
+                    more, value = _advance(steps, reply, None)
+                yield conn.execute("COMMIT") if transactional else None
+                op = (True, value) if isinstance(value, types.GeneratorType) else None  # incr, second try
+            return value
+        finally:
+            if conn.pgconn.transaction_status in (2, 3):  # in a transaction, or a failed one
+                with contextlib.suppress(Exception):
+                    yield conn.execute("ROLLBACK")
+            yield None if pool is None else pool.putconn(conn)
 
     def _missed(self, pool: Any) -> Exception:
         """The error when no connection came within timeout: every one was busy, or none could be made."""
         if pool.get_stats().get("pool_size", 0) >= self._max:
             return TimeoutError(
-                f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is "
-                "exhausted, the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+                f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
+                "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
             )
-        return ConnectionError(
-            f"cannot reach the PostgreSQL server at {self.location}: no connection within {self._timeout:g} s; "
-            "check that it runs and that the address is right"
-        )
+        at = f"the PostgreSQL server at {self.location}"
+        return ConnectionError(f"cannot reach {at}: no connection within {self._timeout:g} s; check that it runs")
 
-    @staticmethod
-    def _alive(conn: Any) -> bool:
+    @contextlib.contextmanager
+    def _errors(self, began: float) -> Iterator[None]:
+        """Raise psycopg's errors as builtin ones naming the masked address; any other error as it is."""
         try:
-            conn.pgconn.consume_input()  # reads what the server sent an idle connection: nothing, or its goodbye
-        except Exception:
-            return False
-        return not conn.closed and conn.pgconn.transaction_status == 0  # idle
-
-    def _problem(self, err: Exception, began: float) -> Exception:
-        """The builtin error to raise for psycopg's `err` (`err` itself for any other)."""
-        psycopg = _pg().psycopg
-        if not isinstance(err, psycopg.Error):
-            return err
-        state, reason = err.sqlstate or "", " ".join(str(err).split())[:300]
-        at = f"the PostgreSQL server at {self.location} (table {self.table_name!r})"
-        if state.startswith("28") or "password" in reason:
-            return PermissionError(f"{at} refused to authenticate ({reason}); check the user and password")
-        if state == "42501":
-            return PermissionError(f"{at} refused the statement ({reason}); grant this user rights on the table")
-        if state == "3D000" or ("database" in reason and "does not exist" in reason):
-            return ValueError(f"{at} has no such database ({reason}); create it, or name another in the address")
-        if state == "53100":
-            return OSError(errno.ENOSPC, f"{at} has no disk space left ({reason}); nothing was stored")
-        if state == "53200":
-            return MemoryError(f"{at} is out of memory ({reason}); nothing was stored")
-        if not isinstance(err, psycopg.OperationalError) or state[:2] in ("22", "23", "42", "54"):
-            return RuntimeError(f"{at} refused the statement ({reason})")
-        why = f"no answer within {self._timeout:g} s" if time.monotonic() >= began + self._timeout else reason
-        return ConnectionError(
-            f"cannot reach {at} ({why}); a write may or may not have been stored; check that the server runs"
-        )
+            yield
+        except _pg().psycopg.Error as err:
+            state, reason = err.sqlstate or "", " ".join(str(err).split())[:300]
+            at = f"the PostgreSQL server at {self.location} (table {self.table_name!r})"
+            if state.startswith("28") or "password" in reason:
+                raise PermissionError(f"{at} refused to authenticate ({reason}); check the user and password") from err
+            if state == "42501":
+                raise PermissionError(f"{at} refused the statement ({reason}); grant this user the table") from err
+            if state == "3D000" or ("database" in reason and "does not exist" in reason):
+                raise ValueError(f"{at} has no such database ({reason}); create it or name another") from err
+            if state in ("53100", "53200"):
+                raise (MemoryError if state == "53200" else OSError)(
+                    f"{at} ran out ({reason}); nothing was stored"
+                ) from err
+            if not isinstance(err, _pg().psycopg.OperationalError) or state[:2] in ("22", "23", "42", "54"):
+                raise RuntimeError(f"{at} refused the statement ({reason})") from err
+            why = f"no answer within {self._timeout:g} s" if time.monotonic() >= began + self._timeout else reason
+            raise ConnectionError(
+                f"cannot reach {at} ({why}); a write may have been stored; check that it runs"
+            ) from err
 
     # -- pools: one for sync calls, one per event loop; the first connection of each prepares the table --
 
@@ -3346,19 +3301,18 @@ class PickleDBPostgres(PickleDBStore):
             if self._pool is None:
                 options = self._options(_pg().conn)
                 with options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
-                    self._drive(conn, (True, self._prepare()), time.monotonic())
+                    _ran(self._steps(None, (True, self._prepare()), time.monotonic(), conn))
                 self._pool = _pg().pool.ConnectionPool(**options)
                 self._pool.open()
             return self._pool
 
     async def _apool(self, began: float) -> Any:
-        """This event loop's pool, created as _open() does on the first call on a loop (closed when it ends)."""
+        """This event loop's pool, made as _open() makes its own; closed when the loop ends."""
         loop = asyncio.get_running_loop()
-        entry = self._apools.get(loop)
-        if entry is None:
+        if (entry := self._apools.get(loop)) is None:
             options = self._options(_pg().aconn)
             async with await options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
-                await self._adrive(conn, (True, self._prepare()), began)
+                await _awaited(self._steps(None, (True, self._prepare()), began, conn))
             if self._closed:
                 raise self._closed_error()
             if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
@@ -3375,26 +3329,22 @@ class PickleDBPostgres(PickleDBStore):
         return entry[0]
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Mark the store closed and close its pools; return a future per pool that another loop closes.
-
-        A pool of the running loop closes in a task on it, one of another
-        running loop in that loop, one of an idle loop in a thread here.
-        """
+        """Close the pools: each asyncio one in its loop (if that loop still runs, with a future set when it is
+        closed, unless a sync close() runs inside that loop), or in a thread here if that loop is idle."""
         self._closed = True
         with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(0 if leaked else 5)
-        entries, self._apools = self._apools, {}
+        entries, self._apools, futures = self._apools, {}, []
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        futures = []
         for loop, (_, closer) in entries.items():
-            if loop.is_running():  # in that loop (a sync close() inside it cannot wait for it)
+            if loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-                futures += [] if loop is running and here is None else [future]
+                futures += [] if here is None and loop is running else [future]
             elif not loop.is_closed() and not leaked:  # a closed loop's asyncio.run() closed its pool
                 _run_idle_loop_in_new_thread(loop, closer.aclose())
         return futures

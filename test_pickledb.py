@@ -8451,7 +8451,7 @@ def test_postgres_table_names_and_a_table_of_another_shape(postgres_server: Post
     with pytest.raises(TypeError, match="must be a str"):
         PickleDBPostgres(postgres_server.url(), None)  # type: ignore[arg-type]
     for columns, named in [
-        ("id int PRIMARY KEY, data jsonb", "id integer PRIMARY KEY, data jsonb"),
+        ("id int PRIMARY KEY, data jsonb", "id integer, data jsonb"),
         ("key text PRIMARY KEY, value jsonb", "value jsonb"),
     ]:
         table = pg_table()
