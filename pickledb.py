@@ -2973,11 +2973,13 @@ _POSTGRES_HINT = (
 # Keys sort by code point whatever the database's collation; json keeps each value's text as written
 # (jsonb would rewrite numbers: 1e16 would come back an int).
 _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
-_Stmt = tuple[str, Any, int]  # (SQL, its parameters, what it gives: a kind of _shaped, or _COUNT/_MANY: rows changed)
-_PgOp = tuple[bool, Generator[_Stmt, Any, Any]]  # (in one transaction?, its statements, each sent its result)
+# An operation yields statements, (SQL, parameters, what it is sent back: a kind of _shaped, or for _COUNT and
+# _MANY the rows changed), and returns its result; one in a transaction yields BEGIN and COMMIT itself.
+_PgOp = Generator[tuple[str, Any, int], Any, Any]
+_BEGIN, _COMMIT = ("BEGIN", (), _COUNT), ("COMMIT", (), _COUNT)
 
 
-def _stmt(sql: str, params: Any, how: int) -> Generator[_Stmt, Any, Any]:
+def _stmt(sql: str, params: Any, how: int) -> _PgOp:
     return (yield (sql, params, how))
 
 
@@ -3123,24 +3125,26 @@ class PickleDBPostgres(PickleDBStore):
         return key
 
     def _op_set(self, key: str, raw: bytes) -> _PgOp:
-        return False, _stmt(self._sql_set, (self._key(key, raw), raw), _COUNT)
+        return _stmt(self._sql_set, (self._key(key, raw), raw), _COUNT)
 
     def _op_get(self, key: str) -> _PgOp:
-        return False, _stmt(self._sql_get, (self._key(key),), _ROW)
+        return _stmt(self._sql_get, (self._key(key),), _ROW)
 
     def _op_remove(self, key: str) -> _PgOp:
-        return False, _stmt(self._sql_remove, (self._key(key),), _COUNT)
+        return _stmt(self._sql_remove, (self._key(key),), _COUNT)
 
     def _op_add(self, key: str, raw: bytes) -> _PgOp:
-        return False, _stmt(self._sql_add, (self._key(key, raw), raw), _ROW)
+        return _stmt(self._sql_add, (self._key(key, raw), raw), _ROW)
 
     def _op_purge(self) -> _PgOp:
-        return False, _stmt(f"DELETE FROM {self._table}", (), _COUNT)
+        return _stmt(f"DELETE FROM {self._table}", (), _COUNT)
 
     def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
         for key, raw in rows:
             self._key(key, raw)
-        return True, _stmt(self._sql_set, rows, _MANY)
+        yield _BEGIN
+        yield (self._sql_set, rows, _MANY)
+        yield _COMMIT
 
     def _select(self, what: str, how: int, prefix: str | None, after: str | None, tail: str, *extra: Any) -> _PgOp:
         """SELECT `what` of the keys that start with prefix (and sort after `after`), by a range of the key."""
@@ -3149,7 +3153,7 @@ class PickleDBPostgres(PickleDBStore):
         used = [term for term in terms if term[1]] if "\x00" not in (prefix or "") else [("false", None)]
         where = " WHERE " + " AND ".join(term for term, _ in used) if used else ""
         params = [value for _, value in used if value is not None]
-        return False, _stmt(f"SELECT {what} FROM {self._table}{where}{tail}", [*params, *extra], how)
+        return _stmt(f"SELECT {what} FROM {self._table}{where}{tail}", [*params, *extra], how)
 
     def _op_keys(self, prefix: str | None) -> _PgOp:
         return self._select("key", _KEYS, prefix, None, " ORDER BY key")
@@ -3161,33 +3165,27 @@ class PickleDBPostgres(PickleDBStore):
         return self._select("key, value", _PAGE, prefix, after, " ORDER BY key LIMIT %s", limit)
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:
-        return True, self._updated(self._key(key), change)
-
-    def _updated(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Generator[_Stmt, Any, Any]:
+        yield _BEGIN
         while True:  # a missing key is inserted unless another client inserted it meanwhile: then read it again
-            old = yield (self._sql_get + " FOR UPDATE", (key,), _ROW)
+            old = yield (self._sql_get + " FOR UPDATE", (self._key(key),), _ROW)
             raw, new = change(old)
             self._key(key, raw)
-            if old is not None:
-                yield (self._sql_write, (raw, key), _COUNT)
-                return new
-            if (yield (self._sql_add, (key, raw), _ROW)):
+            if (yield (self._sql_write, (raw, key), _COUNT) if old is not None else (self._sql_add, (key, raw), _ROW)):
+                yield _COMMIT
                 return new
 
     def _op_incr(self, key: str, by: int | float) -> _PgOp:
-        if type(by) is not int or not -_INT64 <= by < _INT64:
-            return cast(_PgOp, super()._op_incr(key, by))
-        return False, self._counted(self._key(key), by)
-
-    def _counted(self, key: str, by: int) -> Generator[_Stmt, Any, Any]:
-        raw = yield (self._sql_incr, (key, orjson.dumps(by), by, by), _ROW)
-        # Else the steps of incr by update, which run next in a transaction of their own.
-        return orjson.loads(raw) if raw is not None else super()._op_incr(key, by)[1]
+        if type(by) is int and -_INT64 <= by < _INT64:  # else, or when the value is no int, by update's rules
+            raw = yield (self._sql_incr, (self._key(key), orjson.dumps(by), by, by), _ROW)
+            if raw is not None:
+                return orjson.loads(raw)
+        return (yield from super()._op_incr(key, by))
 
     # -- running them: on a connection of the pool of sync calls, or of this event loop's pool --
 
-    def _prepare(self) -> Generator[_Stmt, Any, Any]:
+    def _prepare(self) -> _PgOp:
         """Create the table if it is missing (once, whoever else starts at once); refuse one of another shape."""
+        yield _BEGIN
         yield ("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pickledb {self.table_name}",), _COUNT)
         found = yield (
             "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE attcollation WHEN 950 "
@@ -3203,6 +3201,7 @@ class PickleDBPostgres(PickleDBStore):
                 f"{self.location}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
                 f"not ({_POSTGRES_COLUMNS}). Nothing was changed; pass another table_name"
             )
+        yield _COMMIT
 
     def _execute(self, op: _PgOp) -> Any:
         began = time.monotonic()
@@ -3214,7 +3213,7 @@ class PickleDBPostgres(PickleDBStore):
         with self._errors(began):
             return await _awaited(self._steps(await self._apool(began), op, began))
 
-    def _steps(self, pool: Any, op: _PgOp | None, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
+    def _steps(self, pool: Any, op: _PgOp, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
         """A call as steps, each a call of psycopg's: its result (awaited in async code) is sent back.
 
         Without `conn`, it takes one of `pool` that the server has not closed
@@ -3232,18 +3231,13 @@ class PickleDBPostgres(PickleDBStore):
                 conn = yield pool.putconn(conn)  # None
         conn.deadline = began + self._timeout
         try:
-            while op is not None:
-                transactional, steps = op
-                yield conn.execute("BEGIN") if transactional else None
-                more, value = _advance(steps, None, None)
-                while more:
-                    sql, params, how = value
-                    cur = conn.cursor()
-                    yield cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
-                    reply = cur.rowcount if how >= _COUNT else _shaped(how, params, (yield cur.fetchall()))
-                    more, value = _advance(steps, reply, None)
-                yield conn.execute("COMMIT") if transactional else None
-                op = (True, value) if isinstance(value, types.GeneratorType) else None  # incr, second try
+            more, value = _advance(op, None, None)
+            while more:
+                sql, params, how = value
+                cur = conn.cursor()
+                yield cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
+                reply = cur.rowcount if how >= _COUNT else _shaped(how, params, (yield cur.fetchall()))
+                more, value = _advance(op, reply, None)
             return value
         finally:
             if conn.pgconn.transaction_status in (2, 3):  # in a transaction, or a failed one
@@ -3268,22 +3262,19 @@ class PickleDBPostgres(PickleDBStore):
             yield
         except _pg().psycopg.Error as err:
             state, reason = err.sqlstate or "", " ".join(str(err).split())[:300]
-            at = f"the PostgreSQL server at {self.location} (table {self.table_name!r})"
-            if state.startswith("28") or "password" in reason:
-                raise PermissionError(f"{at} refused to authenticate ({reason}); check the user and password") from err
-            if state == "42501":
-                raise PermissionError(f"{at} refused the statement ({reason}); grant this user the table") from err
-            if state == "3D000" or ("database" in reason and "does not exist" in reason):
-                raise ValueError(f"{at} has no such database ({reason}); create it or name another") from err
-            if state in ("53100", "53200"):
-                raise (MemoryError if state == "53200" else OSError)(
-                    f"{at} ran out ({reason}); nothing was stored"
-                ) from err
-            if not isinstance(err, _pg().psycopg.OperationalError) or state[:2] in ("22", "23", "42", "54"):
-                raise RuntimeError(f"{at} refused the statement ({reason})") from err
-            why = f"no answer within {self._timeout:g} s" if time.monotonic() >= began + self._timeout else reason
-            raise ConnectionError(
-                f"cannot reach {at} ({why}); a write may have been stored; check that it runs"
+            late = f"no answer within {self._timeout:g} s; " * (time.monotonic() >= began + self._timeout)
+            kind, fix = (
+                (PermissionError, "check the user and password") if state[:2] == "28" or "password" in reason
+                else (PermissionError, "grant this user the table") if state == "42501"
+                else (ValueError, "no such database: create it or name another") if state == "3D000"
+                or ("database" in reason and "does not exist" in reason)
+                else (MemoryError if state == "53200" else OSError, "nothing was stored") if state[:3] == "531"
+                else (RuntimeError, "the statement was refused") if state[:2] in ("22", "23", "42", "54")
+                or not isinstance(err, _pg().psycopg.OperationalError)
+                else (ConnectionError, f"{late}cannot reach it; a write may have been stored: check that it runs")
+            )  # fmt: skip
+            raise kind(
+                f"the PostgreSQL server at {self.location} (table {self.table_name!r}): {reason}; {fix}"
             ) from err
 
     # -- pools: one for sync calls, one per event loop; the first connection of each prepares the table --
@@ -3301,7 +3292,7 @@ class PickleDBPostgres(PickleDBStore):
             if self._pool is None:
                 options = self._options(_pg().conn)
                 with options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
-                    _ran(self._steps(None, (True, self._prepare()), time.monotonic(), conn))
+                    _ran(self._steps(None, self._prepare(), time.monotonic(), conn))
                 self._pool = _pg().pool.ConnectionPool(**options)
                 self._pool.open()
             return self._pool
@@ -3312,7 +3303,7 @@ class PickleDBPostgres(PickleDBStore):
         if (entry := self._apools.get(loop)) is None:
             options = self._options(_pg().aconn)
             async with await options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
-                await _awaited(self._steps(None, (True, self._prepare()), began, conn))
+                await _awaited(self._steps(None, self._prepare(), began, conn))
             if self._closed:
                 raise self._closed_error()
             if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile

@@ -8245,6 +8245,16 @@ def test_postgres_values_round_trip_exactly_and_sql_reads_them(postgres_server: 
         assert db.all(prefix="a\x00") == [] and db.count("a\x00") == 0
 
 
+def test_postgres_set_many_a_refused_row_stores_none(postgres_url: str) -> None:
+    too_long = os.urandom(20_000).hex()  # past the largest key a btree index holds (about 2.7 KB compressed)
+    with PickleDBPostgres(postgres_url, pg_table()) as db:
+        db.set("kept", 0)
+        for call in (lambda rows: db.set_many(rows), lambda rows: run_async(await_method, db, "set_many", rows)):
+            with pytest.raises(RuntimeError, match="index row"):
+                call([("first", 1), ("kept", 1), (too_long, 1), ("last", 1)])
+            assert db.all() == ["kept"] and db.get("kept") == 0
+
+
 def test_postgres_keys_sort_by_code_point_whatever_the_collation(postgres_server: PostgresServer) -> None:
     database = f"icu_{uuid.uuid4().hex[:8]}"
     try:
