@@ -9757,14 +9757,19 @@ def imported_top_modules(path: Path) -> set[str]:
 def test_extras_install_what_their_code_imports_and_no_more(tmp_path: Path) -> None:
     metadata = built_metadata(tmp_path)
     extras = set(metadata.get_all("Provides-Extra") or [])
-    assert {"sqlite", "redis", "bench", "test"} <= extras  # pip install "pickledb[sqlite]" keeps working
+    assert {"sqlite", "redis", "postgres", "bench", "test"} <= extras  # pip install "pickledb[sqlite]" keeps working
     library = imported_top_modules(HERE / "pickledb.py")
     assert requirement_names(metadata, "sqlite") <= library  # nothing the library does not import
     assert requirement_names(metadata, "redis") == {"redis"} <= library
+    assert (
+        requirement_names(metadata, "postgres") == {"psycopg", "psycopg-pool"}
+        and {"psycopg", "psycopg_pool"} <= library
+    )
     base = requirement_names(metadata, None)
     assert base == {"orjson", "aiofiles"} and base <= library
     baselines = imported_top_modules(HERE / "bench.py") - {"pickledb"} - base
-    assert baselines == {"aiosqlite", "redis"} and requirement_names(metadata, "bench") == baselines
+    assert baselines == {"aiosqlite", "redis", "psycopg", "psycopg_pool"}
+    assert requirement_names(metadata, "bench") == {name.replace("_", "-") for name in baselines}
 
 
 def test_metadata_states_license_python_versions_systems_and_types(tmp_path: Path) -> None:
