@@ -2396,21 +2396,38 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
-    """Run `coro` on `loop` (open, not running) in a new thread, and wait."""
-    failure: list[BaseException] = []
+def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Run fn(*args) in a new daemon thread, and give its outcome to `done`."""
 
     def main() -> None:
         try:
-            loop.run_until_complete(coro)
-        except BaseException as err:  # handed to the calling thread
-            failure.append(err)
+            done.set_result(fn(*args))
+        except BaseException as err:  # handed to whoever waits for it
+            done.set_exception(err)
 
-    thread = threading.Thread(target=main, name="pickledb-close", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
+    threading.Thread(target=main, name="pickledb-close", daemon=True).start()
+
+
+def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
+    """Close an asyncio client from outside its loop: another thread's running loop, or an idle one."""
+    if not loop.is_running():  # an idle loop that is still open: run it for this one task
+        loop.run_until_complete(closer.aclose())
+        return
+    future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
+    deadline = _monotonic() + timeout
+    while not future.done() and not loop.is_closed() and _monotonic() < deadline:
+        concurrent.futures.wait([future], 0.05)
+    if not future.done():
+        future.cancel()
+        if loop.is_closed():  # it ended before it ran the close
+            _drop_transports(client)
+
+
+def _closed_task(client: Any, done: concurrent.futures.Future[None], task: Any) -> None:
+    """Set `done` once the task closing `client` ended; one stopped partway or never started drops its sockets."""
+    if task.cancelled() or task.exception() is not None:
+        _drop_transports(client)
+    done.set_result(None)
 
 
 def _masked_url(url: str) -> str:
@@ -2839,12 +2856,12 @@ class PickleDBRedis(PickleDBStore):
                 self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Mark the store closed, close the sync client, and have each asyncio client closed.
+        """Mark the store closed, close the sync client, and start closing each asyncio client.
 
-        A client of `here`, the running loop of an async close(), closes in a
-        task on it; those of other loops close from a thread of their own
-        (in sync close(), from this one). Return a future per client still
-        closing, earlier closes' included: each is set once it is closed.
+        A client of the running loop closes in a task on it, and one of
+        another loop from a thread of its own. Return a future per client
+        still closing, earlier closes' included, set once it is closed (not
+        those of the running loop, in sync code: they close when it goes on).
         """
         self._closed = True
         with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
@@ -2857,103 +2874,40 @@ class PickleDBRedis(PickleDBStore):
                 if loop.is_closed():
                     _drop_transports(aclient)
             return []
-        others = []
-        for loop, (aclient, closer, _) in entries.items():
-            if here is None:
-                self._close_elsewhere(loop, aclient, closer)
-            elif loop is here:
-                self._close_in_task(loop, aclient, closer)
-            else:
-                others.append((loop, aclient, closer, self._closing_one(loop, aclient, None)))
-        if others:
-            closer = threading.Thread(target=self._close_all_elsewhere, args=(others,), name="pickledb-close")
-            closer.daemon = True
-            closer.start()
-        if here is not None:
-            return [done for _, _, _, done in list(self._closing)]
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        for loop, (aclient, closer, _) in entries.items():
+            task, done = None, concurrent.futures.Future[None]()
+            if running is not None and loop is running:
+                task = loop.create_task(closer.aclose())
+                task.add_done_callback(functools.partial(_closed_task, aclient, done))
+            elif loop.is_closed():
+                _drop_transports(aclient)
+                done.set_result(None)
+            else:
+                _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
+            with self._lock:
+                self._closing.append((loop, aclient, task, done))
+            done.add_done_callback(self._forget)
         closing = []
-        for loop, aclient, task, done in list(self._closing):  # an earlier close's work: wait for it
-            if loop is running:  # a sync call inside that loop's own code: it closes when the loop goes on
-                continue
-            if task is not None and not loop.is_running() and not done.done():
-                if loop.is_closed():  # that loop ended before the task could run
-                    _drop_transports(aclient)
-                    self._closed_one(done)
-                else:
-                    _run_idle_loop_in_new_thread(loop, asyncio.wait([task]))
-            closing.append(done)
+        for loop, aclient, task, done in list(self._closing):
+            if here is None and task is not None and not loop.is_running() and not done.done():
+                if loop.is_closed():  # an earlier close's task, on a loop that ended before it ran
+                    _closed_task(aclient, done, task)
+                else:  # ... on a loop that stopped: run it for that task
+                    _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
+            if here is not None or loop is not running:
+                closing.append(done)
         return closing
+
+    def _forget(self, done: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._closing = [entry for entry in self._closing if entry[3] is not done]
 
     def _leaked(self) -> bool:
         return self._client is not None or bool(self._aclients)
-
-    def _closing_one(self, loop: Any, client: Any, task: Any) -> Any:
-        """Record that `client` is being closed; return the future set when it is."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        entry = (loop, client, task, done)
-        with self._lock:
-            self._closing.append(entry)
-        done.add_done_callback(lambda _: self._closed_one(done))
-        return done
-
-    def _closed_one(self, done: Any) -> None:
-        """Forget the client whose close set `done` (setting it if nobody did)."""
-        with self._lock:
-            self._closing = [entry for entry in self._closing if entry[3] is not done]
-        if not done.done():
-            done.set_result(None)
-
-    def _close_in_task(self, loop: Any, client: Any, closer: Any) -> None:
-        """Close `client` in a new task on `loop`, the running loop that owns it."""
-        task = loop.create_task(closer.aclose())
-        done = self._closing_one(loop, client, task)
-
-        def finished(task: Any) -> None:
-            if task.cancelled() or task.exception() is not None:  # stopped partway, or never started
-                _drop_transports(client)
-            done.set_result(None)
-
-        task.add_done_callback(finished)
-
-    def _close_all_elsewhere(self, entries: list[tuple[Any, Any, Any, Any]]) -> None:
-        """Close asyncio clients of other loops (in a thread of its own); set each one's future."""
-        for loop, client, closer, done in entries:
-            try:
-                self._close_elsewhere(loop, client, closer)
-            except BaseException as err:  # handed to whoever awaits the close
-                done.set_exception(err)
-            else:
-                done.set_result(None)
-
-    def _close_elsewhere(self, loop: Any, client: Any, closer: Any) -> None:
-        """Close an asyncio client from outside its loop, whatever state that loop is in."""
-        if loop.is_closed():
-            _drop_transports(client)
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and loop is running:  # a sync call inside that loop's own code: close soon, on the loop
-            self._close_in_task(loop, client, closer)
-        elif loop.is_running():  # another thread's loop
-            future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-            deadline = time.monotonic() + self._timeout
-            while not future.done() and not loop.is_closed() and time.monotonic() < deadline:
-                try:
-                    future.result(0.05)
-                except TimeoutError:
-                    continue
-            if not future.done():
-                future.cancel()
-                if loop.is_closed():
-                    _drop_transports(client)
-        else:  # an idle loop that is still open: run it for this one task
-            _run_idle_loop_in_new_thread(loop, closer.aclose())
 
 
 # --- command line -------------------------------------------------------------
