@@ -404,21 +404,17 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
 _is_str = cast("Callable[[object], bool]", str.__instancecheck__)
 
 
-def _peak_memory() -> int:
-    """Return the most memory this process has held resident, in bytes (sys.maxsize if unknown)."""
-    if resource is None:  # pragma: no cover - Windows
-        return sys.maxsize
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, the others KiB
-
-
-def _memory_now() -> int:
-    """Return the virtual memory this process maps now, in bytes (sys.maxsize if unknown)."""
+def _held_more_than(size: int) -> bool:
+    """Return whether this process has held more than `size` bytes resident and maps more now (True if unknown)."""
+    if resource is not None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if (peak if sys.platform == "darwin" else peak * 1024) <= size:  # macOS counts bytes, the others KiB
+            return False
     try:
         with open("/proc/self/statm", "rb", buffering=0) as file:
-            return int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            return int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE") > size
     except (OSError, ValueError, IndexError, AttributeError):
-        return sys.maxsize
+        return True
 
 
 def _json_kind(value: Any) -> str:
@@ -493,8 +489,7 @@ def _resolve(path: str) -> str:
 
 def _temp_prefix(name: str) -> str:
     """The start of the temp file names of `name`, `.NAME.`, cut so that `.NAME.<16 hex digits>.tmp` fits NAME_MAX."""
-    encoded = os.fsencode(name)
-    return f".{os.fsdecode(encoded[: _NAME_MAX - 22]) if len(encoded) > _NAME_MAX - 22 else name}."
+    return f".{os.fsdecode(os.fsencode(name)[: _NAME_MAX - 22])}."
 
 
 def _claimed(fd: int) -> bool:
@@ -727,10 +722,9 @@ class PickleDB:
         saves.difference_update([n for n in saves if n < newest])
 
     def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
-        """Check the file and rename the temp file over it, under this instance's lock and an flock on the directory.
+        """Check the file and rename tmp over it, under this instance's lock and an flock on the directory.
 
-        The kernel drops the flock when a process dies: no stale lock, no lock
-        file. A save by a signal handler during this one shares the directory.
+        The kernel drops the flock of a dead process. A save by a signal handler during this one shares it.
         """
         with self._lock, _SignalsHeld() as held:
             owner = self._dir_fd < 0
@@ -810,7 +804,7 @@ class PickleDB:
         Such a string needs that much memory: below that peak, or that size now, nothing is scanned.
         """
         limit = _MAX_FILE_BYTES
-        if _peak_memory() <= limit or _memory_now() <= limit:
+        if not _held_more_than(limit):
             return
         data = self._data
         values = list(data.values())  # copied first: only C code runs over the dict
