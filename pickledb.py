@@ -227,16 +227,17 @@ async def _ready(value: _T) -> _T:
 
 
 def _aiofiles() -> Any:
+    """The aiofiles module, imported on the first async load() or save(): a copied pickledb.py may do without."""
     try:
         import aiofiles.os
     except ImportError as err:
         raise ImportError(_AIOFILES_HINT) from err
-    return aiofiles
+    return aiofiles.os
 
 
 async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
     """Return blocking `fn(*args)`, run in aiofiles' worker threads."""
-    return cast(_T, await _aiofiles().os.wrap(fn)(*args))
+    return cast(_T, await _aiofiles().wrap(fn)(*args))
 
 
 # For type checkers only: a public method is annotated as giving a subclass of
@@ -2194,8 +2195,7 @@ def _queued(client: Any, commands: list[Any]) -> Any:
 
 def _redis() -> Any:
     try:
-        import redis
-        import redis.asyncio
+        import redis.asyncio  # also binds redis
         import redis.cluster
     except ImportError as err:
         raise ImportError(_REDIS_HINT) from err
