@@ -3151,23 +3151,21 @@ class _CLIHoldInterrupt:
             raise KeyboardInterrupt
 
 
-def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, progress: _CLIProgress) -> dict[str, None]:
-    """Store `pairs` into `dst`, a set_many per `batch` pairs, each key once; return the keys stored (in order).
+def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, progress: _CLIProgress) -> list[str]:
+    """Store `pairs` into `dst`, one set_many per `batch` pairs; return the keys stored, in order.
 
-    A key seen before is skipped (a Redis walk may repeat one). A JSON store
-    is changed in memory and saved once at the end. Ctrl-C stops between
-    batches and raises _CLIError saying what `dst` holds; so does an error
-    after some batches were written.
+    A JSON store is changed in memory and saved once at the end. Ctrl-C
+    stops between batches and raises _CLIError saying what `dst` holds; so
+    does an error after some batches were written.
     """
-    stored: dict[str, None] = {}  # the keys only: memory is bounded by them and one batch
+    stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
     save = getattr(dst, "save", None)  # a JSON store: written by its one save
     try:
         while chunk := list(itertools.islice(pairs, batch)):
-            fresh = {key: value for key, value in chunk if key not in stored}
             with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
-                dst.set_many(fresh)
-                stored.update(dict.fromkeys(fresh))
+                dst.set_many(chunk)
+                stored.extend(key for key, _ in chunk)
                 written = written if save else len(stored)
             progress.update(len(stored))
         if save:
@@ -3182,7 +3180,7 @@ def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, pro
             raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
-        first, last = next(iter(stored)), next(itertools.islice(stored, written - 1, None))
+        first, last = stored[0], stored[written - 1]
         raise _CLIError(
             f"{'interrupted:' if interrupted else f'{err};'} {written} of {progress.total} keys were written, in "
             f"complete batches: the first {written} in source order, {_short(first)} to {_short(last)}; "
@@ -3297,6 +3295,15 @@ def _cli_run(args: Any, stack: Any) -> int:
     return 0
 
 
+def _cli_once(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """The pairs of a Redis walk, each key once (HSCAN may return a key twice); it holds the keys seen."""
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key not in seen:
+            seen.add(key)
+            yield key, value
+
+
 def _cli_copy(args: Any, stack: Any) -> int:
     def identity(address: str) -> tuple[str, str, str]:
         kind, location, name = _cli_address(address)
@@ -3312,7 +3319,9 @@ def _cli_copy(args: Any, stack: Any) -> int:
             "pass --merge to copy into it (keys of the source overwrite)"
         )
     progress = _CLIProgress("copy", src.count(args.prefix), args.quiet)
-    stored = _cli_store_pairs(dst, src.items(args.prefix), args.batch, progress)
+    pairs = src.items(args.prefix)
+    pairs = _cli_once(pairs) if _cli_address(args.src)[0] == "redis" else pairs  # the others give each key once
+    stored = _cli_store_pairs(dst, pairs, args.batch, progress)
     if hasattr(dst, "load"):  # check what the file holds, not what is in memory (dropped first)
         dst.purge()
         dst.load()
