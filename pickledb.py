@@ -2727,12 +2727,13 @@ class PickleDBRedis(PickleDBStore):
 # --- command line -------------------------------------------------------------
 #
 # `pickledb COMMAND ...` (the console script) and `python -m pickledb COMMAND ...`:
-# look inside any store, edit it, dump it, and copy it between backends. The
-# standard library only; argparse is imported by main(), never by `import
-# pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command could
-# not do what was asked (usage, bad input, a store it cannot use, a refused
-# copy, a file changed by another writer), 130 interrupted by Ctrl-C, 141 the
-# reader of its output closed it early (`| head`; as a shell reports SIGPIPE).
+# look inside any store, edit it, dump it, and copy it between backends, through
+# the stores' public methods only; argparse is imported by main(), never by
+# `import pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command
+# could not do what was asked (usage, bad input, a store it cannot use, a
+# refused copy, a file changed by another writer), 130 interrupted by Ctrl-C,
+# 141 the reader of its output closed it early (`| head`; as a shell reports
+# SIGPIPE).
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
@@ -2743,7 +2744,6 @@ _CLI_FORMS = (
 _CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 _CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _CLI_BATCH = 10_000
-_CLIBatches = Iterator[list[tuple[str, Any]]]  # the pairs of a store, in lists for set_many
 
 
 class _CLIError(Exception):
@@ -2785,44 +2785,16 @@ def _cli_shown(address: str) -> str:
     return _masked_url(address) if "://" in address else address  # a file path may hold an '@'
 
 
-def _cli_sqlite_connect(path: str) -> Any:
-    """A plain sqlite3 connection to an existing file, for reading (mode=rw does not create one).
-
-    Not read-only: a read-only connection would leave the -wal and -shm files behind.
-    """
-    import sqlite3
-    import urllib.parse
-
-    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, isolation_level=None)
-
-
-def _cli_sqlite_tables(path: str) -> list[str]:
-    """The tables of an existing SQLite file."""
-    import sqlite3
-
-    if not os.path.isfile(path):
-        raise _CLIError(f"{path}: no such file")
-    try:
-        conn = _cli_sqlite_connect(path)
-        try:
-            return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as err:
-        raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
-
-
 def _cli_path(kind: str, location: str) -> str:
     """The absolute path of a JSON or SQLite store; an error shows an address of that backend."""
     return _path_of(location, "STORE", {"json": "data.json", "sqlite": "app.sqlite3 or sqlite:PATH"}[kind])
 
 
 def _cli_file_start(path: str, existing: bool) -> bytes:
-    """Return the first 2 bytes of the store file at `path`, b"" if there is none.
+    """Return the first 2 bytes of the store file at `path`, b"" if there is none (an error when `existing`).
 
-    Anything but a regular file (or a link to one) is refused before it is
-    read, and the file is opened without blocking: reading a FIFO would wait
-    for a writer forever. A missing file is an error when `existing`.
+    Anything but a regular file (or a link to one) is refused unread, and the
+    file is opened without blocking: reading a FIFO would wait forever.
     """
     try:
         info = os.stat(path)
@@ -2858,10 +2830,18 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     if kind == "sqlite":
         path = _cli_path(kind, location)
         _cli_file_start(path, existing)
-        if existing and name not in (tables := _cli_sqlite_tables(path)):
-            listed = ", ".join(repr(table) for table in tables) or "none"
-            base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
-            raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
+        if existing:  # its tables, read without PickleDBSQLite, which would create the table; mode=rw creates no file
+            sqlite3 = _sqlite3()
+            try:
+                uri = f"file:{urllib.parse.quote(path)}?mode=rw"  # not read-only, which leaves -wal and -shm behind
+                with contextlib.closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
+                    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            except sqlite3.DatabaseError as err:
+                raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
+            if name not in tables:
+                listed = ", ".join(repr(table) for table in tables) or "none"
+                base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
+                raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
         return stack.enter_context(PickleDBSQLite(path, name))
     scheme, rest = location.split("://", 1)
     cluster = scheme.lower().endswith("+cluster")
@@ -2872,23 +2852,11 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     return stack.enter_context(redis_store)
 
 
-def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
-    """Return the number of pairs in `store` and an iterator over them in lists of up to `batch`."""
-    pairs = store.items()
-    return store.count(), iter(lambda: list(itertools.islice(pairs, batch)), [])
-
-
-def _cli_slices(pairs: list[tuple[str, Any]], batch: int) -> _CLIBatches:
-    return (pairs[start : start + batch] for start in range(0, len(pairs), batch))
-
-
 class _CLIProgress:
-    """`verb done / total keys, rate` on one stderr line, redrawn at most ten times a second."""
+    """`verb done / total keys, rate` on one stderr line, redrawn at most ten times a second, on a terminal only."""
 
-    def __init__(self, verb: str, total: int, enabled: bool) -> None:
-        self.verb = verb
-        self.total = total
-        self.enabled = enabled
+    def __init__(self, verb: str, total: int, quiet: bool) -> None:
+        self.verb, self.total, self.enabled = verb, total, sys.stderr.isatty() and not quiet
         self.start = self.last = time.monotonic()
         self.shown = False
 
@@ -2938,8 +2906,8 @@ class _CLIHoldInterrupt:
             raise KeyboardInterrupt
 
 
-def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIProgress) -> list[str]:
-    """Store every pair into `dst` with set_many, batch by batch; return the keys stored.
+def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, progress: _CLIProgress) -> list[str]:
+    """Store `pairs` into `dst`, one set_many per `batch` pairs; return the keys stored, in order.
 
     A JSON store is changed in memory and saved once at the end. Ctrl-C
     stops between batches and raises _CLIError saying what `dst` holds; so
@@ -2947,21 +2915,17 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
     """
     stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
-    in_memory = isinstance(dst, PickleDB)
+    save = getattr(dst, "save", None)  # a JSON store: written by its one save
     try:
-        for pairs in batches:
-            if in_memory:
-                dst.set_many(pairs)
-                stored.extend(key for key, _ in pairs)
-            else:
-                with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
-                    dst.set_many(pairs)
-                    stored.extend(key for key, _ in pairs)
-                    written = len(stored)
+        while chunk := list(itertools.islice(pairs, batch)):
+            with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
+                dst.set_many(chunk)
+                stored.extend(key for key, _ in chunk)
+                written = written if save else len(stored)
             progress.update(len(stored))
-        if in_memory:
+        if save:
             with _CLIHoldInterrupt():
-                dst.save()
+                save()
                 written = len(stored)
         progress.update(len(stored), final=True)
     except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway
@@ -2971,9 +2935,10 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
             raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
+        first, last = stored[0], stored[written - 1]
         raise _CLIError(
-            f"{'interrupted:' if interrupted else f'{err};'} {written} of {total} keys were written, in complete "
-            f"batches: the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
+            f"{'interrupted:' if interrupted else f'{err};'} {written} of {progress.total} keys were written, in "
+            f"complete batches: the first {written} in source order, {_short(first)} to {_short(last)}; "
             "run again with --merge to finish",
             130 if interrupted else 2,
         ) from None
@@ -2982,13 +2947,10 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
 
 
 def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
-    """Apply `change` to the store, then save a JSON store, unless `change` returned False.
-
-    Ctrl-C meanwhile does not cut it: the write is the command's last step.
-    """
+    """Apply `change` to the store, then save a JSON store, unless `change` returned False; Ctrl-C does not cut it."""
     with _CLIHoldInterrupt(reraise=False):
         result = change(dst)
-        if isinstance(dst, PickleDB) and result is not False:
+        if hasattr(dst, "save") and result is not False:
             dst.save()
     return result
 
@@ -3012,6 +2974,18 @@ def _cli_out(data: bytes) -> None:
     out.flush()
 
 
+def _cli_input(file: str) -> tuple[str, bytes]:
+    """Return the name messages give `file` and its bytes; "-" is stdin."""
+    name = "<stdin>" if file == "-" else file
+    try:
+        if file == "-":
+            return name, sys.stdin.buffer.read()
+        with open(file, "rb") as opened:
+            return name, opened.read()
+    except OSError as err:
+        raise _CLIError(f"cannot read {name}: {err.strerror or err}") from None
+
+
 def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
     try:
         return orjson.loads(text)
@@ -3022,48 +2996,37 @@ def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
 def _cli_run(args: Any, stack: Any) -> int:
     command = args.command
     if command == "keys":
-        keys = _cli_open(args.store, stack, existing=True).all()
+        keys = _cli_open(args.store, stack, existing=True).all(args.prefix)
         _cli_out(orjson.dumps(keys) + b"\n" if args.json else b"".join(key.encode() + b"\n" for key in keys))
     elif command == "get":
-        store = _cli_open(args.store, stack, existing=True)
         gone = object()
-        value = store.get(args.key, gone)
+        value = _cli_open(args.store, stack, existing=True).get(args.key, gone)
         if value is gone:
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
-        _cli_out(orjson.dumps(value) + b"\n")
+        _cli_out((value.encode() if args.raw and type(value) is str else orjson.dumps(value)) + b"\n")
     elif command == "set":
-        value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
+        name, raw = _cli_input("-") if args.value == "-" else ("VALUE", args.value)
+        if not args.text:
+            value = _cli_json_arg(raw, name, "; pass --text to store it as a string")
+        else:
+            value = raw.decode() if isinstance(raw, bytes) else raw
         _cli_write(_cli_open(args.store, stack, existing=False), lambda db: db.set(args.key, value))
     elif command == "remove":
-        store = _cli_open(args.store, stack, existing=True)
-        if not _cli_write(store, lambda db: db.remove(args.key)):
+        if not _cli_write(_cli_open(args.store, stack, existing=True), lambda db: db.remove(args.key)):
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
     elif command == "dump":
-        _, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
-        data = {key: value for pairs in batches for key, value in pairs}
+        data = dict(_cli_open(args.store, stack, existing=True).items(args.prefix))
         payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 if args.pretty else 0) + b"\n"
         if args.output is None:
             _cli_out(payload)
         else:
             _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace, force=False)
     elif command == "import":
-        name = "<stdin>" if args.file == "-" else args.file
-        try:
-            if args.file == "-":
-                raw = sys.stdin.buffer.read()
-            else:
-                with open(args.file, "rb") as file:
-                    raw = file.read()
-        except OSError as err:
-            raise _CLIError(f"cannot read {name}: {err.strerror or err}") from None
-        data = _cli_json_arg(raw, name)
-        if type(data) is not dict:
+        name, raw = _cli_input(args.file)
+        if type(data := _cli_json_arg(raw, name)) is not dict:
             raise _CLIError(f"{name} holds a JSON {_json_kind(data)}; import needs one JSON object")
         dst = _cli_open(args.store, stack, existing=False)
-        pairs = list(data.items())
-        batches = _cli_slices(pairs, args.batch)
-        progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
-        stored = _cli_store_pairs(dst, len(pairs), batches, progress)
+        stored = _cli_store_pairs(dst, iter(data.items()), args.batch, _CLIProgress("import", len(data), args.quiet))
         if not args.quiet:
             print(f"imported {len(stored)} keys into {_cli_shown(args.store)}")
     elif command == "copy":
@@ -3071,21 +3034,29 @@ def _cli_run(args: Any, stack: Any) -> int:
     else:  # info
         store = _cli_open(args.store, stack, existing=True)
         kind, location, name = _cli_address(args.store)
-        lines = [f"backend: {type(store).__name__}"]
+        fields: dict[str, Any] = {"backend": type(store).__name__}
         if kind == "redis":
-            lines += [f"url: {_cli_shown(location)}", f"hash: {name}"]
+            fields |= {"url": _cli_shown(location), "hash": name, "keys": store.count()}
         else:
-            path = store.location
-            lines.append(f"file: {path}")
+            path = fields["file"] = store.location
             if kind == "sqlite":
-                lines.append(f"table: {name}")
-        lines.append(f"keys: {len(store.all())}")
-        if kind != "redis":
-            lines.append(f"file size: {os.path.getsize(path)} bytes")
+                fields["table"] = name
+            fields |= {"keys": store.count(), "file_bytes": os.path.getsize(path)}
             if kind == "sqlite" and os.path.isfile(path + "-wal") and (wal := os.path.getsize(path + "-wal")):
-                lines.append(f"write-ahead log: {wal} bytes")
-        print("\n".join(lines))
+                fields["wal_bytes"] = wal
+        labels = {"file_bytes": "file size", "wal_bytes": "write-ahead log"}  # the text form, with " bytes"
+        text = "\n".join(f"{labels[k]}: {v} bytes" if k in labels else f"{k}: {v}" for k, v in fields.items())
+        _cli_out(orjson.dumps(fields) + b"\n" if args.json else text.encode() + b"\n")
     return 0
+
+
+def _cli_once(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """The pairs of a Redis walk, each key once (HSCAN may return a key twice); it holds the keys seen."""
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key not in seen:
+            seen.add(key)
+            yield key, value
 
 
 def _cli_copy(args: Any, stack: Any) -> int:
@@ -3095,19 +3066,20 @@ def _cli_copy(args: Any, stack: Any) -> int:
 
     if identity(args.src) == identity(args.dst):
         raise _CLIError(f"{_cli_shown(args.src)} and {_cli_shown(args.dst)} are the same store")
-    total, batches = _cli_pairs(_cli_open(args.src, stack, existing=True), args.batch)
+    src = _cli_open(args.src, stack, existing=True)
     dst = _cli_open(args.dst, stack, existing=False)
-    held = len(dst.all())
-    if held and not args.merge:
+    if (held := dst.count()) and not args.merge:
         raise _CLIError(
             f"{_cli_shown(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
             "pass --merge to copy into it (keys of the source overwrite)"
         )
-    progress = _CLIProgress("copy", total, sys.stderr.isatty() and not args.quiet)
-    stored = _cli_store_pairs(dst, total, batches, progress)
-    if isinstance(dst, PickleDB):  # check what the file holds, not what is in memory
-        dst = None  # drop the data in memory before the file is read again
-        dst = _cli_open(args.dst, stack, existing=True)
+    progress = _CLIProgress("copy", src.count(args.prefix), args.quiet)
+    pairs = src.items(args.prefix)
+    pairs = _cli_once(pairs) if _cli_address(args.src)[0] == "redis" else pairs  # the others give each key once
+    stored = _cli_store_pairs(dst, pairs, args.batch, progress)
+    if hasattr(dst, "load"):  # check what the file holds, not what is in memory (dropped first)
+        dst.purge()
+        dst.load()
     present = set(dst.all())
     missing = [key for key in stored if key not in present]
     if missing:
@@ -3152,40 +3124,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pickledb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str, *arguments: str) -> argparse.ArgumentParser:
+    flags = {  # each command's switch
+        "keys": ("--json", "print one JSON array instead"),
+        "get": ("--raw", "print a string value without JSON quotes, as jq -r does"),
+        "set": ("--text", "store VALUE as a string, without parsing it"),
+        "dump": ("--pretty", "indent the JSON"),
+        "copy": ("--merge", "copy into a DST that is not empty (keys of SRC overwrite)"),
+        "info": ("--json", "print the fields as one JSON object"),
+    }
+
+    def command(name: str, arguments: str, text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
-        for argument in arguments:
+        for argument in arguments.split():
             sub.add_argument(argument.lower(), metavar=argument)
+        if name in flags:
+            sub.add_argument(flags[name][0], action="store_true", help=flags[name][1])
+        if name in ("keys", "dump", "copy"):
+            sub.add_argument("--prefix", metavar="P", help="only the keys that start with P")
+        if name in ("import", "copy"):
+            sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
+            hint = f"pairs per set_many (default {_CLI_BATCH})"
+            sub.add_argument("--batch", type=batch_size, default=_CLI_BATCH, metavar="N", help=hint)
         return sub
 
-    def bulk(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
-        sub.add_argument(
-            "--batch",
-            type=batch_size,
-            default=_CLI_BATCH,
-            metavar="N",
-            help=f"pairs per set_many (default {_CLI_BATCH})",
-        )
-
-    command("keys", "print every key, one per line", "STORE").add_argument(
-        "--json", action="store_true", help="print one JSON array instead"
-    )
-    command("get", "print the value of KEY as JSON (exit 1 if missing)", "STORE", "KEY")
-    command("set", "store VALUE, parsed as JSON, under KEY", "STORE", "KEY", "VALUE").add_argument(
-        "--text", action="store_true", help="store VALUE as a string, without parsing it"
-    )
-    command("remove", "remove KEY (exit 1 if it did not exist)", "STORE", "KEY")
-    sub = command("dump", "print the whole store as one JSON object", "STORE")
+    command("keys", "STORE", "print every key, one per line")
+    command("get", "STORE KEY", "print the value of KEY as JSON (exit 1 if missing)")
+    command("set", "STORE KEY VALUE", "store VALUE, parsed as JSON, under KEY; a VALUE of - is read from stdin")
+    command("remove", "STORE KEY", "remove KEY (exit 1 if it did not exist)")
+    sub = command("dump", "STORE", "print the whole store as one JSON object")
     sub.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead")
-    sub.add_argument("--pretty", action="store_true", help="indent the JSON")
-    sub = command("import", "store every pair of one JSON object read from FILE (default: stdin)", "STORE")
+    sub = command("import", "STORE", "store every pair of one JSON object read from FILE (default: stdin)")
     sub.add_argument("file", metavar="FILE", nargs="?", default="-", help="a JSON file, or - for stdin")
-    bulk(sub)
-    sub = command("copy", "copy every pair of SRC into DST, then check that DST holds them", "SRC", "DST")
-    sub.add_argument("--merge", action="store_true", help="copy into a DST that is not empty (keys of SRC overwrite)")
-    bulk(sub)
-    command("info", "print the backend, the key count and the file size", "STORE")
+    command("copy", "SRC DST", "copy every pair of SRC into DST, then check that DST holds them")
+    command("info", "STORE", "print the backend, the key count and the file size")
 
     try:
         args = parser.parse_args(argv)
