@@ -100,28 +100,18 @@ class _Missing:
         return "MISSING"
 
 
-# Typed Any so that it is accepted wherever a value is; no module annotation, so
-# that help(pickledb) shows no private name.
-MISSING = cast(Any, _Missing())
+MISSING = cast(Any, _Missing())  # Any: accepted wherever a value is, with no private name in help(pickledb)
 
-# Code-object flags (CPython's `inspect.CO_*`, stable since 3.5).
-_CO_COROUTINE = 0x80
-_CO_ASYNC_GENERATOR = 0x200
-_CO_ASYNC = _CO_COROUTINE | _CO_ASYNC_GENERATOR
+_CO_ASYNC = 0x80 | 0x200  # inspect.CO_COROUTINE | CO_ASYNC_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
-# The largest file PickleDB writes. orjson parses a file in one buffer of about
-# 12 times its size, and inputs past about 2.1e9 bytes have failed to load;
-# save() refuses to write a file that load() may not read back.
+# The largest file save() writes: orjson has failed to parse inputs past about 2.1e9 bytes.
 _MAX_FILE_BYTES = 2**31 - 1
-# How deeply orjson nests containers when writing and reading.
-_MAX_DEPTH_WRITE = 254  # the database's own object included
+_MAX_DEPTH_WRITE = 254  # orjson's nesting limits, the database's own object included
 _MAX_DEPTH_READ = 1024
-# The longest file name most file systems accept (NAME_MAX), in bytes.
-_NAME_MAX = 255
-# How long save() waits for another process's save of the same directory.
-_LOCK_TIMEOUT = 30.0
+_NAME_MAX = 255  # bytes in a file name on most file systems
+_LOCK_TIMEOUT = 30.0  # seconds a save waits for another process's save of the same directory
 
 # Each leads with the bare package, the fix for a copied pickledb.py and an installed one alike.
 _AIOFILES_HINT = "async load() and save() need aiofiles: pip install aiofiles"
@@ -141,12 +131,7 @@ class CorruptFileError(ValueError):
 
 
 class ConflictError(RuntimeError):
-    """save() refused to replace a file this PickleDB has not seen; `.path` names it.
-
-    Nothing was written and memory is unchanged. Call load() (which replaces
-    memory with the file) and redo the change, or save(force=True) to replace
-    the file anyway.
-    """
+    """save() refused to replace a file this PickleDB has not seen; `.path` names it. Nothing was written."""
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(
@@ -158,21 +143,11 @@ class ConflictError(RuntimeError):
 
 # --- private helpers: sync/async dispatch -----------------------------------
 #
-# Every public operation has one name. Called from code that runs as a
-# coroutine (an `async def`, or a notebook statement that uses top-level
-# `await`) it returns a coroutine; called from anything else it returns the
-# value. The decision is made from the caller's code object, never from "is
-# an event loop running", which is true in every notebook cell and in sync
-# helpers called by async code. Comprehensions and generator expressions
-# count as the function they are written in, so that
-# `gather(*(db.get(k) for k in ks))` works.
-#
-# The answer never changes for a given code object, so it is worked out once:
-# the last code found sync and the last found async are kept, and a call from
-# either costs one identity test (PickleDB's in-memory methods make that test
-# inline: a helper call would double their cost). Comprehensions, whose
-# answer needs a look at the code around them, are remembered by id() of
-# their code object, in a bounded table whose entries keep their code alive.
+# Called from a coroutine (an `async def`, or a notebook cell with top-level `await`), a public method returns a
+# coroutine named after it (_async_caller() decides, _named_for_caller() names); from anything else, the value. The
+# caller's code object decides, never "is a loop running" (true in sync helpers of async code); a comprehension counts
+# as the function it is in, so `gather(*(db.get(k) for k in ks))` works. The last code found sync and the last found
+# async are kept, so a repeat caller costs one identity test; comprehensions are kept by id() in a bounded table.
 
 _getframe = sys._getframe
 _monotonic = time.monotonic
@@ -215,9 +190,8 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
     if seen is not None and seen[0] is code:
         answer = seen[1]
     else:
-        # The function a comprehension is written in holds its code object as
-        # a constant, and is on the stack while the comprehension runs (a
-        # generator expression may be iterated by a helper it was handed to).
+        # The function a comprehension is written in holds its code as a constant, and is on the stack while it
+        # runs (a generator expression may be iterated by a helper it was handed to).
         outer = frame.f_back
         while outer is not None and not (
             code in outer.f_code.co_consts and any(const is code for const in outer.f_code.co_consts)
@@ -237,76 +211,49 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
     return answer, True
 
 
-_named_copies = cast("dict[tuple[str, Callable[..., Any]], Callable[..., Any]]", {})
-
-
-def _named(qualname: str, fn: _F) -> _F:
+@functools.lru_cache(maxsize=_REMEMBER_AT_MOST)
+def _named(qualname: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """Return a copy of the async function `fn` whose coroutines are named `qualname`.
 
-    Python names a coroutine after the function that made it, in its repr and
-    in "coroutine '...' was never awaited": named after the public method, a
-    forgotten `await` points at the caller's own line of code. One copy is
-    made per name and function.
+    Named after the public method, "coroutine '...' was never awaited" points at the caller's own code.
     """
-    copy = _named_copies.get((qualname, fn))
-    if copy is None:
-        func = cast(types.FunctionType, fn)
-        copy = types.FunctionType(
-            func.__code__, func.__globals__, qualname.rpartition(".")[2], func.__defaults__, func.__closure__
-        )
-        copy.__qualname__ = qualname
-        copy.__kwdefaults__ = func.__kwdefaults__
-        if len(_named_copies) >= _REMEMBER_AT_MOST:
-            _named_copies.clear()
-        _named_copies[(qualname, fn)] = copy
-    return cast(_F, copy)
+    func = cast(types.FunctionType, fn)
+    name = qualname.rpartition(".")[2]
+    copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
+    copy.__qualname__, copy.__kwdefaults__ = qualname, func.__kwdefaults__
+    return copy
 
 
 def _named_for_caller(fn: _F, owner: object, depth: int = 2) -> _F:
-    """`fn` named after the method of `owner`'s class running `depth` frames up from the one calling this.
-
-    A private runner calls `_named_for_caller(Class._runner_async, self)(self, ...)`
-    so that its coroutine carries the public method's name (depth 2: the
-    runner's caller); a public method itself passes depth 1. An inherited
-    method is named after the class of `owner`, the one its caller uses.
-    """
-    return _named(f"{type(owner).__qualname__}.{_getframe(depth).f_code.co_name}", fn)
+    """Return `fn` named after the method of type(owner) running `depth` frames up (1: the caller of this)."""
+    return cast(_F, _named(f"{type(owner).__qualname__}.{_getframe(depth).f_code.co_name}", fn))
 
 
 async def _ready(value: _T) -> _T:
-    """The coroutine an in-memory operation returns in async code: its work is already done."""
+    """Return `value`: what an in-memory operation, done already, gives in async code."""
     return value
 
 
-def _done(qualname: str) -> Callable[[_T], _T]:
-    """_ready named after a public method; typed as the value it gives when awaited."""
-    return cast("Callable[[_T], _T]", _named(qualname, _ready))
-
-
 def _aiofiles() -> Any:
+    """The aiofiles module, imported on the first async load() or save(): a copied pickledb.py may do without."""
     try:
         import aiofiles.os
     except ImportError as err:
         raise ImportError(_AIOFILES_HINT) from err
-    return aiofiles
+    return aiofiles.os
 
 
-async def _off_loop(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """Run blocking `fn(*args, **kwargs)` in aiofiles' worker threads."""
-    result: _T = await _aiofiles().os.wrap(functools.partial(fn, *args, **kwargs))()
-    return result
+async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
+    """Return blocking `fn(*args)`, run in aiofiles' worker threads."""
+    return cast(_T, await _aiofiles().wrap(fn)(*args))
 
 
-# What a type checker sees. An operation gives its value in sync code and a
-# coroutine of the same value in async code; no type says "this, or that,
-# depending on the caller", so the public methods are annotated with a type
-# that is both: a subclass of the value's type that is also awaitable and
-# gives that value. `ok: bool = db.set(k, v)` and `ok: bool = await
-# db.set(k, v)` both check. These classes exist for type checkers only.
+# For type checkers only: a public method is annotated as giving a subclass of
+# its value's type that is also awaitable for that value, so that both
+# `ok: bool = db.set(k, v)` and `ok: bool = await db.set(k, v)` check.
 if TYPE_CHECKING:
 
-    class _Bool(bool, Awaitable[bool]):  # type: ignore[misc]  # bool is final; never instantiated
-        ...
+    class _Bool(bool, Awaitable[bool]): ...  # type: ignore[misc]  # bool is final; never instantiated
 
     class _Str(str, Awaitable[str]): ...
 
@@ -354,11 +301,7 @@ def _path_of(location: str | os.PathLike[str], argument: str, example: str) -> s
 
 
 class _PausedGC:
-    """Pause the cyclic GC while a large document is parsed (restored on every path).
-
-    Parsing allocates millions of containers, each of which may trigger a full
-    collection that finds nothing to free.
-    """
+    """Pause the cyclic GC: each of the millions of containers a parse makes may start a useless collection."""
 
     def __enter__(self) -> None:
         self.was_enabled = gc.isenabled()
@@ -369,27 +312,23 @@ class _PausedGC:
             gc.enable()
 
 
-# What a PickleDB remembers of its file after a load() or save(): None when the
-# file was missing or empty, else (device, inode, size, mtime in ns, ctime in
-# ns). The ctime changes with every write, chmod or chown, even one that puts
-# the mtime back; a rename changes it too, so a save reads it after its rename.
+# What a PickleDB remembers of its file: None when missing or empty, else (device,
+# inode, size, mtime ns, ctime ns). The ctime changes with every write, chmod or
+# chown, even one that puts the mtime back, and with a rename.
 _Fingerprint = tuple[int, int, int, int, int]
-# What a fresh instance remembers: nothing.
-_NEVER = "never"
+_NEVER = "never"  # what a fresh instance has seen
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _same_but_ctime(one: _Fingerprint | None, other: _Fingerprint | None) -> bool:
-    """Whether two fingerprints are of the same file with the same contents, whatever their change times."""
+    """Return whether two fingerprints are of the same file and contents, whatever their change times."""
     return one is not None and other is not None and one[:4] == other[:4]
 
 
 def _fingerprint(info: os.stat_result) -> _Fingerprint | None:
-    if info.st_size == 0:
-        return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns) if info.st_size else None
 
 
 def _not_a_file(mode: int) -> OSError:
@@ -401,39 +340,26 @@ def _not_a_file(mode: int) -> OSError:
     return OSError(errno.EINVAL, f"it is {kind}; pickledb reads and writes only regular files (or links to one)")
 
 
-# signal.pthread_sigmask turns every signal number it returns into an enum
-# member, which costs more than a save's other system calls together: call
-# the C function of the _signal module it wraps (loaded by `import signal`),
-# with every signal number worked out once.
+# signal.pthread_sigmask makes an enum member of every number it returns, which
+# costs more than a save's other system calls: call the C function it wraps.
 _pthread_sigmask = cast(
     "Callable[[int, Iterable[int]], set[int]] | None", getattr(sys.modules.get("_signal"), "pthread_sigmask", None)
 )
-_ALL_SIGNALS = frozenset()  # type: frozenset[int]
+_FAULTS = {getattr(signal, name, -1) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")}
+_ALL_SIGNALS = frozenset(int(n) for n in signal.valid_signals() if n not in _FAULTS)  # faulthandler must see faults
 
 
 class _SignalsHeld:
-    """Hold back signal handlers while the save lock is held.
-
-    A handler that raises (KeyboardInterrupt, a timeout) between two steps of
-    a save's check and rename could leave a descriptor open or the lock held.
-    Python runs handlers only in the main thread; there the signals are
-    blocked for the locked section (fully effective when no other thread lets
-    the signal in) and handled right after it, or during pause().
-    """
+    """Hold back signal handlers, which could raise between a save's check and rename, while its lock is held."""
 
     __slots__ = ("old",)
 
     def __enter__(self) -> _SignalsHeld:
-        global _ALL_SIGNALS
         self.old: set[int] | None = None
         mask = _pthread_sigmask
         if mask is None or threading.current_thread() is not threading.main_thread():
             return self
-        if not _ALL_SIGNALS:  # all but the faults, which faulthandler must still see
-            faults = {getattr(signal, name, -1) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")}
-            _ALL_SIGNALS = frozenset(int(number) for number in signal.valid_signals() if number not in faults)
-        old = mask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
-        self.old = old
+        self.old = old = mask(signal.SIG_BLOCK, ())  # pending handlers may run here: nothing is held yet
         try:
             mask(signal.SIG_BLOCK, _ALL_SIGNALS)
         except BaseException:
@@ -447,33 +373,24 @@ class _SignalsHeld:
 
     def pause(self, seconds: float) -> None:
         """Sleep with signals let in, so that Ctrl-C works while waiting for the lock."""
-        if self.old is None or _pthread_sigmask is None:
-            time.sleep(seconds)
-            return
         try:
-            _pthread_sigmask(signal.SIG_SETMASK, self.old)
+            self.__exit__()
             time.sleep(seconds)
         finally:
-            _pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+            if self.old is not None and _pthread_sigmask is not None:
+                _pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
-    """Return the JSON object stored at `path` and the fingerprint of the file read.
-
-    A missing or empty file gives ({}, None). Anything but a regular file (or a
-    link to one) is refused before it is opened: a FIFO would block, a device
-    would be read until memory runs out.
-    """
+    """Return the JSON object at `path` and the file's fingerprint: ({}, None) if missing or empty."""
     try:
         info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode):  # refused unopened: a FIFO would block, a device never end
             raise _not_a_file(info.st_mode)
         with open(path, "rb", buffering=0) as file:
             info = os.fstat(file.fileno())
@@ -507,26 +424,17 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
 _is_str = cast("Callable[[object], bool]", str.__instancecheck__)
 
 
-def _peak_memory() -> int:
-    """The most memory this process has held resident at once, in bytes (the most there is, if unknown).
-
-    A str of n characters takes at least n bytes, and its pages are all
-    written when it is made.
-    """
-    if resource is None:  # pragma: no cover - Windows
-        return sys.maxsize
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, the others KiB
-
-
-def _memory_now() -> int:
-    """The virtual memory this process maps now, in bytes, from /proc (the most there is, if unknown)."""
+def _held_more_than(size: int) -> bool:
+    """Return whether this process has held more than `size` bytes resident and maps more now (True if unknown)."""
+    if resource is not None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if (peak if sys.platform == "darwin" else peak * 1024) <= size:  # macOS counts bytes, the others KiB
+            return False
     try:
         with open("/proc/self/statm", "rb", buffering=0) as file:
-            pages = int(file.read().split()[0])
-        return pages * os.sysconf("SC_PAGE_SIZE")
+            return int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE") > size
     except (OSError, ValueError, IndexError, AttributeError):
-        return sys.maxsize
+        return True
 
 
 def _json_kind(value: Any) -> str:
@@ -570,11 +478,7 @@ def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
 
 
 def _resolve(path: str) -> str:
-    """Return the real path of the absolute `path`, following each link only where fs.protected_symlinks=1 would.
-
-    A link in a sticky, world-writable directory (such as /tmp) that belongs
-    neither to this user nor to the directory's owner raises PermissionError.
-    """
+    """Return the real path of the absolute `path`, following a link only where fs.protected_symlinks=1 would."""
     if os.name == "nt":  # pragma: no cover - Windows
         return os.path.realpath(path)
     done, todo, hops = "", path.split("/")[::-1], 0
@@ -605,8 +509,7 @@ def _resolve(path: str) -> str:
 
 def _temp_prefix(name: str) -> str:
     """The start of the temp file names of `name`, `.NAME.`, cut so that `.NAME.<16 hex digits>.tmp` fits NAME_MAX."""
-    encoded = os.fsencode(name)
-    return f".{os.fsdecode(encoded[: _NAME_MAX - 22]) if len(encoded) > _NAME_MAX - 22 else name}."
+    return f".{os.fsdecode(os.fsencode(name)[: _NAME_MAX - 22])}."
 
 
 def _claimed(fd: int) -> bool:
@@ -619,12 +522,7 @@ def _claimed(fd: int) -> bool:
 
 
 def _remove_stray_temps(dir_fd: int, name: str) -> None:
-    """Remove the temp files that killed saves of `name` left in the directory open as `dir_fd`.
-
-    A save holds its temp file locked until the rename, so one that can be
-    locked is a dead save's; it is removed only while its name still leads to
-    the locked file. Any error leaves it for the next save.
-    """
+    """Remove temp files of `name` left in `dir_fd` by killed saves (a live save holds its own locked); errors pass."""
     prefix = _temp_prefix(name)
     try:
         names = [entry for entry in os.listdir(dir_fd) if entry.startswith(prefix) and len(entry) == len(prefix) + 20]
@@ -679,108 +577,77 @@ def _keep_owner_and_mode(fd: int, info: os.stat_result) -> None:
 
 
 def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, int], None], force: bool = True) -> None:
-    """Write `payload` to a new temp file beside `path`, then let `commit` rename it.
-
-    The temp file is locked (see _remove_stray_temps) and, before its first
-    byte, gets what _keep_owner_and_mode keeps of the file it replaces (till
-    then only you may read it; a new file gets 0o666 minus the umask). It is
-    fsynced, then commit(tmp, target, fd) renames it over the target (or
-    drops it) under the save locks. force=False refuses a file you may not
-    write. On any error, an interruption included, the temp file is removed,
-    the old file is untouched unless the rename happened, and an OSError
-    naming `path` is raised. Links are followed as _resolve() allows, and
-    anything but a regular file at the end is refused.
-    """
+    """Write `payload` to a locked, fsynced temp file beside `path` that commit(tmp, target, fd) renames."""
     tmp = ""
     try:
+        target = _resolve(path)
+        directory, name = os.path.split(target)
         try:
-            target = _resolve(path)
-            directory, name = os.path.split(target)
-            try:
-                info: os.stat_result | None = os.lstat(target)
-            except FileNotFoundError:
-                info = None
-            if info is not None:
-                if not stat.S_ISREG(info.st_mode):
-                    raise _not_a_file(info.st_mode)  # never replace a device node or a FIFO
-                if not force:
-                    _refuse_read_only(info, target)
-            mode = 0o666 if info is None else stat.S_IMODE(info.st_mode) & 0o700
-            prefix = os.path.join(directory, _temp_prefix(name))
-            while True:
-                tmp = f"{prefix}{secrets.token_hex(8)}.tmp"
-                try:
-                    # os.open as the opener: the descriptor belongs to the file
-                    # object from the moment it exists.
-                    file = open(tmp, "xb", buffering=0, opener=functools.partial(os.open, mode=mode))
-                except FileExistsError:  # pragma: no cover - 64 random bits collided
+            info: os.stat_result | None = os.lstat(target)
+        except FileNotFoundError:
+            info = None
+        if info is not None:
+            if not stat.S_ISREG(info.st_mode):
+                raise _not_a_file(info.st_mode)  # never replace a device node or a FIFO
+            if not force:
+                _refuse_read_only(info, target)
+        mode = 0o666 if info is None else stat.S_IMODE(info.st_mode) & 0o700
+        prefix = os.path.join(directory, _temp_prefix(name))
+        while True:
+            tmp = f"{prefix}{secrets.token_hex(8)}.tmp"
+            try:  # os.open as the opener: the file object owns the descriptor from the start
+                file = open(tmp, "xb", buffering=0, opener=functools.partial(os.open, mode=mode))
+            except FileExistsError:  # pragma: no cover - 64 random bits collided
+                tmp = ""
+                continue
+            with file:
+                fd = file.fileno()
+                if fcntl is not None and not _claimed(fd):  # another save took it for a stray and removes it
                     tmp = ""
                     continue
-                with file:
-                    fd = file.fileno()
-                    if fcntl is not None and not _claimed(fd):  # another save took it for a stray and removes it
-                        tmp = ""
-                        continue
-                    if info is not None:
-                        _keep_owner_and_mode(fd, info)
-                    view = memoryview(payload)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                    commit(tmp, target, fd)
-                    return
-        except BaseException:
-            if tmp:
-                _unlink(tmp)  # gone already when the rename happened
-            raise
-    except OSError as err:
-        raise OSError(err.errno, f"cannot save: {err.strerror or err}", path) from err
+                if info is not None:
+                    _keep_owner_and_mode(fd, info)
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+                commit(tmp, target, fd)
+                return
+    except BaseException as err:
+        if tmp:
+            _unlink(tmp)  # gone already when the rename happened
+        if isinstance(err, OSError):
+            raise OSError(err.errno, f"cannot save: {err.strerror or err}", path) from err
+        raise
 
 
 # --- PickleDB ---------------------------------------------------------------
 
-# The coroutines the in-memory operations return in async code, named after them.
-_set_done = _done("PickleDB.set")
-_get_done = _done("PickleDB.get")
-_remove_done = _done("PickleDB.remove")
-_all_done = _done("PickleDB.all")
-_purge_done = _done("PickleDB.purge")
-_set_many_done = _done("PickleDB.set_many")
+# What set() and get() return in async code (see _in_memory for the other methods).
+_set_done = cast("Callable[[bool], bool]", _named("PickleDB.set", _ready))
+_get_done = cast("Callable[[Any], Any]", _named("PickleDB.get", _ready))
 
 
 class PickleDB:
     """An in-memory dict of str keys, loaded from and saved to one JSON file.
 
-    PickleDB(location, *, pretty=False)
+    location: the JSON file (str or os.PathLike). A leading `~` is expanded and the path is made absolute
+        at creation. A missing file loads as an empty database.
+    pretty: True writes JSON indented by two spaces, ending with a newline.
 
-    location: the JSON file, a str or an os.PathLike such as pathlib.Path.
-        A leading `~` is expanded and the path is made absolute when the
-        instance is created, so a later os.chdir() does not move it. The
-        file need not exist: a missing file loads as an empty database.
-    pretty: False (the default) writes compact JSON; True writes it
-        indented by two spaces, ending with a newline, for people who read,
-        diff or edit the file.
-
-    The constructor touches no disk: call load() and save(), or use
-    `with` / `async with`, which load on entry and save on a clean exit.
-    The first read of an instance that never loaded nor saved its file
-    warns (RuntimeWarning) if the file is not empty.
-    Every method is awaitable when called from async code.
+    The constructor touches no disk: call load() and save(), or use `with` / `async with` (load on entry,
+    save on a clean exit). Every method is awaitable when called from async code.
     """
 
     def __init__(self, location: str | os.PathLike[str], *, pretty: bool = False) -> None:
         self.location = _path_of(location, "location", 'PickleDB("data.json")')
         self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
-        # What reads look in: _data after the first read (see _first_read); whatever replaces _data, replaces it.
-        self._reads = cast("dict[str, Any]", _Unread(self))
-        # Every load() and save() takes a number from one counter: a save that
-        # finds a newer save already done drops its older snapshot.
+        self._reads = cast("dict[str, Any]", _Unread(self))  # _data once _first_read ran
+        # Each load() and save() takes a number; a save that finds a later one saved drops its older snapshot.
         self._numbers = itertools.count(1)
-        # number -> fingerprint of the file as that load or save left it; the
-        # highest number is what this instance has seen. Kept as dicts that are
-        # only ever added to and pruned below the maximum, so that a save run
-        # by a signal handler in the middle of another can never be undone.
+        # number -> fingerprint as that load or save left the file; the highest is what this instance has seen.
+        # Only added to and pruned below the maximum, so a save by a signal handler mid-save is never undone.
         self._marks: dict[int, _Fingerprint | None] = {}
         self._saves: set[int] = set()
         self._fresh_locks()
@@ -799,22 +666,17 @@ class PickleDB:
 
     @_both
     def load(self) -> bool:
-        """Replace the data in memory with the file's; return True.
+        """Replace the data in memory with the file's (a missing or empty file: none); return True.
 
-        A missing or empty file gives an empty database. A file that is not a
-        JSON object raises CorruptFileError (a ValueError) naming it, and
-        anything but a regular file raises OSError naming it; either way
-        memory and file are unchanged. Awaitable in async code; a cancelled
-        load changes nothing in memory.
+        A file that is not a JSON object raises CorruptFileError (a ValueError),
+        anything but a regular file OSError, both naming it and changing
+        nothing. Awaitable in async code; a cancelled load changes nothing.
         """
         self._first_read(warn=False)  # a load() that fails counts too: its caller knows of the file
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
-            # The coroutine, typed as the value it gives (see _Bool).
             return cast(bool, _named_for_caller(PickleDB._load_async, self, 1)(self))
-        # The collector stays paused until memory is replaced: a collection
-        # started by the bookkeeping right after the parse would walk every
-        # new container once more (the caller's next allocation starts it).
+        # Paused until memory is replaced: a collection started right after the parse would walk it all again.
         with _PausedGC():
             data, fingerprint = _read_json(self.location)
             self._loaded(data, fingerprint)
@@ -822,17 +684,13 @@ class PickleDB:
 
     async def _load_async(self) -> bool:
         data, fingerprint = await _off_loop(_read_json, self.location)
-        # Memory changes here, on the loop, only if the read was not cancelled.
-        self._loaded(data, fingerprint)
+        self._loaded(data, fingerprint)  # on the loop: not if the read was cancelled
         return True
 
     def _loaded(self, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
         self._check_fork()
         with self._lock:
-            # The number is taken after the read: a save of this instance that
-            # finished during the read has a lower one, so the file read (older
-            # than that save) is what counts as seen, and the next save over the
-            # newer file conflicts instead of dropping what that save wrote.
+            # Numbered after the read: a save that finished during it is older, so the next save conflicts.
             number = next(self._numbers)
             self._data = self._reads = data
             self._remember(number, fingerprint, saved=False)
@@ -841,15 +699,13 @@ class PickleDB:
     def save(self, force: bool = False) -> bool:
         """Write the whole database to the file atomically and durably; return True.
 
-        Refuses with ConflictError when the file exists and is not the one
-        this instance last loaded or saved (another program or instance wrote
-        it, or it was never loaded), and with PermissionError when you may
-        not write it; force=True replaces it anyway. A value JSON cannot hold
-        raises TypeError naming its key; an I/O failure raises OSError naming
-        the file. On any error memory is unchanged, and so is the file,
-        except when the directory fsync after the rename fails: the file then
-        holds the complete new contents, but their durability is not
-        confirmed. Awaitable in async code: the same work, off the event loop.
+        Raises ConflictError when the file is not the one this instance last
+        loaded or saved, PermissionError when you may not write it (force=True
+        replaces it anyway), TypeError naming the key of a value JSON cannot
+        hold, OSError naming the file. On any error memory and file are
+        unchanged, except when the directory fsync after the rename fails: the
+        file then holds the complete new contents, not confirmed durable.
+        Awaitable in async code (off the event loop).
         """
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
@@ -871,14 +727,8 @@ class PickleDB:
             fd = self._dir_fd
             self._fresh_locks()
             if fd >= 0:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)  # the parent's own descriptor keeps its lock
-                except OSError:
-                    pass
-
-    def _seen(self) -> object:
-        marks = self._marks
-        return marks[max(marks)] if marks else _NEVER
 
     def _remember(self, number: int, fingerprint: _Fingerprint | None, *, saved: bool) -> None:
         marks, saves = self._marks, self._saves
@@ -888,18 +738,13 @@ class PickleDB:
         newest = max(marks)
         for old in [n for n in marks if n < newest]:
             marks.pop(old, None)
-        newest_save = max(saves, default=0)
-        for old in [n for n in saves if n < newest_save]:
-            saves.discard(old)
+        newest = max(saves, default=0)
+        saves.difference_update([n for n in saves if n < newest])
 
     def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
-        """Check the file and rename the temp file over it, under both save locks.
+        """Check the file and rename tmp over it, under this instance's lock and an flock on the directory.
 
-        The cross-process lock is an flock on the directory, which every
-        pickledb save of a file there takes; the kernel drops it when a
-        process dies, so a crash never leaves a stale lock, and no lock file
-        is needed. A save run by a signal handler in the middle of this one
-        (same thread) shares the open directory instead of waiting for itself.
+        The kernel drops the flock of a dead process. A save by a signal handler during this one shares it.
         """
         with self._lock, _SignalsHeld() as held:
             owner = self._dir_fd < 0
@@ -926,42 +771,31 @@ class PickleDB:
         inflight = self._inflight
         inflight[number] = (tmp, fingerprint)
         try:
-            # Other entries belong to a save of this thread that a signal handler
-            # interrupted: remove their temp files, so that they cannot rename
-            # an older snapshot over this one when they resume.
+            # Others are saves a signal handler interrupted: their older snapshots must not be renamed later.
             for other, (other_tmp, _) in list(inflight.items()):
                 if other < number:
                     _unlink(other_tmp)
-            if max(self._saves, default=0) > number:  # a later snapshot is already saved
+            try:
+                if max(self._saves, default=0) <= number:
+                    if not force:
+                        self._check_unchanged(target)
+                    os.replace(tmp, target)
+            except (ConflictError, FileNotFoundError):  # a handler's later save may have come between, or taken tmp
+                if max(self._saves, default=0) <= number:
+                    raise
+            if max(self._saves, default=0) > number:  # a later snapshot is saved: this one is dropped
                 _unlink(tmp)
                 return False
-            if not force:
-                try:
-                    self._check_unchanged(target)
-                except ConflictError:
-                    if max(self._saves, default=0) > number:  # a handler saved between the stat and the check
-                        _unlink(tmp)
-                        return False
-                    raise
-            try:
-                os.replace(tmp, target)
-            except FileNotFoundError:
-                if max(self._saves, default=0) > number:  # a handler's later save removed our temp file
-                    return False
-                raise
             # The ctime of the rename, unless another program wrote to the file since: then the next save conflicts.
             after = _fingerprint(os.fstat(tmp_fd))
             self._remember(number, after if _same_but_ctime(after, fingerprint) else fingerprint, saved=True)
             return True
         except BaseException:
-            # Interrupted (a signal handler raised) after the rename: the file is
-            # the one we wrote, so remember it, or the next save would conflict.
-            try:
+            # Interrupted after the rename: remember the file we wrote, or the next save would conflict.
+            with contextlib.suppress(OSError):
                 now = _fingerprint(os.stat(target))
                 if _same_but_ctime(now, fingerprint):
                     self._remember(number, now, saved=True)
-            except OSError:
-                pass
             raise
         finally:
             inflight.pop(number, None)
@@ -976,7 +810,7 @@ class PickleDB:
         on_disk = _fingerprint(info)
         if on_disk is None:  # an empty file holds nothing to lose
             return
-        seen = self._seen()
+        seen = self._marks[max(self._marks)] if self._marks else _NEVER
         # A save of this thread that a signal handler interrupted may have renamed its file (ctime aside).
         if on_disk == seen or any(_same_but_ctime(on_disk, other) for _, other in list(self._inflight.values())):
             return
@@ -985,17 +819,12 @@ class PickleDB:
         raise ConflictError(self.location, "was changed on disk since this PickleDB last loaded or saved it")
 
     def _refuse_strings_too_long(self) -> None:
-        """Refuse a key or top-level str value that no loadable file can hold, before orjson sees it.
+        """Refuse a key or top-level str value too long to load back, before orjson (which may crash on it) sees it.
 
-        orjson can crash the process when it encodes a single str of about
-        2**31 characters. A str of n characters encodes to at least n bytes,
-        so one longer than _MAX_FILE_BYTES could never be loaded back anyway.
-        Strings nested in lists or objects are not looked at. Such a string
-        can exist only in a process that holds that much memory: below that
-        peak (one getrusage() per save), or that size now, nothing is scanned.
+        Such a string needs that much memory: below that peak, or that size now, nothing is scanned.
         """
         limit = _MAX_FILE_BYTES
-        if _peak_memory() <= limit or _memory_now() <= limit:
+        if not _held_more_than(limit):
             return
         data = self._data
         values = list(data.values())  # copied first: only C code runs over the dict
@@ -1034,6 +863,7 @@ class PickleDB:
         raise TypeError(f"cannot save {self.location}: {whole}; the file was not changed")
 
     # -- in-memory operations: done at call time in both worlds --
+    # set() and get() test their caller inline: calling _in_memory() would double their cost.
 
     @_both
     def set(self, key: Any, value: Any) -> bool:
@@ -1053,22 +883,13 @@ class PickleDB:
     @_both
     def remove(self, key: Any) -> bool:
         """Delete str(key); return True if it existed. Awaitable in async code."""
-        existed = self._data.pop(str(key), MISSING) is not MISSING
-        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
-            return _remove_done(existed)
-        return existed
+        return _in_memory(self, self._data.pop(str(key), MISSING) is not MISSING)
 
     @_both
     def all(self, prefix: str | None = None) -> list[str]:
-        """Return a list of the keys that start with prefix (every key when None), in insertion order.
-
-        Awaitable in async code.
-        """
+        """Return the keys starting with prefix (all when None), in insertion order. Awaitable in async code."""
         prefix = _check_prefix(prefix)
-        keys = [k for k in self._reads if k.startswith(prefix)] if prefix else list(self._reads)
-        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
-            return _all_done(keys)
-        return keys
+        return _in_memory(self, [k for k in self._reads if k.startswith(prefix)] if prefix else list(self._reads))
 
     def _first_read(self, warn: bool = True) -> dict[str, Any]:
         """Point reads at _data; warn once if the file holds data never loaded nor saved here. Return _data."""
@@ -1093,17 +914,13 @@ class PickleDB:
     def purge(self) -> bool:
         """Delete every key in memory; return True. Awaitable in async code."""
         self._data.clear()
-        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
-            return _purge_done(True)
-        return True
+        return _in_memory(self, True)
 
     @_both
     def set_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> bool:
-        """Store every (key, value) pair in memory at once; return True.
+        """Store every (key, value) pair in memory, all or (if reading `items` fails) none; return True.
 
-        Either all pairs are stored or, if reading `items` fails, none is;
-        an item that is not a pair raises ValueError naming its position.
-        Awaitable in async code.
+        An item that is not a pair raises ValueError naming its position. Awaitable in async code.
         """
         pairs = items.items() if isinstance(items, Mapping) else items
         taken = itertools.count()  # counts the items read, in C: nothing to pay when all is well
@@ -1114,9 +931,7 @@ class PickleDB:
                 raise
             raise _not_a_pair(next(taken) - 1, err) from None
         self._data.update(new)
-        if (code := _getframe(1).f_code) is not _sync_code and (code is _async_code or _async_caller()):
-            return _set_many_done(True)
-        return True
+        return _in_memory(self, True)
 
     def count(self, prefix: str | None = None) -> int:
         """Return the number of keys that start with prefix (of all keys when None). Awaitable in async code."""
@@ -2388,8 +2203,7 @@ def _queued(client: Any, commands: list[Any]) -> Any:
 
 def _redis() -> Any:
     try:
-        import redis
-        import redis.asyncio
+        import redis.asyncio  # also binds redis
         import redis.cluster
     except ImportError as err:
         raise ImportError(_REDIS_HINT) from err
@@ -2404,21 +2218,38 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _run_idle_loop_in_new_thread(loop: Any, coro: Any) -> None:
-    """Run `coro` on `loop` (open, not running) in a new thread, and wait."""
-    failure: list[BaseException] = []
+def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Run fn(*args) in a new daemon thread, and give its outcome to `done`."""
 
     def main() -> None:
         try:
-            loop.run_until_complete(coro)
-        except BaseException as err:  # handed to the calling thread
-            failure.append(err)
+            done.set_result(fn(*args))
+        except BaseException as err:  # handed to whoever waits for it
+            done.set_exception(err)
 
-    thread = threading.Thread(target=main, name="pickledb-close", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
+    threading.Thread(target=main, name="pickledb-close", daemon=True).start()
+
+
+def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
+    """Close an asyncio client from outside its loop: another thread's running loop, or an idle one."""
+    if not loop.is_running():  # an idle loop that is still open: run it for this one task
+        loop.run_until_complete(closer.aclose())
+        return
+    future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
+    deadline = _monotonic() + timeout
+    while not future.done() and not loop.is_closed() and _monotonic() < deadline:
+        concurrent.futures.wait([future], 0.05)
+    if not future.done():
+        future.cancel()
+        if loop.is_closed():  # it ended before it ran the close
+            _drop_transports(client)
+
+
+def _closed_task(client: Any, done: concurrent.futures.Future[None], task: Any) -> None:
+    """Set `done` once the task closing `client` ended; one stopped partway or never started drops its sockets."""
+    if task.cancelled() or task.exception() is not None:
+        _drop_transports(client)
+    done.set_result(None)
 
 
 def _masked_url(url: str) -> str:
@@ -2847,12 +2678,12 @@ class PickleDBRedis(PickleDBStore):
                 self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Mark the store closed, close the sync client, and have each asyncio client closed.
+        """Mark the store closed, close the sync client, and start closing each asyncio client.
 
-        A client of `here`, the running loop of an async close(), closes in a
-        task on it; those of other loops close from a thread of their own
-        (in sync close(), from this one). Return a future per client still
-        closing, earlier closes' included: each is set once it is closed.
+        A client of the running loop closes in a task on it, and one of
+        another loop from a thread of its own. Return a future per client
+        still closing, earlier closes' included, set once it is closed (not
+        those of the running loop, in sync code: they close when it goes on).
         """
         self._closed = True
         with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
@@ -2865,103 +2696,40 @@ class PickleDBRedis(PickleDBStore):
                 if loop.is_closed():
                     _drop_transports(aclient)
             return []
-        others = []
-        for loop, (aclient, closer, _) in entries.items():
-            if here is None:
-                self._close_elsewhere(loop, aclient, closer)
-            elif loop is here:
-                self._close_in_task(loop, aclient, closer)
-            else:
-                others.append((loop, aclient, closer, self._closing_one(loop, aclient, None)))
-        if others:
-            closer = threading.Thread(target=self._close_all_elsewhere, args=(others,), name="pickledb-close")
-            closer.daemon = True
-            closer.start()
-        if here is not None:
-            return [done for _, _, _, done in list(self._closing)]
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        for loop, (aclient, closer, _) in entries.items():
+            task, done = None, concurrent.futures.Future[None]()
+            if running is not None and loop is running:
+                task = loop.create_task(closer.aclose())
+                task.add_done_callback(functools.partial(_closed_task, aclient, done))
+            elif loop.is_closed():
+                _drop_transports(aclient)
+                done.set_result(None)
+            else:
+                _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
+            with self._lock:
+                self._closing.append((loop, aclient, task, done))
+            done.add_done_callback(self._forget)
         closing = []
-        for loop, aclient, task, done in list(self._closing):  # an earlier close's work: wait for it
-            if loop is running:  # a sync call inside that loop's own code: it closes when the loop goes on
-                continue
-            if task is not None and not loop.is_running() and not done.done():
-                if loop.is_closed():  # that loop ended before the task could run
-                    _drop_transports(aclient)
-                    self._closed_one(done)
-                else:
-                    _run_idle_loop_in_new_thread(loop, asyncio.wait([task]))
-            closing.append(done)
+        for loop, aclient, task, done in list(self._closing):
+            if here is None and task is not None and not loop.is_running() and not done.done():
+                if loop.is_closed():  # an earlier close's task, on a loop that ended before it ran
+                    _closed_task(aclient, done, task)
+                else:  # ... on a loop that stopped: run it for that task
+                    _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
+            if here is not None or loop is not running:
+                closing.append(done)
         return closing
+
+    def _forget(self, done: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._closing = [entry for entry in self._closing if entry[3] is not done]
 
     def _leaked(self) -> bool:
         return self._client is not None or bool(self._aclients)
-
-    def _closing_one(self, loop: Any, client: Any, task: Any) -> Any:
-        """Record that `client` is being closed; return the future set when it is."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        entry = (loop, client, task, done)
-        with self._lock:
-            self._closing.append(entry)
-        done.add_done_callback(lambda _: self._closed_one(done))
-        return done
-
-    def _closed_one(self, done: Any) -> None:
-        """Forget the client whose close set `done` (setting it if nobody did)."""
-        with self._lock:
-            self._closing = [entry for entry in self._closing if entry[3] is not done]
-        if not done.done():
-            done.set_result(None)
-
-    def _close_in_task(self, loop: Any, client: Any, closer: Any) -> None:
-        """Close `client` in a new task on `loop`, the running loop that owns it."""
-        task = loop.create_task(closer.aclose())
-        done = self._closing_one(loop, client, task)
-
-        def finished(task: Any) -> None:
-            if task.cancelled() or task.exception() is not None:  # stopped partway, or never started
-                _drop_transports(client)
-            done.set_result(None)
-
-        task.add_done_callback(finished)
-
-    def _close_all_elsewhere(self, entries: list[tuple[Any, Any, Any, Any]]) -> None:
-        """Close asyncio clients of other loops (in a thread of its own); set each one's future."""
-        for loop, client, closer, done in entries:
-            try:
-                self._close_elsewhere(loop, client, closer)
-            except BaseException as err:  # handed to whoever awaits the close
-                done.set_exception(err)
-            else:
-                done.set_result(None)
-
-    def _close_elsewhere(self, loop: Any, client: Any, closer: Any) -> None:
-        """Close an asyncio client from outside its loop, whatever state that loop is in."""
-        if loop.is_closed():
-            _drop_transports(client)
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and loop is running:  # a sync call inside that loop's own code: close soon, on the loop
-            self._close_in_task(loop, client, closer)
-        elif loop.is_running():  # another thread's loop
-            future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-            deadline = time.monotonic() + self._timeout
-            while not future.done() and not loop.is_closed() and time.monotonic() < deadline:
-                try:
-                    future.result(0.05)
-                except TimeoutError:
-                    continue
-            if not future.done():
-                future.cancel()
-                if loop.is_closed():
-                    _drop_transports(client)
-        else:  # an idle loop that is still open: run it for this one task
-            _run_idle_loop_in_new_thread(loop, closer.aclose())
 
 
 # --- PickleDBPostgres -------------------------------------------------------
@@ -3347,12 +3115,13 @@ class PickleDBPostgres(PickleDBStore):
 # --- command line -------------------------------------------------------------
 #
 # `pickledb COMMAND ...` (the console script) and `python -m pickledb COMMAND ...`:
-# look inside any store, edit it, dump it, and copy it between backends. The
-# standard library only; argparse is imported by main(), never by `import
-# pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command could
-# not do what was asked (usage, bad input, a store it cannot use, a refused
-# copy, a file changed by another writer), 130 interrupted by Ctrl-C, 141 the
-# reader of its output closed it early (`| head`; as a shell reports SIGPIPE).
+# look inside any store, edit it, dump it, and copy it between backends, through
+# the stores' public methods only; argparse is imported by main(), never by
+# `import pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command
+# could not do what was asked (usage, bad input, a store it cannot use, a
+# refused copy, a file changed by another writer), 130 interrupted by Ctrl-C,
+# 141 the reader of its output closed it early (`| head`; as a shell reports
+# SIGPIPE).
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
@@ -3363,7 +3132,6 @@ _CLI_FORMS = (
 _CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 _CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _CLI_BATCH = 10_000
-_CLIBatches = Iterator[list[tuple[str, Any]]]  # the pairs of a store, in lists for set_many
 
 
 class _CLIError(Exception):
@@ -3405,44 +3173,16 @@ def _cli_shown(address: str) -> str:
     return _masked_url(address) if "://" in address else address  # a file path may hold an '@'
 
 
-def _cli_sqlite_connect(path: str) -> Any:
-    """A plain sqlite3 connection to an existing file, for reading (mode=rw does not create one).
-
-    Not read-only: a read-only connection would leave the -wal and -shm files behind.
-    """
-    import sqlite3
-    import urllib.parse
-
-    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, isolation_level=None)
-
-
-def _cli_sqlite_tables(path: str) -> list[str]:
-    """The tables of an existing SQLite file."""
-    import sqlite3
-
-    if not os.path.isfile(path):
-        raise _CLIError(f"{path}: no such file")
-    try:
-        conn = _cli_sqlite_connect(path)
-        try:
-            return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as err:
-        raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
-
-
 def _cli_path(kind: str, location: str) -> str:
     """The absolute path of a JSON or SQLite store; an error shows an address of that backend."""
     return _path_of(location, "STORE", {"json": "data.json", "sqlite": "app.sqlite3 or sqlite:PATH"}[kind])
 
 
 def _cli_file_start(path: str, existing: bool) -> bytes:
-    """Return the first 2 bytes of the store file at `path`, b"" if there is none.
+    """Return the first 2 bytes of the store file at `path`, b"" if there is none (an error when `existing`).
 
-    Anything but a regular file (or a link to one) is refused before it is
-    read, and the file is opened without blocking: reading a FIFO would wait
-    for a writer forever. A missing file is an error when `existing`.
+    Anything but a regular file (or a link to one) is refused unread, and the
+    file is opened without blocking: reading a FIFO would wait forever.
     """
     try:
         info = os.stat(path)
@@ -3478,10 +3218,18 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     if kind == "sqlite":
         path = _cli_path(kind, location)
         _cli_file_start(path, existing)
-        if existing and name not in (tables := _cli_sqlite_tables(path)):
-            listed = ", ".join(repr(table) for table in tables) or "none"
-            base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
-            raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
+        if existing:  # its tables, read without PickleDBSQLite, which would create the table; mode=rw creates no file
+            sqlite3 = _sqlite3()
+            try:
+                uri = f"file:{urllib.parse.quote(path)}?mode=rw"  # not read-only, which leaves -wal and -shm behind
+                with contextlib.closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
+                    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            except sqlite3.DatabaseError as err:
+                raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
+            if name not in tables:
+                listed = ", ".join(repr(table) for table in tables) or "none"
+                base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
+                raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
         return stack.enter_context(PickleDBSQLite(path, name))
     scheme, rest = location.split("://", 1)
     cluster = scheme.lower().endswith("+cluster")
@@ -3492,23 +3240,11 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     return stack.enter_context(redis_store)
 
 
-def _cli_pairs(store: Any, batch: int) -> tuple[int, _CLIBatches]:
-    """Return the number of pairs in `store` and an iterator over them in lists of up to `batch`."""
-    pairs = store.items()
-    return store.count(), iter(lambda: list(itertools.islice(pairs, batch)), [])
-
-
-def _cli_slices(pairs: list[tuple[str, Any]], batch: int) -> _CLIBatches:
-    return (pairs[start : start + batch] for start in range(0, len(pairs), batch))
-
-
 class _CLIProgress:
-    """`verb done / total keys, rate` on one stderr line, redrawn at most ten times a second."""
+    """`verb done / total keys, rate` on one stderr line, redrawn at most ten times a second, on a terminal only."""
 
-    def __init__(self, verb: str, total: int, enabled: bool) -> None:
-        self.verb = verb
-        self.total = total
-        self.enabled = enabled
+    def __init__(self, verb: str, total: int, quiet: bool) -> None:
+        self.verb, self.total, self.enabled = verb, total, sys.stderr.isatty() and not quiet
         self.start = self.last = time.monotonic()
         self.shown = False
 
@@ -3558,8 +3294,8 @@ class _CLIHoldInterrupt:
             raise KeyboardInterrupt
 
 
-def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIProgress) -> list[str]:
-    """Store every pair into `dst` with set_many, batch by batch; return the keys stored.
+def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, progress: _CLIProgress) -> list[str]:
+    """Store `pairs` into `dst`, one set_many per `batch` pairs; return the keys stored, in order.
 
     A JSON store is changed in memory and saved once at the end. Ctrl-C
     stops between batches and raises _CLIError saying what `dst` holds; so
@@ -3567,21 +3303,17 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
     """
     stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
-    in_memory = isinstance(dst, PickleDB)
+    save = getattr(dst, "save", None)  # a JSON store: written by its one save
     try:
-        for pairs in batches:
-            if in_memory:
-                dst.set_many(pairs)
-                stored.extend(key for key, _ in pairs)
-            else:
-                with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
-                    dst.set_many(pairs)
-                    stored.extend(key for key, _ in pairs)
-                    written = len(stored)
+        while chunk := list(itertools.islice(pairs, batch)):
+            with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
+                dst.set_many(chunk)
+                stored.extend(key for key, _ in chunk)
+                written = written if save else len(stored)
             progress.update(len(stored))
-        if in_memory:
+        if save:
             with _CLIHoldInterrupt():
-                dst.save()
+                save()
                 written = len(stored)
         progress.update(len(stored), final=True)
     except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway
@@ -3591,9 +3323,10 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
             raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
+        first, last = stored[0], stored[written - 1]
         raise _CLIError(
-            f"{'interrupted:' if interrupted else f'{err};'} {written} of {total} keys were written, in complete "
-            f"batches: the first {written} in source order, {_short(stored[0])} to {_short(stored[written - 1])}; "
+            f"{'interrupted:' if interrupted else f'{err};'} {written} of {progress.total} keys were written, in "
+            f"complete batches: the first {written} in source order, {_short(first)} to {_short(last)}; "
             "run again with --merge to finish",
             130 if interrupted else 2,
         ) from None
@@ -3602,13 +3335,10 @@ def _cli_store_pairs(dst: Any, total: int, batches: _CLIBatches, progress: _CLIP
 
 
 def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
-    """Apply `change` to the store, then save a JSON store, unless `change` returned False.
-
-    Ctrl-C meanwhile does not cut it: the write is the command's last step.
-    """
+    """Apply `change` to the store, then save a JSON store, unless `change` returned False; Ctrl-C does not cut it."""
     with _CLIHoldInterrupt(reraise=False):
         result = change(dst)
-        if isinstance(dst, PickleDB) and result is not False:
+        if hasattr(dst, "save") and result is not False:
             dst.save()
     return result
 
@@ -3632,6 +3362,18 @@ def _cli_out(data: bytes) -> None:
     out.flush()
 
 
+def _cli_input(file: str) -> tuple[str, bytes]:
+    """Return the name messages give `file` and its bytes; "-" is stdin."""
+    name = "<stdin>" if file == "-" else file
+    try:
+        if file == "-":
+            return name, sys.stdin.buffer.read()
+        with open(file, "rb") as opened:
+            return name, opened.read()
+    except OSError as err:
+        raise _CLIError(f"cannot read {name}: {err.strerror or err}") from None
+
+
 def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
     try:
         return orjson.loads(text)
@@ -3642,48 +3384,37 @@ def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
 def _cli_run(args: Any, stack: Any) -> int:
     command = args.command
     if command == "keys":
-        keys = _cli_open(args.store, stack, existing=True).all()
+        keys = _cli_open(args.store, stack, existing=True).all(args.prefix)
         _cli_out(orjson.dumps(keys) + b"\n" if args.json else b"".join(key.encode() + b"\n" for key in keys))
     elif command == "get":
-        store = _cli_open(args.store, stack, existing=True)
         gone = object()
-        value = store.get(args.key, gone)
+        value = _cli_open(args.store, stack, existing=True).get(args.key, gone)
         if value is gone:
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
-        _cli_out(orjson.dumps(value) + b"\n")
+        _cli_out((value.encode() if args.raw and type(value) is str else orjson.dumps(value)) + b"\n")
     elif command == "set":
-        value = args.value if args.text else _cli_json_arg(args.value, "VALUE", "; pass --text to store it as a string")
+        name, raw = _cli_input("-") if args.value == "-" else ("VALUE", args.value)
+        if not args.text:
+            value = _cli_json_arg(raw, name, "; pass --text to store it as a string")
+        else:
+            value = raw.decode() if isinstance(raw, bytes) else raw
         _cli_write(_cli_open(args.store, stack, existing=False), lambda db: db.set(args.key, value))
     elif command == "remove":
-        store = _cli_open(args.store, stack, existing=True)
-        if not _cli_write(store, lambda db: db.remove(args.key)):
+        if not _cli_write(_cli_open(args.store, stack, existing=True), lambda db: db.remove(args.key)):
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
     elif command == "dump":
-        _, batches = _cli_pairs(_cli_open(args.store, stack, existing=True), _CLI_BATCH)
-        data = {key: value for pairs in batches for key, value in pairs}
+        data = dict(_cli_open(args.store, stack, existing=True).items(args.prefix))
         payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 if args.pretty else 0) + b"\n"
         if args.output is None:
             _cli_out(payload)
         else:
             _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace, force=False)
     elif command == "import":
-        name = "<stdin>" if args.file == "-" else args.file
-        try:
-            if args.file == "-":
-                raw = sys.stdin.buffer.read()
-            else:
-                with open(args.file, "rb") as file:
-                    raw = file.read()
-        except OSError as err:
-            raise _CLIError(f"cannot read {name}: {err.strerror or err}") from None
-        data = _cli_json_arg(raw, name)
-        if type(data) is not dict:
+        name, raw = _cli_input(args.file)
+        if type(data := _cli_json_arg(raw, name)) is not dict:
             raise _CLIError(f"{name} holds a JSON {_json_kind(data)}; import needs one JSON object")
         dst = _cli_open(args.store, stack, existing=False)
-        pairs = list(data.items())
-        batches = _cli_slices(pairs, args.batch)
-        progress = _CLIProgress("import", len(pairs), sys.stderr.isatty() and not args.quiet)
-        stored = _cli_store_pairs(dst, len(pairs), batches, progress)
+        stored = _cli_store_pairs(dst, iter(data.items()), args.batch, _CLIProgress("import", len(data), args.quiet))
         if not args.quiet:
             print(f"imported {len(stored)} keys into {_cli_shown(args.store)}")
     elif command == "copy":
@@ -3691,21 +3422,29 @@ def _cli_run(args: Any, stack: Any) -> int:
     else:  # info
         store = _cli_open(args.store, stack, existing=True)
         kind, location, name = _cli_address(args.store)
-        lines = [f"backend: {type(store).__name__}"]
+        fields: dict[str, Any] = {"backend": type(store).__name__}
         if kind == "redis":
-            lines += [f"url: {_cli_shown(location)}", f"hash: {name}"]
+            fields |= {"url": _cli_shown(location), "hash": name, "keys": store.count()}
         else:
-            path = store.location
-            lines.append(f"file: {path}")
+            path = fields["file"] = store.location
             if kind == "sqlite":
-                lines.append(f"table: {name}")
-        lines.append(f"keys: {len(store.all())}")
-        if kind != "redis":
-            lines.append(f"file size: {os.path.getsize(path)} bytes")
+                fields["table"] = name
+            fields |= {"keys": store.count(), "file_bytes": os.path.getsize(path)}
             if kind == "sqlite" and os.path.isfile(path + "-wal") and (wal := os.path.getsize(path + "-wal")):
-                lines.append(f"write-ahead log: {wal} bytes")
-        print("\n".join(lines))
+                fields["wal_bytes"] = wal
+        labels = {"file_bytes": "file size", "wal_bytes": "write-ahead log"}  # the text form, with " bytes"
+        text = "\n".join(f"{labels[k]}: {v} bytes" if k in labels else f"{k}: {v}" for k, v in fields.items())
+        _cli_out(orjson.dumps(fields) + b"\n" if args.json else text.encode() + b"\n")
     return 0
+
+
+def _cli_once(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """The pairs of a Redis walk, each key once (HSCAN may return a key twice); it holds the keys seen."""
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key not in seen:
+            seen.add(key)
+            yield key, value
 
 
 def _cli_copy(args: Any, stack: Any) -> int:
@@ -3715,19 +3454,20 @@ def _cli_copy(args: Any, stack: Any) -> int:
 
     if identity(args.src) == identity(args.dst):
         raise _CLIError(f"{_cli_shown(args.src)} and {_cli_shown(args.dst)} are the same store")
-    total, batches = _cli_pairs(_cli_open(args.src, stack, existing=True), args.batch)
+    src = _cli_open(args.src, stack, existing=True)
     dst = _cli_open(args.dst, stack, existing=False)
-    held = len(dst.all())
-    if held and not args.merge:
+    if (held := dst.count()) and not args.merge:
         raise _CLIError(
             f"{_cli_shown(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
             "pass --merge to copy into it (keys of the source overwrite)"
         )
-    progress = _CLIProgress("copy", total, sys.stderr.isatty() and not args.quiet)
-    stored = _cli_store_pairs(dst, total, batches, progress)
-    if isinstance(dst, PickleDB):  # check what the file holds, not what is in memory
-        dst = None  # drop the data in memory before the file is read again
-        dst = _cli_open(args.dst, stack, existing=True)
+    progress = _CLIProgress("copy", src.count(args.prefix), args.quiet)
+    pairs = src.items(args.prefix)
+    pairs = _cli_once(pairs) if _cli_address(args.src)[0] == "redis" else pairs  # the others give each key once
+    stored = _cli_store_pairs(dst, pairs, args.batch, progress)
+    if hasattr(dst, "load"):  # check what the file holds, not what is in memory (dropped first)
+        dst.purge()
+        dst.load()
     present = set(dst.all())
     missing = [key for key in stored if key not in present]
     if missing:
@@ -3772,40 +3512,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pickledb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str, *arguments: str) -> argparse.ArgumentParser:
+    flags = {  # each command's switch
+        "keys": ("--json", "print one JSON array instead"),
+        "get": ("--raw", "print a string value without JSON quotes, as jq -r does"),
+        "set": ("--text", "store VALUE as a string, without parsing it"),
+        "dump": ("--pretty", "indent the JSON"),
+        "copy": ("--merge", "copy into a DST that is not empty (keys of SRC overwrite)"),
+        "info": ("--json", "print the fields as one JSON object"),
+    }
+
+    def command(name: str, arguments: str, text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
-        for argument in arguments:
+        for argument in arguments.split():
             sub.add_argument(argument.lower(), metavar=argument)
+        if name in flags:
+            sub.add_argument(flags[name][0], action="store_true", help=flags[name][1])
+        if name in ("keys", "dump", "copy"):
+            sub.add_argument("--prefix", metavar="P", help="only the keys that start with P")
+        if name in ("import", "copy"):
+            sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
+            hint = f"pairs per set_many (default {_CLI_BATCH})"
+            sub.add_argument("--batch", type=batch_size, default=_CLI_BATCH, metavar="N", help=hint)
         return sub
 
-    def bulk(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
-        sub.add_argument(
-            "--batch",
-            type=batch_size,
-            default=_CLI_BATCH,
-            metavar="N",
-            help=f"pairs per set_many (default {_CLI_BATCH})",
-        )
-
-    command("keys", "print every key, one per line", "STORE").add_argument(
-        "--json", action="store_true", help="print one JSON array instead"
-    )
-    command("get", "print the value of KEY as JSON (exit 1 if missing)", "STORE", "KEY")
-    command("set", "store VALUE, parsed as JSON, under KEY", "STORE", "KEY", "VALUE").add_argument(
-        "--text", action="store_true", help="store VALUE as a string, without parsing it"
-    )
-    command("remove", "remove KEY (exit 1 if it did not exist)", "STORE", "KEY")
-    sub = command("dump", "print the whole store as one JSON object", "STORE")
+    command("keys", "STORE", "print every key, one per line")
+    command("get", "STORE KEY", "print the value of KEY as JSON (exit 1 if missing)")
+    command("set", "STORE KEY VALUE", "store VALUE, parsed as JSON, under KEY; a VALUE of - is read from stdin")
+    command("remove", "STORE KEY", "remove KEY (exit 1 if it did not exist)")
+    sub = command("dump", "STORE", "print the whole store as one JSON object")
     sub.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead")
-    sub.add_argument("--pretty", action="store_true", help="indent the JSON")
-    sub = command("import", "store every pair of one JSON object read from FILE (default: stdin)", "STORE")
+    sub = command("import", "STORE", "store every pair of one JSON object read from FILE (default: stdin)")
     sub.add_argument("file", metavar="FILE", nargs="?", default="-", help="a JSON file, or - for stdin")
-    bulk(sub)
-    sub = command("copy", "copy every pair of SRC into DST, then check that DST holds them", "SRC", "DST")
-    sub.add_argument("--merge", action="store_true", help="copy into a DST that is not empty (keys of SRC overwrite)")
-    bulk(sub)
-    command("info", "print the backend, the key count and the file size", "STORE")
+    command("copy", "SRC DST", "copy every pair of SRC into DST, then check that DST holds them")
+    command("info", "STORE", "print the backend, the key count and the file size")
 
     try:
         args = parser.parse_args(argv)

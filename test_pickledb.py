@@ -8563,8 +8563,8 @@ def test_postgres_closes_every_pool_whatever_loop_opened_it(postgres_server: Pos
 #
 # An SQLite source is streamed in batches; a JSON store is held in memory whole, as the library holds it, and read
 # once more from disk for the check. The check also holds every copied key and every key of DST: most of the SQLite
-# → SQLite and SQLite → Redis peaks. A Redis source is read with one `HMGET` per batch, after one `HKEYS` for the
-# key list.
+# → SQLite and SQLite → Redis peaks. A Redis source is read with `HSCAN`, about 1,000 pairs a call; a key that HSCAN
+# returns twice is copied once.
 
 
 def pickledb_cli(
@@ -8722,26 +8722,159 @@ def test_copy_from_redis_reads_whole_batches_and_names_a_value_that_is_not_json(
 
     src = redis_address(request)
     url, _, hash_name = src.rpartition("#")
-    values = {f"k{i:02}": {"n": i} for i in range(25)}
+    values = {f"k{i:04}": {"n": i} for i in range(2500)}
     with PickleDBRedis(url, hash_name) as db:
         db.set_many(values)
 
     def calls(raw: Any) -> dict[str, int]:
         stats = raw.info("commandstats")
-        return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hget", "hmget")}
+        return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hget", "hmget", "hscan")}
 
     with redis.Redis.from_url(url) as raw:
         before = calls(raw)
-        status, out, err = cli(capsys, "copy", src, str(tmp_path / "a.json"), "--batch", "10")
+        status, out, err = cli(capsys, "copy", src, str(tmp_path / "a.json"), "--batch", "1000")
         after = calls(raw)
-        assert (status, err) == (0, "") and out.startswith("copied 25 keys")
+        assert (status, err) == (0, "") and out.startswith("copied 2500 keys")
         assert orjson.loads((tmp_path / "a.json").read_bytes()) == values
-        assert after["hmget"] - before["hmget"] == 3 and after["hget"] == before["hget"]  # 10 + 10 + 5, no key alone
-        raw.hset(hash_name, "k13", b"{not json")
-    status, out, err = cli(capsys, "copy", src, str(tmp_path / "b.json"), "--batch", "10")
+        assert 1 <= after["hscan"] - before["hscan"] <= 3  # pages of at least 1,000 pairs
+        assert (after["hget"], after["hmget"]) == (before["hget"], before["hmget"])  # no key fetched alone
+        raw.hset(hash_name, "k0013", b"{not json")
+    status, out, err = cli(capsys, "copy", src, str(tmp_path / "b.json"), "--batch", "1000")
     assert status == 2 and out == ""
-    one_line_error(err, "'k13'", "not valid JSON")
+    one_line_error(err, "'k0013'", "not valid JSON")
     assert not (tmp_path / "b.json").exists()  # nothing half-copied
+
+
+def test_cli_reads_stores_through_public_methods_only() -> None:
+    source = (HERE / "pickledb.py").read_text(encoding="utf-8")
+    tree = ast.parse(source[source.index("\n# --- command line") :])
+    nodes = list(ast.walk(tree))
+    private = [
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in nodes
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+        if not (isinstance(node.value, ast.Name) and node.value.id == "self")  # the command line's own classes
+    ]
+    classes = {"PickleDB", "PickleDBSQLite", "PickleDBRedis", "PickleDBStore"}
+    type_tests = [
+        ast.unparse(node)
+        for node in nodes
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("isinstance", "issubclass", "type")
+        if any(isinstance(name, ast.Name) and name.id in classes for arg in node.args for name in ast.walk(arg))
+    ]
+    imports = [alias.name for node in nodes if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names]
+    sql = [
+        node.value
+        for node in nodes
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if re.search(r"\b(SELECT|INSERT|UPDATE|DELETE|REPLACE)\b", node.value)
+    ]
+    assert (private, type_tests, imports) == ([], [], ["argparse"])
+    assert all("sqlite_master" in text for text in sql), sql  # the list of tables, for errors, and nothing else
+
+
+def test_keys_dump_and_copy_take_a_prefix(
+    store_address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = {"user:1": {"n": 1}, "user:2": "two", "user": 0, "order:1": [1], "user*x": 5, "us%r": 6}
+    (tmp_path / "in.json").write_bytes(orjson.dumps(pairs))
+    assert cli(capsys, "import", store_address, str(tmp_path / "in.json"), "-q") == (0, "", "")
+    status, out, err = cli(capsys, "keys", store_address, "--prefix", "user:")
+    assert (status, sorted(out.splitlines()), err) == (0, ["user:1", "user:2"], "")
+    for prefix, keys in [("user*", ["user*x"]), ("us%", ["us%r"]), ("none", [])]:  # glob characters match themselves
+        assert cli(capsys, "keys", store_address, "--prefix", prefix, "--json") == (0, f"{json.dumps(keys)}\n", "")
+    status, out, err = cli(capsys, "dump", store_address, "--prefix", "user")
+    assert (status, err) == (0, "") and orjson.loads(out) == {k: v for k, v in pairs.items() if k.startswith("user")}
+    status, out, err = cli(capsys, "copy", store_address, str(tmp_path / "users.json"), "--prefix", "user:")
+    assert (status, err) == (0, "") and out.startswith("copied 2 keys from ")
+    assert orjson.loads((tmp_path / "users.json").read_bytes()) == {"user:1": {"n": 1}, "user:2": "two"}
+
+
+def test_copy_with_a_prefix_counts_only_those_keys_in_its_progress(tmp_path: Path) -> None:
+    with PickleDBSQLite(tmp_path / "src.db") as db:
+        db.set_many([*((f"a:{i}", i) for i in range(3000)), *((f"b:{i}", i) for i in range(2000))])
+    run = TerminalRun("copy", str(tmp_path / "src.db"), str(tmp_path / "a.json"), "--prefix", "a:", "--batch", "1000")
+    status, out, screen = run.finish()
+    assert (status, out) == (0, f"copied 3000 keys from {tmp_path / 'src.db'} to {tmp_path / 'a.json'}\n")
+    assert "copy 3,000 / 3,000 keys" in screen and "5,000" not in screen, screen
+
+
+def test_get_raw_prints_a_string_without_json_quotes(store_address: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in [("s", 'say "hi"\n\tbye ☃'), ("e", ""), ("n", 12), ("o", {"a": "b"}), ("l", ["x"]), ("z", None)]:
+        assert cli(capsys, "set", store_address, key, json.dumps(value)) == (0, "", "")
+        as_json = orjson.dumps(value).decode()
+        assert cli(capsys, "get", store_address, key) == (0, f"{as_json}\n", "")
+        assert cli(capsys, "get", store_address, key, "--raw") == (0, f"{value if key in 'se' else as_json}\n", "")
+    status, out, err = cli(capsys, "get", store_address, "missing", "--raw")
+    assert (status, out) == (1, "")
+    one_line_error(err, "'missing'", "not found")
+
+
+def test_set_reads_the_value_from_stdin_given_as_a_dash(store_address: str) -> None:
+    value = {"text": "line 1\nline 2 ☃", "n": [1, 2.5, None]}
+    for args, text, stored in [
+        (("doc", "-"), json.dumps(value, indent=2) + "\n", value),
+        (("note", "-", "--text"), "as is\n", "as is\n"),
+        (("dash", '"-"'), "", "-"),  # a one-character string "-" is given as JSON
+    ]:
+        result = pickledb_cli("set", store_address, *args, input=text)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+        assert json.loads(pickledb_cli("get", store_address, args[0]).stdout) == stored
+    bad = pickledb_cli("set", store_address, "doc", "-", input="{oops")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    one_line_error(bad.stderr, "<stdin> is not valid JSON", "--text")
+    assert json.loads(pickledb_cli("get", store_address, "doc").stdout) == value
+
+
+def test_info_json_prints_the_fields_as_one_json_object(store_address: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "set", store_address, "a", "1")[0] == cli(capsys, "set", store_address, "b", "2")[0] == 0
+    status, out, err = cli(capsys, "info", store_address, "--json")
+    assert (status, err) == (0, "") and out.count("\n") == 1
+    fields = json.loads(out)
+    text = dict(line.split(": ", 1) for line in cli(capsys, "info", store_address)[1].splitlines())
+    backend = pickledb._cli_address(store_address)[0]
+    expected = {
+        "json": {"backend": "PickleDB", "file": text.get("file"), "keys": 2, "file_bytes": text.get("file size")},
+        "sqlite": {"backend": "PickleDBSQLite", "file": text.get("file"), "table": "things", "keys": 2},
+        "redis": {"backend": "PickleDBRedis", "url": text.get("url"), "hash": text.get("hash"), "keys": 2},
+    }[backend]
+    if backend != "redis":
+        expected["file_bytes"] = int(text["file size"].removesuffix(" bytes"))
+        expected |= {"wal_bytes": int(text["write-ahead log"].removesuffix(" bytes"))} if "wal_bytes" in fields else {}
+    assert fields == expected and text["backend"] == fields["backend"] and text["keys"] == "2"
+
+
+def test_copy_from_redis_copies_a_key_that_hscan_returns_twice_once(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    src = redis_address(request)
+    url, _, hash_name = src.rpartition("#")
+    names = [f"k{i:05}" for i in range(12_000)]
+    with PickleDBRedis(url, hash_name) as db:
+        db.set_many((name, {"n": name}) for name in names)
+    walked: list[str] = []
+    items = PickleDBRedis.items
+
+    def walk_while_another_client_empties_the_hash(self: PickleDBRedis, prefix: str | None = None) -> Any:
+        for key, value in items(self, prefix):
+            if not walked:  # the first page is read: every key but this one goes, and the hash table shrinks
+                with redis.Redis.from_url(url) as raw:
+                    raw.hdel(hash_name, *(name for name in names if name != key))
+                    for _ in range(20):  # a delete that finds it sparse shrinks it again; reads finish a rehash
+                        raw.hset(hash_name, "-", 1)
+                        raw.hdel(hash_name, "-")
+                        raw.hmget(hash_name, ["-"] * 50)
+            walked.append(key)
+            yield key, value
+
+    monkeypatch.setattr(PickleDBRedis, "items", walk_while_another_client_empties_the_hash)
+    status, out, err = cli(capsys, "copy", src, str(tmp_path / "a.json"))
+    assert walked.count(walked[0]) == 2  # HSCAN returned it once more, from the shrunk table (a real server's answer)
+    copied = orjson.loads((tmp_path / "a.json").read_bytes())
+    assert (status, err) == (0, "") and out.startswith(f"copied {len(copied)} keys from ")
+    assert sorted(copied) == sorted(set(walked)) and all(copied[key] == {"n": key} for key in copied)
 
 
 @pytest.mark.parametrize("kind", ["json", "sqlite"])
