@@ -3104,8 +3104,9 @@ class PickleDBPostgres(PickleDBStore):
             if loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
                 futures += [] if here is None and loop is running else [future]
-            elif not loop.is_closed() and not leaked:  # a closed loop's asyncio.run() closed its pool
-                _run_idle_loop_in_new_thread(loop, closer.aclose())
+            elif not loop.is_closed() and not leaked:  # an idle loop (a closed one's asyncio.run() closed its pool)
+                futures.append(done := concurrent.futures.Future[None]())
+                _in_thread(done, loop.run_until_complete, closer.aclose())
         return futures
 
     def _leaked(self) -> bool:

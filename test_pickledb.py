@@ -369,6 +369,7 @@ def test_missing_sentinel_repr() -> None:
         "PickleDB",
         "PickleDBSQLite",
         "PickleDBRedis",
+        "PickleDBPostgres",
         "CorruptFileError",
         "ConflictError",
         "MISSING",
