@@ -2819,16 +2819,11 @@ class PickleDBPostgres(PickleDBStore):
 
     PickleDBPostgres(dsn="postgresql://localhost/postgres", table_name="kv", *, timeout=30.0, max_connections=20)
 
-    dsn: a postgresql:// URL or "host=... dbname=..."; its password shows as
-        *** in repr(), `location` and every error. table_name: PickleDBSQLite's
-        rules, at most 63 characters; created if missing (key text COLLATE "C"
-        PRIMARY KEY, value json), and one of another shape raises ValueError.
-    timeout: seconds for each call, waiting for a connection included; a server
-        that cannot be reached or stops answering raises ConnectionError within
-        it (a write may then have been stored), and callers beyond
-        max_connections (per pool: one for sync calls, one per event loop) get
-        TimeoutError. SQL reads the values: SELECT value->>'name' FROM kv. A NUL
-        character in a key or value cannot be stored (TypeError).
+    dsn: a postgresql:// URL or "host=... dbname=..." (its password shows as ***). table_name: as
+    PickleDBSQLite's, created if missing; one of another shape raises ValueError. timeout: seconds for each
+    call, waiting for a connection included: an unreachable or stopped server raises ConnectionError within it
+    (a write may then have been stored), callers beyond max_connections (per pool: one for sync calls, one per
+    event loop) TimeoutError. SQL reads the values: SELECT value->>'name' FROM kv. NUL characters are refused.
     """
 
     def __init__(
@@ -2854,7 +2849,7 @@ class PickleDBPostgres(PickleDBStore):
             params = conninfo.conninfo_to_dict(dsn)
         except _pg().psycopg.Error:
             raise ValueError(
-                f"invalid PostgreSQL address {self.location}: write postgresql://USER:PASS@HOST/DB"
+                f"invalid PostgreSQL address {self.location}; write postgresql://USER:PASS@HOST/DB"
             ) from None
         if "://" not in dsn:
             self.location = conninfo.make_conninfo(**{k: "***" if k == "password" else v for k, v in params.items()})
@@ -2867,10 +2862,8 @@ class PickleDBPostgres(PickleDBStore):
             "AND old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value"
         )
         self._sql_get = f"SELECT value FROM {t} WHERE key = %s"
-        self._sql_write, self._sql_remove = (
-            f"UPDATE {t} SET value = %s WHERE key = %s",
-            f"DELETE FROM {t} WHERE key = %s",
-        )
+        self._sql_write = f"UPDATE {t} SET value = %s WHERE key = %s"
+        self._sql_remove = f"DELETE FROM {t} WHERE key = %s"
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
@@ -3094,7 +3087,7 @@ class PickleDBPostgres(PickleDBStore):
         with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.close(0 if leaked else 5)
+            pool.close(1 if leaked else 5)  # seconds for its threads to end
         entries, self._apools, futures = self._apools, {}, []
         try:
             running = asyncio.get_running_loop()
