@@ -8059,7 +8059,9 @@ def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redi
 # keeps every JSON value exactly as written, floats such as 1e16 and -0.0 included, in a `json` column that SQL can
 # read [`test_postgres_values_round_trip_exactly_and_sql_reads_them`]. Keys sort by code point in a database whose
 # collation does not [`test_postgres_keys_sort_by_code_point_whatever_the_collation`]. Four processes writing one
-# table lose nothing, and four processes × 200 `incr` give exactly 800 [`test_postgres_processes_*`]. A server
+# table lose nothing, and four processes × 200 `incr` give exactly 800 [`test_postgres_processes_*`], as do
+# 8 threads × 500 `incr` (4,000), 64 tasks × 100 `incr` and `update` (6,400) and 8 racing `add`s (one wins)
+# [`test_postgres_incr_and_add_are_atomic_across_threads_and_tasks`]. A server
 # restarted under load loses no acknowledged write and the same instance goes on
 # [`test_postgres_server_restart_under_load_loses_no_acknowledged_write`]; a stopped server (`SIGSTOP`) makes calls
 # raise `ConnectionError` within `timeout`, sync and async [`test_postgres_stopped_server_calls_raise_within_timeout`];
@@ -8337,6 +8339,34 @@ def test_postgres_incr_keeps_the_number_rules_in_one_statement(postgres_url: str
             return await asyncio.gather(*(db.incr("c") for _ in range(64)))
 
         assert sorted(run_async(many)) == list(range(1, 65))
+
+
+def test_postgres_incr_and_add_are_atomic_across_threads_and_tasks(postgres_url: str) -> None:
+    with PickleDBPostgres(postgres_url, pg_table()) as db:
+        wins: list[bool] = []
+
+        def work() -> None:
+            for _ in range(500):
+                db.incr("n")
+            wins.append(db.add("lock", threading.get_ident()))
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert db.get("n") == 4000 and wins.count(True) == 1 and len(wins) == 8
+
+        async def tasks() -> None:
+            async def one() -> None:
+                for _ in range(100):
+                    await db.incr("t")
+                    await db.update("u", lambda value: value + 1, default=0)
+
+            await asyncio.gather(*(one() for _ in range(64)))
+
+        run_async(tasks)
+        assert db.get("t") == 6400 and db.get("u") == 6400
 
 
 def test_postgres_server_restart_under_load_loses_no_acknowledged_write(own_postgres: PostgresServer) -> None:
