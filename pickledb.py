@@ -2910,10 +2910,10 @@ class PickleDBPostgres(PickleDBStore):
     def _select(self, what: str, how: int, prefix: str | None, after: str | None, tail: str, *extra: Any) -> _PgOp:
         """SELECT `what` of the keys that start with prefix (and sort after `after`), by a range of the key."""
         end = _prefix_end(prefix) if prefix else None
-        terms = [("key > %s", after), ("key >= %s", None if after else prefix), ("key < %s", end)]
-        used = [term for term in terms if term[1]] if "\x00" not in (prefix or "") else [("false", None)]
-        where = " WHERE " + " AND ".join(term for term, _ in used) if used else ""
-        params = [value for _, value in used if value is not None]
+        terms = [("key > %s", after), ("key >= %s", (prefix or None) if after is None else None), ("key < %s", end)]
+        used = [term for term in terms if term[1] is not None] if "\x00" not in (prefix or "") else [("false", "")]
+        where = " WHERE " + " AND ".join(term for term, _ in used) if used else ""  # the key's range: its index
+        params = [value for term, value in used if "%s" in term]
         return _stmt(f"SELECT {what} FROM {self._table}{where}{tail}", [*params, *extra], how)
 
     def _op_keys(self, prefix: str | None) -> _PgOp:

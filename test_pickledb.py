@@ -8258,7 +8258,9 @@ def test_postgres_set_many_a_refused_row_stores_none(postgres_url: str) -> None:
             assert db.all() == ["kept"] and db.get("kept") == 0
 
 
-def test_postgres_keys_sort_by_code_point_whatever_the_collation(postgres_server: PostgresServer) -> None:
+def test_postgres_keys_sort_by_code_point_whatever_the_collation(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     database = f"icu_{uuid.uuid4().hex[:8]}"
     try:
         postgres_server.sql(
@@ -8277,6 +8279,9 @@ def test_postgres_keys_sort_by_code_point_whatever_the_collation(postgres_server
         assert db.count("a") == 4 and db.count() == len(keys)
         assert [key for key, _ in db.items()] == sorted(keys)
         assert run_async(await_method, db, "all") == sorted(keys)
+        db.set("", "empty")  # the least key, and the whole of a first page of one: the walk goes on after it
+        monkeypatch.setattr(pickledb, "_PAGE_SIZE", 1)
+        assert [key for key, _ in db.items()] == sorted([*keys, ""])
     if database != "postgres":
         postgres_server.sql(f"DROP DATABASE {database} WITH (FORCE)")
 
