@@ -685,6 +685,29 @@ def test_incr_from_8_threads_and_64_tasks_loses_no_increment(store: Store) -> No
     assert (store.get("threads"), store.get("tasks")) == (4000, 6400)
 
 
+def test_update_and_float_incr_from_threads_and_tasks_lose_nothing(store: Store) -> None:
+    def change(_: int) -> None:
+        for _ in range(50):
+            store.update("updated", lambda old: old + 1, 0)
+            store.incr("halves", 0.5)  # a float: no server-side increment on Redis
+
+    threads = [threading.Thread(target=change, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    async def main() -> None:
+        async def task() -> None:
+            for _ in range(25):
+                await store.update("by tasks", lambda old: old + 1, 0)
+
+        await asyncio.gather(*(task() for _ in range(16)))
+
+    run_async(main)
+    assert (store.get("updated"), store.get("halves"), store.get("by tasks")) == (400, 200.0, 400)
+
+
 # Keys with every character that means something in a Redis glob or an SQL LIKE, and code points at the edges.
 LITERAL_KEYS = ["*", "*a", "a*", "?", "?x", "[", "[ab]", "]", "a", "ab", "b", "%", "%z", "_", "_y", "x_", "\\"]
 LITERAL_KEYS += ["\\*", "a\\b", "", "\ud7ff", "\ud7ffz", "\ue000", "\U0010ffff", "\U0010ffff\U0010ffff", "é", "ﬀ"]
