@@ -5072,14 +5072,14 @@ def test_sqlite_processes_against_models_heavy(tmp_path: Path) -> None:
     sqlite_processes(tmp_path, count=8, ops=10_000)
 
 
-# Four processes, odd ones async, each adding 1 two hundred times to one counter.
+# Processes, odd ones async, each adding 1 to one counter `ops` times.
 INCR_CHILD = textwrap.dedent(
     """
     import asyncio
     import sys
     import pickledb
 
-    kind, where, mode = sys.argv[1:]
+    kind, where, ops, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     if kind == "sqlite":
         db = pickledb.PickleDBSQLite(where)
     else:
@@ -5088,13 +5088,13 @@ INCR_CHILD = textwrap.dedent(
     sys.stdin.readline()  # start together
 
     async def main():
-        for _ in range(200):
+        for _ in range(ops):
             await db.incr("n")
 
     if mode == "async":
         asyncio.run(main())
     else:
-        for _ in range(200):
+        for _ in range(ops):
             db.incr("n")
     db.close()
     print("{}", flush=True)
@@ -5102,17 +5102,22 @@ INCR_CHILD = textwrap.dedent(
 )
 
 
-def incr_processes(kind: str, where: str) -> None:
-    writer_processes(INCR_CHILD, 4, lambda number, mode: [kind, where, mode])
+def incr_processes(kind: str, where: str, count: int = 4, ops: int = 200) -> None:
+    writer_processes(INCR_CHILD, count, lambda number, mode: [kind, where, str(ops), mode])
     with (
         PickleDBSQLite(where) if kind == "sqlite" else PickleDBRedis(where, "counters", cluster=kind == "cluster") as db
     ):
-        assert db.get("n") == 800
+        assert db.get("n") == count * ops
         db.remove("n")
 
 
 def test_sqlite_incr_from_4_processes_loses_no_increment(tmp_path: Path) -> None:
     incr_processes("sqlite", str(tmp_path / "counters.sqlite3"))
+
+
+@pytest.mark.heavy
+def test_sqlite_incr_from_8_processes_loses_no_increment_heavy(tmp_path: Path) -> None:
+    incr_processes("sqlite", str(tmp_path / "counters.sqlite3"), count=8, ops=2000)
 
 
 def wal_reset(path: Path) -> bool:
@@ -7774,6 +7779,11 @@ def test_redis_incr_from_4_processes_loses_no_increment(redis_url: str) -> None:
 
 def test_redis_cluster_incr_from_4_processes_loses_no_increment(redis_cluster_url: str) -> None:
     incr_processes("cluster", redis_cluster_url)
+
+
+@pytest.mark.heavy
+def test_redis_incr_from_8_processes_loses_no_increment_heavy(redis_url: str) -> None:
+    incr_processes("redis", redis_url, count=8, ops=2000)
 
 
 def test_redis_count_without_prefix_is_hlen_and_a_prefix_is_matched_on_the_server(redis_url: str) -> None:
