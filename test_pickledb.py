@@ -358,6 +358,16 @@ def test_methods_keep_their_names_and_docstrings() -> None:
         assert method.__qualname__.endswith(method.__name__)
 
 
+def test_update_incr_add_items_and_count_document_their_promises() -> None:
+    for cls in (PickleDB, PickleDBSQLite, PickleDBRedis):
+        for name in ("update", "incr", "add", "items", "count", "all"):
+            assert "async" in getattr(cls, name).__doc__, (cls, name)
+        assert "64-bit" in cls.incr.__doc__ and "bool" in cls.incr.__doc__
+    assert "more than once" in PickleDBRedis.update.__doc__  # it retries after a concurrent change
+    assert "at least once" in PickleDBRedis.items.__doc__  # HSCAN's promise
+    assert "memory is first replaced" in PickleDB.transact.__doc__
+
+
 def test_missing_sentinel_repr() -> None:
     assert repr(MISSING) == "MISSING"
     assert pickledb.__all__ == (
