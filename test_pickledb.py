@@ -515,6 +515,17 @@ def test_context_manager_whose_load_fails_does_not_save(tmp_path: Path) -> None:
 
 
 # --- Changing a value safely, and walking a store: update, incr, add, items, all(prefix), count ---
+# What this section proves (each promise names its tests), on JSON, SQLite, Redis and a Redis Cluster:
+#
+# No change is lost. 8 threads x 500 and 64 tasks x 100 `incr` of one key end at exactly 4,000 and 6,400
+# [`test_incr_from_8_threads_and_64_tasks_loses_no_increment`], and so do racing `update`s and float increments
+# [`test_update_and_float_incr_from_threads_and_tasks_lose_nothing`]; of 16 threads racing `add`, exactly one wins
+# [`test_add_raced_by_16_threads_has_exactly_one_winner`]; processes: [`test_*incr_from_4_processes*`,
+# `test_transact_from_4_processes_loses_no_increment`]. A refused change stores nothing: `fn` raising, a missing key
+# without a default, an unstorable result, a value or increment that is no number or overflows
+# [`test_update_*`, `test_incr_*`]. A prefix is matched literally, glob and LIKE characters included
+# [`test_all_count_and_items_with_a_prefix_match_it_literally`]; a walk during writes gives every unchanged key once
+# (at least once on Redis) [`test_items_walk_while_the_store_is_written_gives_every_unchanged_key`].
 
 
 class Refused(Exception):
