@@ -1562,7 +1562,7 @@ def _commit_group(
             return results
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
-            steps = write.kind != _COUNT  # a failed statement undoes its own changes; more need a savepoint
+            steps = write.kind == _MANY  # a failed statement undoes its own changes, and an update writes once
             try:
                 if steps:
                     conn.execute("SAVEPOINT w")
