@@ -168,6 +168,23 @@ async def await_method(obj: Any, name: str, *args: object) -> Any:
     return await getattr(obj, name)(*args)
 
 
+async def cancel_a_walk(db: Any) -> None:
+    """Walk db.items() with `async for` in a task, and cancel that task once the walk has begun."""
+    started = asyncio.Event()
+
+    async def walk() -> None:
+        async for _ in db.items():
+            started.set()
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(walk())
+    await started.wait()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def save_via(db: PickleDB, mode: str) -> bool:
     if mode == "sync":
         return db.save()
@@ -5180,19 +5197,7 @@ def test_sqlite_walk_paused_or_abandoned_holds_no_read_transaction(tmp_path: Pat
                         break
                 assert wal_reset(path)
             elif how == "cancelled":
-                started = asyncio.Event()
-
-                async def walk() -> None:
-                    async for _ in db.items():
-                        started.set()
-                        await asyncio.sleep(0)
-
-                task = asyncio.create_task(walk())
-                await started.wait()
-                await asyncio.sleep(0.01)
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
+                await cancel_a_walk(db)
                 assert wal_reset(path)
 
         run_async(main)
@@ -7840,19 +7845,7 @@ def test_redis_walk_abandoned_gives_its_connection_back(redis_url: str, how: str
                     if seen == 1500:
                         break
             elif how == "cancelled":
-                started = asyncio.Event()
-
-                async def walk() -> None:
-                    async for _ in db.items():
-                        started.set()
-                        await asyncio.sleep(0)
-
-                task = asyncio.create_task(walk())
-                await started.wait()
-                await asyncio.sleep(0.01)
-                task.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await task
+                await cancel_a_walk(db)
             assert await db.get("k00001") == 1 and await db.count() == 3000
 
         run_async(main)
