@@ -78,6 +78,8 @@ SECTIONS = {
     "redis": "PickleDBRedis set()/get() per op, sync and async, bulk set_many, and 4 processes writing at once",
     "postgres": "PickleDBPostgres set()/get() per op, sync and async, set_many of 100k, and 64 tasks at once",
     "concurrent": "PickleDBSQLite under load: 1 and 64 tasks at once doing set + get, and 8 threads (sync API)",
+    "incr": "incr() per op on every backend, sync and async, and 64 tasks incrementing one key at once",
+    "items": "items() over 100k keys (20k with --quick) on every backend, against walking the raw store",
 }
 DEFAULT_SECTIONS = tuple(SECTIONS)
 KINDS = ("flat", "nested")
@@ -128,6 +130,17 @@ BASELINES = {
     "sqlite 64 tasks durable": "one aiosqlite connection shared by 64 tasks on one loop, each doing set + get rounds",
     "sqlite 64 tasks durable=False": "the same with synchronous=NORMAL",
     "sqlite 8 threads durable": "sqlite3, one connection per thread, same pragmas, autocommit: upsert, then select",
+    "json incr": "a dict under a threading.Lock: data[key] = data.get(key, 0) + 1",
+    "sqlite incr": "sqlite3, same table and pragmas, autocommit: one UPSERT adding to the value, RETURNING it",
+    "sqlite async incr": "one persistent aiosqlite connection: await the same UPSERT",
+    "redis incr": "redis-py, same server: client.hincrby(hash, key, 1)",
+    "redis async incr": "one persistent redis.asyncio client: await client.hincrby(hash, key, 1)",
+    "json 64 tasks incr": "64 tasks awaiting a plain coroutine that does the locked dict increment",
+    "sqlite 64 tasks incr": "64 tasks sharing one aiosqlite connection, each awaiting that UPSERT",
+    "redis 64 tasks incr": "64 tasks sharing one redis.asyncio client, each awaiting HINCRBY",
+    "json items": "for key, value in data.items() over a dict of the same pairs",
+    "sqlite items": "sqlite3: a cursor over SELECT key, value FROM kv, orjson.loads of each value",
+    "redis items": "redis-py: hscan_iter(hash, count=1000), each field decoded and each value orjson.loads",
 }
 
 TARGETS = {
@@ -177,6 +190,9 @@ TARGETS = {
     "sqlite 64 tasks durable": 0.4,
     "sqlite 64 tasks durable=False": 1.0,
     "sqlite 8 threads durable": 0.5,
+    **dict.fromkeys(["json incr", "sqlite incr", "sqlite async incr", "redis incr", "redis async incr"], 1.3),
+    **dict.fromkeys(["json 64 tasks incr", "sqlite 64 tasks incr", "redis 64 tasks incr"], 1.3),
+    **dict.fromkeys(["json items", "sqlite items", "redis items"], 1.3),
 }
 
 
@@ -367,6 +383,26 @@ def timed_set_save_loop(
     return perf_counter() - start
 
 
+async def timed_incr_tasks(incr: Callable[[str], Any], tasks: int, rounds: int) -> float:
+    """`tasks` coroutines at once, each awaiting `rounds` increments of one key; return the time per op."""
+
+    async def one() -> None:
+        for _ in range(rounds):
+            await incr("hits")
+
+    start = perf_counter()
+    await asyncio.gather(*(one() for _ in range(tasks)))
+    return (perf_counter() - start) / (tasks * rounds)
+
+
+def timed_walk(walk: Callable[[], Iterable[tuple[str, Any]]], n: int) -> float:
+    """Time one walk over the n (key, value) pairs that walk() gives; return the time per pair."""
+    start = perf_counter()
+    for _key, _value in walk():
+        pass
+    return (perf_counter() - start) / n
+
+
 async def timed_tasks(db: Any, tasks: int, rounds: int, tag: str) -> float:
     """`tasks` coroutines at once, each doing `rounds` of await set + await get; return the time per op."""
 
@@ -519,6 +555,22 @@ class PlainStore:
         return True
 
 
+class LockedCounters:
+    """A dict under a lock: the floor for PickleDB.incr(), sync and awaited."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def incr(self, key: Any, by: int = 1) -> Any:
+        with self.lock:
+            self.data[key] = new = self.data.get(key, 0) + by
+        return new
+
+    async def aincr(self, key: Any, by: int = 1) -> Any:
+        return self.incr(key, by)
+
+
 class PlainAsyncStore:
     """A dict behind plain coroutine methods: the floor for PickleDB's awaited calls."""
 
@@ -540,6 +592,7 @@ SQL_CREATE_ROWID = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value B
 SQL_SETUP = (*SQL_PRAGMAS, SQL_CREATE)
 SQL_UPSERT = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 SQL_SELECT = "SELECT value FROM kv WHERE key = ?"
+SQL_INCR = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + ? RETURNING value"
 
 
 class RawSQLite:
@@ -564,6 +617,14 @@ class RawSQLite:
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.executemany(SQL_UPSERT, rows)
         self.conn.execute("COMMIT")
+
+    def incr(self, key: Any, by: int = 1) -> Any:
+        return self.conn.execute(SQL_INCR, (str(key), by, by)).fetchone()[0]
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        loads = orjson.loads
+        for key, raw in self.conn.execute("SELECT key, value FROM kv"):
+            yield key, loads(raw)
 
     def close(self) -> None:
         self.conn.close()
@@ -620,6 +681,10 @@ class RawAioSQLite:
     async def get(self, key: Any, default: Any = None) -> Any:
         rows = await self.conn.execute_fetchall(SQL_SELECT, (str(key),))
         return orjson.loads(rows[0][0]) if rows else default
+
+    async def incr(self, key: Any, by: int = 1) -> Any:
+        rows = await self.conn.execute_fetchall(SQL_INCR, (str(key), by, by))
+        return rows[0][0]
 
     async def close(self) -> None:
         await self.conn.close()
@@ -1062,6 +1127,10 @@ class Bench:
             self.redis_block()
         if self.has("postgres"):
             self.postgres_block()
+        if self.has("incr"):
+            self.on_every_backend(self.incr_rows)
+        if self.has("items"):
+            self.on_every_backend(self.items_rows)
 
     def in_memory_block(self, kind: str, n: int) -> None:
         tag = f"{kind} {human_count(n)}"
@@ -1727,6 +1796,100 @@ class Bench:
             for path in paths.values():
                 remove_sqlite_files(path)
 
+    # -- incr() and items() on every backend --
+
+    def on_every_backend(self, rows: Callable[[str, Any, Any, Any], None]) -> None:
+        """Call rows(backend, store, raw baseline, async raw baseline or None) for JSON, SQLite and Redis."""
+        opened: list[Any] = []
+        server = None
+        try:
+            db = pickledb.PickleDB(self.path("rows.json"))
+            rows("json", db, LockedCounters(), None)
+            path = self.path("rows.sqlite3")
+            db = pickledb.PickleDBSQLite(path, "pickledb")  # the raw baselines use the table kv
+            opened.append(db)
+            raw = RawSQLite(path)
+            opened.append(raw)
+            araw = self.loop.run_until_complete(RawAioSQLite.open(path)) if aiosqlite is not None else None
+            opened.append(araw)
+            rows("sqlite", db, raw, araw)
+            try:
+                import redis.asyncio
+            except ImportError:
+                return self.note("redis: skipped (redis-py is not installed)")
+            url = self.cfg.redis_url
+            if url is None:
+                server, url = start_redis_server(self.tmp)
+                if server is None:
+                    return self.note(f"redis: skipped ({url})")
+            name = f"pickledb-bench-{os.getpid()}"
+            db = pickledb.PickleDBRedis(url, name)
+            opened.append(db)
+            raw, client = redis.Redis.from_url(url), redis.asyncio.Redis.from_url(url)
+            try:
+                rows("redis", db, RawRedis(raw, name + "-raw"), RawRedis(client, name + "-raw"))
+            finally:
+                raw.delete(name, name + "-raw")
+                raw.close()
+                self.loop.run_until_complete(client.aclose())
+        finally:
+            self.cancel_pending()
+            for store in reversed(opened):
+                if store is not None:
+                    self.close_sqlite(store)
+            remove_sqlite_files(self.path("rows.sqlite3"))
+            if server is not None:
+                server.kill()
+                server.wait(10)
+
+    def incr_rows(self, backend: str, db: Any, raw: Any, araw: Any) -> None:
+        name = {"json": "PickleDB", "sqlite": "SQLite", "redis": "Redis"}[backend]
+        n = {"json": 100_000, "sqlite": 500, "redis": self.cfg.redis_ops}[backend] // (5 if self.cfg.quick else 1)
+        keys = cycle([f"n{i}" for i in range(16)], n)
+        theirs = "incr(): not compared"
+        how = (self.run_sync, timed_get_loop)  # each key once through the method: for key in keys: incr(key)
+        self.per_op_row(
+            ("incr", f"{name} incr(), sync", f"{backend} incr"), how, lambda: db.incr, lambda: raw.incr, theirs, keys
+        )
+        base = araw if araw is not None else raw
+        if backend != "json" and araw is not None:
+            self.loop.run_until_complete(await_get(db, "warm-up"))  # this loop's connection opens
+            how = (self.run_async, timed_aget_loop)
+            label = ("incr", f"{name} await incr(), async", f"{backend} async incr")
+            self.per_op_row(
+                label, how, lambda: db.incr, lambda: base.incr if backend == "sqlite" else base.aincr, theirs, keys
+            )
+        if backend == "sqlite" and araw is None:
+            return self.note("incr: the async SQLite rows are skipped (aiosqlite is not installed)")
+        rounds = 10 if self.cfg.quick else 50
+        base_incr = base.aincr if backend != "sqlite" else base.incr
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: lambda: self.loop.run_until_complete(timed_incr_tasks(db.incr, 64, rounds)),
+            BASELINE: lambda: self.loop.run_until_complete(timed_incr_tasks(base_incr, 64, rounds)),
+        }
+        ops = dict.fromkeys(samplers, 64 * rounds)
+        self.record(
+            "incr", f"{name} 64 tasks at once, incr() of one key", f"{backend} 64 tasks incr", "op", samplers, ops
+        )
+
+    def items_rows(self, backend: str, db: Any, raw: Any, araw: Any) -> None:
+        n = 20_000 if self.cfg.quick else 100_000
+        pairs = make_pairs("flat", n)
+        db.set_many(pairs)
+        if backend == "json":
+            data = dict(pairs)
+            raw_items: Callable[[], Iterable[tuple[str, Any]]] = data.items
+        else:
+            raw.set_many(pairs)
+            raw_items = raw.items
+        name = {"json": "PickleDB", "sqlite": "SQLite", "redis": "Redis"}[backend]
+        samplers: dict[str, Sampler | str] = {
+            PICKLEDB: lambda: timed_walk(db.items, n),
+            BASELINE: lambda: timed_walk(raw_items, n),
+        }
+        phase = f"{name} items() over {human_count(n)} keys, sync"
+        self.record("items", phase, f"{backend} items", "op", samplers, dict.fromkeys(samplers, n))
+
     # -- scale --
 
     def scale_rows(self) -> None:
@@ -2246,6 +2409,17 @@ class RawRedis:
     async def aget(self, key: Any, default: Any = None) -> Any:
         raw = await self.client.hget(self.name, key)
         return default if raw is None else orjson.loads(raw)
+
+    def incr(self, key: Any, by: int = 1) -> Any:
+        return self.client.hincrby(self.name, key, by)
+
+    async def aincr(self, key: Any, by: int = 1) -> Any:
+        return await self.client.hincrby(self.name, key, by)
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        loads = orjson.loads
+        for key, raw in self.client.hscan_iter(self.name, count=1000):
+            yield key.decode(), loads(raw)
 
 
 # One writer process: waits for "go", does its writes, prints "done".

@@ -946,7 +946,11 @@ class PickleDB:
         k, v in db.items()`.
         """
         prefix = _check_prefix(prefix)
-        return _Walk(self, prefix, [pair for pair in self._reads.items() if not prefix or pair[0].startswith(prefix)])
+        reads = self._reads
+        pairs: Iterable[tuple[str, Any]] = (
+            [pair for pair in reads.items() if pair[0].startswith(prefix)] if prefix else reads.copy().items()
+        )
+        return _Walk(self, prefix, pairs)
 
     @_both
     def add(self, key: Any, value: Any) -> bool:
@@ -1203,6 +1207,8 @@ def _number(key: str, what: str, number: Any) -> None:
 
 def _added(key: str, old: Any, by: Any) -> int | float:
     """old + by, for incr(); TypeError or OverflowError naming `key` when that is no storable number."""
+    if type(old) is type(by) is int and -_INT64 <= old + by < _INT64:  # the common case, at once
+        return old + by
     _number(key, "its value", old)
     _number(key, "the increment", by)
     new: int | float = old + by
@@ -1438,8 +1444,8 @@ class _Walk:
         self.position: Any = _Walk if pairs is not None else None  # _Walk: no page left to read
         self.pairs = iter(pairs or ())
 
-    def __iter__(self) -> _Walk:
-        return self
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self.pairs if self.position is _Walk else self  # all pairs in hand: their own (C) iterator
 
     def __aiter__(self) -> _Walk:
         return self
@@ -1564,7 +1570,7 @@ def _commit_group(
             return results
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
-            steps = write.kind != _COUNT  # a failed statement undoes its own changes; more need a savepoint
+            steps = write.kind == _MANY  # a failed statement undoes its own changes, and an update writes once
             try:
                 if steps:
                     conn.execute("SAVEPOINT w")

@@ -168,6 +168,23 @@ async def await_method(obj: Any, name: str, *args: object) -> Any:
     return await getattr(obj, name)(*args)
 
 
+async def cancel_a_walk(db: Any) -> None:
+    """Walk db.items() with `async for` in a task, and cancel that task once the walk has begun."""
+    started = asyncio.Event()
+
+    async def walk() -> None:
+        async for _ in db.items():
+            started.set()
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(walk())
+    await started.wait()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def save_via(db: PickleDB, mode: str) -> bool:
     if mode == "sync":
         return db.save()
@@ -363,6 +380,16 @@ def test_methods_keep_their_names_and_docstrings() -> None:
         assert method.__qualname__.endswith(method.__name__)
 
 
+def test_update_incr_add_items_and_count_document_their_promises() -> None:
+    for cls in (PickleDB, PickleDBSQLite, PickleDBRedis):
+        for name in ("update", "incr", "add", "items", "count", "all"):
+            assert "async" in getattr(cls, name).__doc__, (cls, name)
+        assert "64-bit" in cls.incr.__doc__ and "bool" in cls.incr.__doc__
+    assert "more than once" in PickleDBRedis.update.__doc__  # it retries after a concurrent change
+    assert "at least once" in PickleDBRedis.items.__doc__  # HSCAN's promise
+    assert "memory is first replaced" in PickleDB.transact.__doc__
+
+
 def test_missing_sentinel_repr() -> None:
     assert repr(MISSING) == "MISSING"
     assert pickledb.__all__ == (
@@ -508,6 +535,290 @@ def test_context_manager_whose_load_fails_does_not_save(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError):
         asyncio.run(main())
     assert path.read_bytes() == b"[1, 2]"
+
+
+# --- Changing a value safely, and walking a store: update, incr, add, items, all(prefix), count ---
+# What this section proves (each promise names its tests), on JSON, SQLite, Redis and a Redis Cluster:
+#
+# No change is lost. 8 threads x 500 and 64 tasks x 100 `incr` of one key end at exactly 4,000 and 6,400
+# [`test_incr_from_8_threads_and_64_tasks_loses_no_increment`], and so do racing `update`s and float increments
+# [`test_update_and_float_incr_from_threads_and_tasks_lose_nothing`]; of 16 threads racing `add`, exactly one wins
+# [`test_add_raced_by_16_threads_has_exactly_one_winner`]; processes: [`test_*incr_from_4_processes*`,
+# `test_transact_from_4_processes_loses_no_increment`]. A refused change stores nothing: `fn` raising, a missing key
+# without a default, an unstorable result, a value or increment that is no number or overflows
+# [`test_update_*`, `test_incr_*`]. A prefix is matched literally, glob and LIKE characters included
+# [`test_all_count_and_items_with_a_prefix_match_it_literally`]; a walk during writes gives every unchanged key once
+# (at least once on Redis) [`test_items_walk_while_the_store_is_written_gives_every_unchanged_key`].
+
+
+class Refused(Exception):
+    """What the functions given to update() in these tests raise."""
+
+
+def snapshot_of(db: Store) -> dict[str, Any]:
+    return {key: db.get(key) for key in db.all()}
+
+
+def test_update_stores_and_returns_fn_of_the_old_value(store: Store) -> None:
+    store.set("n", [1])
+    assert store.update("n", lambda old: [*old, 2]) == [1, 2]
+    assert store.update("new", lambda old: {"was": old}, None) == {"was": None}
+    assert snapshot_of(store) == {"n": [1, 2], "new": {"was": None}}
+
+    async def main() -> None:
+        assert await store.update("n", lambda old: [*old, 3]) == [1, 2, 3]
+        assert await store.update("fresh", lambda old: old + 1, 0) == 1
+
+    run_async(main)
+    assert snapshot_of(store) == {"n": [1, 2, 3], "new": {"was": None}, "fresh": 1}
+
+
+def test_update_whose_fn_raises_stores_nothing_and_the_exception_propagates(store: Store) -> None:
+    store.set("k", 1)
+    error = Refused("no")
+
+    def fail(old: Any) -> Any:
+        raise error
+
+    async def main() -> None:
+        for key, default in [("k", MISSING), ("missing", 0)]:
+            with pytest.raises(Refused) as excinfo:
+                await store.update(key, fail, default)
+            assert excinfo.value is error
+
+    for key, default in [("k", MISSING), ("missing", 0)]:
+        with pytest.raises(Refused) as excinfo:
+            store.update(key, fail, default)
+        assert excinfo.value is error
+    run_async(main)
+    assert snapshot_of(store) == {"k": 1}
+
+
+def test_update_of_a_missing_key_without_default_raises_key_error_and_stores_nothing(store: Store) -> None:
+    called: list[Any] = []
+
+    async def main() -> None:
+        with pytest.raises(KeyError) as excinfo:
+            await store.update("ghost", called.append)
+        assert excinfo.value.args == ("ghost",)
+
+    with pytest.raises(KeyError) as excinfo:
+        store.update("ghost", called.append)
+    assert excinfo.value.args == ("ghost",)
+    run_async(main)
+    assert called == [] and store.all() == []
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis", "redis-cluster"], indirect=True)
+def test_update_returning_an_unstorable_value_fails_as_set_does_and_stores_nothing(store: Store) -> None:
+    store.set("k", 1)
+    for bad in [{1, 2}, 2**64, "\ud800", {"n": {1: 2}}]:
+        with pytest.raises(TypeError) as by_set:
+            store.set("k", bad)
+        for default in (MISSING, 0):
+            with pytest.raises(TypeError) as by_update:
+                store.update("k" if default is MISSING else "missing", lambda old, bad=bad: bad, default)
+            assert str(by_update.value) == str(by_set.value).replace(
+                "'k'", "'k'" if default is MISSING else "'missing'"
+            )
+    assert snapshot_of(store) == {"k": 1}
+
+
+def test_incr_follows_the_number_rules_on_every_backend(store: Store) -> None:
+    assert store.incr("n") == 1 and type(store.get("n")) is int
+    assert store.incr("n", 41) == 42 and store.incr("n", -50) == -8
+    assert (got := store.incr("n", 0.5)) == -7.5 and type(got) is float and type(store.get("n")) is float
+    store.set_many({"f": 2.0, "above": 2**63, "edge": 2**63 - 2})
+    assert (got := store.incr("f", 1)) == 3.0 and type(got) is float and type(store.get("f")) is float
+    assert (got := store.incr("above", -1)) == 2**63 - 1 and type(got) is int  # back inside the range
+    assert store.incr("edge") == 2**63 - 1
+
+    async def main() -> None:
+        assert await store.incr("a") == 1 and await store.incr("a", 2.5) == 3.5
+        assert await store.incr("b", -(2**63)) == -(2**63)
+
+    run_async(main)
+    assert type(store.get("a")) is float and store.get("b") == -(2**63)
+
+
+def test_incr_refuses_what_is_no_number_or_overflows_naming_the_key_and_changes_nothing(store: Store) -> None:
+    store.set_many({"n": 5, "flag": True, "text": "5", "list": [1], "none": None, "top": 2**63 - 1})
+    store.set_many({"bottom": -(2**63), "huge": 2**64 - 1, "f": 1.5e308})
+    before = snapshot_of(store)
+    refusals = [
+        ("n", True, TypeError),  # bool is not a number here
+        ("n", "1", TypeError),
+        ("n", None, TypeError),
+        ("missing", False, TypeError),
+        ("flag", 1, TypeError),
+        ("text", 1, TypeError),
+        ("list", 1, TypeError),
+        ("none", 1.0, TypeError),
+        ("top", 1, OverflowError),
+        ("bottom", -1, OverflowError),
+        ("huge", -1, OverflowError),  # orjson stores it; incr keeps to the signed range
+        ("n", 2**63, OverflowError),
+        ("missing", 2**63, OverflowError),
+        ("f", 1.5e308, OverflowError),
+        ("n", math.inf, OverflowError),
+    ]
+
+    async def main() -> None:
+        for key, by, error in refusals:
+            with pytest.raises(error, match=re.escape(repr(key))):
+                await store.incr(key, by)
+
+    for key, by, error in refusals:
+        with pytest.raises(error, match=re.escape(repr(key))):
+            store.incr(key, by)
+    run_async(main)
+    assert snapshot_of(store) == before
+
+
+def test_add_stores_only_a_missing_key(store: Store) -> None:
+    assert store.add("k", {"v": 1}) is True
+    assert store.add("k", "other") is False
+    assert store.add("none", None) is True and store.add("none", 1) is False
+
+    async def main() -> None:
+        assert await store.add("k", 2) is False
+        assert await store.add("j", 2) is True
+
+    run_async(main)
+    assert snapshot_of(store) == {"k": {"v": 1}, "none": None, "j": 2}
+
+
+def test_add_raced_by_16_threads_has_exactly_one_winner(store: Store) -> None:
+    for round_number in range(5):
+        barrier = threading.Barrier(16)
+        results: list[bool] = []
+
+        def race(key: str, barrier: threading.Barrier, results: list[bool], number: int) -> None:
+            barrier.wait()
+            results.append(store.add(key, number))
+
+        key = f"lock{round_number}"
+        threads = [threading.Thread(target=race, args=(key, barrier, results, number)) for number in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == [False] * 15 + [True]
+        assert store.get(key) in range(16)
+
+
+def test_incr_from_8_threads_and_64_tasks_loses_no_increment(store: Store) -> None:
+    def count(_: int) -> None:
+        for _ in range(500):
+            store.incr("threads")
+
+    threads = [threading.Thread(target=count, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    async def main() -> None:
+        async def task() -> None:
+            for _ in range(100):
+                await store.incr("tasks")
+
+        await asyncio.gather(*(task() for _ in range(64)))
+
+    run_async(main)
+    assert (store.get("threads"), store.get("tasks")) == (4000, 6400)
+
+
+def test_update_and_float_incr_from_threads_and_tasks_lose_nothing(store: Store) -> None:
+    def change(_: int) -> None:
+        for _ in range(50):
+            store.update("updated", lambda old: old + 1, 0)
+            store.incr("halves", 0.5)  # a float: no server-side increment on Redis
+
+    threads = [threading.Thread(target=change, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    async def main() -> None:
+        async def task() -> None:
+            for _ in range(25):
+                await store.update("by tasks", lambda old: old + 1, 0)
+
+        await asyncio.gather(*(task() for _ in range(16)))
+
+    run_async(main)
+    assert (store.get("updated"), store.get("halves"), store.get("by tasks")) == (400, 200.0, 400)
+
+
+# Keys with every character that means something in a Redis glob or an SQL LIKE, and code points at the edges.
+LITERAL_KEYS = ["*", "*a", "a*", "?", "?x", "[", "[ab]", "]", "a", "ab", "b", "%", "%z", "_", "_y", "x_", "\\"]
+LITERAL_KEYS += ["\\*", "a\\b", "", "\ud7ff", "\ud7ffz", "\ue000", "\U0010ffff", "\U0010ffff\U0010ffff", "é", "ﬀ"]
+PREFIXES = ["*", "?", "[", "]", "%", "_", "\\", "a", "a*", "[a", "\\*", "", "zz", "\ud7ff", "\U0010ffff", "é"]
+
+
+def test_all_count_and_items_with_a_prefix_match_it_literally(store: Store) -> None:
+    store.set_many({key: number for number, key in enumerate(LITERAL_KEYS)})
+
+    def expected(prefix: str) -> list[str]:
+        keys = [key for key in LITERAL_KEYS if key.startswith(prefix)]
+        return keys if isinstance(store, PickleDB) else sorted(keys)  # insertion order, else sorted
+
+    async def main() -> None:
+        for prefix in PREFIXES:
+            assert await store.all(prefix) == expected(prefix), prefix
+            assert await store.count(prefix) == len(expected(prefix)), prefix
+            assert sorted([key async for key, _ in store.items(prefix)]) == sorted(expected(prefix)), prefix
+
+    for prefix in PREFIXES:
+        assert store.all(prefix) == expected(prefix), prefix
+        assert store.count(prefix) == len(expected(prefix)), prefix
+        pairs = list(store.items(prefix))
+        assert sorted(pairs) == sorted((key, LITERAL_KEYS.index(key)) for key in expected(prefix)), prefix
+        if not isinstance(store, PickleDBRedis):  # Redis walks in no particular order
+            assert [key for key, _ in pairs] == expected(prefix)
+    run_async(main)
+    assert store.all(None) == expected("") and store.count() == len(LITERAL_KEYS)
+    with pytest.raises(TypeError, match="prefix must be a str"):
+        store.all(b"a")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_items_walk_while_the_store_is_written_gives_every_unchanged_key(store: Store, mode: str) -> None:
+    stable = {f"s{number:05}": {"n": number} for number in range(2500)}  # several pages
+    store.set_many(stable)
+    store.set_many({f"c{number:05}": number for number in range(100)})
+    seen: list[str] = []
+
+    def changes(step: int) -> list[tuple[str, tuple[Any, ...]]]:
+        """Keys added before and after the walk's position, others removed and changed."""
+        removed, changed = f"c{step // 30:05}", f"c{99 - step // 30:05}"
+        return [("set", (f"a{step}", step)), ("set", (f"z{step}", step)), ("remove", (removed,)), ("incr", (changed,))]
+
+    async def walk() -> None:
+        async for key, value in store.items():
+            if len(seen) % 30 == 0:
+                for name, args in changes(len(seen)):
+                    await getattr(store, name)(*args)
+            seen.append(key)
+            assert key not in stable or value == stable[key]
+
+    if mode == "async":
+        run_async(walk)
+    else:
+        for key, value in store.items():
+            if len(seen) % 30 == 0:
+                for name, args in changes(len(seen)):
+                    getattr(store, name)(*args)
+            seen.append(key)
+            assert key not in stable or value == stable[key]
+    times = {key: seen.count(key) for key in stable}
+    if isinstance(store, PickleDBRedis):
+        assert min(times.values()) >= 1  # HSCAN's promise: at least once
+    else:
+        assert set(times.values()) == {1}
+        assert [key for key in seen if key in stable] == list(stable)
 
 
 # --- The value contract: what goes in comes out, or is refused naming the key ---
@@ -1044,6 +1355,23 @@ def test_sqlite_tables_in_one_file_are_independent(tmp_path: Path) -> None:
         assert one.get("k") == 1 and two.get("k") == 2
         one.purge()
         assert one.all() == [] and two.all() == ["k", "only_two"]
+
+
+@pytest.mark.parametrize("rowid", [False, True], ids=["without-rowid", "created-by-1.x"])
+def test_sqlite_prefix_reads_are_a_range_of_the_primary_key(tmp_path: Path, rowid: bool) -> None:
+    path = tmp_path / "kv.sqlite3"
+    if rowid:  # a table of 1.x: a rowid table whose key has an index of its own
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+    with PickleDBSQLite(path) as db, contextlib.closing(sqlite3.connect(path)) as conn:
+        db.set_many({f"{letter}{number}": number for letter in "abc" for number in range(100)})
+        assert db.all("b1") == sorted(f"b{number}" for number in range(100) if str(number).startswith("1"))
+        assert db.count("b") == 100
+        for _kind, sql, params in [db._op_keys("b1"), db._op_count("b"), db._op_page("b", "b50", 10)]:
+            plan = " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            primary = r"(COVERING )?INDEX sqlite_autoindex_kv_1" if rowid else "PRIMARY KEY"
+            assert re.fullmatch(rf"SEARCH kv USING {primary} \(key>\? AND key<\?\)", plan), plan
+            assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_sqlite_data_persists_across_instances(tmp_path: Path) -> None:
@@ -3134,6 +3462,59 @@ def test_two_instances_one_save_wins_the_other_reloads_and_retries(tmp_path: Pat
         first.save()
 
 
+# Four processes, odd ones async, each adding 1 a hundred times to one counter in one JSON file with transact().
+TRANSACT_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    path, mode = sys.argv[1:]
+    db = pickledb.PickleDB(path)
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    def bump(db):
+        db.set("n", db.get("n", 0) + 1)
+        return db.get("n")
+
+    async def main():
+        return [await db.transact(bump) for _ in range(100)]
+
+    seen = asyncio.run(main()) if mode == "async" else [db.transact(bump) for _ in range(100)]
+    assert seen == sorted(set(seen)) and db.get("n") == seen[-1], seen  # fn's result, each one new
+    print("{}", flush=True)
+    """
+)
+
+
+def test_transact_from_4_processes_loses_no_increment(tmp_path: Path) -> None:
+    path = tmp_path / "counter.json"
+    writer_processes(TRANSACT_CHILD, 4, lambda number, mode: [str(path), mode])
+    assert orjson.loads(path.read_bytes()) == {"n": 400}
+
+
+def test_transact_replaces_memory_first_and_raises_the_last_conflict_after_its_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    path.write_bytes(b'{"n": 1}')
+    db = PickleDB(path)
+    db.set("only in memory", True)
+    assert db.transact(lambda db: db.all()) == ["n"]  # the file's data, not memory's
+    other = PickleDB(path)
+    other.load()
+
+    def keep_conflicting(db: PickleDB) -> None:
+        other.set("n", other.get("n") + 1)
+        other.save()  # saved between this load and its save: every save conflicts
+        db.set("n", 0)
+
+    began = time.monotonic()
+    with pytest.raises(pickledb.ConflictError):
+        db.transact(keep_conflicting, timeout=0.3)
+    assert 0.3 <= time.monotonic() - began < 0.3 * 1.2 + 0.5
+    assert orjson.loads(path.read_bytes())["n"] == other.get("n") > 2
+
+
 def test_two_processes_exactly_one_of_a_conflicting_pair_saves(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
     _json_file(path, {"start": 0})
@@ -4735,6 +5116,159 @@ def test_sqlite_processes_against_models_heavy(tmp_path: Path) -> None:
     sqlite_processes(tmp_path, count=8, ops=10_000)
 
 
+# Processes, odd ones async, each adding 1 to one counter `ops` times.
+INCR_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    kind, where, ops, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    if kind == "sqlite":
+        db = pickledb.PickleDBSQLite(where)
+    else:
+        db = pickledb.PickleDBRedis(where, "counters", cluster=kind == "cluster")
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    async def main():
+        for _ in range(ops):
+            await db.incr("n")
+
+    if mode == "async":
+        asyncio.run(main())
+    else:
+        for _ in range(ops):
+            db.incr("n")
+    db.close()
+    print("{}", flush=True)
+    """
+)
+
+
+def incr_processes(kind: str, where: str, count: int = 4, ops: int = 200) -> None:
+    writer_processes(INCR_CHILD, count, lambda number, mode: [kind, where, str(ops), mode])
+    with (
+        PickleDBSQLite(where) if kind == "sqlite" else PickleDBRedis(where, "counters", cluster=kind == "cluster") as db
+    ):
+        assert db.get("n") == count * ops
+        db.remove("n")
+
+
+def test_sqlite_incr_from_4_processes_loses_no_increment(tmp_path: Path) -> None:
+    incr_processes("sqlite", str(tmp_path / "counters.sqlite3"))
+
+
+@pytest.mark.heavy
+def test_sqlite_incr_from_8_processes_loses_no_increment_heavy(tmp_path: Path) -> None:
+    incr_processes("sqlite", str(tmp_path / "counters.sqlite3"), count=8, ops=2000)
+
+
+def wal_reset(path: Path) -> bool:
+    """Whether another connection can write, then checkpoint the whole WAL and cut it to 0 bytes at once."""
+    with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as other:
+        other.execute("INSERT OR REPLACE INTO kv VALUES ('other', '1')")
+        busy, log, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0 and log == 0 and os.path.getsize(f"{path}-wal") == 0
+
+
+@pytest.mark.parametrize("how", ["paused", "break", "exception", "paused-async", "break-async", "cancelled"])
+def test_sqlite_walk_paused_or_abandoned_holds_no_read_transaction(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "kv.sqlite3"
+    with PickleDBSQLite(path) as db:
+        db.set_many({f"k{number:05}": number for number in range(3000)})  # three pages
+        if how == "paused":
+            walk = db.items()
+            assert [next(walk) for _ in range(1500)][-1] == ("k01499", 1499)
+            assert wal_reset(path)
+            assert len(list(walk)) == 1501  # "other" comes too
+        elif how in ("break", "exception"):
+            with contextlib.suppress(Refused):
+                for key, _ in db.items():
+                    if key == "k01500":
+                        if how == "break":
+                            break
+                        raise Refused(key)
+            assert wal_reset(path)
+
+        async def main() -> None:
+            if how == "paused-async":
+                walk = db.items()
+                assert [await anext(walk) for _ in range(1500)][-1] == ("k01499", 1499)
+                assert wal_reset(path)
+                assert len([pair async for pair in walk]) == 1501
+            elif how == "break-async":
+                async for key, _ in db.items():
+                    if key == "k01500":
+                        break
+                assert wal_reset(path)
+            elif how == "cancelled":
+                await cancel_a_walk(db)
+                assert wal_reset(path)
+
+        run_async(main)
+        assert db.count() == 3001
+
+
+WALK_MEMORY_CHILD = textwrap.dedent(
+    """
+    import re
+    import sys
+    import pickledb
+
+    kind, where, how = sys.argv[1:]
+    db = pickledb.PickleDBSQLite(where) if kind == "sqlite" else pickledb.PickleDBRedis(where, "big")
+    assert db.count() == 200_000
+
+    def kib(field):
+        with open("/proc/self/status") as status:
+            return int(re.search(field + r":\\s+(\\d+) kB", status.read())[1])
+
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # the peak starts again from now
+    start = kib("VmRSS")
+    if how == "walk":
+        tags = sum(len(value["tags"]) for _, value in db.items())
+    else:
+        everything = list(db.items())
+        tags = sum(len(value["tags"]) for _, value in everything)
+    print(tags, kib("VmHWM") - start)
+    db.close()
+    """
+)
+
+
+def walk_memory(kind: str, where: str) -> tuple[int, int]:
+    """The growth of peak RSS (KiB) of walking a store of 200k nested values, and of loading them all."""
+    grown = []
+    for how in ("walk", "load"):
+        command = [sys.executable, "-W", "error", "-c", WALK_MEMORY_CHILD, kind, where, how]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=child_env())
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        tags, kib = map(int, result.stdout.split())
+        assert tags == 600_000
+        grown.append(kib)
+    return grown[0], grown[1]
+
+
+def big_nested_values() -> Iterator[tuple[str, Any]]:
+    return (
+        (f"user:{n:06}", {"id": n, "name": f"user {n}", "tags": ["a", "b", "c"], "at": {"x": [n, 1.5]}})
+        for n in range(200_000)
+    )
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/clear_refs"), reason="reads and resets the peak RSS in Linux's /proc"
+)
+def test_sqlite_walk_of_200k_values_needs_a_fraction_of_the_memory_of_loading_them(tmp_path: Path) -> None:
+    path = tmp_path / "big.sqlite3"
+    with PickleDBSQLite(path, durable=False) as db:
+        db.set_many(big_nested_values())
+    walked, loaded = walk_memory("sqlite", str(path))
+    assert walked < loaded / 4, (walked, loaded)
+
+
 # --- PickleDBSQLite: interruptions, fork, closing and group commit -----------
 # What this section proves (each promise names its tests):
 #
@@ -6155,9 +6689,73 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.call("purge") is True
         self.model.clear()
 
+    # -- changing a value safely, and walking: the same for every class but for the order of keys --
+
+    walk_in_order = True  # items() gives the keys in the order of all()
+
+    def in_order(self, keys: Iterable[str]) -> list[str]:
+        return sorted(keys)
+
+    def walk(self, prefix: str) -> list[tuple[str, Any]]:
+        return list(self.db.items(prefix))
+
+    @rule(key=text_keys, by=st.one_of(st.integers(-3, 3), st.sampled_from([0.5, -1.25, 2**62, -(2**63), True, "1"])))
+    def incr(self, key: str, by: Any) -> None:
+        old = self.model.get(key, 0)
+        if not all(type(number) in (int, float) for number in (old, by)):
+            with pytest.raises(TypeError) as excinfo:
+                self.call("incr", key, by)
+        elif not (-(2**63) <= old + by < 2**63 if type(old + by) is int else math.isfinite(old + by)):
+            with pytest.raises(OverflowError) as excinfo:
+                self.call("incr", key, by)
+        else:
+            assert same_json(self.call("incr", key, by), old + by)
+            self.model[key] = old + by
+            return
+        assert names_key(str(excinfo.value), key)
+
+    @rule(key=text_keys, default=st.one_of(st.just(MISSING), json_values), fails=st.booleans())
+    def update(self, key: str, default: Any, fails: bool) -> None:
+        def change(old: Any) -> Any:
+            if fails:
+                raise Refused(key)
+            return {"was": old}
+
+        old = self.model.get(key, default)
+        if old is MISSING or fails:
+            with pytest.raises(KeyError if old is MISSING else Refused) as excinfo:
+                self.call("update", key, change, default)
+            assert excinfo.value.args == (key,)
+        else:
+            assert same_json(self.call("update", key, change, default), {"was": old})
+            self.model[key] = {"was": old}
+
+    @rule(key=text_keys, value=json_values)
+    def add(self, key: str, value: object) -> None:
+        assert self.call("add", key, value) is (key not in self.model)
+        self.model.setdefault(key, value)
+
+    @rule(
+        prefix=st.one_of(
+            st.sampled_from(["", "a", "k", "*", "?", "[", "%", "_", "\\", "\U0010ffff"]), st.text(max_size=2)
+        )
+    )
+    def read_prefix(self, prefix: str) -> None:
+        keys = self.in_order(key for key in self.model if key.startswith(prefix))
+        assert self.call("all", prefix) == keys
+        assert self.call("count", prefix) == len(keys)
+        pairs = self.walk(prefix)
+        if not self.walk_in_order:
+            pairs.sort(key=lambda pair: pair[0])
+        assert [key for key, _ in pairs] == keys
+        assert all(same_json(value, self.model[key]) for key, value in pairs)
+
 
 class PickleDBMachine(StoreMachine):
     """PickleDB against a dict model, driven through the sync API."""
+
+    def in_order(self, keys: Iterable[str]) -> list[str]:
+        return list(keys)  # insertion order
 
     def __init__(self, base: str) -> None:
         super().__init__()
@@ -6290,6 +6888,12 @@ class AsyncDriver:
 
     def snapshot(self) -> dict[str, Any]:
         return self.loop.run_until_complete(self._snapshot())
+
+    async def _walk(self, prefix: str) -> list[tuple[str, Any]]:
+        return [pair async for pair in self.db.items(prefix)]
+
+    def walk(self, prefix: str) -> list[tuple[str, Any]]:
+        return self.loop.run_until_complete(self._walk(prefix))
 
 
 class PickleDBAsyncMachine(AsyncDriver, PickleDBMachine):
@@ -6719,6 +7323,7 @@ class _RedisMachine(SQLiteMachine):
     """PickleDBRedis against the dict model; a second hash on the server must stay untouched."""
 
     url = ""
+    walk_in_order = False  # HSCAN's order
 
     def __init__(self, base: str) -> None:
         RuleBasedStateMachine.__init__(self)
@@ -7198,6 +7803,68 @@ def test_redis_processes_writing_one_store_lose_nothing(redis_url: str) -> None:
 @pytest.mark.heavy
 def test_redis_processes_writing_one_store_lose_nothing_heavy(redis_url: str) -> None:
     _redis_processes(redis_url, count=8, ops=5000)
+
+
+def test_redis_incr_from_4_processes_loses_no_increment(redis_url: str) -> None:
+    incr_processes("redis", redis_url)
+
+
+def test_redis_cluster_incr_from_4_processes_loses_no_increment(redis_cluster_url: str) -> None:
+    incr_processes("cluster", redis_cluster_url)
+
+
+@pytest.mark.heavy
+def test_redis_incr_from_8_processes_loses_no_increment_heavy(redis_url: str) -> None:
+    incr_processes("redis", redis_url, count=8, ops=2000)
+
+
+def test_redis_count_without_prefix_is_hlen_and_a_prefix_is_matched_on_the_server(redis_url: str) -> None:
+    with PickleDBRedis(redis_url) as db:
+        db.set_many({f"{letter}{number}": "x" * 1000 for letter in "ab*" for number in range(300)})
+        before = _redis_calls(redis_url, "hlen"), _redis_calls(redis_url, "hscan"), _redis_calls(redis_url, "hgetall")
+        assert db.count() == 900
+        assert _redis_calls(redis_url, "hlen") == before[0] + 1 and _redis_calls(redis_url, "hscan") == before[1]
+        assert db.count("*") == 300 and db.all("*1") == sorted(
+            f"*{number}" for number in range(300) if f"{number}"[0] == "1"
+        )
+        assert _redis_calls(redis_url, "hscan") > before[1] and _redis_calls(redis_url, "hgetall") == before[2]
+
+
+@pytest.mark.parametrize("how", ["break", "exception", "break-async", "cancelled"])
+def test_redis_walk_abandoned_gives_its_connection_back(redis_url: str, how: str) -> None:
+    with PickleDBRedis(redis_url, max_connections=1, timeout=2) as db:
+        db.set_many({f"k{number:05}": number for number in range(3000)})
+        if how in ("break", "exception"):
+            with contextlib.suppress(Refused):
+                for number, (key, _) in enumerate(db.items()):
+                    if number == 1500:
+                        if how == "break":
+                            break
+                        raise Refused(key)
+            assert db.get("k00001") == 1 and db.count() == 3000
+
+        async def main() -> None:
+            if how == "break-async":
+                seen = 0
+                async for _ in db.items():
+                    seen += 1
+                    if seen == 1500:
+                        break
+            elif how == "cancelled":
+                await cancel_a_walk(db)
+            assert await db.get("k00001") == 1 and await db.count() == 3000
+
+        run_async(main)
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/clear_refs"), reason="reads and resets the peak RSS in Linux's /proc"
+)
+def test_redis_walk_of_200k_values_needs_a_fraction_of_the_memory_of_loading_them(redis_url: str) -> None:
+    with PickleDBRedis(redis_url, "big") as db:
+        db.set_many(big_nested_values())
+    walked, loaded = walk_memory("redis", redis_url)
+    assert walked < loaded / 4, (walked, loaded)
 
 
 def test_redis_threads_share_one_instance(redis_url: str) -> None:
