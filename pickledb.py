@@ -2227,13 +2227,13 @@ def _encodable(text: str) -> bool:
 def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
     """Run fn(*args) in a new daemon thread, and give its outcome to `done`."""
 
-    def main() -> None:
+    def run() -> None:
         try:
             done.set_result(fn(*args))
         except BaseException as err:  # handed to whoever waits for it
             done.set_exception(err)
 
-    threading.Thread(target=main, name="pickledb-close", daemon=True).start()
+    threading.Thread(target=run, name="pickledb-close", daemon=True).start()
 
 
 def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
