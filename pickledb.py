@@ -3126,11 +3126,12 @@ class PickleDBPostgres(PickleDBStore):
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
     "redis://..., rediss://... or unix://... (PickleDBRedis; redis+cluster://HOST:PORT or rediss+cluster://... for "
-    "a Redis Cluster, from any of its nodes); end an SQLite or Redis address "
-    "with #NAME to pick the table or hash (default kv)"
+    "a Redis Cluster, from any of its nodes); postgresql://... or postgres://... (PickleDBPostgres); end an "
+    "SQLite, Redis or PostgreSQL address with #NAME to pick the table or hash (default kv)"
 )
 _CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 _CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+_CLI_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _CLI_BATCH = 10_000
 
 
@@ -3143,11 +3144,11 @@ class _CLIError(Exception):
 
 
 def _cli_address(text: str) -> tuple[str, str, str]:
-    """Return (backend, location, name) of a store address; backend is json, sqlite or redis."""
+    """Return (backend, location, name) of a store address; backend is json, sqlite, redis or postgres."""
     lowered = text.lower()
     named = False
-    if lowered.startswith(_CLI_REDIS_SCHEMES):
-        kind = "redis"
+    if lowered.startswith(_CLI_REDIS_SCHEMES + _CLI_POSTGRES_SCHEMES):
+        kind = "redis" if lowered.startswith(_CLI_REDIS_SCHEMES) else "postgres"
         location, hash_sign, name = text.partition("#")  # a URL cannot hold a bare '#'
         named = bool(hash_sign)
     else:
@@ -3234,10 +3235,13 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     scheme, rest = location.split("://", 1)
     cluster = scheme.lower().endswith("+cluster")
     try:
-        redis_store = PickleDBRedis(f"{scheme[:-8] if cluster else scheme}://{rest}", name, cluster=cluster)
-    except ImportError as err:  # redis-py is missing: the library's hint, naming the store
+        if kind == "postgres":
+            server: PickleDBStore = PickleDBPostgres(location, name)
+        else:
+            server = PickleDBRedis(f"{scheme[:-8] if cluster else scheme}://{rest}", name, cluster=cluster)
+    except ImportError as err:  # the driver is missing: the library's hint, naming the store
         raise _CLIError(f"{_cli_shown(address)}: {err}") from None
-    return stack.enter_context(redis_store)
+    return stack.enter_context(server)
 
 
 class _CLIProgress:
@@ -3423,8 +3427,8 @@ def _cli_run(args: Any, stack: Any) -> int:
         store = _cli_open(args.store, stack, existing=True)
         kind, location, name = _cli_address(args.store)
         fields: dict[str, Any] = {"backend": type(store).__name__}
-        if kind == "redis":
-            fields |= {"url": _cli_shown(location), "hash": name, "keys": store.count()}
+        if kind in ("redis", "postgres"):
+            fields |= {"url": store.location, "hash" if kind == "redis" else "table": name, "keys": store.count()}
         else:
             path = fields["file"] = store.location
             if kind == "sqlite":
@@ -3450,7 +3454,7 @@ def _cli_once(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
 def _cli_copy(args: Any, stack: Any) -> int:
     def identity(address: str) -> tuple[str, str, str]:
         kind, location, name = _cli_address(address)
-        return kind, location if kind == "redis" else os.path.realpath(_cli_path(kind, location)), name
+        return kind, location if "://" in location else os.path.realpath(_cli_path(kind, location)), name
 
     if identity(args.src) == identity(args.dst):
         raise _CLIError(f"{_cli_shown(args.src)} and {_cli_shown(args.dst)} are the same store")

@@ -9320,13 +9320,15 @@ def redis_address(request: pytest.FixtureRequest) -> str:
     return f"{url}#cli_{uuid.uuid4().hex}"
 
 
-@pytest.fixture(params=["json", "sqlite", "redis"])
+@pytest.fixture(params=["json", "sqlite", "redis", "postgres"])
 def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store address of each backend; the store does not exist yet."""
     if request.param == "json":
         return str(tmp_path / "data.json")
     if request.param == "sqlite":
         return str(tmp_path / "data.sqlite3") + "#things"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').password_url}#cli_{uuid.uuid4().hex[:8]}"
     return redis_address(request)
 
 
@@ -9381,20 +9383,29 @@ def test_every_command_on_every_backend(store_address: str, tmp_path: Path) -> N
     info = dict(line.split(": ", 1) for line in ok("info", store_address).splitlines())
     assert info["keys"] == str(len(expected) - 1)
     backend = pickledb._cli_address(store_address)[0]
-    assert info["backend"] == {"json": "PickleDB", "sqlite": "PickleDBSQLite", "redis": "PickleDBRedis"}[backend]
-    if backend == "redis":
-        assert info["hash"] == store_address.rpartition("#")[2]
+    names = {"json": "PickleDB", "sqlite": "PickleDBSQLite", "redis": "PickleDBRedis", "postgres": "PickleDBPostgres"}
+    assert info["backend"] == names[backend]
+    if backend in ("redis", "postgres"):
+        assert info["hash" if backend == "redis" else "table"] == store_address.rpartition("#")[2]
+        assert backend == "redis" or ("pw:***@" in info["url"] and _PG_PASSWORD not in info["url"])
     else:
         path = store_address.partition("#")[0]
         assert info["file"] == path and info["file size"] == f"{os.path.getsize(path)} bytes"
         assert info.get("table", "things") == "things"
 
 
-def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["sqlite-redis", "postgres-redis-sqlite"])
+def test_round_trip_json_sqlite_redis_json(request: pytest.FixtureRequest, tmp_path: Path, via: str) -> None:
     redis = redis_address(request)
     with PickleDB(tmp_path / "start.json") as db:
         db.set_many(SAMPLE_VALUES)
-    hops = [str(tmp_path / "start.json"), str(tmp_path / "app.sqlite3#users"), redis, str(tmp_path / "end.json")]
+    sqlite = str(tmp_path / "app.sqlite3#users")
+    if via == "sqlite-redis":
+        hops = [str(tmp_path / "start.json"), sqlite, redis, str(tmp_path / "end.json")]
+    else:  # JSON -> PostgreSQL -> Redis -> SQLite -> JSON, with a password in the PostgreSQL address
+        server = request.getfixturevalue("postgres_server")
+        postgres = f"{server.password_url}#cli_{uuid.uuid4().hex[:8]}"
+        hops = [str(tmp_path / "start.json"), postgres, redis, sqlite, str(tmp_path / "end.json")]
     for src, dst in zip(hops[:-1], hops[1:], strict=True):
         result = pickledb_cli("copy", src, dst)
         assert (result.returncode, result.stderr) == (0, "")
@@ -9540,8 +9551,9 @@ def test_info_json_prints_the_fields_as_one_json_object(store_address: str, caps
         "json": {"backend": "PickleDB", "file": text.get("file"), "keys": 2, "file_bytes": text.get("file size")},
         "sqlite": {"backend": "PickleDBSQLite", "file": text.get("file"), "table": "things", "keys": 2},
         "redis": {"backend": "PickleDBRedis", "url": text.get("url"), "hash": text.get("hash"), "keys": 2},
+        "postgres": {"backend": "PickleDBPostgres", "url": text.get("url"), "table": text.get("table"), "keys": 2},
     }[backend]
-    if backend != "redis":
+    if backend in ("json", "sqlite"):
         expected["file_bytes"] = int(text["file size"].removesuffix(" bytes"))
         expected |= {"wal_bytes": int(text["write-ahead log"].removesuffix(" bytes"))} if "wal_bytes" in fields else {}
     assert fields == expected and text["backend"] == fields["backend"] and text["keys"] == "2"
