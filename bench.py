@@ -1953,6 +1953,38 @@ class Bench:
                 server.kill()
                 server.wait(10)
 
+    def set_get_rows(
+        self,
+        names: tuple[str, str],
+        db: Any,
+        raw: tuple[Callable[..., Any], Callable[..., Any]],
+        theirs: str,
+        keys: list[str],
+        work: Callable[[Sequence[Any]], Any],
+        *,
+        awaited: bool,
+    ) -> None:
+        """The per-op set() and get() rows of a server store against its raw client's, in plain code or awaited.
+
+        names is (section, the backend as rows show it); raw is the raw client's (set, get).
+        """
+        section, shown = names
+        how = (self.run_async, "await ", ", async", " async") if awaited else (self.run_sync, "", ", sync", "")
+        loops = (timed_aset_loop, timed_aget_loop) if awaited else (timed_set_loop, timed_get_loop)
+        for verb, loop_fn, mine, base, seq_work in (
+            ("set", loops[0], db.set, raw[0], work),
+            ("get", loops[1], db.get, raw[1], lambda part: part),
+        ):
+            self.per_op_row(
+                (section, f"{shown} {how[1]}{verb}(){how[2]}", f"{section}{how[3]} {verb}"),
+                (how[0], loop_fn),
+                lambda method=mine: method,  # bound now: the samplers run after this loop has moved on
+                lambda method=base: method,
+                theirs,
+                keys,
+                seq_work,
+            )
+
     def redis_rows(self, url: str, db: Any, raw: Any, names: list[str]) -> None:
         import redis.asyncio
 
@@ -1965,45 +1997,13 @@ class Bench:
         db.set_many(pairs)  # connects, and every get below finds its key
         base_bulk = RawRedis(raw, names[1])
         base_bulk.set_many(pairs)
-        self.per_op_row(
-            ("redis", "Redis set(), sync", "redis set"),
-            (self.run_sync, timed_set_loop),
-            lambda: db.set,
-            lambda: base.set,
-            theirs,
-            keys,
-            work,
-        )
-        self.per_op_row(
-            ("redis", "Redis get(), sync", "redis get"),
-            (self.run_sync, timed_get_loop),
-            lambda: db.get,
-            lambda: base.get,
-            theirs,
-            keys,
-        )
+        self.set_get_rows(("redis", "Redis"), db, (base.set, base.get), theirs, keys, work, awaited=False)
         client = redis.asyncio.Redis.from_url(url)
         abase = RawRedis(client, names[1])
         try:
             self.loop.run_until_complete(await_get(db, keys[0]))  # this loop's client connects
             self.loop.run_until_complete(abase.aget(keys[0]))
-            self.per_op_row(
-                ("redis", "Redis await set(), async", "redis async set"),
-                (self.run_async, timed_aset_loop),
-                lambda: db.set,
-                lambda: abase.aset,
-                theirs,
-                keys,
-                work,
-            )
-            self.per_op_row(
-                ("redis", "Redis await get(), async", "redis async get"),
-                (self.run_async, timed_aget_loop),
-                lambda: db.get,
-                lambda: abase.aget,
-                theirs,
-                keys,
-            )
+            self.set_get_rows(("redis", "Redis"), db, (abase.aset, abase.aget), theirs, keys, work, awaited=True)
         finally:
             self.loop.run_until_complete(client.aclose())
 
@@ -2204,36 +2204,14 @@ class Bench:
         work = functools.partial(Rewrites, "flat")
         db.set_many(pairs)  # connects, and every get below finds its key
         base.set_many(pairs)
-        for verb, loop_fn, mine, theirs_fn, seq_work in (
-            ("set", timed_set_loop, lambda: db.set, lambda: base.set, work),
-            ("get", timed_get_loop, lambda: db.get, lambda: base.get, lambda part: part),
-        ):
-            self.per_op_row(
-                ("postgres", f"PostgreSQL {verb}(), sync", f"postgres {verb}"),
-                (self.run_sync, loop_fn),
-                mine,
-                theirs_fn,
-                theirs,
-                keys,
-                seq_work,
-            )
+        self.set_get_rows(("postgres", "PostgreSQL"), db, (base.set, base.get), theirs, keys, work, awaited=False)
         aconn = self.loop.run_until_complete(psycopg.AsyncConnection.connect(url, autocommit=True))
         abase = RawPostgres(aconn, tables[1])
         try:
             self.loop.run_until_complete(await_get(db, keys[0]))  # this loop's pool connects
-            for verb, loop_fn, mine, theirs_fn, seq_work in (
-                ("set", timed_aset_loop, lambda: db.set, lambda: abase.aset, work),
-                ("get", timed_aget_loop, lambda: db.get, lambda: abase.aget, lambda part: part),
-            ):
-                self.per_op_row(
-                    ("postgres", f"PostgreSQL await {verb}(), async", f"postgres async {verb}"),
-                    (self.run_async, loop_fn),
-                    mine,
-                    theirs_fn,
-                    theirs,
-                    keys,
-                    seq_work,
-                )
+            self.set_get_rows(
+                ("postgres", "PostgreSQL"), db, (abase.aset, abase.aget), theirs, keys, work, awaited=True
+            )
             pool = psycopg_pool.AsyncConnectionPool(url, kwargs={"autocommit": True}, max_size=20, open=False)
             self.loop.run_until_complete(pool.open(wait=True))
             try:
