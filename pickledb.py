@@ -1241,6 +1241,22 @@ def _check_table_name(name: Any) -> None:
         )
 
 
+def _exhausted(store: PickleDBStore, size: int) -> TimeoutError:
+    """The error of a call that got none of the `size` connections of `store`'s pool within its timeout."""
+    return TimeoutError(
+        f"{store!r}: all {size} connections stayed busy for {store._timeout:g} s (the pool is exhausted, "
+        "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
+    )
+
+
+def _other_table(location: str, table: str, found: str, wanted: str) -> ValueError:
+    """The error for a table that exists with the columns `found`, not `wanted`; nothing was changed."""
+    return ValueError(
+        f"{location}: table {table!r} is not a pickledb table: its columns are ({found}), not ({wanted}). "
+        "Nothing was changed; pass another table_name"
+    )
+
+
 def _check_prefix(prefix: Any) -> str | None:
     if prefix is None or type(prefix) is str:
         return prefix
@@ -2069,10 +2085,7 @@ class PickleDBSQLite(PickleDBStore):
         columns = [(name, kind, pk) for _, name, kind, _, _, pk in info]
         if columns and sorted((name.lower(), bool(pk)) for name, _, pk in columns) != [("key", True), ("value", False)]:
             found = ", ".join(f"{name} {kind}".strip() + " PRIMARY KEY" * bool(pk) for name, kind, pk in columns)
-            raise ValueError(
-                f"{self.location}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
-                "not (key TEXT PRIMARY KEY, value BLOB). Nothing was changed; pass another table_name"
-            )
+            raise _other_table(self.location, self.table_name, found, "key TEXT PRIMARY KEY, value BLOB")
 
     def _open_locked(self) -> Any:
         """Return the sync connection, opening it if needed; the caller holds the lock."""
@@ -2503,7 +2516,7 @@ class PickleDBRedis(PickleDBStore):
                 # which no signal handler can come between it and `token`: each one taken goes back.
                 token = self._gate.get(timeout=self._timeout)
             except queue.Empty:
-                raise self._exhausted() from None
+                raise _exhausted(self, self._max) from None
             began = time.monotonic()
             while True:
                 try:
@@ -2549,7 +2562,8 @@ class PickleDBRedis(PickleDBStore):
                     return await (asyncio.wait_for(sending, left) if self.cluster else sending), None
                 except Exception as err:
                     if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
-                        err = self._exhausted() if gate is None else _redis().exceptions.TimeoutError("no answer")
+                        no_answer = _redis().exceptions.TimeoutError("no answer")
+                        err = _exhausted(self, self._max) if gate is None else no_answer
                     self._retry_or_raise(err, began, command)
                     await asyncio.sleep(0.05)
         except Exception as err:
@@ -2557,12 +2571,6 @@ class PickleDBRedis(PickleDBStore):
         finally:
             if gate is not None:
                 gate.release()
-
-    def _exhausted(self) -> TimeoutError:
-        return TimeoutError(
-            f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
-            "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
-        )
 
     def _retry_or_raise(self, err: Exception, began: float, command: Any) -> None:
         """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise.
@@ -2967,10 +2975,7 @@ class PickleDBPostgres(PickleDBStore):
         if found is None:
             yield (f"CREATE TABLE {self._table} ({_POSTGRES_COLUMNS})", (), _COUNT)
         elif found != 'key text COLLATE "C", value json':
-            raise ValueError(
-                f"{self.location}: table {self.table_name!r} is not a pickledb table: its columns are ({found}), "
-                f"not ({_POSTGRES_COLUMNS}). Nothing was changed; pass another table_name"
-            )
+            raise _other_table(self.location, self.table_name, found, _POSTGRES_COLUMNS)
         yield _COMMIT
 
     def _execute(self, op: _PgOp) -> Any:
@@ -3018,10 +3023,7 @@ class PickleDBPostgres(PickleDBStore):
     def _missed(self, pool: Any) -> Exception:
         """The error when no connection came within timeout: every one was busy, or none could be made."""
         if pool.get_stats().get("pool_size", 0) >= self._max:
-            return TimeoutError(
-                f"{self!r}: all {self._max} connections stayed busy for {self._timeout:g} s (the pool is exhausted, "
-                "the server may be fine); raise max_connections or timeout, or make fewer calls at once"
-            )
+            return _exhausted(self, self._max)
         at = f"the PostgreSQL server at {self.location}"
         return ConnectionError(f"cannot reach {at}: no connection within {self._timeout:g} s; check that it runs")
 
