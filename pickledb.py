@@ -1257,6 +1257,17 @@ def _other_table(location: str, table: str, found: str, wanted: str) -> ValueErr
     )
 
 
+def _key_range(prefix: str | None, after: str | None, mark: str) -> tuple[str, list[str]]:
+    """(" WHERE ..." or "", its parameters): the keys that start with prefix and sort after `after`, as a range.
+
+    A range of the primary key is what lets the database read only those keys; `mark` is its parameter marker.
+    """
+    bounds = [("key >= ", prefix or None if after is None else None), ("key > ", after)]
+    bounds.append(("key < ", _prefix_end(prefix) if prefix else None))
+    used = [(test + mark, value) for test, value in bounds if value is not None]
+    return (" WHERE " + " AND ".join(test for test, _ in used) if used else ""), [value for _, value in used]
+
+
 def _check_prefix(prefix: Any) -> str | None:
     if prefix is None or type(prefix) is str:
         return prefix
@@ -1913,10 +1924,8 @@ class PickleDBSQLite(PickleDBStore):
 
     def _select(self, kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
         """A read of `what` from the keys that start with prefix (and follow `after`): a range of the primary key."""
-        bounds = [("key >= ?", prefix or None), ("key < ?", _prefix_end(prefix or "")), ("key > ?", after)]
-        params = tuple(value for _, value in bounds if value is not None)
-        where = " AND ".join(test for test, value in bounds if value is not None)
-        return kind, f'SELECT {what} FROM "{self.table_name}"{" WHERE " * bool(where)}{where}{end}', params + more
+        where, params = _key_range(prefix, after, "?")
+        return kind, f'SELECT {what} FROM "{self.table_name}"{where}{end}', (*params, *more)
 
     # -- running them: in this thread (a group commit for writes), or in the loop's thread --
 
@@ -2926,11 +2935,8 @@ class PickleDBPostgres(PickleDBStore):
 
     def _select(self, what: str, how: int, prefix: str | None, after: str | None, tail: str, *extra: Any) -> _PgOp:
         """SELECT `what` of the keys that start with prefix (and sort after `after`), by a range of the key."""
-        end = _prefix_end(prefix) if prefix else None
-        terms = [("key > %s", after), ("key >= %s", (prefix or None) if after is None else None), ("key < %s", end)]
-        used = [term for term in terms if term[1] is not None] if "\x00" not in (prefix or "") else [("false", "")]
-        where = " WHERE " + " AND ".join(term for term, _ in used) if used else ""  # the key's range: its index
-        params = [value for term, value in used if "%s" in term]
+        # No key holds a NUL (PostgreSQL text cannot), and psycopg could not send one.
+        where, params = _key_range(prefix, after, "%s") if "\x00" not in (prefix or "") else (" WHERE false", [])
         return _stmt(f"SELECT {what} FROM {self._table}{where}{tail}", [*params, *extra], how)
 
     def _op_keys(self, prefix: str | None) -> _PgOp:
