@@ -1504,6 +1504,18 @@ class _Walk:
         self.pairs = ((key, _decode_value(location, key, raw)) for key, raw in rows)
 
 
+async def _close_at_loop_end(close: Callable[[], Awaitable[Any]]) -> Any:
+    """Await close() when this async generator is closed.
+
+    Started once on the loop that owns a backend's asyncio client or pool:
+    asyncio.run() and loop.shutdown_asyncgens() close it while that loop still runs.
+    """
+    try:
+        yield
+    finally:
+        await close()
+
+
 async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
     """Wait for every one of `futures` (set in other threads); the first failure is raised.
 
@@ -2341,18 +2353,6 @@ def _drop_transports(client: Any) -> None:
         conn._reader = conn._writer = None
 
 
-async def _close_at_loop_end(client: Any) -> Any:
-    """Close `client` when this async generator is closed.
-
-    Started once on the loop that owns the client: asyncio.run() and
-    loop.shutdown_asyncgens() close it while that loop still runs.
-    """
-    try:
-        yield
-    finally:
-        await client.aclose()
-
-
 class PickleDBRedis(PickleDBStore):
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
@@ -2682,7 +2682,7 @@ class PickleDBRedis(PickleDBStore):
         redis = _redis()
         kind = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
         client = kind.from_url(self._url, **self._options(redis.asyncio.retry))
-        closer = _close_at_loop_end(client)
+        closer = _close_at_loop_end(client.aclose)
         self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
         await closer.asend(None)  # registered with the loop: closed when the loop shuts down
         if self.cluster:
@@ -2829,15 +2829,12 @@ def _pg() -> Any:
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, adapters=adapters, conn=conn, aconn=aconn)
 
 
-async def _pool_closed_at_loop_end(pool: Any, connections: Any) -> Any:
-    """Close `pool` and its `connections` when this async generator is closed (as asyncio.run() ends its loop)."""
-    try:
-        yield
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: it stops ...
-            await pool.close()
-        for conn in list(connections):  # ... before closing its connections
-            await conn.close()
+async def _close_pool(pool: Any, connections: Any) -> None:
+    """Close an asyncio pool of PickleDBPostgres, then the connections it made."""
+    with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: it stops ...
+        await pool.close()
+    for conn in list(connections):  # ... before closing its connections
+        await conn.close()
 
 
 class PickleDBPostgres(PickleDBStore):
@@ -3092,7 +3089,7 @@ class PickleDBPostgres(PickleDBStore):
 
                 pool = _pg().pool.AsyncConnectionPool(**options, configure=track)
                 await pool.open()
-                closer = _pool_closed_at_loop_end(pool, connections)
+                closer = _close_at_loop_end(functools.partial(_close_pool, pool, connections))
                 await closer.asend(None)
                 self._apools[loop] = entry = (pool, closer)
         return entry[0]
