@@ -3122,14 +3122,9 @@ class PickleDBPostgres(PickleDBStore):
 
 # --- command line -------------------------------------------------------------
 #
-# `pickledb COMMAND ...` (the console script) and `python -m pickledb COMMAND ...`:
-# look inside any store, edit it, dump it, and copy it between backends, through
-# the stores' public methods only; argparse is imported by main(), never by
-# `import pickledb`. Exit status: 0 done, 1 a "not found" answer, 2 the command
-# could not do what was asked (usage, bad input, a store it cannot use, a
-# refused copy, a file changed by another writer), 130 interrupted by Ctrl-C,
-# 141 the reader of its output closed it early (`| head`; as a shell reports
-# SIGPIPE).
+# `pickledb COMMAND ...` (the console script) and `python -m pickledb COMMAND ...`: look inside any store, edit it,
+# dump it, and copy it between backends, through the stores' public methods only. argparse is imported by main(),
+# never by `import pickledb`; the epilog of main()'s parser lists the exit statuses.
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
@@ -3153,26 +3148,22 @@ class _CLIError(Exception):
 
 def _cli_address(text: str) -> tuple[str, str, str]:
     """Return (backend, location, name) of a store address; backend is json, sqlite, redis or postgres."""
-    lowered = text.lower()
-    named = False
+    lowered, kind = text.lower(), ""
     if lowered.startswith(_CLI_REDIS_SCHEMES + _CLI_POSTGRES_SCHEMES):
         kind = "redis" if lowered.startswith(_CLI_REDIS_SCHEMES) else "postgres"
-        location, hash_sign, name = text.partition("#")  # a URL cannot hold a bare '#'
-        named = bool(hash_sign)
+        location, named, name = text.partition("#")  # a URL cannot hold a bare '#'
     else:
-        location, name = (text[7:], "") if lowered.startswith("sqlite:") else (text, "")
+        location = text[7:] if lowered.startswith("sqlite:") else text
+        named = name = ""
         if "#" in location and not location.lower().endswith((".json", *_CLI_SQLITE_SUFFIXES)):
-            location, _, name = location.rpartition("#")
-            named = True
+            location, named, name = location.rpartition("#")
         if lowered.startswith("sqlite:") or location.lower().endswith(_CLI_SQLITE_SUFFIXES):
             kind = "sqlite"
-        elif location.lower().endswith(".json") and not named:
-            kind = "json"
         elif location.lower().endswith(".json"):
-            raise _CLIError(f"{text!r}: a JSON file holds one store; #NAME picks an SQLite table or a Redis hash")
-        else:
-            raise _CLIError(f"{_cli_shown(text)!r} is not a store address; use {_CLI_FORMS}")
-    if not location or (named and not name):
+            if named:
+                raise _CLIError(f"{text!r}: a JSON file holds one store; #NAME picks an SQLite table or a Redis hash")
+            kind = "json"
+    if not kind or not location or (named and not name):
         raise _CLIError(f"{_cli_shown(text)!r} is not a store address; use {_CLI_FORMS}")
     return kind, location, name or "kv"
 
@@ -3188,14 +3179,10 @@ def _cli_path(kind: str, location: str) -> str:
 
 
 def _cli_file_start(path: str, existing: bool) -> bytes:
-    """Return the first 2 bytes of the store file at `path`, b"" if there is none (an error when `existing`).
-
-    Anything but a regular file (or a link to one) is refused unread, and the
-    file is opened without blocking: reading a FIFO would wait forever.
-    """
+    """Return the first 2 bytes of the regular file at `path`, b"" if there is none (an error when `existing`)."""
     try:
         info = os.stat(path)
-        if stat.S_ISREG(info.st_mode):
+        if stat.S_ISREG(info.st_mode):  # anything else is refused unread; O_NONBLOCK: a FIFO would wait forever
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC)
             try:
                 info = os.fstat(fd)  # what was opened, if it was swapped since the stat
@@ -3213,11 +3200,7 @@ def _cli_file_start(path: str, existing: bool) -> bytes:
 
 
 def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
-    """Open the store at `address`; a JSON store comes loaded.
-
-    With existing=True (commands that read, and remove) a missing file or
-    SQLite table is an error instead of a new, empty store.
-    """
+    """Open the store at `address`, a JSON store loaded; existing=True: a missing file or SQLite table is an error."""
     kind, location, name = _cli_address(address)
     if kind == "json":
         path = _cli_path(kind, location)
@@ -3265,94 +3248,67 @@ class _CLIProgress:
         if not self.enabled or (self.shown and not final and now - self.last < 0.1):
             return
         rate = done / max(now - self.start, 1e-6)
-        self.last = now
-        self.shown = True  # before the write: a Ctrl-C may land right after it
+        self.last, self.shown = now, True  # shown before the write: a Ctrl-C may land right after it
         sys.stderr.write(f"\r{self.verb} {done:,} / {self.total:,} keys, {rate:,.0f} keys/s ")
         sys.stderr.flush()
 
     def end(self) -> None:
         if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            print(file=sys.stderr, flush=True)
 
 
-class _CLIHoldInterrupt:
-    """Hold Ctrl-C while a write runs, so that it lands between writes, never inside one.
+@contextlib.contextmanager
+def _cli_held_interrupt(reraise: bool = True) -> Iterator[None]:
+    """Hold Ctrl-C until the block is done (a second one raises at once), then raise it unless reraise=False."""
+    caught: list[int] = []
 
-    When the write is done, a held Ctrl-C is raised as KeyboardInterrupt, or
-    dropped with reraise=False (the command's last step: it is finished, not
-    cut). A second Ctrl-C during the write raises at once.
-    """
-
-    def __init__(self, *, reraise: bool = True) -> None:
-        self.reraise = reraise
-
-    def __enter__(self) -> _CLIHoldInterrupt:
-        self.caught = False
-        self.previous: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum: int, frame: object) -> None:
-        if self.caught:
+    def hold(signum: int, frame: object) -> None:
+        if caught:
             raise KeyboardInterrupt
-        self.caught = True
+        caught.append(signum)
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.caught and self.reraise and exc_type is None:
-            raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, hold) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if caught and reraise:
+        raise KeyboardInterrupt
 
 
 def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, progress: _CLIProgress) -> list[str]:
-    """Store `pairs` into `dst`, one set_many per `batch` pairs; return the keys stored, in order.
-
-    A JSON store is changed in memory and saved once at the end. Ctrl-C
-    stops between batches and raises _CLIError saying what `dst` holds; so
-    does an error after some batches were written.
-    """
+    """Store `pairs` into `dst`, one set_many per `batch` pairs (a JSON store: one save at the end); return the keys."""
     stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
     save = getattr(dst, "save", None)  # a JSON store: written by its one save
     try:
         while chunk := list(itertools.islice(pairs, batch)):
-            with _CLIHoldInterrupt():  # a Ctrl-C now is raised once the batch is stored and counted
+            with _cli_held_interrupt():  # a Ctrl-C now is raised once the batch is stored and counted
                 dst.set_many(chunk)
                 stored.extend(key for key, _ in chunk)
                 written = written if save else len(stored)
             progress.update(len(stored))
         if save:
-            with _CLIHoldInterrupt():
+            with _cli_held_interrupt():
                 save()
                 written = len(stored)
         progress.update(len(stored), final=True)
-    except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway
+    except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway: say what dst holds
         progress.end()
         interrupted = isinstance(err, KeyboardInterrupt)
         if not written and not interrupted:
             raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
-        first, last = stored[0], stored[written - 1]
         raise _CLIError(
             f"{'interrupted:' if interrupted else f'{err};'} {written} of {progress.total} keys were written, in "
-            f"complete batches: the first {written} in source order, {_short(first)} to {_short(last)}; "
-            "run again with --merge to finish",
+            f"complete batches: the first {written} in source order, {_short(stored[0])} to "
+            f"{_short(stored[written - 1])}; run again with --merge to finish",
             130 if interrupted else 2,
         ) from None
     progress.end()
     return stored
-
-
-def _cli_write(dst: Any, change: Callable[[Any], Any]) -> Any:
-    """Apply `change` to the store, then save a JSON store, unless `change` returned False; Ctrl-C does not cut it."""
-    with _CLIHoldInterrupt(reraise=False):
-        result = change(dst)
-        if hasattr(dst, "save") and result is not False:
-            dst.save()
-    return result
 
 
 def _cli_replace(tmp: str, target: str, _: int) -> None:
@@ -3393,61 +3349,61 @@ def _cli_json_arg(text: str | bytes, what: str, hint: str = "") -> Any:
         raise _CLIError(f"{what} is not valid JSON ({err}){hint}") from None
 
 
-def _cli_run(args: Any, stack: Any) -> int:
+def _cli_run(args: Any, stack: Any) -> None:
+    """Run a command on one store; the input of set and import is read and checked before the store is opened."""
     command = args.command
-    if command == "keys":
-        keys = _cli_open(args.store, stack, existing=True).all(args.prefix)
-        _cli_out(orjson.dumps(keys) + b"\n" if args.json else b"".join(key.encode() + b"\n" for key in keys))
-    elif command == "get":
-        gone = object()
-        value = _cli_open(args.store, stack, existing=True).get(args.key, gone)
-        if value is gone:
-            raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
-        _cli_out((value.encode() if args.raw and type(value) is str else orjson.dumps(value)) + b"\n")
-    elif command == "set":
+    if command == "set":
         name, raw = _cli_input("-") if args.value == "-" else ("VALUE", args.value)
         if not args.text:
             value = _cli_json_arg(raw, name, "; pass --text to store it as a string")
         else:
             value = raw.decode() if isinstance(raw, bytes) else raw
-        _cli_write(_cli_open(args.store, stack, existing=False), lambda db: db.set(args.key, value))
-    elif command == "remove":
-        if not _cli_write(_cli_open(args.store, stack, existing=True), lambda db: db.remove(args.key)):
+    elif command == "import":
+        name, raw = _cli_input(args.file)
+        if type(data := _cli_json_arg(raw, name)) is not dict:
+            raise _CLIError(f"{name} holds a JSON {_json_kind(data)}; import needs one JSON object")
+    store = _cli_open(args.store, stack, existing=command not in ("set", "import"))
+    if command == "keys":
+        keys = store.all(args.prefix)
+        _cli_out(orjson.dumps(keys) + b"\n" if args.json else b"".join(key.encode() + b"\n" for key in keys))
+    elif command == "get":
+        gone = object()
+        if (value := store.get(args.key, gone)) is gone:
+            raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
+        _cli_out((value.encode() if args.raw and type(value) is str else orjson.dumps(value)) + b"\n")
+    elif command in ("set", "remove"):
+        with _cli_held_interrupt(reraise=False):  # the command's last step: a Ctrl-C lets it finish
+            done = store.set(args.key, value) if command == "set" else store.remove(args.key)
+            if done is not False and hasattr(store, "save"):
+                store.save()
+        if done is False:
             raise _CLIError(f"key {_short(args.key)} not found in {_cli_shown(args.store)}", 1)
     elif command == "dump":
-        data = dict(_cli_open(args.store, stack, existing=True).items(args.prefix))
-        payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 if args.pretty else 0) + b"\n"
+        option = orjson.OPT_APPEND_NEWLINE | (orjson.OPT_INDENT_2 if args.pretty else 0)
+        payload = orjson.dumps(dict(store.items(args.prefix)), option=option)
         if args.output is None:
             _cli_out(payload)
         else:
             _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace, force=False)
     elif command == "import":
-        name, raw = _cli_input(args.file)
-        if type(data := _cli_json_arg(raw, name)) is not dict:
-            raise _CLIError(f"{name} holds a JSON {_json_kind(data)}; import needs one JSON object")
-        dst = _cli_open(args.store, stack, existing=False)
-        stored = _cli_store_pairs(dst, iter(data.items()), args.batch, _CLIProgress("import", len(data), args.quiet))
+        stored = _cli_store_pairs(store, iter(data.items()), args.batch, _CLIProgress("import", len(data), args.quiet))
         if not args.quiet:
             print(f"imported {len(stored)} keys into {_cli_shown(args.store)}")
-    elif command == "copy":
-        return _cli_copy(args, stack)
     else:  # info
-        store = _cli_open(args.store, stack, existing=True)
-        kind, location, name = _cli_address(args.store)
-        fields: dict[str, Any] = {"backend": type(store).__name__}
-        if kind in ("redis", "postgres"):
-            fields |= {"url": store.location, "hash" if kind == "redis" else "table": name, "keys": store.count()}
-        else:
-            path = fields["file"] = store.location
-            if kind == "sqlite":
-                fields["table"] = name
-            fields |= {"keys": store.count(), "file_bytes": os.path.getsize(path)}
-            if kind == "sqlite" and os.path.isfile(path + "-wal") and (wal := os.path.getsize(path + "-wal")):
-                fields["wal_bytes"] = wal
+        kind, _, name = _cli_address(args.store)
+        path = store.location  # a server's URL has its password masked
+        where = "file" if kind in ("json", "sqlite") else "url"
+        fields: dict[str, Any] = {"backend": type(store).__name__, where: path}
+        if kind != "json":
+            fields["hash" if kind == "redis" else "table"] = name
+        fields["keys"] = store.count()
+        if where == "file":
+            fields["file_bytes"] = os.path.getsize(path)
+        if kind == "sqlite" and os.path.isfile(path + "-wal") and (wal := os.path.getsize(path + "-wal")):
+            fields["wal_bytes"] = wal
         labels = {"file_bytes": "file size", "wal_bytes": "write-ahead log"}  # the text form, with " bytes"
         text = "\n".join(f"{labels[k]}: {v} bytes" if k in labels else f"{k}: {v}" for k, v in fields.items())
         _cli_out(orjson.dumps(fields) + b"\n" if args.json else text.encode() + b"\n")
-    return 0
 
 
 def _cli_once(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
@@ -3459,7 +3415,7 @@ def _cli_once(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
             yield key, value
 
 
-def _cli_copy(args: Any, stack: Any) -> int:
+def _cli_copy(args: Any, stack: Any) -> None:
     def identity(address: str) -> tuple[str, str, str]:
         kind, location, name = _cli_address(address)
         return kind, location if "://" in location else os.path.realpath(_cli_path(kind, location)), name
@@ -3481,25 +3437,13 @@ def _cli_copy(args: Any, stack: Any) -> int:
         dst.purge()
         dst.load()
     present = set(dst.all())
-    missing = [key for key in stored if key not in present]
-    if missing:
+    if missing := [key for key in stored if key not in present]:
         raise _CLIError(
             f"{_cli_shown(args.dst)} does not hold {len(missing)} of the {len(stored)} keys copied "
             f"(first: {_short(missing[0])}); another writer may have removed them"
         )
     if not args.quiet:
         print(f"copied {len(stored)} keys from {_cli_shown(args.src)} to {_cli_shown(args.dst)}")
-    return 0
-
-
-def _cli_handled() -> tuple[type[BaseException], ...]:
-    """The errors that are answered with one line on stderr instead of a traceback."""
-    handled: list[Any] = [OSError, ValueError, TypeError, ImportError, MemoryError, RuntimeError]
-    for module, name in (("sqlite3", "Error"), ("redis", "RedisError")):
-        found = getattr(sys.modules.get(module), name, None)
-        if isinstance(found, type):
-            handled.append(found)
-    return tuple(handled)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -3564,7 +3508,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code if isinstance(exit.code, int) else 2
     try:
         with contextlib.ExitStack() as stack, _PausedGC():  # a short run that builds many containers
-            return _cli_run(args, stack)
+            (_cli_copy if args.command == "copy" else _cli_run)(args, stack)
+        return 0
     except _CLIError as err:
         message, status = str(err), err.status
     except KeyboardInterrupt:
@@ -3576,8 +3521,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConflictError as err:
         message = f"{err.path} was changed by another writer while this command ran; nothing was written: run it again"
         status = 2
-    except Exception as err:
-        if not isinstance(err, _cli_handled()):
+    except Exception as err:  # the errors of a store or its driver are one line; anything else is a bug
+        drivers = [getattr(sys.modules.get(m), n, None) for m, n in [("sqlite3", "Error"), ("redis", "RedisError")]]
+        handled = [OSError, ValueError, TypeError, ImportError, MemoryError, RuntimeError, *drivers]
+        if not isinstance(err, tuple(kind for kind in handled if isinstance(kind, type))):
             raise
         message, status = str(err) or type(err).__name__, 2
     sys.stderr.write(f"pickledb: {' '.join(message.split())}\n")
