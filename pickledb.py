@@ -3202,37 +3202,36 @@ def _cli_file_start(path: str, existing: bool) -> bytes:
 def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     """Open the store at `address`, a JSON store loaded; existing=True: a missing file or SQLite table is an error."""
     kind, location, name = _cli_address(address)
+    if kind in ("redis", "postgres"):
+        scheme, rest = location.split("://", 1)
+        cluster = scheme.lower().endswith("+cluster")
+        try:
+            if kind == "postgres":
+                server: PickleDBStore = PickleDBPostgres(location, name)
+            else:
+                server = PickleDBRedis(f"{scheme[:-8] if cluster else scheme}://{rest}", name, cluster=cluster)
+        except ImportError as err:  # the driver is missing: the library's hint, naming the store
+            raise _CLIError(f"{_cli_shown(address)}: {err}") from None
+        return stack.enter_context(server)
+    path = _cli_path(kind, location)
+    start = _cli_file_start(path, existing)
     if kind == "json":
-        path = _cli_path(kind, location)
-        db = PickleDB(path, pretty=_cli_file_start(path, existing) == b"{\n")  # an indented file stays indented
+        db = PickleDB(path, pretty=start == b"{\n")  # an indented file stays indented
         db.load()
         return db
-    if kind == "sqlite":
-        path = _cli_path(kind, location)
-        _cli_file_start(path, existing)
-        if existing:  # its tables, read without PickleDBSQLite, which would create the table; mode=rw creates no file
-            sqlite3 = _sqlite3()
-            try:
-                uri = f"file:{urllib.parse.quote(path)}?mode=rw"  # not read-only, which leaves -wal and -shm behind
-                with contextlib.closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
-                    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            except sqlite3.DatabaseError as err:
-                raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
-            if name not in tables:
-                listed = ", ".join(repr(table) for table in tables) or "none"
-                base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
-                raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
-        return stack.enter_context(PickleDBSQLite(path, name))
-    scheme, rest = location.split("://", 1)
-    cluster = scheme.lower().endswith("+cluster")
-    try:
-        if kind == "postgres":
-            server: PickleDBStore = PickleDBPostgres(location, name)
-        else:
-            server = PickleDBRedis(f"{scheme[:-8] if cluster else scheme}://{rest}", name, cluster=cluster)
-    except ImportError as err:  # the driver is missing: the library's hint, naming the store
-        raise _CLIError(f"{_cli_shown(address)}: {err}") from None
-    return stack.enter_context(server)
+    if existing:  # its tables, read without PickleDBSQLite, which would create the table; mode=rw creates no file
+        sqlite3 = _sqlite3()
+        try:
+            uri = f"file:{urllib.parse.quote(path)}?mode=rw"  # not read-only, which leaves -wal and -shm behind
+            with contextlib.closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
+                tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        except sqlite3.DatabaseError as err:
+            raise _CLIError(f"{path} is not a usable SQLite database ({err})") from None
+        if name not in tables:
+            listed = ", ".join(repr(table) for table in tables) or "none"
+            base = address[: -len(name) - 1] if address.endswith(f"#{name}") else address
+            raise _CLIError(f"{path} has no table {name!r} (its tables: {listed}); pick one with {base}#TABLE")
+    return stack.enter_context(PickleDBSQLite(path, name))
 
 
 class _CLIProgress:
