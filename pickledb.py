@@ -3234,28 +3234,6 @@ def _cli_open(address: str, stack: Any, *, existing: bool) -> Any:
     return stack.enter_context(PickleDBSQLite(path, name))
 
 
-class _CLIProgress:
-    """`verb done / total keys, rate` on one stderr line, redrawn at most ten times a second, on a terminal only."""
-
-    def __init__(self, verb: str, total: int, quiet: bool) -> None:
-        self.verb, self.total, self.enabled = verb, total, sys.stderr.isatty() and not quiet
-        self.start = self.last = time.monotonic()
-        self.shown = False
-
-    def update(self, done: int, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (self.shown and not final and now - self.last < 0.1):
-            return
-        rate = done / max(now - self.start, 1e-6)
-        self.last, self.shown = now, True  # shown before the write: a Ctrl-C may land right after it
-        sys.stderr.write(f"\r{self.verb} {done:,} / {self.total:,} keys, {rate:,.0f} keys/s ")
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.shown:
-            print(file=sys.stderr, flush=True)
-
-
 @contextlib.contextmanager
 def _cli_held_interrupt(reraise: bool = True) -> Iterator[None]:
     """Hold Ctrl-C until the block is done (a second one raises at once), then raise it unless reraise=False."""
@@ -3276,37 +3254,50 @@ def _cli_held_interrupt(reraise: bool = True) -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], batch: int, progress: _CLIProgress) -> list[str]:
-    """Store `pairs` into `dst`, one set_many per `batch` pairs (a JSON store: one save at the end); return the keys."""
+def _cli_store_pairs(dst: Any, pairs: Iterator[tuple[str, Any]], total: int, args: Any) -> list[str]:
+    """Store `pairs` into `dst`, --batch at a time (a JSON store saved once, at the end); return their keys in order."""
     stored: list[str] = []
     written = 0  # how many of `stored` are in the store, not only in memory
     save = getattr(dst, "save", None)  # a JSON store: written by its one save
+    terminal, start = sys.stderr.isatty() and not args.quiet, time.monotonic()
+    drawn: float | None = None  # when the progress line was last drawn
+
+    def progress(final: bool = False) -> None:  # `copy done / total keys, rate`, redrawn at most ten times a second
+        nonlocal drawn
+        now = time.monotonic()
+        if terminal and (drawn is None or final or now - drawn >= 0.1):
+            drawn = now  # before the write: a Ctrl-C may land right after it
+            rate = len(stored) / max(now - start, 1e-6)
+            sys.stderr.write(f"\r{args.command} {len(stored):,} / {total:,} keys, {rate:,.0f} keys/s ")
+            sys.stderr.flush()
+
     try:
-        while chunk := list(itertools.islice(pairs, batch)):
+        while chunk := list(itertools.islice(pairs, args.batch)):
             with _cli_held_interrupt():  # a Ctrl-C now is raised once the batch is stored and counted
                 dst.set_many(chunk)
                 stored.extend(key for key, _ in chunk)
                 written = written if save else len(stored)
-            progress.update(len(stored))
+            progress()
         if save:
             with _cli_held_interrupt():
                 save()
                 written = len(stored)
-        progress.update(len(stored), final=True)
+        progress(final=True)
     except (KeyboardInterrupt, Exception) as err:  # a Ctrl-C, or a store that failed halfway: say what dst holds
-        progress.end()
         interrupted = isinstance(err, KeyboardInterrupt)
         if not written and not interrupted:
             raise
         if not written:
             raise _CLIError("interrupted: no key was written; the destination is as it was", 130) from None
         raise _CLIError(
-            f"{'interrupted:' if interrupted else f'{err};'} {written} of {progress.total} keys were written, in "
+            f"{'interrupted:' if interrupted else f'{err};'} {written} of {total} keys were written, in "
             f"complete batches: the first {written} in source order, {_short(stored[0])} to "
             f"{_short(stored[written - 1])}; run again with --merge to finish",
             130 if interrupted else 2,
         ) from None
-    progress.end()
+    finally:
+        if drawn is not None:  # end the progress line
+            print(file=sys.stderr, flush=True)
     return stored
 
 
@@ -3385,7 +3376,7 @@ def _cli_run(args: Any, stack: Any) -> None:
         else:
             _atomic_write(_path_of(args.output, "-o", "dump.json"), payload, _cli_replace, force=False)
     elif command == "import":
-        stored = _cli_store_pairs(store, iter(data.items()), args.batch, _CLIProgress("import", len(data), args.quiet))
+        stored = _cli_store_pairs(store, iter(data.items()), len(data), args)
         if not args.quiet:
             print(f"imported {len(stored)} keys into {_cli_shown(args.store)}")
     else:  # info
@@ -3428,10 +3419,10 @@ def _cli_copy(args: Any, stack: Any) -> None:
             f"{_cli_shown(args.dst)} already holds {held} keys; copy refuses a store that is not empty: "
             "pass --merge to copy into it (keys of the source overwrite)"
         )
-    progress = _CLIProgress("copy", src.count(args.prefix), args.quiet)
+    total = src.count(args.prefix)
     pairs = src.items(args.prefix)
     pairs = _cli_once(pairs) if _cli_address(args.src)[0] == "redis" else pairs  # the others give each key once
-    stored = _cli_store_pairs(dst, pairs, args.batch, progress)
+    stored = _cli_store_pairs(dst, pairs, total, args)
     if hasattr(dst, "load"):  # check what the file holds, not what is in memory (dropped first)
         dst.purge()
         dst.load()
