@@ -3123,8 +3123,7 @@ class PickleDBPostgres(PickleDBStore):
 # --- command line -------------------------------------------------------------
 #
 # `pickledb COMMAND ...` (the console script) and `python -m pickledb COMMAND ...`: look inside any store, edit it,
-# dump it, and copy it between backends, through the stores' public methods only. argparse is imported by main(),
-# never by `import pickledb`; the epilog of main()'s parser lists the exit statuses.
+# dump it and copy it between backends, through the stores' public methods only; main() alone imports argparse.
 
 _CLI_FORMS = (
     "FILE.json (PickleDB); FILE.sqlite, FILE.sqlite3, FILE.db or sqlite:PATH (PickleDBSQLite); "
@@ -3313,20 +3312,17 @@ def _cli_replace(tmp: str, target: str, _: int) -> None:
 
 def _cli_out(data: bytes) -> None:
     sys.stdout.flush()
-    out = sys.stdout.buffer
     view = memoryview(data)
     while view:  # a large write into a pipe its reader closed can return short instead of raising
-        view = view[out.write(view) :]
-    out.flush()
+        view = view[sys.stdout.buffer.write(view) :]
+    sys.stdout.buffer.flush()
 
 
 def _cli_input(file: str) -> tuple[str, bytes]:
     """Return the name messages give `file` and its bytes; "-" is stdin."""
     name = "<stdin>" if file == "-" else file
     try:
-        if file == "-":
-            return name, sys.stdin.buffer.read()
-        with open(file, "rb") as opened:
+        with contextlib.nullcontext(sys.stdin.buffer) if file == "-" else open(file, "rb") as opened:
             return name, opened.read()
     except OSError as err:
         raise _CLIError(f"cannot read {name}: {err.strerror or err}") from None
