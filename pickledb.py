@@ -3133,8 +3133,6 @@ _CLI_FORMS = (
 )
 _CLI_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 _CLI_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-_CLI_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-_CLI_BATCH = 10_000
 
 
 class _CLIError(Exception):
@@ -3148,12 +3146,11 @@ class _CLIError(Exception):
 def _cli_address(text: str) -> tuple[str, str, str]:
     """Return (backend, location, name) of a store address; backend is json, sqlite, redis or postgres."""
     lowered, kind = text.lower(), ""
-    if lowered.startswith(_CLI_REDIS_SCHEMES + _CLI_POSTGRES_SCHEMES):
+    if lowered.startswith((*_CLI_REDIS_SCHEMES, "postgresql://", "postgres://")):
         kind = "redis" if lowered.startswith(_CLI_REDIS_SCHEMES) else "postgres"
         location, named, name = text.partition("#")  # a URL cannot hold a bare '#'
     else:
-        location = text[7:] if lowered.startswith("sqlite:") else text
-        named = name = ""
+        location, named, name = (text[7:] if lowered.startswith("sqlite:") else text), "", ""
         if "#" in location and not location.lower().endswith((".json", *_CLI_SQLITE_SUFFIXES)):
             location, named, name = location.rpartition("#")
         if lowered.startswith("sqlite:") or location.lower().endswith(_CLI_SQLITE_SUFFIXES):
@@ -3416,9 +3413,8 @@ def _cli_copy(args: Any, stack: Any) -> None:
             "pass --merge to copy into it (keys of the source overwrite)"
         )
     total = src.count(args.prefix)
-    pairs = src.items(args.prefix)
-    pairs = _cli_once(pairs) if _cli_address(args.src)[0] == "redis" else pairs  # the others give each key once
-    stored = _cli_store_pairs(dst, pairs, total, args)
+    walk = _cli_once if _cli_address(args.src)[0] == "redis" else iter  # the others give each key once
+    stored = _cli_store_pairs(dst, walk(src.items(args.prefix)), total, args)
     if hasattr(dst, "load"):  # check what the file holds, not what is in memory (dropped first)
         dst.purge()
         dst.load()
@@ -3473,8 +3469,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--prefix", metavar="P", help="only the keys that start with P")
         if name in ("import", "copy"):
             sub.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary line")
-            hint = f"pairs per set_many (default {_CLI_BATCH})"
-            sub.add_argument("--batch", type=batch_size, default=_CLI_BATCH, metavar="N", help=hint)
+            hint = "pairs per set_many (default %(default)s)"
+            sub.add_argument("--batch", type=batch_size, default=10_000, metavar="N", help=hint)
         return sub
 
     command("keys", "STORE", "print every key, one per line")
