@@ -1,39 +1,24 @@
 """A JSON-backed key-value store with one sync/async API and atomic, durable saves.
 
-PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite,
-PickleDBRedis and PickleDBPostgres offer the same operations on an SQLite
-file, a Redis hash and a PostgreSQL table. Each public method has one name:
-plain code gets its value, code in an `async def` awaits it. `python -m
-pickledb` is the command line.
+PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite, PickleDBRedis and PickleDBPostgres offer
+the same operations on an SQLite file, a Redis hash and a PostgreSQL table. Each public method has one name: plain code
+gets its value, code in an `async def` awaits it. `python -m pickledb` is the command line.
 
 The file, in order (each section starts with a `# --- name ---` banner):
 
     constants and sentinels   limits, install hints, MISSING
     exceptions                CorruptFileError, ConflictError
-    sync/async dispatch       how a call finds whether its caller is async,
-                              and names the coroutine it returns after the
-                              public method
-    reading and writing       JSON files: reads, atomic durable writes, locks,
-                              links and modes
+    sync/async dispatch       how a call finds whether its caller is async; coroutines named after the method
+    reading and writing       JSON files: reads, atomic durable writes, locks, links and modes
     PickleDB                  the in-memory dict and its load() and save()
-    the shared store core     PickleDBStore: every operation of the stores
-                              below, written once, and how it runs
-    PickleDBSQLite            its SQL, the thread per event loop that owns a
-                              connection, and group commit
-    PickleDBRedis             its commands, the clients per event loop, the
-                              connection limit, and error mapping
-    PickleDBPostgres          its statements, and a psycopg pool for sync
-                              calls and one per event loop
-    command line              `pickledb keys|get|set|...`, a layer over the
-                              stores' public methods
+    the shared store core     PickleDBStore: every operation of the stores below, written once, and how it runs
+    PickleDBSQLite            its SQL, the thread per event loop that owns a connection, and group commit
+    PickleDBRedis             its commands, the clients per event loop, the connection limit, and error mapping
+    PickleDBPostgres          its statements, a psycopg pool for sync calls and one per event loop
+    command line              `pickledb keys|get|set|...`, a layer over the stores' public methods
 
-A new backend plugs in as a subclass of PickleDBStore, in a section of its
-own before the command line. Its constructor checks its arguments and sets
-the location, the timeout and the closed flag; the rest is its own statements
-and connections: a method per operation that builds that operation, one that
-runs an operation in the calling thread and one that runs it on the caller's
-event loop, and two for closing. The list, with what each must return, opens
-the class PickleDBStore.
+A new backend is a subclass of PickleDBStore, in a section of its own before the command line; what it must provide,
+and what each must return, opens that class.
 """
 
 # Copyright (c) 2026, the pickledb authors.
@@ -109,8 +94,7 @@ _CO_ASYNC = 0x80 | 0x200  # inspect.CO_COROUTINE | CO_ASYNC_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
-# The largest file save() writes: orjson has failed to parse inputs past about 2.1e9 bytes.
-_MAX_FILE_BYTES = 2**31 - 1
+_MAX_FILE_BYTES = 2**31 - 1  # the largest file save() writes: orjson has failed to parse inputs past about 2.1e9 bytes
 _MAX_DEPTH_WRITE = 254  # orjson's nesting limits, the database's own object included
 _MAX_DEPTH_READ = 1024
 _NAME_MAX = 255  # bytes in a file name on most file systems
@@ -174,11 +158,10 @@ def _async_caller(depth: int = 2) -> bool:
     if frame.f_code is _async_code:
         return True
     answer, lasting = _frame_is_async(frame)
-    if lasting:
-        if answer:
-            _async_code = frame.f_code
-        else:
-            _sync_code = frame.f_code
+    if lasting and answer:
+        _async_code = frame.f_code
+    elif lasting:
+        _sync_code = frame.f_code
     return answer
 
 
@@ -216,10 +199,7 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
 
 @functools.lru_cache(maxsize=_REMEMBER_AT_MOST)
 def _named(qualname: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Return a copy of the async function `fn` whose coroutines are named `qualname`.
-
-    Named after the public method, "coroutine '...' was never awaited" points at the caller's own code.
-    """
+    """A copy of async `fn` whose coroutines are named `qualname`, so "never awaited" warnings name the method."""
     func = cast(types.FunctionType, fn)
     name = qualname.rpartition(".")[2]
     copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
@@ -251,9 +231,8 @@ async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
     return cast(_T, await _aiofiles().wrap(fn)(*args))
 
 
-# For type checkers only: a public method is annotated as giving a subclass of
-# its value's type that is also awaitable for that value, so that both
-# `ok: bool = db.set(k, v)` and `ok: bool = await db.set(k, v)` check.
+# For type checkers only: a public method gives a subclass of its value's type that is also awaitable for that value,
+# so that both `ok: bool = db.set(k, v)` and `ok: bool = await db.set(k, v)` check.
 if TYPE_CHECKING:
 
     class _Bool(bool, Awaitable[bool]): ...  # type: ignore[misc]  # bool is final; never instantiated
@@ -315,9 +294,8 @@ class _PausedGC:
             gc.enable()
 
 
-# What a PickleDB remembers of its file: None when missing or empty, else (device,
-# inode, size, mtime ns, ctime ns). The ctime changes with every write, chmod or
-# chown, even one that puts the mtime back, and with a rename.
+# What a PickleDB remembers of its file: None when missing or empty, else (device, inode, size, mtime ns, ctime ns).
+# The ctime changes with every write, chmod or chown, even one that puts the mtime back, and with a rename.
 _Fingerprint = tuple[int, int, int, int, int]
 _NEVER = "never"  # what a fresh instance has seen
 
@@ -343,8 +321,7 @@ def _not_a_file(mode: int) -> OSError:
     return OSError(errno.EINVAL, f"it is {kind}; pickledb reads and writes only regular files (or links to one)")
 
 
-# signal.pthread_sigmask makes an enum member of every number it returns, which
-# costs more than a save's other system calls: call the C function it wraps.
+# signal.pthread_sigmask makes an enum member of every number it returns (dearer than a save's syscalls): call its C.
 _pthread_sigmask = cast(
     "Callable[[int, Iterable[int]], set[int]] | None", getattr(sys.modules.get("_signal"), "pthread_sigmask", None)
 )
@@ -408,7 +385,6 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
         return {}, None
     except OSError as err:
         raise OSError(err.errno, f"cannot load: {err.strerror or err}", path) from None
-    fingerprint = _fingerprint(info)
     if not raw:
         return {}, None
     try:
@@ -421,10 +397,7 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
         raise CorruptFileError(path, f"not valid JSON ({err})") from None
     if type(data) is not dict:
         raise CorruptFileError(path, f"top level is a JSON {_json_kind(data)}, expected an object")
-    return data, fingerprint
-
-
-_is_str = cast("Callable[[object], bool]", str.__instancecheck__)
+    return data, _fingerprint(info)
 
 
 def _held_more_than(size: int) -> bool:
@@ -634,12 +607,11 @@ _get_done = cast("Callable[[Any], Any]", _named("PickleDB.get", _ready))
 class PickleDB:
     """An in-memory dict of str keys, loaded from and saved to one JSON file.
 
-    location: the JSON file (str or os.PathLike). A leading `~` is expanded and the path is made absolute
-        at creation. A missing file loads as an empty database.
+    location: the JSON file (str or os.PathLike). A leading `~` is expanded and the path is made absolute at creation.
     pretty: True writes JSON indented by two spaces, ending with a newline.
 
-    The constructor touches no disk: call load() and save(), or use `with` / `async with` (load on entry,
-    save on a clean exit). Every method is awaitable when called from async code.
+    The constructor touches no disk: call load() (a missing file loads as an empty database) and save(), or use `with`
+    / `async with` (load on entry, save on a clean exit). Every method is awaitable when called from async code.
     """
 
     def __init__(self, location: str | os.PathLike[str], *, pretty: bool = False) -> None:
@@ -671,9 +643,8 @@ class PickleDB:
     def load(self) -> bool:
         """Replace the data in memory with the file's (a missing or empty file: none); return True.
 
-        A file that is not a JSON object raises CorruptFileError (a ValueError),
-        anything but a regular file OSError, both naming it and changing
-        nothing. Awaitable in async code; a cancelled load changes nothing.
+        A file that is not a JSON object raises CorruptFileError (a ValueError), anything but a regular file OSError,
+        both naming it and changing nothing. Awaitable in async code; a cancelled load changes nothing.
         """
         self._first_read(warn=False)  # a load() that fails counts too: its caller knows of the file
         if _async_caller():
@@ -702,13 +673,11 @@ class PickleDB:
     def save(self, force: bool = False) -> bool:
         """Write the whole database to the file atomically and durably; return True.
 
-        Raises ConflictError when the file is not the one this instance last
-        loaded or saved, PermissionError when you may not write it (force=True
-        replaces it anyway), TypeError naming the key of a value JSON cannot
-        hold, OSError naming the file. On any error memory and file are
-        unchanged, except when the directory fsync after the rename fails: the
-        file then holds the complete new contents, not confirmed durable.
-        Awaitable in async code (off the event loop).
+        Raises ConflictError when the file is not the one this instance last loaded or saved, PermissionError when you
+        may not write it (force=True replaces it anyway), TypeError naming the key of a value JSON cannot hold, OSError
+        naming the file. On any error memory and file are unchanged, except when the directory fsync after the rename
+        fails: the file then holds the complete new contents, not confirmed durable. Awaitable in async code (off the
+        event loop).
         """
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
@@ -745,12 +714,9 @@ class PickleDB:
         saves.difference_update([n for n in saves if n < newest])
 
     def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
-        """Check the file and rename tmp over it, under this instance's lock and an flock on the directory.
-
-        The kernel drops the flock of a dead process. A save by a signal handler during this one shares it.
-        """
+        """Check the file and rename tmp over it, under our lock and an flock on the directory (freed if we die)."""
         with self._lock, _SignalsHeld() as held:
-            owner = self._dir_fd < 0
+            owner = self._dir_fd < 0  # else this save interrupted another, by a signal handler: it shares the flock
             if owner and fcntl is not None:
                 self._dir_fd = os.open(os.path.dirname(target), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
             try:
@@ -771,11 +737,10 @@ class PickleDB:
     def _replace(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> bool:
         """Rename tmp (open as tmp_fd) over target unless a later snapshot is saved; return True if it did."""
         fingerprint = _fingerprint(os.fstat(tmp_fd))
-        inflight = self._inflight
-        inflight[number] = (tmp, fingerprint)
+        self._inflight[number] = (tmp, fingerprint)
         try:
             # Others are saves a signal handler interrupted: their older snapshots must not be renamed later.
-            for other, (other_tmp, _) in list(inflight.items()):
+            for other, (other_tmp, _) in list(self._inflight.items()):
                 if other < number:
                     _unlink(other_tmp)
             try:
@@ -801,7 +766,7 @@ class PickleDB:
                     self._remember(number, now, saved=True)
             raise
         finally:
-            inflight.pop(number, None)
+            self._inflight.pop(number, None)
 
     def _check_unchanged(self, target: str) -> None:
         try:
@@ -822,16 +787,13 @@ class PickleDB:
         raise ConflictError(self.location, "was changed on disk since this PickleDB last loaded or saved it")
 
     def _refuse_strings_too_long(self) -> None:
-        """Refuse a key or top-level str value too long to load back, before orjson (which may crash on it) sees it.
-
-        Such a string needs that much memory: below that peak, or that size now, nothing is scanned.
-        """
+        """Refuse a key or top-level str value too long to load back, before orjson (which may crash on it) sees it."""
         limit = _MAX_FILE_BYTES
-        if not _held_more_than(limit):
+        if not _held_more_than(limit):  # such a string needs that much memory: below that, nothing is scanned
             return
         data = self._data
-        values = list(data.values())  # copied first: only C code runs over the dict
-        if max(map(len, data), default=0) <= limit and max(map(len, filter(_is_str, values)), default=0) <= limit:
+        strings = filter(str.__instancecheck__, list(data.values()))  # copied first: only C code runs over the dict
+        if max(map(len, data), default=0) <= limit and max(map(len, strings), default=0) <= limit:
             return
         for key, value in list(data.items()):  # only when one is too long: find it
             if len(key) > limit:
@@ -900,17 +862,15 @@ class PickleDB:
             data = self._data
             first, self._reads = self._reads is not data, data
         if warn and first and not self._marks:
-            try:
+            with contextlib.suppress(OSError):
                 info = os.stat(self.location)
-            except OSError:
-                return data
-            if stat.S_ISREG(info.st_mode) and info.st_size:
-                warnings.warn(
-                    f"{self.location} is not empty, but this PickleDB never loaded it: reads see only what was set "
-                    "in memory. Call load() before reading (or open it with `with PickleDB(...) as db:`)",
-                    RuntimeWarning,
-                    stacklevel=5,  # the caller of get(), all(), ... (through _Unread)
-                )
+                if stat.S_ISREG(info.st_mode) and info.st_size:
+                    warnings.warn(
+                        f"{self.location} is not empty, but this PickleDB never loaded it: reads see only what was "
+                        "set in memory. Call load() before reading (or open it with `with PickleDB(...) as db:`)",
+                        RuntimeWarning,
+                        stacklevel=5,  # the caller of get(), all(), ... (through _Unread)
+                    )
         return data
 
     @_both
@@ -944,9 +904,8 @@ class PickleDB:
     def items(self, prefix: str | None = None) -> Any:
         """Return an iterator of the (key, value) pairs whose key starts with prefix (all when None).
 
-        It walks a copy of the pairs taken at the call, so writes during the
-        walk are allowed. In async code it is an async iterator: `async for
-        k, v in db.items()`.
+        It walks a copy of the pairs taken at the call, so writes during the walk are allowed. In async code it is an
+        async iterator: `async for k, v in db.items()`.
         """
         prefix = _check_prefix(prefix)
         reads = self._reads
@@ -957,10 +916,7 @@ class PickleDB:
 
     @_both
     def add(self, key: Any, value: Any) -> bool:
-        """Store value under str(key) only if that key is missing; return True if it stored it.
-
-        Awaitable in async code.
-        """
+        """Store value under str(key) only if that key is missing; return True if it did. Awaitable in async code."""
         key = str(key)
         with self._lock:
             added = key not in self._reads
@@ -985,9 +941,8 @@ class PickleDB:
     def incr(self, key: Any, by: int | float = 1) -> Any:
         """Add `by` to the number under str(key) (a missing key counts as 0) atomically; return the new number.
 
-        Both must be an int or a float (not a bool), else TypeError; a result
-        outside the signed 64-bit range raises OverflowError; either way
-        nothing changes. Awaitable in async code.
+        Both must be an int or a float (not a bool), else TypeError; a result outside the signed 64-bit range raises
+        OverflowError; either way nothing changes. Awaitable in async code.
         """
         key = str(key)
         with self._lock:
@@ -997,11 +952,9 @@ class PickleDB:
     def transact(self, fn: Callable[[PickleDB], Any], *, timeout: float = 30.0) -> Any:
         """Load the file, call fn(self), and save; on ConflictError do it all again. Return fn's result.
 
-        For one file that several processes change: memory is first replaced
-        by the file's data, so fn sees (and changes) what is on disk. It tries
-        until a save succeeds or `timeout` seconds have passed, then raises the
-        last ConflictError. fn may be called more than once. Awaitable in
-        async code (fn stays a plain function).
+        For one file that several processes change: memory is first replaced by the file's data, so fn sees (and
+        changes) what is on disk. It tries until a save succeeds or `timeout` seconds have passed, then raises the last
+        ConflictError. fn may be called more than once. Awaitable in async code (fn stays a plain function).
         """
         deadline = _monotonic() + timeout
         if _async_caller():
@@ -1009,15 +962,21 @@ class PickleDB:
         while True:
             self.load()
             result = fn(self)
-            with _conflicts_until(deadline):
+            try:
                 return self.save() and result
+            except ConflictError:
+                if _monotonic() >= deadline:
+                    raise
 
     async def _transact_async(self, fn: Callable[[PickleDB], Any], deadline: float) -> Any:
         while True:
             await self.load()
             result = fn(self)
-            with _conflicts_until(deadline):
+            try:
                 return await self.save() and result
+            except ConflictError:
+                if _monotonic() >= deadline:
+                    raise
 
     # -- context managers --
 
@@ -1043,17 +1002,6 @@ def _in_memory(db: PickleDB, value: _T) -> _T:
     if _async_caller(3):
         return cast(_T, _named_for_caller(_ready, db, 2)(value))
     return value
-
-
-class _conflicts_until(contextlib.suppress):
-    """Suppress a ConflictError until `deadline` (time.monotonic()) has passed."""
-
-    def __init__(self, deadline: float) -> None:
-        super().__init__(ConflictError)
-        self.deadline = deadline
-
-    def __exit__(self, *exc: Any) -> bool:
-        return bool(super().__exit__(*exc)) and _monotonic() < self.deadline
 
 
 class _Unread:
