@@ -11,20 +11,17 @@ The file, in order (each section starts with a `# --- name ---` banner):
     sync/async dispatch       how a call finds whether its caller is async; coroutines named after the method
     reading and writing       JSON files: reads, atomic durable writes, locks, links and modes
     PickleDB                  the in-memory dict and its load() and save()
-    the shared store core     PickleDBStore: every operation of the stores below, written once, and how it runs
+    the shared store core     PickleDBStore: every store operation, written once, how it runs, what a backend provides
     PickleDBSQLite            its SQL, the thread per event loop that owns a connection, and group commit
     PickleDBRedis             its commands, the clients per event loop, the connection limit, and error mapping
     PickleDBPostgres          its statements, a psycopg pool for sync calls and one per event loop
+    (a new backend)           a subclass of PickleDBStore, in a section of its own here
     command line              `pickledb keys|get|set|...`, a layer over the stores' public methods
-
-A new backend is a subclass of PickleDBStore, in a section of its own before the command line; what it must provide,
-and what each must return, opens that class.
 """
 
 # Copyright (c) 2026, the pickledb authors.
 # SPDX-License-Identifier: BSD-3-Clause
-# This file is the whole library: copy it into a project together with the
-# LICENSE text and `pip install orjson aiofiles` (plus redis for PickleDBRedis).
+# This file is the whole library: copy it with LICENSE and `pip install orjson aiofiles` (plus redis for PickleDBRedis).
 
 from __future__ import annotations
 
@@ -353,12 +350,11 @@ class _SignalsHeld:
 
     def pause(self, seconds: float) -> None:
         """Sleep with signals let in, so that Ctrl-C works while waiting for the lock."""
+        self.__exit__()
         try:
-            self.__exit__()
             time.sleep(seconds)
         finally:
-            if self.old is not None and _pthread_sigmask is not None:
-                _pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+            self.__enter__()
 
 
 def _unlink(path: str) -> None:
@@ -429,8 +425,7 @@ def _fsync_dir(fd: int) -> None:
 def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
     """Take the exclusive flock on `fd`, waiting at most _LOCK_TIMEOUT seconds."""
     assert fcntl is not None
-    deadline = time.monotonic() + _LOCK_TIMEOUT
-    pause = 0.0005
+    deadline, pause = time.monotonic() + _LOCK_TIMEOUT, 0.0005
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -489,7 +484,7 @@ def _temp_prefix(name: str) -> str:
 
 
 def _claimed(fd: int) -> bool:
-    """Lock a new temp file for its save; return False if a removal of stray temp files took it first."""
+    """Lock a temp file; return False if a save or a removal of stray temp files holds it or has removed it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -514,8 +509,7 @@ def _remove_stray_temps(dir_fd: int, name: str) -> None:
                 fd = os.open(stray, os.O_RDONLY | flags, dir_fd=dir_fd)
             except PermissionError:  # a file its owner may only write, such as 0o200
                 fd = os.open(stray, os.O_WRONLY | flags, dir_fd=dir_fd)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a running save's
-            if os.path.samestat(os.stat(stray, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
+            if _claimed(fd) and os.path.samestat(os.stat(stray, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
                 os.unlink(stray, dir_fd=dir_fd)
         except OSError:
             pass
@@ -557,18 +551,16 @@ def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, int], N
     tmp = ""
     try:
         target = _resolve(path)
-        directory, name = os.path.split(target)
-        try:
-            info: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            info = None
+        info: os.stat_result | None = None
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(target)
         if info is not None:
             if not stat.S_ISREG(info.st_mode):
                 raise _not_a_file(info.st_mode)  # never replace a device node or a FIFO
             if not force:
                 _refuse_read_only(info, target)
         mode = 0o666 if info is None else stat.S_IMODE(info.st_mode) & 0o700
-        prefix = os.path.join(directory, _temp_prefix(name))
+        prefix = os.path.join(os.path.dirname(target), _temp_prefix(os.path.basename(target)))
         while True:
             tmp = f"{prefix}{secrets.token_hex(8)}.tmp"
             try:  # os.open as the opener: the file object owns the descriptor from the start
@@ -619,8 +611,7 @@ class PickleDB:
         self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
         self._reads = cast("dict[str, Any]", _Unread(self))  # _data once _first_read ran
-        # Each load() and save() takes a number; a save that finds a later one saved drops its older snapshot.
-        self._numbers = itertools.count(1)
+        self._numbers = itertools.count(1)  # one per load() and save(): a save finding a later one saved drops its own
         # number -> fingerprint as that load or save left the file; the highest is what this instance has seen.
         # Only added to and pruned below the maximum, so a save by a signal handler mid-save is never undone.
         self._marks: dict[int, _Fingerprint | None] = {}
@@ -652,13 +643,11 @@ class PickleDB:
             return cast(bool, _named_for_caller(PickleDB._load_async, self, 1)(self))
         # Paused until memory is replaced: a collection started right after the parse would walk it all again.
         with _PausedGC():
-            data, fingerprint = _read_json(self.location)
-            self._loaded(data, fingerprint)
+            self._loaded(*_read_json(self.location))
         return True
 
     async def _load_async(self) -> bool:
-        data, fingerprint = await _off_loop(_read_json, self.location)
-        self._loaded(data, fingerprint)  # on the loop: not if the read was cancelled
+        self._loaded(*await _off_loop(_read_json, self.location))  # on the loop: not if the read was cancelled
         return True
 
     def _loaded(self, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
@@ -673,11 +662,10 @@ class PickleDB:
     def save(self, force: bool = False) -> bool:
         """Write the whole database to the file atomically and durably; return True.
 
-        Raises ConflictError when the file is not the one this instance last loaded or saved, PermissionError when you
-        may not write it (force=True replaces it anyway), TypeError naming the key of a value JSON cannot hold, OSError
-        naming the file. On any error memory and file are unchanged, except when the directory fsync after the rename
-        fails: the file then holds the complete new contents, not confirmed durable. Awaitable in async code (off the
-        event loop).
+        Raises ConflictError if the file is not the one this instance last loaded or saved, PermissionError if you may
+        not write it (force=True replaces it anyway), TypeError naming the key of a value JSON cannot hold, OSError
+        naming the file. On any error nothing changes, except when the directory fsync after the rename fails: the file
+        then holds the complete new contents, not confirmed durable. Awaitable in async code (off the event loop).
         """
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
@@ -703,15 +691,14 @@ class PickleDB:
                     os.close(fd)  # the parent's own descriptor keeps its lock
 
     def _remember(self, number: int, fingerprint: _Fingerprint | None, *, saved: bool) -> None:
-        marks, saves = self._marks, self._saves
-        marks[number] = fingerprint
+        self._marks[number] = fingerprint
         if saved:
-            saves.add(number)
-        newest = max(marks)
-        for old in [n for n in marks if n < newest]:
-            marks.pop(old, None)
-        newest = max(saves, default=0)
-        saves.difference_update([n for n in saves if n < newest])
+            self._saves.add(number)
+        newest = max(self._marks)
+        for old in [n for n in self._marks if n < newest]:
+            self._marks.pop(old, None)
+        newest = max(self._saves, default=0)
+        self._saves.difference_update([n for n in self._saves if n < newest])
 
     def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
         """Check the file and rename tmp over it, under our lock and an flock on the directory (freed if we die)."""
@@ -797,12 +784,10 @@ class PickleDB:
             return
         for key, value in list(data.items()):  # only when one is too long: find it
             if len(key) > limit:
-                what = f"key {_short(key[:80])} is {len(key)} characters long"
-            elif isinstance(value, str) and len(value) > limit:
+                raise self._too_large(f"key {_short(key[:80])} is {len(key)} characters long, so the file would be")
+            if isinstance(value, str) and len(value) > limit:
                 what = f"key {_short(key[:80])} holds a string of {len(value)} characters"
-            else:
-                continue
-            raise self._too_large(f"{what}, so the file would be")
+                raise self._too_large(f"{what}, so the file would be")
 
     def _too_large(self, what: str) -> ValueError:
         return ValueError(
@@ -907,28 +892,23 @@ class PickleDB:
         It walks a copy of the pairs taken at the call, so writes during the walk are allowed. In async code it is an
         async iterator: `async for k, v in db.items()`.
         """
-        prefix = _check_prefix(prefix)
-        reads = self._reads
-        pairs: Iterable[tuple[str, Any]] = (
-            [pair for pair in reads.items() if pair[0].startswith(prefix)] if prefix else reads.copy().items()
-        )
-        return _Walk(self, prefix, pairs)
+        if prefix := _check_prefix(prefix):
+            return _Walk(self, prefix, [pair for pair in self._reads.items() if pair[0].startswith(prefix)])
+        return _Walk(self, prefix, self._reads.copy().items())
 
     @_both
     def add(self, key: Any, value: Any) -> bool:
         """Store value under str(key) only if that key is missing; return True if it did. Awaitable in async code."""
         key = str(key)
         with self._lock:
-            added = key not in self._reads
-            if added:
+            if added := key not in self._reads:
                 self._data[key] = value
         return _in_memory(self, added)
 
     def update(self, key: Any, fn: Callable[[Any], Any], default: Any = MISSING) -> Any:
         """Store fn(old value) under str(key) in memory, atomically for this process's threads; return it.
 
-        A missing key passes `default` to fn, or without one raises KeyError;
-        if fn raises, nothing is stored. Awaitable in async code.
+        A missing key passes `default` to fn (none: KeyError); if fn raises, nothing is stored. Awaitable in async code.
         """
         key = str(key)
         with self._lock:
