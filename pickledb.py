@@ -2,9 +2,8 @@
 
 PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite, PickleDBRedis and PickleDBPostgres offer
 the same operations on an SQLite file, a Redis hash and a PostgreSQL table. Each public method has one name: plain code
-gets its value, code in an `async def` awaits it. `python -m pickledb` is the command line.
-
-The file, in order (each section starts with a `# --- name ---` banner):
+gets its value, code in an `async def` awaits it. `python -m pickledb` is the command line. Its sections, in order, each
+under a `# --- name ---` banner:
 
     constants and sentinels   limits, install hints, MISSING
     exceptions                CorruptFileError, ConflictError
@@ -79,8 +78,6 @@ __version__ = "2.0.0"
 class _Missing:
     """The type of MISSING: "no default was given"."""
 
-    __slots__ = ()
-
     def __repr__(self) -> str:
         return "MISSING"
 
@@ -110,8 +107,7 @@ class CorruptFileError(ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path}: {problem}; the file was left as it is")
-        self.path = path
-        self.problem = problem
+        self.path, self.problem = path, problem
 
 
 class ConflictError(RuntimeError):
@@ -127,11 +123,10 @@ class ConflictError(RuntimeError):
 
 # --- private helpers: sync/async dispatch -----------------------------------
 #
-# Called from a coroutine (an `async def`, or a notebook cell with top-level `await`), a public method returns a
-# coroutine named after it (_async_caller() decides, _named_for_caller() names); from anything else, the value. The
-# caller's code object decides, never "is a loop running" (true in sync helpers of async code); a comprehension counts
-# as the function it is in, so `gather(*(db.get(k) for k in ks))` works. The last code found sync and the last found
-# async are kept, so a repeat caller costs one identity test; comprehensions are kept by id() in a bounded table.
+# From a coroutine (an `async def`, or a notebook cell with top-level `await`) a public method returns a coroutine
+# named after it (_named_for_caller), else the value. The caller's code object decides (_async_caller), never "is a
+# loop running" (true in sync helpers of async code); a comprehension counts as the function it is in, so that
+# `gather(*(db.get(k) for k in ks))` works. The last sync and last async caller are kept: a repeat costs one `is` test.
 
 _getframe = sys._getframe
 _monotonic = time.monotonic
@@ -173,8 +168,7 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
     if seen is not None and seen[0] is code:
         answer = seen[1]
     else:
-        # The function a comprehension is written in holds its code as a constant, and is on the stack while it
-        # runs (a generator expression may be iterated by a helper it was handed to).
+        # Its function holds its code as a constant, and is on the stack (maybe further up: a helper may iterate it).
         outer = frame.f_back
         while outer is not None and not (
             code in outer.f_code.co_consts and any(const is code for const in outer.f_code.co_consts)
@@ -262,10 +256,9 @@ def _short(key: str, limit: int = 80) -> str:
 
 def _path_of(location: str | os.PathLike[str], argument: str, example: str) -> str:
     """Return the absolute path of `location` (`~` expanded); errors name `argument` and show `example`."""
-    try:
-        path: object = os.fspath(location)
-    except TypeError:
-        path = location
+    path: object = location
+    with contextlib.suppress(TypeError):
+        path = os.fspath(location)
     if not isinstance(path, str):
         raise TypeError(
             f"{argument} must be a file path, a str or an os.PathLike of str such as pathlib.Path, "
@@ -499,22 +492,19 @@ def _remove_stray_temps(dir_fd: int, name: str) -> None:
         names = [entry for entry in os.listdir(dir_fd) if entry.startswith(prefix) and len(entry) == len(prefix) + 20]
     except OSError:
         return
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC
     for stray in names:
         if stray[-20:].lstrip("0123456789abcdef") != ".tmp":  # not .<16 hex digits>.tmp
             continue
-        fd = -1
-        try:
-            flags = os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC
+        with contextlib.suppress(OSError):
             try:
                 fd = os.open(stray, os.O_RDONLY | flags, dir_fd=dir_fd)
             except PermissionError:  # a file its owner may only write, such as 0o200
                 fd = os.open(stray, os.O_WRONLY | flags, dir_fd=dir_fd)
-            if _claimed(fd) and os.path.samestat(os.stat(stray, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
-                os.unlink(stray, dir_fd=dir_fd)
-        except OSError:
-            pass
-        finally:
-            if fd >= 0:
+            try:
+                if _claimed(fd) and os.path.samestat(os.lstat(stray, dir_fd=dir_fd), os.fstat(fd)):
+                    os.unlink(stray, dir_fd=dir_fd)
+            finally:
                 os.close(fd)
 
 
@@ -686,9 +676,8 @@ class PickleDB:
         if self._pid != os.getpid():  # a forked child: the parent's locks and temp files are not ours
             fd = self._dir_fd
             self._fresh_locks()
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)  # the parent's own descriptor keeps its lock
+            with contextlib.suppress(OSError):  # -1 (EBADF) when the parent was not saving
+                os.close(fd)  # the parent's own descriptor keeps its lock
 
     def _remember(self, number: int, fingerprint: _Fingerprint | None, *, saved: bool) -> None:
         self._marks[number] = fingerprint
@@ -778,11 +767,10 @@ class PickleDB:
         limit = _MAX_FILE_BYTES
         if not _held_more_than(limit):  # such a string needs that much memory: below that, nothing is scanned
             return
-        data = self._data
-        strings = filter(str.__instancecheck__, list(data.values()))  # copied first: only C code runs over the dict
-        if max(map(len, data), default=0) <= limit and max(map(len, strings), default=0) <= limit:
+        strings = filter(str.__instancecheck__, list(self._data.values()))  # copied first: only C code runs over it
+        if max(map(len, self._data), default=0) <= limit and max(map(len, strings), default=0) <= limit:
             return
-        for key, value in list(data.items()):  # only when one is too long: find it
+        for key, value in list(self._data.items()):  # only when one is too long: find it
             if len(key) > limit:
                 raise self._too_large(f"key {_short(key[:80])} is {len(key)} characters long, so the file would be")
             if isinstance(value, str) and len(value) > limit:
@@ -984,16 +972,13 @@ def _in_memory(db: PickleDB, value: _T) -> _T:
     return value
 
 
-class _Unread:
+class _Unread(weakref.ref["PickleDB"]):  # weak: an instance never read is freed as soon as it is dropped
     """What a PickleDB's reads look in until the first one has run PickleDB._first_read."""
 
-    __slots__ = ("db",)
-
-    def __init__(self, db: PickleDB) -> None:
-        self.db = weakref.ref(db)  # no cycle: an instance never read is freed as soon as it is dropped
+    __slots__ = ()
 
     def _data(self) -> dict[str, Any]:
-        db = self.db()
+        db = self()
         assert db is not None  # only a live PickleDB reads through this
         return db._first_read()
 
