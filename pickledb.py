@@ -78,6 +78,8 @@ __version__ = "2.0.0"
 class _Missing:
     """The type of MISSING: "no default was given"."""
 
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "MISSING"
 
@@ -676,8 +678,9 @@ class PickleDB:
         if self._pid != os.getpid():  # a forked child: the parent's locks and temp files are not ours
             fd = self._dir_fd
             self._fresh_locks()
-            with contextlib.suppress(OSError):  # -1 (EBADF) when the parent was not saving
-                os.close(fd)  # the parent's own descriptor keeps its lock
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # the parent's own descriptor keeps its lock
 
     def _remember(self, number: int, fingerprint: _Fingerprint | None, *, saved: bool) -> None:
         self._marks[number] = fingerprint
@@ -751,8 +754,7 @@ class PickleDB:
             return
         if not stat.S_ISREG(info.st_mode):
             raise _not_a_file(info.st_mode)
-        on_disk = _fingerprint(info)
-        if on_disk is None:  # an empty file holds nothing to lose
+        if (on_disk := _fingerprint(info)) is None:  # an empty file holds nothing to lose
             return
         seen = self._marks[max(self._marks)] if self._marks else _NEVER
         # A save of this thread that a signal handler interrupted may have renamed its file (ctime aside).
@@ -900,8 +902,7 @@ class PickleDB:
         """
         key = str(key)
         with self._lock:
-            old = self._reads.get(key, default)
-            if old is MISSING:
+            if (old := self._reads.get(key, default)) is MISSING:
                 raise KeyError(key)
             self._data[key] = new = fn(old)
         return _in_memory(self, new)
