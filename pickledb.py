@@ -1,45 +1,26 @@
 """A JSON-backed key-value store with one sync/async API and atomic, durable saves.
 
-PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite,
-PickleDBRedis and PickleDBPostgres offer the same operations on an SQLite
-file, a Redis hash and a PostgreSQL table. Each public method has one name:
-plain code gets its value, code in an `async def` awaits it. `python -m
-pickledb` is the command line.
-
-The file, in order (each section starts with a `# --- name ---` banner):
+PickleDB keeps a dict in memory and saves it as one JSON file. PickleDBSQLite, PickleDBRedis and PickleDBPostgres offer
+the same operations on an SQLite file, a Redis hash and a PostgreSQL table. Each public method has one name: plain code
+gets its value, code in an `async def` awaits it. `python -m pickledb` is the command line. Its sections, in order, each
+under a `# --- name ---` banner:
 
     constants and sentinels   limits, install hints, MISSING
     exceptions                CorruptFileError, ConflictError
-    sync/async dispatch       how a call finds whether its caller is async,
-                              and names the coroutine it returns after the
-                              public method
-    reading and writing       JSON files: reads, atomic durable writes, locks,
-                              links and modes
+    sync/async dispatch       how a call finds whether its caller is async; coroutines named after the method
+    reading and writing       JSON files: reads, atomic durable writes, locks, links and modes
     PickleDB                  the in-memory dict and its load() and save()
-    the shared store core     PickleDBStore: every operation of the stores
-                              below, written once, and how it runs
-    PickleDBSQLite            its SQL, the thread per event loop that owns a
-                              connection, and group commit
-    PickleDBRedis             its commands, the clients per event loop, the
-                              connection limit, and error mapping
-    PickleDBPostgres          its statements, and a psycopg pool for sync
-                              calls and one per event loop
-    command line              `pickledb keys|get|set|...`, a layer over the
-                              stores' public methods
-
-A new backend plugs in as a subclass of PickleDBStore, in a section of its
-own before the command line. Its constructor checks its arguments and sets
-the location, the timeout and the closed flag; the rest is its own statements
-and connections: a method per operation that builds that operation, one that
-runs an operation in the calling thread and one that runs it on the caller's
-event loop, and two for closing. The list, with what each must return, opens
-the class PickleDBStore.
+    the shared store core     PickleDBStore: every store operation, written once, how it runs, what a backend provides
+    PickleDBSQLite            its SQL, the thread per event loop that owns a connection, and group commit
+    PickleDBRedis             its commands, the clients per event loop, the connection limit, and error mapping
+    PickleDBPostgres          its statements, a psycopg pool for sync calls and one per event loop
+    (a new backend)           a subclass of PickleDBStore, in a section of its own here
+    command line              `pickledb keys|get|set|...`, a layer over the stores' public methods
 """
 
 # Copyright (c) 2026, the pickledb authors.
 # SPDX-License-Identifier: BSD-3-Clause
-# This file is the whole library: copy it into a project together with the
-# LICENSE text and `pip install orjson aiofiles` (plus redis for PickleDBRedis).
+# This file is the whole library: copy it with LICENSE and `pip install orjson aiofiles` (plus redis for PickleDBRedis).
 
 from __future__ import annotations
 
@@ -109,8 +90,7 @@ _CO_ASYNC = 0x80 | 0x200  # inspect.CO_COROUTINE | CO_ASYNC_GENERATOR
 # Code that belongs to the function it is written in (3.12 inlines the first three).
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
-# The largest file save() writes: orjson has failed to parse inputs past about 2.1e9 bytes.
-_MAX_FILE_BYTES = 2**31 - 1
+_MAX_FILE_BYTES = 2**31 - 1  # the largest file save() writes: orjson has failed to parse inputs past about 2.1e9 bytes
 _MAX_DEPTH_WRITE = 254  # orjson's nesting limits, the database's own object included
 _MAX_DEPTH_READ = 1024
 _NAME_MAX = 255  # bytes in a file name on most file systems
@@ -129,8 +109,7 @@ class CorruptFileError(ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path}: {problem}; the file was left as it is")
-        self.path = path
-        self.problem = problem
+        self.path, self.problem = path, problem
 
 
 class ConflictError(RuntimeError):
@@ -146,11 +125,10 @@ class ConflictError(RuntimeError):
 
 # --- private helpers: sync/async dispatch -----------------------------------
 #
-# Called from a coroutine (an `async def`, or a notebook cell with top-level `await`), a public method returns a
-# coroutine named after it (_async_caller() decides, _named_for_caller() names); from anything else, the value. The
-# caller's code object decides, never "is a loop running" (true in sync helpers of async code); a comprehension counts
-# as the function it is in, so `gather(*(db.get(k) for k in ks))` works. The last code found sync and the last found
-# async are kept, so a repeat caller costs one identity test; comprehensions are kept by id() in a bounded table.
+# From a coroutine (an `async def`, or a notebook cell with top-level `await`) a public method returns a coroutine
+# named after it (_named_for_caller), else the value. The caller's code object decides (_async_caller), never "is a
+# loop running" (true in sync helpers of async code); a comprehension counts as the function it is in, so that
+# `gather(*(db.get(k) for k in ks))` works. The last sync and last async caller are kept: a repeat costs one `is` test.
 
 _getframe = sys._getframe
 _monotonic = time.monotonic
@@ -174,11 +152,10 @@ def _async_caller(depth: int = 2) -> bool:
     if frame.f_code is _async_code:
         return True
     answer, lasting = _frame_is_async(frame)
-    if lasting:
-        if answer:
-            _async_code = frame.f_code
-        else:
-            _sync_code = frame.f_code
+    if lasting and answer:
+        _async_code = frame.f_code
+    elif lasting:
+        _sync_code = frame.f_code
     return answer
 
 
@@ -193,8 +170,7 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
     if seen is not None and seen[0] is code:
         answer = seen[1]
     else:
-        # The function a comprehension is written in holds its code as a constant, and is on the stack while it
-        # runs (a generator expression may be iterated by a helper it was handed to).
+        # Its function holds its code as a constant, and is on the stack (maybe further up: a helper may iterate it).
         outer = frame.f_back
         while outer is not None and not (
             code in outer.f_code.co_consts and any(const is code for const in outer.f_code.co_consts)
@@ -216,10 +192,7 @@ def _frame_is_async(frame: types.FrameType) -> tuple[bool, bool]:
 
 @functools.lru_cache(maxsize=_REMEMBER_AT_MOST)
 def _named(qualname: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Return a copy of the async function `fn` whose coroutines are named `qualname`.
-
-    Named after the public method, "coroutine '...' was never awaited" points at the caller's own code.
-    """
+    """A copy of async `fn` whose coroutines are named `qualname`, so "never awaited" warnings name the method."""
     func = cast(types.FunctionType, fn)
     name = qualname.rpartition(".")[2]
     copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
@@ -251,9 +224,8 @@ async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
     return cast(_T, await _aiofiles().wrap(fn)(*args))
 
 
-# For type checkers only: a public method is annotated as giving a subclass of
-# its value's type that is also awaitable for that value, so that both
-# `ok: bool = db.set(k, v)` and `ok: bool = await db.set(k, v)` check.
+# For type checkers only: a public method gives a subclass of its value's type that is also awaitable for that value,
+# so that both `ok: bool = db.set(k, v)` and `ok: bool = await db.set(k, v)` check.
 if TYPE_CHECKING:
 
     class _Bool(bool, Awaitable[bool]): ...  # type: ignore[misc]  # bool is final; never instantiated
@@ -286,10 +258,9 @@ def _short(key: str, limit: int = 80) -> str:
 
 def _path_of(location: str | os.PathLike[str], argument: str, example: str) -> str:
     """Return the absolute path of `location` (`~` expanded); errors name `argument` and show `example`."""
-    try:
-        path: object = os.fspath(location)
-    except TypeError:
-        path = location
+    path: object = location
+    with contextlib.suppress(TypeError):
+        path = os.fspath(location)
     if not isinstance(path, str):
         raise TypeError(
             f"{argument} must be a file path, a str or an os.PathLike of str such as pathlib.Path, "
@@ -315,9 +286,8 @@ class _PausedGC:
             gc.enable()
 
 
-# What a PickleDB remembers of its file: None when missing or empty, else (device,
-# inode, size, mtime ns, ctime ns). The ctime changes with every write, chmod or
-# chown, even one that puts the mtime back, and with a rename.
+# What a PickleDB remembers of its file: None when missing or empty, else (device, inode, size, mtime ns, ctime ns).
+# The ctime changes with every write, chmod or chown, even one that puts the mtime back, and with a rename.
 _Fingerprint = tuple[int, int, int, int, int]
 _NEVER = "never"  # what a fresh instance has seen
 
@@ -343,8 +313,7 @@ def _not_a_file(mode: int) -> OSError:
     return OSError(errno.EINVAL, f"it is {kind}; pickledb reads and writes only regular files (or links to one)")
 
 
-# signal.pthread_sigmask makes an enum member of every number it returns, which
-# costs more than a save's other system calls: call the C function it wraps.
+# signal.pthread_sigmask makes an enum member of every number it returns (dearer than a save's syscalls): call its C.
 _pthread_sigmask = cast(
     "Callable[[int, Iterable[int]], set[int]] | None", getattr(sys.modules.get("_signal"), "pthread_sigmask", None)
 )
@@ -376,12 +345,11 @@ class _SignalsHeld:
 
     def pause(self, seconds: float) -> None:
         """Sleep with signals let in, so that Ctrl-C works while waiting for the lock."""
+        self.__exit__()
         try:
-            self.__exit__()
             time.sleep(seconds)
         finally:
-            if self.old is not None and _pthread_sigmask is not None:
-                _pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+            self.__enter__()
 
 
 def _unlink(path: str) -> None:
@@ -408,7 +376,6 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
         return {}, None
     except OSError as err:
         raise OSError(err.errno, f"cannot load: {err.strerror or err}", path) from None
-    fingerprint = _fingerprint(info)
     if not raw:
         return {}, None
     try:
@@ -421,10 +388,7 @@ def _read_json(path: str) -> tuple[dict[str, Any], _Fingerprint | None]:
         raise CorruptFileError(path, f"not valid JSON ({err})") from None
     if type(data) is not dict:
         raise CorruptFileError(path, f"top level is a JSON {_json_kind(data)}, expected an object")
-    return data, fingerprint
-
-
-_is_str = cast("Callable[[object], bool]", str.__instancecheck__)
+    return data, _fingerprint(info)
 
 
 def _held_more_than(size: int) -> bool:
@@ -456,8 +420,7 @@ def _fsync_dir(fd: int) -> None:
 def _flock(fd: int, directory: str, held: _SignalsHeld) -> None:
     """Take the exclusive flock on `fd`, waiting at most _LOCK_TIMEOUT seconds."""
     assert fcntl is not None
-    deadline = time.monotonic() + _LOCK_TIMEOUT
-    pause = 0.0005
+    deadline, pause = time.monotonic() + _LOCK_TIMEOUT, 0.0005
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -516,7 +479,7 @@ def _temp_prefix(name: str) -> str:
 
 
 def _claimed(fd: int) -> bool:
-    """Lock a new temp file for its save; return False if a removal of stray temp files took it first."""
+    """Lock a temp file; return False if a save or a removal of stray temp files holds it or has removed it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -531,23 +494,19 @@ def _remove_stray_temps(dir_fd: int, name: str) -> None:
         names = [entry for entry in os.listdir(dir_fd) if entry.startswith(prefix) and len(entry) == len(prefix) + 20]
     except OSError:
         return
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC
     for stray in names:
         if stray[-20:].lstrip("0123456789abcdef") != ".tmp":  # not .<16 hex digits>.tmp
             continue
-        fd = -1
-        try:
-            flags = os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC
+        with contextlib.suppress(OSError):
             try:
                 fd = os.open(stray, os.O_RDONLY | flags, dir_fd=dir_fd)
             except PermissionError:  # a file its owner may only write, such as 0o200
                 fd = os.open(stray, os.O_WRONLY | flags, dir_fd=dir_fd)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a running save's
-            if os.path.samestat(os.stat(stray, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
-                os.unlink(stray, dir_fd=dir_fd)
-        except OSError:
-            pass
-        finally:
-            if fd >= 0:
+            try:
+                if _claimed(fd) and os.path.samestat(os.lstat(stray, dir_fd=dir_fd), os.fstat(fd)):
+                    os.unlink(stray, dir_fd=dir_fd)
+            finally:
                 os.close(fd)
 
 
@@ -584,18 +543,16 @@ def _atomic_write(path: str, payload: bytes, commit: Callable[[str, str, int], N
     tmp = ""
     try:
         target = _resolve(path)
-        directory, name = os.path.split(target)
-        try:
-            info: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            info = None
+        info: os.stat_result | None = None
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(target)
         if info is not None:
             if not stat.S_ISREG(info.st_mode):
                 raise _not_a_file(info.st_mode)  # never replace a device node or a FIFO
             if not force:
                 _refuse_read_only(info, target)
         mode = 0o666 if info is None else stat.S_IMODE(info.st_mode) & 0o700
-        prefix = os.path.join(directory, _temp_prefix(name))
+        prefix = os.path.join(os.path.dirname(target), _temp_prefix(os.path.basename(target)))
         while True:
             tmp = f"{prefix}{secrets.token_hex(8)}.tmp"
             try:  # os.open as the opener: the file object owns the descriptor from the start
@@ -634,12 +591,11 @@ _get_done = cast("Callable[[Any], Any]", _named("PickleDB.get", _ready))
 class PickleDB:
     """An in-memory dict of str keys, loaded from and saved to one JSON file.
 
-    location: the JSON file (str or os.PathLike). A leading `~` is expanded and the path is made absolute
-        at creation. A missing file loads as an empty database.
+    location: the JSON file (str or os.PathLike). A leading `~` is expanded and the path is made absolute at creation.
     pretty: True writes JSON indented by two spaces, ending with a newline.
 
-    The constructor touches no disk: call load() and save(), or use `with` / `async with` (load on entry,
-    save on a clean exit). Every method is awaitable when called from async code.
+    The constructor touches no disk: call load() (a missing file loads as an empty database) and save(), or use `with`
+    / `async with` (load on entry, save on a clean exit). Every method is awaitable when called from async code.
     """
 
     def __init__(self, location: str | os.PathLike[str], *, pretty: bool = False) -> None:
@@ -647,8 +603,7 @@ class PickleDB:
         self._option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if pretty else 0
         self._data: dict[str, Any] = {}
         self._reads = cast("dict[str, Any]", _Unread(self))  # _data once _first_read ran
-        # Each load() and save() takes a number; a save that finds a later one saved drops its older snapshot.
-        self._numbers = itertools.count(1)
+        self._numbers = itertools.count(1)  # one per load() and save(): a save finding a later one saved drops its own
         # number -> fingerprint as that load or save left the file; the highest is what this instance has seen.
         # Only added to and pruned below the maximum, so a save by a signal handler mid-save is never undone.
         self._marks: dict[int, _Fingerprint | None] = {}
@@ -671,9 +626,8 @@ class PickleDB:
     def load(self) -> bool:
         """Replace the data in memory with the file's (a missing or empty file: none); return True.
 
-        A file that is not a JSON object raises CorruptFileError (a ValueError),
-        anything but a regular file OSError, both naming it and changing
-        nothing. Awaitable in async code; a cancelled load changes nothing.
+        A file that is not a JSON object raises CorruptFileError (a ValueError), anything but a regular file OSError,
+        both naming it and changing nothing. Awaitable in async code; a cancelled load changes nothing.
         """
         self._first_read(warn=False)  # a load() that fails counts too: its caller knows of the file
         if _async_caller():
@@ -681,13 +635,11 @@ class PickleDB:
             return cast(bool, _named_for_caller(PickleDB._load_async, self, 1)(self))
         # Paused until memory is replaced: a collection started right after the parse would walk it all again.
         with _PausedGC():
-            data, fingerprint = _read_json(self.location)
-            self._loaded(data, fingerprint)
+            self._loaded(*_read_json(self.location))
         return True
 
     async def _load_async(self) -> bool:
-        data, fingerprint = await _off_loop(_read_json, self.location)
-        self._loaded(data, fingerprint)  # on the loop: not if the read was cancelled
+        self._loaded(*await _off_loop(_read_json, self.location))  # on the loop: not if the read was cancelled
         return True
 
     def _loaded(self, data: dict[str, Any], fingerprint: _Fingerprint | None) -> None:
@@ -702,13 +654,10 @@ class PickleDB:
     def save(self, force: bool = False) -> bool:
         """Write the whole database to the file atomically and durably; return True.
 
-        Raises ConflictError when the file is not the one this instance last
-        loaded or saved, PermissionError when you may not write it (force=True
-        replaces it anyway), TypeError naming the key of a value JSON cannot
-        hold, OSError naming the file. On any error memory and file are
-        unchanged, except when the directory fsync after the rename fails: the
-        file then holds the complete new contents, not confirmed durable.
-        Awaitable in async code (off the event loop).
+        Raises ConflictError if the file is not the one this instance last loaded or saved, PermissionError if you may
+        not write it (force=True replaces it anyway), TypeError naming the key of a value JSON cannot hold, OSError
+        naming the file. On any error nothing changes, except when the directory fsync after the rename fails: the file
+        then holds the complete new contents, not confirmed durable. Awaitable in async code (off the event loop).
         """
         if _async_caller():
             _aiofiles()  # a missing aiofiles is reported at the call, not at the await
@@ -734,23 +683,19 @@ class PickleDB:
                     os.close(fd)  # the parent's own descriptor keeps its lock
 
     def _remember(self, number: int, fingerprint: _Fingerprint | None, *, saved: bool) -> None:
-        marks, saves = self._marks, self._saves
-        marks[number] = fingerprint
+        self._marks[number] = fingerprint
         if saved:
-            saves.add(number)
-        newest = max(marks)
-        for old in [n for n in marks if n < newest]:
-            marks.pop(old, None)
-        newest = max(saves, default=0)
-        saves.difference_update([n for n in saves if n < newest])
+            self._saves.add(number)
+        newest = max(self._marks)
+        for old in [n for n in self._marks if n < newest]:
+            self._marks.pop(old, None)
+        newest = max(self._saves, default=0)
+        self._saves.difference_update([n for n in self._saves if n < newest])
 
     def _commit(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> None:
-        """Check the file and rename tmp over it, under this instance's lock and an flock on the directory.
-
-        The kernel drops the flock of a dead process. A save by a signal handler during this one shares it.
-        """
+        """Check the file and rename tmp over it, under our lock and an flock on the directory (freed if we die)."""
         with self._lock, _SignalsHeld() as held:
-            owner = self._dir_fd < 0
+            owner = self._dir_fd < 0  # else this save interrupted another, by a signal handler: it shares the flock
             if owner and fcntl is not None:
                 self._dir_fd = os.open(os.path.dirname(target), os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
             try:
@@ -771,11 +716,10 @@ class PickleDB:
     def _replace(self, number: int, force: bool, tmp: str, target: str, tmp_fd: int) -> bool:
         """Rename tmp (open as tmp_fd) over target unless a later snapshot is saved; return True if it did."""
         fingerprint = _fingerprint(os.fstat(tmp_fd))
-        inflight = self._inflight
-        inflight[number] = (tmp, fingerprint)
+        self._inflight[number] = (tmp, fingerprint)
         try:
             # Others are saves a signal handler interrupted: their older snapshots must not be renamed later.
-            for other, (other_tmp, _) in list(inflight.items()):
+            for other, (other_tmp, _) in list(self._inflight.items()):
                 if other < number:
                     _unlink(other_tmp)
             try:
@@ -801,7 +745,7 @@ class PickleDB:
                     self._remember(number, now, saved=True)
             raise
         finally:
-            inflight.pop(number, None)
+            self._inflight.pop(number, None)
 
     def _check_unchanged(self, target: str) -> None:
         try:
@@ -810,8 +754,7 @@ class PickleDB:
             return
         if not stat.S_ISREG(info.st_mode):
             raise _not_a_file(info.st_mode)
-        on_disk = _fingerprint(info)
-        if on_disk is None:  # an empty file holds nothing to lose
+        if (on_disk := _fingerprint(info)) is None:  # an empty file holds nothing to lose
             return
         seen = self._marks[max(self._marks)] if self._marks else _NEVER
         # A save of this thread that a signal handler interrupted may have renamed its file (ctime aside).
@@ -822,25 +765,19 @@ class PickleDB:
         raise ConflictError(self.location, "was changed on disk since this PickleDB last loaded or saved it")
 
     def _refuse_strings_too_long(self) -> None:
-        """Refuse a key or top-level str value too long to load back, before orjson (which may crash on it) sees it.
-
-        Such a string needs that much memory: below that peak, or that size now, nothing is scanned.
-        """
+        """Refuse a key or top-level str value too long to load back, before orjson (which may crash on it) sees it."""
         limit = _MAX_FILE_BYTES
-        if not _held_more_than(limit):
+        if not _held_more_than(limit):  # such a string needs that much memory: below that, nothing is scanned
             return
-        data = self._data
-        values = list(data.values())  # copied first: only C code runs over the dict
-        if max(map(len, data), default=0) <= limit and max(map(len, filter(_is_str, values)), default=0) <= limit:
+        strings = filter(str.__instancecheck__, list(self._data.values()))  # copied first: only C code runs over it
+        if max(map(len, self._data), default=0) <= limit and max(map(len, strings), default=0) <= limit:
             return
-        for key, value in list(data.items()):  # only when one is too long: find it
+        for key, value in list(self._data.items()):  # only when one is too long: find it
             if len(key) > limit:
-                what = f"key {_short(key[:80])} is {len(key)} characters long"
-            elif isinstance(value, str) and len(value) > limit:
+                raise self._too_large(f"key {_short(key[:80])} is {len(key)} characters long, so the file would be")
+            if isinstance(value, str) and len(value) > limit:
                 what = f"key {_short(key[:80])} holds a string of {len(value)} characters"
-            else:
-                continue
-            raise self._too_large(f"{what}, so the file would be")
+                raise self._too_large(f"{what}, so the file would be")
 
     def _too_large(self, what: str) -> ValueError:
         return ValueError(
@@ -900,17 +837,15 @@ class PickleDB:
             data = self._data
             first, self._reads = self._reads is not data, data
         if warn and first and not self._marks:
-            try:
+            with contextlib.suppress(OSError):
                 info = os.stat(self.location)
-            except OSError:
-                return data
-            if stat.S_ISREG(info.st_mode) and info.st_size:
-                warnings.warn(
-                    f"{self.location} is not empty, but this PickleDB never loaded it: reads see only what was set "
-                    "in memory. Call load() before reading (or open it with `with PickleDB(...) as db:`)",
-                    RuntimeWarning,
-                    stacklevel=5,  # the caller of get(), all(), ... (through _Unread)
-                )
+                if stat.S_ISREG(info.st_mode) and info.st_size:
+                    warnings.warn(
+                        f"{self.location} is not empty, but this PickleDB never loaded it: reads see only what was "
+                        "set in memory. Call load() before reading (or open it with `with PickleDB(...) as db:`)",
+                        RuntimeWarning,
+                        stacklevel=5,  # the caller of get(), all(), ... (through _Unread)
+                    )
         return data
 
     @_both
@@ -944,40 +879,30 @@ class PickleDB:
     def items(self, prefix: str | None = None) -> Any:
         """Return an iterator of the (key, value) pairs whose key starts with prefix (all when None).
 
-        It walks a copy of the pairs taken at the call, so writes during the
-        walk are allowed. In async code it is an async iterator: `async for
-        k, v in db.items()`.
+        It walks a copy of the pairs taken at the call, so writes during the walk are allowed. In async code it is an
+        async iterator: `async for k, v in db.items()`.
         """
-        prefix = _check_prefix(prefix)
-        reads = self._reads
-        pairs: Iterable[tuple[str, Any]] = (
-            [pair for pair in reads.items() if pair[0].startswith(prefix)] if prefix else reads.copy().items()
-        )
-        return _Walk(self, prefix, pairs)
+        if prefix := _check_prefix(prefix):
+            return _Walk(self, prefix, [pair for pair in self._reads.items() if pair[0].startswith(prefix)])
+        return _Walk(self, prefix, self._reads.copy().items())
 
     @_both
     def add(self, key: Any, value: Any) -> bool:
-        """Store value under str(key) only if that key is missing; return True if it stored it.
-
-        Awaitable in async code.
-        """
+        """Store value under str(key) only if that key is missing; return True if it did. Awaitable in async code."""
         key = str(key)
         with self._lock:
-            added = key not in self._reads
-            if added:
+            if added := key not in self._reads:
                 self._data[key] = value
         return _in_memory(self, added)
 
     def update(self, key: Any, fn: Callable[[Any], Any], default: Any = MISSING) -> Any:
         """Store fn(old value) under str(key) in memory, atomically for this process's threads; return it.
 
-        A missing key passes `default` to fn, or without one raises KeyError;
-        if fn raises, nothing is stored. Awaitable in async code.
+        A missing key passes `default` to fn (none: KeyError); if fn raises, nothing is stored. Awaitable in async code.
         """
         key = str(key)
         with self._lock:
-            old = self._reads.get(key, default)
-            if old is MISSING:
+            if (old := self._reads.get(key, default)) is MISSING:
                 raise KeyError(key)
             self._data[key] = new = fn(old)
         return _in_memory(self, new)
@@ -985,9 +910,8 @@ class PickleDB:
     def incr(self, key: Any, by: int | float = 1) -> Any:
         """Add `by` to the number under str(key) (a missing key counts as 0) atomically; return the new number.
 
-        Both must be an int or a float (not a bool), else TypeError; a result
-        outside the signed 64-bit range raises OverflowError; either way
-        nothing changes. Awaitable in async code.
+        Both must be an int or a float (not a bool), else TypeError; a result outside the signed 64-bit range raises
+        OverflowError; either way nothing changes. Awaitable in async code.
         """
         key = str(key)
         with self._lock:
@@ -997,11 +921,9 @@ class PickleDB:
     def transact(self, fn: Callable[[PickleDB], Any], *, timeout: float = 30.0) -> Any:
         """Load the file, call fn(self), and save; on ConflictError do it all again. Return fn's result.
 
-        For one file that several processes change: memory is first replaced
-        by the file's data, so fn sees (and changes) what is on disk. It tries
-        until a save succeeds or `timeout` seconds have passed, then raises the
-        last ConflictError. fn may be called more than once. Awaitable in
-        async code (fn stays a plain function).
+        For one file that several processes change: memory is first replaced by the file's data, so fn sees (and
+        changes) what is on disk. It tries until a save succeeds or `timeout` seconds have passed, then raises the last
+        ConflictError. fn may be called more than once. Awaitable in async code (fn stays a plain function).
         """
         deadline = _monotonic() + timeout
         if _async_caller():
@@ -1009,15 +931,21 @@ class PickleDB:
         while True:
             self.load()
             result = fn(self)
-            with _conflicts_until(deadline):
+            try:
                 return self.save() and result
+            except ConflictError:
+                if _monotonic() >= deadline:
+                    raise
 
     async def _transact_async(self, fn: Callable[[PickleDB], Any], deadline: float) -> Any:
         while True:
             await self.load()
             result = fn(self)
-            with _conflicts_until(deadline):
+            try:
                 return await self.save() and result
+            except ConflictError:
+                if _monotonic() >= deadline:
+                    raise
 
     # -- context managers --
 
@@ -1045,27 +973,13 @@ def _in_memory(db: PickleDB, value: _T) -> _T:
     return value
 
 
-class _conflicts_until(contextlib.suppress):
-    """Suppress a ConflictError until `deadline` (time.monotonic()) has passed."""
-
-    def __init__(self, deadline: float) -> None:
-        super().__init__(ConflictError)
-        self.deadline = deadline
-
-    def __exit__(self, *exc: Any) -> bool:
-        return bool(super().__exit__(*exc)) and _monotonic() < self.deadline
-
-
-class _Unread:
+class _Unread(weakref.ref["PickleDB"]):  # weak: an instance never read is freed as soon as it is dropped
     """What a PickleDB's reads look in until the first one has run PickleDB._first_read."""
 
-    __slots__ = ("db",)
-
-    def __init__(self, db: PickleDB) -> None:
-        self.db = weakref.ref(db)  # no cycle: an instance never read is freed as soon as it is dropped
+    __slots__ = ()
 
     def _data(self) -> dict[str, Any]:
-        db = self.db()
+        db = self()
         assert db is not None  # only a live PickleDB reads through this
         return db._first_read()
 
