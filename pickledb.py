@@ -2771,8 +2771,7 @@ _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
 # _MANY the rows changed), and returns its result; one in a transaction yields BEGIN and COMMIT itself.
 _PgOp = Generator[tuple[str, Any, int], Any, Any]
 _BEGIN, _COMMIT = ("BEGIN", (), _COUNT), ("COMMIT", (), _COUNT)
-# (SQLSTATE prefix, the builtin error raised, the fix it names), checked in order; past them an error of the
-# connection is a ConnectionError, any other a RuntimeError.
+# (SQLSTATE prefix, the error raised, the fix it names), in order; then a ConnectionError or a RuntimeError.
 _POSTGRES_ERRORS = (
     ("28", PermissionError, "check the user and password"),
     ("42501", PermissionError, "grant this user the table"),
@@ -2825,14 +2824,6 @@ def _pg() -> Any:
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, conn=conn, aconn=aconn)
 
 
-async def _close_pool(pool: Any, connections: Any) -> None:
-    """Close an asyncio pool of PickleDBPostgres, then the connections it made."""
-    with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: it stops ...
-        await pool.close()
-    for conn in list(connections):  # ... before closing its connections
-        await conn.close()
-
-
 class PickleDBPostgres(PickleDBStore):
     """A key-value store in one PostgreSQL table, shared by every process and host that can reach the server.
 
@@ -2863,15 +2854,12 @@ class PickleDBPostgres(PickleDBStore):
         if type(max_connections) is not int or max_connections < 1:
             raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
         conninfo = _pg().psycopg.conninfo
-        self.location = _masked_url(dsn) if "://" in dsn else "the dsn given"
         try:
-            params = conninfo.conninfo_to_dict(dsn)
+            masked = {k: "***" if k == "password" else v for k, v in conninfo.conninfo_to_dict(dsn).items()}
         except _pg().psycopg.Error:
-            raise ValueError(
-                f"invalid PostgreSQL address {self.location}; write postgresql://USER:PASS@HOST/DB"
-            ) from None
-        if "://" not in dsn:
-            self.location = conninfo.make_conninfo(**{k: "***" if k == "password" else v for k, v in params.items()})
+            shown = _masked_url(dsn) if "://" in dsn else "the dsn given"
+            raise ValueError(f"invalid PostgreSQL address {shown}; write postgresql://USER:PASS@HOST/DB") from None
+        self.location = _masked_url(dsn) if "://" in dsn else conninfo.make_conninfo(**masked)
         self.table_name, self._dsn, self._timeout, self._max = table_name, dsn, float(timeout), max_connections
         t = self._table = f'"{table_name}"'
         upsert = f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
@@ -2987,16 +2975,18 @@ class PickleDBPostgres(PickleDBStore):
             raise self._error(err, began) from err
 
     def _steps(self, pool: Any, op: _PgOp, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
-        """A call as steps, each a call of psycopg's: its result (awaited in async code) is sent back.
+        """A call as steps, each a call of psycopg's whose result (awaited in async code) is sent back.
 
-        Without `conn`, it takes one of `pool` that the server has not closed
-        (a restart closes every idle one), and gives it back at the end.
+        Without `conn`, it takes one of `pool` that the server has not closed (a restart closes every idle one).
         """
         while conn is None:
             try:
                 conn = yield pool.getconn(max(0.0, began + self._timeout - _monotonic()))
-            except _pg().pool.PoolTimeout:
-                raise self._missed(pool) from None
+            except _pg().pool.PoolTimeout:  # every connection stayed busy, or none could be made
+                if pool.get_stats().get("pool_size", 0) >= self._max:
+                    raise _exhausted(self, self._max) from None
+                at, within = f"the PostgreSQL server at {self.location}", f"no connection within {self._timeout:g} s"
+                raise ConnectionError(f"cannot reach {at}: {within}; check that it runs") from None
             with contextlib.suppress(Exception):
                 conn.pgconn.consume_input()  # reads what the server sent an idle connection: nothing, or its goodbye
             if conn.closed or conn.pgconn.status != 0 or conn.pgconn.transaction_status != 0:
@@ -3017,13 +3007,6 @@ class PickleDBPostgres(PickleDBStore):
                 with contextlib.suppress(Exception):
                     yield conn.execute("ROLLBACK")
             yield None if pool is None else pool.putconn(conn)
-
-    def _missed(self, pool: Any) -> Exception:
-        """The error when no connection came within timeout: every one was busy, or none could be made."""
-        if pool.get_stats().get("pool_size", 0) >= self._max:
-            return _exhausted(self, self._max)
-        at = f"the PostgreSQL server at {self.location}"
-        return ConnectionError(f"cannot reach {at}: no connection within {self._timeout:g} s; check that it runs")
 
     def _error(self, err: Any, began: float) -> Exception:
         """The builtin exception for psycopg's `err`, naming the masked address and the fix."""
@@ -3077,9 +3060,15 @@ class PickleDBPostgres(PickleDBStore):
                 async def track(conn: Any) -> None:
                     made.add(conn)
 
+                async def close() -> None:
+                    with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: ...
+                        await pool.close()
+                    for conn in list(made):  # ... it stops before closing its connections
+                        await conn.close()
+
                 pool = _pg().pool.AsyncConnectionPool(**self._options(_pg().aconn), configure=track)
                 await pool.open()
-                closer = _close_at_loop_end(functools.partial(_close_pool, pool, made))
+                closer = _close_at_loop_end(close)
                 await closer.asend(None)
                 self._apools[loop] = entry = (pool, closer)
         return entry[0]
