@@ -2685,6 +2685,15 @@ _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
 # _MANY the rows changed), and returns its result; one in a transaction yields BEGIN and COMMIT itself.
 _PgOp = Generator[tuple[str, Any, int], Any, Any]
 _BEGIN, _COMMIT = ("BEGIN", (), _COUNT), ("COMMIT", (), _COUNT)
+# (SQLSTATE prefix, the error raised, the fix it names), in order; then a ConnectionError or a RuntimeError.
+_POSTGRES_ERRORS = (
+    ("28", PermissionError, "check the user and password"),
+    ("42501", PermissionError, "grant this user the table"),
+    ("3D000", ValueError, "no such database: create it or name another"),
+    ("53200", MemoryError, "nothing was stored"),
+    ("531", OSError, "nothing was stored"),
+    ("54", RuntimeError, "the statement was refused"),
+)
 
 
 def _stmt(sql: str, params: Any, how: int) -> _PgOp:
@@ -2692,7 +2701,7 @@ def _stmt(sql: str, params: Any, how: int) -> _PgOp:
 
 
 def _ran(steps: Generator[Any, Any, Any]) -> Any:
-    """Run `steps` whose every step is already done: send each its own result back."""
+    """Run `steps` whose every step is already done: send each its own result back; return the last."""
     more, value = _advance(steps, None, None)
     while more:
         more, value = _advance(steps, value, None)
@@ -2713,42 +2722,20 @@ async def _awaited(steps: Generator[Any, Any, Any]) -> Any:
 
 @functools.cache
 def _pg() -> Any:
-    """psycopg, psycopg_pool, the adapters and the connection classes of PickleDBPostgres (imported on first use)."""
+    """psycopg, psycopg_pool, and the connection classes of PickleDBPostgres (imported on first use)."""
     try:
         import psycopg
         import psycopg_pool
     except ImportError as err:
         raise ImportError(_POSTGRES_HINT) from err
 
-    class Raw(psycopg.adapt.Loader):  # json comes as its bytes, and bytes (orjson's) go as json
-        def load(self, data: Any) -> bytes:
-            return bytes(data)
-
-    class Text(psycopg.adapt.Dumper):
-        oid = psycopg.adapters.types["json"].oid
-
-        def dump(self, obj: Any) -> Any:
-            return obj
-
-    adapters = psycopg.adapt.AdaptersMap(psycopg.adapters)
-    adapters.register_loader("json", Raw)
-    adapters.register_dumper(bytes, Text)
-
     def wait(self: Any, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        return cast(Any, type(self).__mro__[1]).wait(self, gen, interval, max(0.0, self.deadline - time.monotonic()))
+        return cast(Any, type(self).__mro__[1]).wait(self, gen, interval, max(0.0, self.deadline - _monotonic()))
 
     # Every wait of a call ends at its deadline, even when the server is stopped (SIGSTOP) and its socket open.
     body = {"deadline": math.inf, "wait": wait}
     conn, aconn = (type(kind.__name__, (kind,), body) for kind in (psycopg.Connection, psycopg.AsyncConnection))
-    return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, adapters=adapters, conn=conn, aconn=aconn)
-
-
-async def _close_pool(pool: Any, connections: Any) -> None:
-    """Close an asyncio pool of PickleDBPostgres, then the connections it made."""
-    with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: it stops ...
-        await pool.close()
-    for conn in list(connections):  # ... before closing its connections
-        await conn.close()
+    return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, conn=conn, aconn=aconn)
 
 
 class PickleDBPostgres(PickleDBStore):
@@ -2781,26 +2768,21 @@ class PickleDBPostgres(PickleDBStore):
         if type(max_connections) is not int or max_connections < 1:
             raise ValueError(f"max_connections must be a whole number of at least 1, not {max_connections!r}")
         conninfo = _pg().psycopg.conninfo
-        self.location = _masked_url(dsn) if "://" in dsn else "the dsn given"
         try:
-            params = conninfo.conninfo_to_dict(dsn)
+            masked = {k: "***" if k == "password" else v for k, v in conninfo.conninfo_to_dict(dsn).items()}
         except _pg().psycopg.Error:
-            raise ValueError(
-                f"invalid PostgreSQL address {self.location}; write postgresql://USER:PASS@HOST/DB"
-            ) from None
-        if "://" not in dsn:
-            self.location = conninfo.make_conninfo(**{k: "***" if k == "password" else v for k, v in params.items()})
+            shown = _masked_url(dsn) if "://" in dsn else "the dsn given"
+            raise ValueError(f"invalid PostgreSQL address {shown}; write postgresql://USER:PASS@HOST/DB") from None
+        self.location = _masked_url(dsn) if "://" in dsn else conninfo.make_conninfo(**masked)
         self.table_name, self._dsn, self._timeout, self._max = table_name, dsn, float(timeout), max_connections
         t = self._table = f'"{table_name}"'
         upsert = f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
         self._sql_set, self._sql_add = upsert + "UPDATE SET value = excluded.value", upsert + "NOTHING RETURNING 1"
         self._sql_incr = upsert + (  # an int in range plus an int; anything else is updated by PickleDBStore's rules
-            "UPDATE SET value = to_json(old.value::text::numeric + %s) WHERE old.value::text ~ '^-?[0-9]{1,20}$' "
-            "AND old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value"
+            "UPDATE SET value = to_json(old.value::text::numeric + %s) WHERE old.value::text ~ '^-?[0-9]{1,20}$' AND "
+            "old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value::text"
         )
-        self._sql_get = f"SELECT value FROM {t} WHERE key = %s"
-        self._sql_write = f"UPDATE {t} SET value = %s WHERE key = %s"
-        self._sql_remove = f"DELETE FROM {t} WHERE key = %s"
+        self._sql_get = f"SELECT value::text FROM {t} WHERE key = %s"
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
@@ -2812,36 +2794,32 @@ class PickleDBPostgres(PickleDBStore):
     # -- the operations: each is its statements; PickleDBStore runs them --
 
     @staticmethod
-    def _key(key: str, raw: bytes = b"") -> str:
-        """`key`, or TypeError if it or its value `raw` holds a NUL character: PostgreSQL text cannot (a json
-        column keeps a \\u0000, but ->> and the other operators then refuse to read that value)."""
-        at = raw.find(b"\\u0000")
-        while at >= 0 and (at - len(raw[:at].rstrip(b"\\"))) % 2:  # an escaped backslash, then "u0000"
-            at = raw.find(b"\\u0000", at + 1)
-        if "\x00" in key or at >= 0:
+    def _row(key: str, raw: bytes = b"") -> tuple[str, str]:
+        """Return (key, the encoded value as text); TypeError if either holds a NUL, which PostgreSQL text cannot
+        (a json column keeps a \\u0000, but ->> and the other operators then refuse to read that value)."""
+        if "\x00" in key or (b"\\u0000" in raw and b"\\u0000" in raw.replace(b"\\\\", b"")):  # not "\\" + "u0000"
             raise TypeError(f"cannot store key {_short(key)}: PostgreSQL text cannot hold a NUL character")
-        return key
+        return key, raw.decode()
 
     def _op_set(self, key: str, raw: bytes) -> _PgOp:
-        return _stmt(self._sql_set, (self._key(key, raw), raw), _COUNT)
+        return _stmt(self._sql_set, self._row(key, raw), _COUNT)
 
     def _op_get(self, key: str) -> _PgOp:
-        return _stmt(self._sql_get, (self._key(key),), _ROW)
+        return _stmt(self._sql_get, self._row(key)[:1], _ROW)
 
     def _op_remove(self, key: str) -> _PgOp:
-        return _stmt(self._sql_remove, (self._key(key),), _COUNT)
+        return _stmt(f"DELETE FROM {self._table} WHERE key = %s", self._row(key)[:1], _COUNT)
 
     def _op_add(self, key: str, raw: bytes) -> _PgOp:
-        return _stmt(self._sql_add, (self._key(key, raw), raw), _ROW)
+        return _stmt(self._sql_add, self._row(key, raw), _ROW)
 
     def _op_purge(self) -> _PgOp:
         return _stmt(f"DELETE FROM {self._table}", (), _COUNT)
 
     def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
-        for key, raw in rows:
-            self._key(key, raw)
+        texts = [self._row(key, raw) for key, raw in rows]
         yield _BEGIN
-        yield (self._sql_set, rows, _MANY)
+        yield (self._sql_set, texts, _MANY)
         yield _COMMIT
 
     def _select(self, what: str, how: int, prefix: str | None, after: str | None, tail: str, *extra: Any) -> _PgOp:
@@ -2857,26 +2835,25 @@ class PickleDBPostgres(PickleDBStore):
         return self._select("count(*)", _ONE, prefix, None, "")
 
     def _op_page(self, prefix: str | None, after: str | None, limit: int) -> _PgOp:
-        return self._select("key, value", _PAGE, prefix, after, " ORDER BY key LIMIT %s", limit)
+        return self._select("key, value::text", _PAGE, prefix, after, " ORDER BY key LIMIT %s", limit)
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:
         yield _BEGIN
         while True:  # a missing key is inserted unless another client inserted it meanwhile: then read it again
-            old = yield (self._sql_get + " FOR UPDATE", (self._key(key),), _ROW)
+            old = yield (self._sql_get + " FOR UPDATE", self._row(key)[:1], _ROW)
             raw, new = change(old)
-            self._key(key, raw)
-            if (yield (self._sql_write, (raw, key), _COUNT) if old is not None else (self._sql_add, (key, raw), _ROW)):
+            row = self._row(key, raw)
+            update = (f"UPDATE {self._table} SET value = %s WHERE key = %s", row[::-1], _COUNT)
+            if (yield update if old is not None else (self._sql_add, row, _ROW)):
                 yield _COMMIT
                 return new
 
     def _op_incr(self, key: str, by: int | float) -> _PgOp:
         if type(by) is int and -_INT64 <= by < _INT64:  # else, or when the value is no int, by update's rules
-            raw = yield (self._sql_incr, (self._key(key), orjson.dumps(by), by, by), _ROW)
+            raw = yield (self._sql_incr, (*self._row(key, orjson.dumps(by)), by, by), _ROW)
             if raw is not None:
                 return orjson.loads(raw)
         return (yield from super()._op_incr(key, by))
-
-    # -- running them: on a connection of the pool of sync calls, or of this event loop's pool --
 
     def _prepare(self) -> _PgOp:
         """Create the table if it is missing (once, whoever else starts at once); refuse one of another shape."""
@@ -2895,27 +2872,35 @@ class PickleDBPostgres(PickleDBStore):
             raise _other_table(self.location, self.table_name, found, _POSTGRES_COLUMNS)
         yield _COMMIT
 
+    # -- running them: on a connection of the pool of sync calls, or of this event loop's pool --
+
     def _execute(self, op: _PgOp) -> Any:
-        began = time.monotonic()
-        with self._errors(began):
+        began = _monotonic()
+        try:
             return _ran(self._steps(self._pool or self._open(), op, began))
+        except _pg().psycopg.Error as err:
+            raise self._error(err, began) from err
 
     async def _execute_async(self, op: _PgOp) -> Any:
-        began = time.monotonic()
-        with self._errors(began):
+        began = _monotonic()
+        try:
             return await _awaited(self._steps(await self._apool(began), op, began))
+        except _pg().psycopg.Error as err:
+            raise self._error(err, began) from err
 
     def _steps(self, pool: Any, op: _PgOp, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
-        """A call as steps, each a call of psycopg's: its result (awaited in async code) is sent back.
+        """A call as steps, each a call of psycopg's whose result (awaited in async code) is sent back.
 
-        Without `conn`, it takes one of `pool` that the server has not closed
-        (a restart closes every idle one), and gives it back at the end.
+        Without `conn`, it takes one of `pool` that the server has not closed (a restart closes every idle one).
         """
         while conn is None:
             try:
-                conn = yield pool.getconn(max(0.0, began + self._timeout - time.monotonic()))
-            except _pg().pool.PoolTimeout:
-                raise self._missed(pool) from None
+                conn = yield pool.getconn(max(0.0, began + self._timeout - _monotonic()))
+            except _pg().pool.PoolTimeout:  # every connection stayed busy, or none could be made
+                if pool.get_stats().get("pool_size", 0) >= self._max:
+                    raise _exhausted(self, self._max) from None
+                at, within = f"the PostgreSQL server at {self.location}", f"no connection within {self._timeout:g} s"
+                raise ConnectionError(f"cannot reach {at}: {within}; check that it runs") from None
             with contextlib.suppress(Exception):
                 conn.pgconn.consume_input()  # reads what the server sent an idle connection: nothing, or its goodbye
             if conn.closed or conn.pgconn.status != 0 or conn.pgconn.transaction_status != 0:
@@ -2937,73 +2922,67 @@ class PickleDBPostgres(PickleDBStore):
                     yield conn.execute("ROLLBACK")
             yield None if pool is None else pool.putconn(conn)
 
-    def _missed(self, pool: Any) -> Exception:
-        """The error when no connection came within timeout: every one was busy, or none could be made."""
-        if pool.get_stats().get("pool_size", 0) >= self._max:
-            return _exhausted(self, self._max)
-        at = f"the PostgreSQL server at {self.location}"
-        return ConnectionError(f"cannot reach {at}: no connection within {self._timeout:g} s; check that it runs")
-
-    @contextlib.contextmanager
-    def _errors(self, began: float) -> Iterator[None]:
-        """Raise psycopg's errors as builtin ones naming the masked address; any other error as it is."""
-        try:
-            yield
-        except _pg().psycopg.Error as err:
-            state, reason = err.sqlstate or "", " ".join(str(err).split())[:300]
-            late = f"no answer within {self._timeout:g} s; " * (time.monotonic() >= began + self._timeout)
-            kind, fix = (
-                (PermissionError, "check the user and password") if state[:2] == "28" or "password" in reason
-                else (PermissionError, "grant this user the table") if state == "42501"
-                else (ValueError, "no such database: create it or name another") if state == "3D000"
-                or ("database" in reason and "does not exist" in reason)
-                else (MemoryError if state == "53200" else OSError, "nothing was stored") if state[:3] == "531"
-                else (RuntimeError, "the statement was refused") if state[:2] in ("22", "23", "42", "54")
-                or not isinstance(err, _pg().psycopg.OperationalError)
-                else (ConnectionError, f"{late}cannot reach it; a write may have been stored: check that it runs")
-            )  # fmt: skip
-            raise kind(
-                f"the PostgreSQL server at {self.location} (table {self.table_name!r}): {reason}; {fix}"
-            ) from err
+    def _error(self, err: Any, began: float) -> Exception:
+        """The builtin exception for psycopg's `err`, naming the masked address and the fix."""
+        reason = " ".join(str(err).split())[:300]
+        state = err.sqlstate or ""
+        if "password" in reason or ("database" in reason and "does not exist" in reason):
+            state = "28" if "password" in reason else "3D000"  # an error of connecting has no SQLSTATE
+        other: tuple[type[Exception], str] = (RuntimeError, "the statement was refused")
+        if isinstance(err, _pg().psycopg.OperationalError):
+            late = f"no answer within {self._timeout:g} s; " * (_monotonic() >= began + self._timeout)
+            other = (ConnectionError, f"{late}cannot reach it; a write may have been stored: check that it runs")
+        kind, fix = next(((kind, fix) for prefix, kind, fix in _POSTGRES_ERRORS if state.startswith(prefix)), other)
+        return kind(f"the PostgreSQL server at {self.location} (table {self.table_name!r}): {reason}; {fix}")
 
     # -- pools: one for sync calls, one per event loop; the first connection of each prepares the table --
 
     def _options(self, kind: Any) -> dict[str, Any]:
-        options = {"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout)), "context": _pg().adapters}
-        return {"conninfo": self._dsn, "connection_class": kind, "kwargs": options, "min_size": 0, "open": False,
-                "max_size": self._max, "timeout": self._timeout}  # fmt: skip
+        connection = {"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout))}
+        pool = {"min_size": 0, "max_size": self._max, "timeout": self._timeout, "open": False}
+        return {"conninfo": self._dsn, "connection_class": kind, "kwargs": connection, **pool}
+
+    def _prepared(self, kind: Any, began: float) -> Generator[Any, Any, None]:
+        """Steps that prepare the table on a first connection of `kind` (whose errors come at once; a pool's do not)."""
+        conn = yield kind.connect(self._dsn, **self._options(kind)["kwargs"])
+        try:
+            yield from self._steps(None, self._prepare(), began, conn)
+        finally:
+            yield conn.close()
 
     def _open(self) -> Any:
-        """Create the pool of sync calls, once a first connection (whose errors come at once) prepared the table."""
+        """Return the pool of sync calls, made once the table is prepared."""
         with self._lock:
             if self._closed:
                 raise self._closed_error()
             if self._pool is None:
-                options = self._options(_pg().conn)
-                with options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
-                    _ran(self._steps(None, self._prepare(), time.monotonic(), conn))
-                self._pool = _pg().pool.ConnectionPool(**options)
+                _ran(self._prepared(_pg().conn, _monotonic()))
+                self._pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
                 self._pool.open()
             return self._pool
 
     async def _apool(self, began: float) -> Any:
-        """This event loop's pool, made as _open() makes its own; closed when the loop ends."""
+        """Return this event loop's pool, made as _open() makes its own; it is closed when the loop ends."""
         loop = asyncio.get_running_loop()
         if (entry := self._apools.get(loop)) is None:
-            options = self._options(_pg().aconn)
-            async with await options["connection_class"].connect(self._dsn, **options["kwargs"]) as conn:
-                await _awaited(self._steps(None, self._prepare(), began, conn))
+            await _awaited(self._prepared(_pg().aconn, began))
             if self._closed:
                 raise self._closed_error()
             if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
-                connections: weakref.WeakSet[Any] = weakref.WeakSet()
+                made: weakref.WeakSet[Any] = weakref.WeakSet()
 
                 async def track(conn: Any) -> None:
-                    connections.add(conn)
+                    made.add(conn)
 
-                pool = _pg().pool.AsyncConnectionPool(**options, configure=track)
+                async def close() -> None:
+                    with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: ...
+                        await pool.close()
+                    for conn in list(made):  # ... it stops before closing its connections
+                        await conn.close()
+
+                pool = _pg().pool.AsyncConnectionPool(**self._options(_pg().aconn), configure=track)
                 await pool.open()
-                closer = _close_at_loop_end(functools.partial(_close_pool, pool, connections))
+                closer = _close_at_loop_end(close)
                 await closer.asend(None)
                 self._apools[loop] = entry = (pool, closer)
         return entry[0]
