@@ -1527,11 +1527,9 @@ async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
 
 # --- PickleDBSQLite ---------------------------------------------------------
 
-# What an operation is, and how its result is read, the same in the sync and
-# async paths. Reads come first: _ROW is a lookup of one key by primary key
-# (see _Worker.read), _KEYS a column, _ONE a number, _PAGE the pairs of a page.
-# Writes: _COUNT a statement (its row count), _MANY a statement over many
-# rows, _FN a function of the connection (run in the write's transaction).
+# An operation is (kind, sql, params), run alike in the sync and async paths. Reads: _ROW one key's value by
+# primary key (see _Worker.read), _KEYS a column, _ONE a number, _PAGE a page's pairs. Writes: _COUNT a statement
+# (its row count), _MANY a statement over many rows, _FN a function of the connection (in the write's transaction).
 _ROW, _KEYS, _ONE, _PAGE, _COUNT, _MANY, _FN = range(7)
 # The size a -wal file is cut back to when SQLite starts it over (once no reader holds old pages).
 _WAL_LIMIT = 4 * 1024 * 1024
@@ -1564,27 +1562,22 @@ def _set_wal(conn: Any, timeout: float) -> None:
                 conn.execute("PRAGMA journal_mode=WAL")
             return
         except _sqlite3().OperationalError as err:
-            # Two connections switching a new file to WAL at once: SQLite answers
-            # "locked" at once instead of waiting, so wait here.
+            # Two connections switching a new file to WAL at once: SQLite answers "locked" at once, so wait here.
             if "locked" not in str(err) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
 
 
 class _Write:
-    """One write call waiting for its group: (kind, sql, params) and, once done, its outcome."""
+    """One write call waiting for its group: (kind, sql, params) and, once `done`, its outcome (result or error)."""
 
-    __slots__ = ("kind", "sql", "params", "waiter", "done", "result", "error")
+    __slots__ = ("kind", "sql", "params", "waiter", "done", "outcome")
 
-    def __init__(self, kind: int, sql: Any, params: Any, waiter: Any = None) -> None:
-        self.kind = kind
-        self.sql = sql
-        self.params = params
-        # An async call's future; a sync call's lock, held until the call has to look again.
-        self.waiter = waiter
+    def __init__(self, kind: int, sql: Any, params: Any, waiter: Any) -> None:
+        self.kind, self.sql, self.params = kind, sql, params
+        self.waiter = waiter  # an async call's future; a sync call's lock, held until the call has to look again
         self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
+        self.outcome: Any = None
 
     def wake(self) -> None:
         """Let a sync caller waiting on its lock look again (the caller holds the group mutex)."""
@@ -1597,11 +1590,9 @@ def _commit_group(
 ) -> list[Any]:
     """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`; return it.
 
-    A write that fails on its own (a value too big, a constraint, an
-    update's function) is undone and its exception is its result; the
-    others commit. `check()` runs just before the commit. On an exception
-    the transaction is rolled back and it propagates; `reached[0]` then
-    tells whether COMMIT was sent, i.e. whether the group was stored.
+    A write that fails on its own (a value too big, a constraint, an update's function) is undone and its exception
+    is its result; the others commit. `check()` runs just before the commit. On an exception the transaction is
+    rolled back and it propagates; `reached[0]` then tells whether COMMIT was sent, i.e. the group was stored.
     """
     sqlite3 = _sqlite3()
     try:
@@ -1673,10 +1664,9 @@ def _abandon(obj: Any) -> None:
 def _hold_shared_lock(path: str) -> None:
     """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits.
 
-    A forked child's new connections take no OS lock of their own (SQLite
-    counts the abandoned ones), so another process's last close would delete
-    the WAL file under them; this lock makes that close see this process.
-    Its descriptor is never closed: that would drop SQLite's locks too.
+    A forked child's new connections take no OS lock of their own (SQLite counts the abandoned ones), so another
+    process's last close would delete the WAL under them; this lock makes that close see this process. Its
+    descriptor is never closed: that would drop SQLite's locks too.
     """
     if os.name != "posix":  # pragma: no cover - fork() is POSIX
         return
@@ -1689,23 +1679,21 @@ def _hold_shared_lock(path: str) -> None:
 class _Worker:
     """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
 
-    It calls `function(connection)`, then has the loop call `deliver(result,
-    error)`; a queued job runs whole. `pending` and `busy` (the writes for the
-    next group, and whether one runs) belong to the loop; `reader` is the
-    loop's connection for point reads; `closed` is set once both are closed.
+    It calls `function(connection)`, then has the loop call `deliver(result, error)`; a queued job runs whole.
+    `pending` (the writes for the next group) and `busy` (one runs) belong to the loop; `reader` is the loop's
+    connection for point reads; `closed` is set once both are closed.
     """
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
         self.loop = loop
         self.conn: Any = None
+        self.reader: Any = None
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards `stopped` and `reader`
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
         self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.pending: list[_Write] = []
         self.busy = False
-        self.reader: Any = None  # the loop thread's own connection for point reads; see read()
-        self.read_lock = threading.Lock()
         self.check: Callable[[], None] = lambda: None  # raises if the file is no longer at its path
         self._connect: Callable[[], Any] | None = connect
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
@@ -1728,12 +1716,12 @@ class _Worker:
         group, self.pending = self.pending, []
         self.busy = True
         try:
-            self.submit(functools.partial(self.group_done, group), lambda conn: self.commit(conn, group))
+            self.submit(
+                functools.partial(self.group_done, group),
+                lambda conn: _commit_group(conn, group, [], [False], self.check),
+            )
         except BaseException as err:
             self.group_done(group, None, err)
-
-    def commit(self, conn: Any, group: list[_Write]) -> list[Any]:
-        return _commit_group(conn, group, [], [False], self.check)
 
     def group_done(self, group: list[_Write], results: Any, error: BaseException | None) -> None:
         self.busy = False
@@ -1745,13 +1733,11 @@ class _Worker:
     def read(self, sql: str, params: Any) -> Any:
         """Run a point read on the loop thread and return its rows; None if it must go to the thread.
 
-        A lookup of one key by primary key costs microseconds, less than the
-        decoding of its value (which runs on the loop anyway) and far less
-        than a round trip through the thread. The reader never waits for a
-        lock (busy timeout 0): whenever SQLite cannot answer at once, or
-        fails, the read goes to the thread, which waits or reports the error.
+        A lookup by primary key costs less than decoding its value, far less than a round trip through the thread.
+        The reader never waits for a lock (busy timeout 0): whenever SQLite cannot answer at once, or fails, the
+        read goes to the thread, which waits or reports the error.
         """
-        with self.read_lock:
+        with self.lock:
             if self.reader is None:
                 return None
             try:
@@ -1767,11 +1753,11 @@ class _Worker:
                 self.jobs.put(None)
 
     def _main(self) -> None:
-        connect, self._connect = self._connect, None
+        connect, self._connect = self._connect, None  # the local is deleted below: it holds the store
         try:
             assert connect is not None
             self.conn, reader, self.check = connect()
-            with self.read_lock:
+            with self.lock:
                 self.reader = reader
         except BaseException as err:  # every queued and later call gets this error
             self.stop(err)
@@ -1794,7 +1780,7 @@ class _Worker:
                     error = err
             _call_in_loop(self.loop, deliver, result, error)
             del item, deliver, function, result, error
-        with self.read_lock:
+        with self.lock:
             reader, self.reader = self.reader, None
         for conn in (reader, self.conn):
             if conn is not None:
@@ -1815,24 +1801,19 @@ class PickleDBSQLite(PickleDBStore):
 
     PickleDBSQLite(sqlite_path="pickledb.sqlite3", table_name="kv", *, durable=True, timeout=30.0)
 
-    sqlite_path: the SQLite file (str or os.PathLike), created on first use;
-        `~` is expanded and the path is made absolute at once (`location`,
-        also `path`).
-    table_name: the table of this store: letters, digits and underscores,
-        not starting with a digit or "sqlite_" (else ValueError, before any
-        SQL runs). A new table is created WITHOUT ROWID.
-    durable: True commits with synchronous=FULL (a write that returned
-        survives a power loss); False with NORMAL (faster, never corrupt,
-        but the last writes before a power loss may be lost).
-    timeout: seconds a write waits for another connection's lock before
-        sqlite3.OperationalError ("database is locked").
+    sqlite_path: the SQLite file (str or os.PathLike), created on first use; `~` is expanded and the path is made
+        absolute at once (`location`, also `path`).
+    table_name: the table of this store: letters, digits and underscores, not starting with a digit or "sqlite_"
+        (else ValueError, before any SQL runs). A new table is created WITHOUT ROWID.
+    durable: True commits with synchronous=FULL (a write that returned survives a power loss); False with NORMAL
+        (faster, never corrupt, but the last writes before a power loss may be lost).
+    timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError ("database is
+        locked").
 
-    Values are orjson-encoded BLOBs; every write is committed before the
-    call returns, and writes that arrive during a commit share the next one
-    (group commit). Connections open lazily: one for sync calls, and one per
-    event loop, owned by its own thread (awaited point reads run on the loop,
-    through a connection that never waits). Call close(), or use `with`.
-    Every method is awaitable when called from async code.
+    Values are orjson-encoded BLOBs; every write is committed before the call returns, and writes that arrive during
+    a commit share the next one (group commit). Connections open lazily: one for sync calls, and one per event loop,
+    owned by its own thread (awaited point reads run on the loop, through a connection that never waits). Call
+    close(), or use `with`. Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -1859,30 +1840,28 @@ class PickleDBSQLite(PickleDBStore):
         self.table_name = table_name
         self._timeout = min(timeout, 2_147_483)  # SQLite takes milliseconds as a C int, and 0 past that
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
-        # The key is the clustered primary key: faster reads and writes, a smaller file. A table
-        # created earlier (with a rowid, by this version or by 1.x) is used as it is.
-        self._sql_create = (
-            f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID'
-        )
         table = f'"{table_name}"'
-        self._sql_set = (
-            f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        # The key is the clustered primary key: faster reads and writes, a smaller file. A table created earlier
+        # (with a rowid, by this version or by 1.x) is used as it is.
+        self._sql_create = (
+            f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
         )
+        insert = f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO"
+        self._sql_set, self._sql_add = f"{insert} UPDATE SET value = excluded.value", f"{insert} NOTHING"
         self._sql_get = f"SELECT value FROM {table} WHERE key = ?"
-        self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
-        self._sql_add = f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
         self._sql_purge = f"DELETE FROM {table}"
+        self._sql_remove = f"{self._sql_purge} WHERE key = ?"
         self._closed = False
-        self._conn: Any = None  # sqlite3.Connection for sync calls
-        self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
-        self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
         self._forked = False  # this is a forked child that inherited open connections
         self._file_id = (0, 0)  # (device, inode) of the file the connections opened
         self._next_check = 0.0  # time.monotonic() after which a read looks at the path again
-        self._fresh_locks()
+        self._fresh_state()
         _fork_aware(self)
 
-    def _fresh_locks(self) -> None:
+    def _fresh_state(self) -> None:
+        self._conn: Any = None  # sqlite3.Connection for sync calls
+        self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
+        self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
         self._lock = threading.Lock()  # guards the sync connection
         self._mutex = threading.Lock()  # guards the two below
         self._pending: list[_Write] = []  # sync writes waiting for the next group
@@ -1944,7 +1923,7 @@ class PickleDBSQLite(PickleDBStore):
     def _execute(self, op: Any) -> Any:
         kind, sql, params = op
         if kind >= _COUNT:
-            return self._write(_Write(kind, sql, params))
+            return self._write(_Write(kind, sql, params, threading.Lock()))
         with self._lock:
             conn = self._open_locked()
             if _monotonic() >= self._next_check:
@@ -1955,14 +1934,12 @@ class PickleDBSQLite(PickleDBStore):
     def _write(self, write: _Write) -> Any:
         """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
 
-        The first thread to find no commit running commits every queued write;
-        the first of the others still queued then commits the next group. Each
-        lock is taken by C code in one step, so a signal handler's exception
-        cannot leave one held.
+        The first thread to find no commit running commits every queued write; the first of the others still queued
+        then commits the next group. Each lock is taken by C code in one step, so a signal handler's exception cannot
+        leave one held.
         """
         sqlite3 = _sqlite3()
         mutex, me = self._mutex, threading.get_ident()
-        write.waiter = threading.Lock()
         write.waiter.acquire()
         batch: list[_Write] = []
         results: list[Any] = []
@@ -2002,26 +1979,17 @@ class PickleDBSQLite(PickleDBStore):
             else:  # nothing was stored: the other writes go to the next group
                 self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
             raise
-        if write.error is not None:
-            raise write.error
-        return write.result
+        if isinstance(write.outcome, BaseException):
+            raise write.outcome
+        return write.outcome
 
-    def _finish_group(
-        self,
-        batch: list[_Write],
-        results: list[Any] | None,
-        error: BaseException | None,
-        requeue: Iterable[_Write] = (),
-    ) -> None:
+    def _finish_group(self, batch: list[_Write], results: Any, error: Any, requeue: Iterable[_Write] = ()) -> None:
         """Hand each write of `batch` its outcome (skipping those that have one), and pass the turn on."""
         with self._mutex:
             self._committing = 0
             for index, write in enumerate(batch):
                 if not write.done:
-                    result = results[index] if results else None
-                    failed = isinstance(result, BaseException)  # this write failed on its own
-                    write.result = None if failed else result
-                    write.error = result if failed else error
+                    write.outcome = error or (results[index] if results else None)
                     write.done = True
                     write.wake()
             self._pending[:0] = list(requeue)
@@ -2061,8 +2029,7 @@ class PickleDBSQLite(PickleDBStore):
     def _connect(self) -> Any:
         """Open the sync connection and prepare the file: WAL mode and the table."""
         sqlite3 = _sqlite3()
-        if self._file_id[1]:  # opened before: it must still be there
-            _same_file(self.location, self._file_id)
+        self._check_read()  # opened before: it must still be there
         try:
             conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as err:
@@ -2117,14 +2084,11 @@ class PickleDBSQLite(PickleDBStore):
             conn.execute("ROLLBACK")
         return conn
 
-    def _sync_connection(self) -> Any:
-        with self._lock:
-            return self._open_locked()
-
     def _connect_worker(self) -> Any:
         """Open a connection for a loop's thread (in that thread), once the file is prepared."""
         sqlite3 = _sqlite3()
-        self._sync_connection()
+        with self._lock:
+            self._open_locked()
         _same_file(self.location, self._file_id)
         conn, reader = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None), None
         try:
@@ -2156,8 +2120,8 @@ class PickleDBSQLite(PickleDBStore):
     def _release_idle(self) -> None:
         """Close the sync connection once every loop's thread has ended, so that SQLite frees their descriptors.
 
-        It keeps them until no connection of this process holds a lock on the
-        file, and an idle one in WAL mode does. The next sync call reopens it.
+        SQLite keeps them while a connection of this process, such as an idle one in WAL mode, holds a lock on the
+        file. The next sync call reopens it.
         """
         with self._lock:
             if not self._closed and all(worker.closed.done() for worker in self._aconns.values()):
@@ -2186,15 +2150,11 @@ class PickleDBSQLite(PickleDBStore):
     def _after_fork(self) -> None:
         """In a forked child: abandon what the parent opened, and start afresh."""
         workers = (*self._aconns.values(), *self._stopping)
-        inherited = [self._conn] + [conn for worker in workers for conn in (worker.conn, worker.reader)]
-        for conn in inherited:
+        for conn in [self._conn] + [conn for worker in workers for conn in (worker.conn, worker.reader)]:
             if conn is not None:
                 _abandon(conn)
                 self._forked = True
-        self._conn = None
-        self._aconns = {}
-        self._stopping = []
-        self._fresh_locks()
+        self._fresh_state()
 
 
 # --- PickleDBRedis ----------------------------------------------------------
