@@ -1588,13 +1588,12 @@ class _Write:
 def _commit_group(
     conn: Any, group: list[_Write], results: list[Any], reached: list[bool], check: Callable[[], None]
 ) -> list[Any]:
-    """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`; return it.
+    """Run `group` as one transaction on `conn`; append each write's result to `results`; return it.
 
     A write that fails on its own (a value too big, a constraint, an update's function) is undone and its exception
-    is its result; the others commit. `check()` runs just before the commit. On an exception the transaction is
-    rolled back and it propagates; `reached[0]` then tells whether COMMIT was sent, i.e. the group was stored.
+    is its result. `check()` runs before COMMIT. On an exception the group is rolled back and it propagates;
+    `reached[0]` then tells whether COMMIT was sent (the group is stored).
     """
-    sqlite3 = _sqlite3()
     try:
         if len(group) == 1 and group[0].kind == _COUNT:  # alone: one autocommit statement
             check()
@@ -1607,16 +1606,13 @@ def _commit_group(
             try:
                 if steps:
                     conn.execute("SAVEPOINT w")
-                if write.kind == _FN:
-                    result = write.sql(conn)
-                else:
-                    run = conn.executemany if write.kind == _MANY else conn.execute
-                    result = run(write.sql, write.params).rowcount
+                run = conn.executemany if steps else conn.execute
+                result = write.sql(conn) if write.kind == _FN else run(write.sql, write.params).rowcount
                 if steps:
                     conn.execute("RELEASE w")
             except Exception as err:
                 # An update's function may raise anything; otherwise not an exception of a signal handler.
-                failed = write.kind == _FN or isinstance(err, (sqlite3.Error, OverflowError))
+                failed = write.kind == _FN or isinstance(err, (_sqlite3().Error, OverflowError))
                 if not failed or not conn.in_transaction:  # SQLite ended the transaction: the group failed
                     raise
                 if steps:
@@ -1630,10 +1626,8 @@ def _commit_group(
     except BaseException:
         if conn.in_transaction:
             reached[0] = False
-            try:
+            with contextlib.suppress(Exception):  # the connection is unusable; the first error is the one to report
                 conn.execute("ROLLBACK")
-            except Exception:  # the connection is unusable; the first error is the one to report
-                pass
         raise
     return results
 
@@ -1662,15 +1656,11 @@ def _abandon(obj: Any) -> None:
 
 
 def _hold_shared_lock(path: str) -> None:
-    """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits.
-
-    A forked child's new connections take no OS lock of their own (SQLite counts the abandoned ones), so another
-    process's last close would delete the WAL under them; this lock makes that close see this process. Its
-    descriptor is never closed: that would drop SQLite's locks too.
-    """
-    if os.name != "posix":  # pragma: no cover - fork() is POSIX
+    """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits."""
+    # A forked child's new connections take no OS lock (SQLite counts the abandoned ones), so another process's last
+    # close would delete the WAL under them; this lock makes it see this one. Closing it would drop SQLite's locks.
+    if fcntl is None:  # pragma: no cover - fork() is POSIX
         return
-    assert fcntl is not None
     fd = os.open(path, os.O_RDONLY)
     fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0x40000000 + 2, os.SEEK_SET)  # PENDING_BYTE + 2: SHARED_FIRST
     _ABANDONED.append(fd)
@@ -1679,9 +1669,8 @@ def _hold_shared_lock(path: str) -> None:
 class _Worker:
     """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
 
-    It calls `function(connection)`, then has the loop call `deliver(result, error)`; a queued job runs whole.
-    `pending` (the writes for the next group) and `busy` (one runs) belong to the loop; `reader` is the loop's
-    connection for point reads; `closed` is set once both are closed.
+    It calls `function(connection)`, then has the loop call `deliver(result, error)`. `pending` and `busy` belong to
+    the loop; `reader` is the loop's connection for point reads; `closed` is set once both are closed.
     """
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
@@ -1692,8 +1681,8 @@ class _Worker:
         self.lock = threading.Lock()  # guards `stopped` and `reader`
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
         self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.pending: list[_Write] = []
-        self.busy = False
+        self.pending: list[_Write] = []  # the writes for the next group
+        self.busy = False  # a group is running
         self.check: Callable[[], None] = lambda: None  # raises if the file is no longer at its path
         self._connect: Callable[[], Any] | None = connect
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
@@ -1705,16 +1694,12 @@ class _Worker:
                 raise self.stopped
             self.jobs.put((deliver, function))
 
-    def write(self, write: _Write) -> None:
-        """Queue `write` for the next group; send a group at once if none is running (on the loop)."""
-        self.pending.append(write)
-        if not self.busy:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send every queued write to the thread as one group (on the loop)."""
-        group, self.pending = self.pending, []
-        self.busy = True
+    def write(self, *writes: _Write) -> None:
+        """Queue `writes`, and send the queued ones to the thread as one group unless one is running (on the loop)."""
+        self.pending.extend(writes)
+        if self.busy or not self.pending:
+            return
+        group, self.pending, self.busy = self.pending, [], True
         try:
             self.submit(
                 functools.partial(self.group_done, group),
@@ -1727,16 +1712,12 @@ class _Worker:
         self.busy = False
         for index, write in enumerate(group):
             _settle(write.waiter, None if error else results[index], error)
-        if self.pending:
-            self.flush()
+        self.write()
 
     def read(self, sql: str, params: Any) -> Any:
-        """Run a point read on the loop thread and return its rows; None if it must go to the thread.
-
-        A lookup by primary key costs less than decoding its value, far less than a round trip through the thread.
-        The reader never waits for a lock (busy timeout 0): whenever SQLite cannot answer at once, or fails, the
-        read goes to the thread, which waits or reports the error.
-        """
+        """Run a point read on the loop thread and return its rows; None if it must go to the thread."""
+        # Cheaper than a round trip. The reader never waits for a lock (busy timeout 0): a read SQLite cannot answer
+        # at once, or that fails, goes to the thread, which waits or reports the error.
         with self.lock:
             if self.reader is None:
                 return None
@@ -1934,27 +1915,21 @@ class PickleDBSQLite(PickleDBStore):
     def _write(self, write: _Write) -> Any:
         """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
 
-        The first thread to find no commit running commits every queued write; the first of the others still queued
-        then commits the next group. Each lock is taken by C code in one step, so a signal handler's exception cannot
-        leave one held.
+        The first thread to find no commit running commits every queued write, and so on. Each lock is taken by C code
+        in one step, so a signal handler's exception cannot leave one held.
         """
-        sqlite3 = _sqlite3()
         mutex, me = self._mutex, threading.get_ident()
-        write.waiter.acquire()
         batch: list[_Write] = []
         results: list[Any] = []
         reached = [False]
         try:
             with mutex:
                 self._pending.append(write)
-                # A commit marked as this thread's own was abandoned by an interruption: take over.
-                if self._committing in (0, me):
-                    self._committing = me
-                    batch, self._pending = self._pending, []
             while not batch and not write.done:  # wait for the outcome, or for this thread's turn
-                write.waiter.acquire()
+                write.waiter.acquire()  # unlocked at first; then locked until wake()
                 with mutex:
-                    if not write.done and self._committing == 0:
+                    # A commit marked as this thread's own was abandoned by an interruption: take over.
+                    if not write.done and self._committing in (0, me):
                         self._committing = me
                         batch, self._pending = self._pending, []
             if batch:
@@ -1963,7 +1938,7 @@ class PickleDBSQLite(PickleDBStore):
                     check = functools.partial(_same_file, self.location, self._file_id)
                     _commit_group(conn, batch, results, reached, check)
                 self._finish_group(batch, results, None)
-        except (sqlite3.Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
+        except (_sqlite3().Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
             if not batch:
                 raise
             self._finish_group(batch, None, err)
@@ -2118,11 +2093,8 @@ class PickleDBSQLite(PickleDBStore):
         return worker
 
     def _release_idle(self) -> None:
-        """Close the sync connection once every loop's thread has ended, so that SQLite frees their descriptors.
-
-        SQLite keeps them while a connection of this process, such as an idle one in WAL mode, holds a lock on the
-        file. The next sync call reopens it.
-        """
+        """Close the sync connection once every loop's thread has ended; the next sync call reopens it."""
+        # SQLite frees their descriptors only once no connection of this process locks the file, as an idle one does.
         with self._lock:
             if not self._closed and all(worker.closed.done() for worker in self._aconns.values()):
                 self._aconns.clear()
