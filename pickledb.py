@@ -1544,12 +1544,10 @@ def _sqlite3() -> Any:
 
 def _shaped(kind: int, params: Any, rows: list[Any]) -> Any:
     """The result of a read of `kind` that returned `rows`."""
-    if kind == _ROW:
+    if kind in (_ROW, _ONE):
         return rows[0][0] if rows else None
     if kind == _KEYS:
         return [row[0] for row in rows]
-    if kind == _ONE:
-        return rows[0][0]
     return rows, (rows[-1][0] if len(rows) == params[-1] else None)  # _PAGE: the pairs, and the last key
 
 
@@ -1683,8 +1681,7 @@ class _Worker:
         self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.pending: list[_Write] = []  # the writes for the next group
         self.busy = False  # a group is running
-        self.check: Callable[[], None] = lambda: None  # raises if the file is no longer at its path
-        self._connect: Callable[[], Any] | None = connect
+        self._connect = connect  # returns (conn, reader, check): check() raises if the file is no longer at its path
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
         self.thread.start()
 
@@ -1734,15 +1731,13 @@ class _Worker:
                 self.jobs.put(None)
 
     def _main(self) -> None:
-        connect, self._connect = self._connect, None  # the local is deleted below: it holds the store
         try:
-            assert connect is not None
-            self.conn, reader, self.check = connect()
+            self.conn, reader, self.check = self._connect()
             with self.lock:
                 self.reader = reader
         except BaseException as err:  # every queued and later call gets this error
             self.stop(err)
-        del connect
+        del self._connect  # it holds the store
         while True:
             try:
                 item = self.jobs.get(timeout=1.0)
@@ -1788,13 +1783,11 @@ class PickleDBSQLite(PickleDBStore):
         (else ValueError, before any SQL runs). A new table is created WITHOUT ROWID.
     durable: True commits with synchronous=FULL (a write that returned survives a power loss); False with NORMAL
         (faster, never corrupt, but the last writes before a power loss may be lost).
-    timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError ("database is
-        locked").
+    timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError.
 
-    Values are orjson-encoded BLOBs; every write is committed before the call returns, and writes that arrive during
-    a commit share the next one (group commit). Connections open lazily: one for sync calls, and one per event loop,
-    owned by its own thread (awaited point reads run on the loop, through a connection that never waits). Call
-    close(), or use `with`. Every method is awaitable when called from async code.
+    Every write is committed before the call returns; writes that arrive during a commit share the next one. One
+    connection serves sync calls, and one per event loop in a thread of its own. Call close(), or use `with`. Every
+    method is awaitable when called from async code.
     """
 
     def __init__(
@@ -1828,10 +1821,17 @@ class PickleDBSQLite(PickleDBStore):
             f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
         )
         insert = f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO"
-        self._sql_set, self._sql_add = f"{insert} UPDATE SET value = excluded.value", f"{insert} NOTHING"
-        self._sql_get = f"SELECT value FROM {table} WHERE key = ?"
-        self._sql_purge = f"DELETE FROM {table}"
-        self._sql_remove = f"{self._sql_purge} WHERE key = ?"
+        self._sql_set = set_ = f"{insert} UPDATE SET value = excluded.value"
+        self._sql_get = get = f"SELECT value FROM {table} WHERE key = ?"
+        add, purge = f"{insert} NOTHING", f"DELETE FROM {table}"
+        remove = f"{purge} WHERE key = ?"
+        # The operations of one statement, each its (kind, sql, params); none holds the store, so it can be collected.
+        self._op_set = lambda key, raw: (_COUNT, set_, (key, raw))
+        self._op_get = lambda key: (_ROW, get, (key,))
+        self._op_remove = lambda key: (_COUNT, remove, (key,))
+        self._op_purge = lambda: (_COUNT, purge, ())
+        self._op_set_many = lambda rows: (_MANY, set_, rows)
+        self._op_add = lambda key, raw: (_COUNT, add, (key, raw))
         self._closed = False
         self._forked = False  # this is a forked child that inherited open connections
         self._file_id = (0, 0)  # (device, inode) of the file the connections opened
@@ -1856,16 +1856,7 @@ class PickleDBSQLite(PickleDBStore):
         """The absolute path of the SQLite file: another name for `location`."""
         return self.location
 
-    # -- the operations: each is its SQL; PickleDBStore runs it --
-
-    def _op_set(self, key: str, raw: bytes) -> Any:
-        return _COUNT, self._sql_set, (key, raw)
-
-    def _op_get(self, key: str) -> Any:
-        return _ROW, self._sql_get, (key,)
-
-    def _op_remove(self, key: str) -> Any:
-        return _COUNT, self._sql_remove, (key,)
+    # -- the other operations: each is its SQL; PickleDBStore runs it --
 
     def _op_keys(self, prefix: str | None) -> Any:
         return self._select(_KEYS, "key", prefix, None, " ORDER BY key")
@@ -1875,15 +1866,6 @@ class PickleDBSQLite(PickleDBStore):
 
     def _op_page(self, prefix: str | None, after: str | None, limit: int) -> Any:
         return self._select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", limit)
-
-    def _op_purge(self) -> Any:
-        return _COUNT, self._sql_purge, ()
-
-    def _op_set_many(self, rows: list[tuple[str, bytes]]) -> Any:
-        return _MANY, self._sql_set, rows
-
-    def _op_add(self, key: str, raw: bytes) -> Any:
-        return _COUNT, self._sql_add, (key, raw)
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Any:
         def apply(conn: Any) -> Any:
