@@ -1531,8 +1531,7 @@ async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
 # primary key (see _Worker.read), _KEYS a column, _ONE a number, _PAGE a page's pairs. Writes: _COUNT a statement
 # (its row count), _MANY a statement over many rows, _FN a function of the connection (in the write's transaction).
 _ROW, _KEYS, _ONE, _PAGE, _COUNT, _MANY, _FN = range(7)
-# The size a -wal file is cut back to when SQLite starts it over (once no reader holds old pages).
-_WAL_LIMIT = 4 * 1024 * 1024
+_WAL_LIMIT = 4 * 1024 * 1024  # SQLite cuts a -wal file back to this size as it starts it over (no reader holds it)
 
 
 def _sqlite3() -> Any:
@@ -1588,9 +1587,8 @@ def _commit_group(
 ) -> list[Any]:
     """Run `group` as one transaction on `conn`; append each write's result to `results`; return it.
 
-    A write that fails on its own (a value too big, a constraint, an update's function) is undone and its exception
-    is its result. `check()` runs before COMMIT. On an exception the group is rolled back and it propagates;
-    `reached[0]` then tells whether COMMIT was sent (the group is stored).
+    A write that fails on its own (too big, a constraint, an update's function) is undone, its exception its result.
+    `check()` runs before COMMIT; on an exception the group is rolled back and `reached[0]` tells if COMMIT was sent.
     """
     try:
         if len(group) == 1 and group[0].kind == _COUNT:  # alone: one autocommit statement
@@ -1643,8 +1641,7 @@ def _same_file(path: str, file_id: tuple[int, int]) -> None:
     raise FileNotFoundError(errno.ENOENT, message, path)
 
 
-# Objects inherited through fork() that must never be finalized in the child.
-_ABANDONED = []  # type: list[Any]
+_ABANDONED: list[Any] = []  # objects inherited through fork() that must never be finalized in the child
 
 
 def _abandon(obj: Any) -> None:
@@ -1667,19 +1664,18 @@ def _hold_shared_lock(path: str) -> None:
 class _Worker:
     """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
 
-    It calls `function(connection)`, then has the loop call `deliver(result, error)`. `pending` and `busy` belong to
-    the loop; `reader` is the loop's connection for point reads; `closed` is set once both are closed.
+    It calls `function(connection)`, then has the loop call `deliver(result, error)`; `closed` is set once it ends.
     """
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
         self.loop = loop
         self.conn: Any = None
-        self.reader: Any = None
+        self.reader: Any = None  # the loop's connection for point reads
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.lock = threading.Lock()  # guards `stopped` and `reader`
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
         self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.pending: list[_Write] = []  # the writes for the next group
+        self.pending: list[_Write] = []  # the writes for the next group (on the loop, as `busy`)
         self.busy = False  # a group is running
         self._connect = connect  # returns (conn, reader, check): check() raises if the file is no longer at its path
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
@@ -1732,9 +1728,7 @@ class _Worker:
 
     def _main(self) -> None:
         try:
-            self.conn, reader, self.check = self._connect()
-            with self.lock:
-                self.reader = reader
+            self.conn, self.reader, self.check = self._connect()
         except BaseException as err:  # every queued and later call gets this error
             self.stop(err)
         del self._connect  # it holds the store
@@ -1785,9 +1779,8 @@ class PickleDBSQLite(PickleDBStore):
         (faster, never corrupt, but the last writes before a power loss may be lost).
     timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError.
 
-    Every write is committed before the call returns; writes that arrive during a commit share the next one. One
-    connection serves sync calls, and one per event loop in a thread of its own. Call close(), or use `with`. Every
-    method is awaitable when called from async code.
+    Every write is committed before the call returns (those that arrive during a commit share the next one). Call
+    close(), or use `with`. Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -1815,8 +1808,7 @@ class PickleDBSQLite(PickleDBStore):
         self._timeout = min(timeout, 2_147_483)  # SQLite takes milliseconds as a C int, and 0 past that
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
         table = f'"{table_name}"'
-        # The key is the clustered primary key: faster reads and writes, a smaller file. A table created earlier
-        # (with a rowid, by this version or by 1.x) is used as it is.
+        # The key is the clustered primary key (faster, a smaller file); an older table with a rowid is used as it is.
         self._sql_create = (
             f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
         )
@@ -1895,11 +1887,9 @@ class PickleDBSQLite(PickleDBStore):
         return _shaped(kind, params, rows)
 
     def _write(self, write: _Write) -> Any:
-        """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
-
-        The first thread to find no commit running commits every queued write, and so on. Each lock is taken by C code
-        in one step, so a signal handler's exception cannot leave one held.
-        """
+        """Commit `write` with whatever other threads' writes queue up meanwhile; return its result."""
+        # The first thread to find no commit running commits every queued write. Each lock is taken by C code in one
+        # step, so a signal handler's exception cannot leave one held.
         mutex, me = self._mutex, threading.get_ident()
         batch: list[_Write] = []
         results: list[Any] = []
@@ -1916,9 +1906,7 @@ class PickleDBSQLite(PickleDBStore):
                         batch, self._pending = self._pending, []
             if batch:
                 with self._lock:
-                    conn = self._open_locked()
-                    check = functools.partial(_same_file, self.location, self._file_id)
-                    _commit_group(conn, batch, results, reached, check)
+                    _commit_group(self._open_locked(), batch, results, reached, self._check_read)
                 self._finish_group(batch, results, None)
         except (_sqlite3().Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
             if not batch:
