@@ -1582,20 +1582,18 @@ class _Write:
             self.waiter.release()
 
 
-def _commit_group(
-    conn: Any, group: list[_Write], results: list[Any], reached: list[bool], check: Callable[[], None]
-) -> list[Any]:
-    """Run `group` as one transaction on `conn`; append each write's result to `results`; return it.
+def _commit_group(conn: Any, group: list[_Write], reached: list[bool], check: Callable[[], None]) -> None:
+    """Run `group` as one transaction on `conn`, setting each write's outcome to its result.
 
-    A write that fails on its own (too big, a constraint, an update's function) is undone, its exception its result.
+    A write that fails on its own (too big, a constraint, an update's function) is undone, its exception its outcome.
     `check()` runs before COMMIT; on an exception the group is rolled back and `reached[0]` tells if COMMIT was sent.
     """
     try:
         if len(group) == 1 and group[0].kind == _COUNT:  # alone: one autocommit statement
             check()
             reached[0] = True
-            results.append(conn.execute(group[0].sql, group[0].params).rowcount)
-            return results
+            group[0].outcome = conn.execute(group[0].sql, group[0].params).rowcount
+            return
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
             steps = write.kind == _MANY  # a failed statement undoes its own changes, and an update writes once
@@ -1615,7 +1613,7 @@ def _commit_group(
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                 result = err
-            results.append(result)
+            write.outcome = result
         check()
         reached[0] = True
         conn.execute("COMMIT")
@@ -1625,7 +1623,6 @@ def _commit_group(
             with contextlib.suppress(Exception):  # the connection is unusable; the first error is the one to report
                 conn.execute("ROLLBACK")
         raise
-    return results
 
 
 def _same_file(path: str, file_id: tuple[int, int]) -> None:
@@ -1696,15 +1693,15 @@ class _Worker:
         try:
             self.submit(
                 functools.partial(self.group_done, group),
-                lambda conn: _commit_group(conn, group, [], [False], self.check),
+                lambda conn: _commit_group(conn, group, [False], self.check),
             )
         except BaseException as err:
             self.group_done(group, None, err)
 
-    def group_done(self, group: list[_Write], results: Any, error: BaseException | None) -> None:
+    def group_done(self, group: list[_Write], _: None, error: BaseException | None) -> None:
         self.busy = False
-        for index, write in enumerate(group):
-            _settle(write.waiter, None if error else results[index], error)
+        for write in group:
+            _settle(write.waiter, write.outcome, error)
         self.write()
 
     def read(self, sql: str, params: Any) -> Any:
@@ -1892,7 +1889,6 @@ class PickleDBSQLite(PickleDBStore):
         # step, so a signal handler's exception cannot leave one held.
         mutex, me = self._mutex, threading.get_ident()
         batch: list[_Write] = []
-        results: list[Any] = []
         reached = [False]
         try:
             with mutex:
@@ -1906,12 +1902,12 @@ class PickleDBSQLite(PickleDBStore):
                         batch, self._pending = self._pending, []
             if batch:
                 with self._lock:
-                    _commit_group(self._open_locked(), batch, results, reached, self._check_read)
-                self._finish_group(batch, results, None)
+                    _commit_group(self._open_locked(), batch, reached, self._check_read)
+                self._finish_group(batch, None)
         except (_sqlite3().Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
             if not batch:
                 raise
-            self._finish_group(batch, None, err)
+            self._finish_group(batch, err)
         except BaseException:  # interrupted (a signal handler, KeyboardInterrupt)
             if not batch:  # while waiting: withdraw the write, unless a commit took it already
                 with mutex:
@@ -1920,21 +1916,21 @@ class PickleDBSQLite(PickleDBStore):
                         if self._committing == 0 and self._pending:
                             self._pending[0].wake()  # it may have been this one's turn: pass it on
             elif reached[0]:  # the group was committed: its writes stand
-                self._finish_group(batch, results, None)
+                self._finish_group(batch, None)
             else:  # nothing was stored: the other writes go to the next group
-                self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
+                self._finish_group([write], None, requeue=[w for w in batch if w is not write])
             raise
         if isinstance(write.outcome, BaseException):
             raise write.outcome
         return write.outcome
 
-    def _finish_group(self, batch: list[_Write], results: Any, error: Any, requeue: Iterable[_Write] = ()) -> None:
-        """Hand each write of `batch` its outcome (skipping those that have one), and pass the turn on."""
+    def _finish_group(self, batch: list[_Write], error: Exception | None, requeue: Iterable[_Write] = ()) -> None:
+        """Mark each write of `batch` done (failed with `error` if one is given), and pass the turn on."""
         with self._mutex:
             self._committing = 0
-            for index, write in enumerate(batch):
+            for write in batch:
                 if not write.done:
-                    write.outcome = error or (results[index] if results else None)
+                    write.outcome = error or write.outcome
                     write.done = True
                     write.wake()
             self._pending[:0] = list(requeue)
