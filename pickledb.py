@@ -1659,10 +1659,7 @@ def _hold_shared_lock(path: str) -> None:
 
 
 class _Worker:
-    """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
-
-    It calls `function(connection)`, then has the loop call `deliver(result, error)`; `closed` is set once it ends.
-    """
+    """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order."""
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
         self.loop = loop
@@ -1671,7 +1668,7 @@ class _Worker:
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.lock = threading.Lock()  # guards `stopped` and `reader`
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
-        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()  # set once the thread ends
         self.pending: list[_Write] = []  # the writes for the next group (on the loop, as `busy`)
         self.busy = False  # a group is running
         self._connect = connect  # returns (conn, reader, check): check() raises if the file is no longer at its path
@@ -1679,6 +1676,7 @@ class _Worker:
         self.thread.start()
 
     def submit(self, deliver: Callable[[Any, BaseException | None], None], function: Callable[[Any], Any]) -> None:
+        """Queue a job: the thread calls function(connection), then has the loop call deliver(result, error)."""
         with self.lock:
             if self.stopped is not None:
                 raise self.stopped
@@ -1706,8 +1704,7 @@ class _Worker:
 
     def read(self, sql: str, params: Any) -> Any:
         """Run a point read on the loop thread and return its rows; None if it must go to the thread."""
-        # Cheaper than a round trip. The reader never waits for a lock (busy timeout 0): a read SQLite cannot answer
-        # at once, or that fails, goes to the thread, which waits or reports the error.
+        # Cheaper than a round trip; the reader never waits (busy timeout 0): what it cannot answer goes to the thread.
         with self.lock:
             if self.reader is None:
                 return None
@@ -1814,13 +1811,21 @@ class PickleDBSQLite(PickleDBStore):
         self._sql_get = get = f"SELECT value FROM {table} WHERE key = ?"
         add, purge = f"{insert} NOTHING", f"DELETE FROM {table}"
         remove = f"{purge} WHERE key = ?"
-        # The operations of one statement, each its (kind, sql, params); none holds the store, so it can be collected.
+
+        def select(kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
+            where, params = _key_range(prefix, after, "?")  # the keys that start with prefix: a primary key range
+            return kind, f"SELECT {what} FROM {table}{where}{end}", (*params, *more)
+
+        # The operations but update, each its (kind, sql, params); none holds the store, so that it can be collected.
         self._op_set = lambda key, raw: (_COUNT, set_, (key, raw))
         self._op_get = lambda key: (_ROW, get, (key,))
         self._op_remove = lambda key: (_COUNT, remove, (key,))
         self._op_purge = lambda: (_COUNT, purge, ())
         self._op_set_many = lambda rows: (_MANY, set_, rows)
         self._op_add = lambda key, raw: (_COUNT, add, (key, raw))
+        self._op_keys = lambda prefix: select(_KEYS, "key", prefix, None, " ORDER BY key")
+        self._op_count = lambda prefix: select(_ONE, "count(*)", prefix, None, "")
+        self._op_page = lambda prefix, after, n: select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", n)
         self._closed = False
         self._forked = False  # this is a forked child that inherited open connections
         self._file_id = (0, 0)  # (device, inode) of the file the connections opened
@@ -1845,17 +1850,6 @@ class PickleDBSQLite(PickleDBStore):
         """The absolute path of the SQLite file: another name for `location`."""
         return self.location
 
-    # -- the other operations: each is its SQL; PickleDBStore runs it --
-
-    def _op_keys(self, prefix: str | None) -> Any:
-        return self._select(_KEYS, "key", prefix, None, " ORDER BY key")
-
-    def _op_count(self, prefix: str | None) -> Any:
-        return self._select(_ONE, "count(*)", prefix, None, "")
-
-    def _op_page(self, prefix: str | None, after: str | None, limit: int) -> Any:
-        return self._select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", limit)
-
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Any:
         def apply(conn: Any) -> Any:
             row = conn.execute(self._sql_get, (key,)).fetchone()
@@ -1864,11 +1858,6 @@ class PickleDBSQLite(PickleDBStore):
             return new
 
         return _FN, apply, None
-
-    def _select(self, kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
-        """A read of `what` from the keys that start with prefix (and follow `after`): a range of the primary key."""
-        where, params = _key_range(prefix, after, "?")
-        return kind, f'SELECT {what} FROM "{self.table_name}"{where}{end}', (*params, *more)
 
     # -- running them: in this thread (a group commit for writes), or in the loop's thread --
 
@@ -1885,8 +1874,7 @@ class PickleDBSQLite(PickleDBStore):
 
     def _write(self, write: _Write) -> Any:
         """Commit `write` with whatever other threads' writes queue up meanwhile; return its result."""
-        # The first thread to find no commit running commits every queued write. Each lock is taken by C code in one
-        # step, so a signal handler's exception cannot leave one held.
+        # Each lock is taken by C code in one step, so a signal handler's exception cannot leave one held.
         mutex, me = self._mutex, threading.get_ident()
         batch: list[_Write] = []
         reached = [False]
@@ -2031,31 +2019,27 @@ class PickleDBSQLite(PickleDBStore):
         with self._lock:
             self._open_locked()
         _same_file(self.location, self._file_id)
-        conn, reader = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None), None
-        try:
+        with contextlib.ExitStack() as opened:  # closes them on an error
+            conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None)
+            opened.callback(conn.close)
             self._tune(conn)
             reader = sqlite3.connect(self.location, timeout=0, isolation_level=None, check_same_thread=False)
+            opened.callback(reader.close)
             _same_file(self.location, self._file_id)  # both opened the file the store has open
-        except BaseException:
-            for opened in (conn, reader):
-                if opened is not None:
-                    opened.close()
-            raise
+            opened.pop_all()
         return conn, reader, functools.partial(_same_file, self.location, self._file_id)
 
     def _worker(self, loop: Any) -> _Worker:
         """Return the thread that owns this loop's connection, starting it on first use."""
         worker = self._aconns.get(loop)
         if worker is None or worker.stopped is not None:  # first use, or its connecting failed
-            with self._lock:
+            with self._lock:  # only this loop's thread starts its worker, so none started meanwhile
                 if self._closed:
                     raise self._closed_error()
-                worker = self._aconns.get(loop)
-                if worker is None or worker.stopped is not None:
-                    for old in [old for old in self._aconns if old.is_closed()]:
-                        self._aconns.pop(old).stop(self._closed_error())
-                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
-                    worker.closed.add_done_callback(functools.partial(_release_idle, weakref.ref(self)))
+                for old in [old for old in self._aconns if old.is_closed()]:
+                    self._aconns.pop(old).stop(self._closed_error())
+                worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
+                worker.closed.add_done_callback(functools.partial(_release_idle, weakref.ref(self)))
         return worker
 
     def _release_idle(self) -> None:
