@@ -1676,7 +1676,7 @@ class _Worker:
         self.thread.start()
 
     def submit(self, deliver: Callable[[Any, BaseException | None], None], function: Callable[[Any], Any]) -> None:
-        """Queue a job: the thread calls function(connection), then has the loop call deliver(result, error)."""
+        """Queue a job, which runs whole: the thread calls function(conn), then the loop deliver(result, error)."""
         with self.lock:
             if self.stopped is not None:
                 raise self.stopped
@@ -1771,7 +1771,7 @@ class PickleDBSQLite(PickleDBStore):
         (else ValueError, before any SQL runs). A new table is created WITHOUT ROWID.
     durable: True commits with synchronous=FULL (a write that returned survives a power loss); False with NORMAL
         (faster, never corrupt, but the last writes before a power loss may be lost).
-    timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError.
+    timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError ("database is locked").
 
     Every write is committed before the call returns (those that arrive during a commit share the next one). Call
     close(), or use `with`. Every method is awaitable when called from async code.
@@ -1813,7 +1813,7 @@ class PickleDBSQLite(PickleDBStore):
         remove = f"{purge} WHERE key = ?"
 
         def select(kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
-            where, params = _key_range(prefix, after, "?")  # the keys that start with prefix: a primary key range
+            where, params = _key_range(prefix, after, "?")  # the keys with prefix (after `after`): a key range
             return kind, f"SELECT {what} FROM {table}{where}{end}", (*params, *more)
 
         # The operations but update, each its (kind, sql, params); none holds the store, so that it can be collected.
