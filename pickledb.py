@@ -1638,7 +1638,8 @@ def _same_file(path: str, file_id: tuple[int, int]) -> None:
     raise FileNotFoundError(errno.ENOENT, message, path)
 
 
-_ABANDONED: list[Any] = []  # objects inherited through fork() that must never be finalized in the child
+# Objects inherited through fork() that must never be finalized in the child (a type comment: help() shows no name).
+_ABANDONED = []  # type: list[Any]
 
 
 def _abandon(obj: Any) -> None:
