@@ -1441,14 +1441,11 @@ async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
 
 # --- PickleDBSQLite ---------------------------------------------------------
 
-# What an operation is, and how its result is read, the same in the sync and
-# async paths. Reads come first: _ROW is a lookup of one key by primary key
-# (see _Worker.read), _KEYS a column, _ONE a number, _PAGE the pairs of a page.
-# Writes: _COUNT a statement (its row count), _MANY a statement over many
-# rows, _FN a function of the connection (run in the write's transaction).
+# An operation is (kind, sql, params), run alike in the sync and async paths. Reads: _ROW one key's value by
+# primary key (see _Worker.read), _KEYS a column, _ONE a number, _PAGE a page's pairs. Writes: _COUNT a statement
+# (its row count), _MANY a statement over many rows, _FN a function of the connection (in the write's transaction).
 _ROW, _KEYS, _ONE, _PAGE, _COUNT, _MANY, _FN = range(7)
-# The size a -wal file is cut back to when SQLite starts it over (once no reader holds old pages).
-_WAL_LIMIT = 4 * 1024 * 1024
+_WAL_LIMIT = 4 * 1024 * 1024  # SQLite cuts a -wal file back to this size as it starts it over (no reader holds it)
 
 
 def _sqlite3() -> Any:
@@ -1460,12 +1457,10 @@ def _sqlite3() -> Any:
 
 def _shaped(kind: int, params: Any, rows: list[Any]) -> Any:
     """The result of a read of `kind` that returned `rows`."""
-    if kind == _ROW:
+    if kind in (_ROW, _ONE):
         return rows[0][0] if rows else None
     if kind == _KEYS:
         return [row[0] for row in rows]
-    if kind == _ONE:
-        return rows[0][0]
     return rows, (rows[-1][0] if len(rows) == params[-1] else None)  # _PAGE: the pairs, and the last key
 
 
@@ -1478,27 +1473,22 @@ def _set_wal(conn: Any, timeout: float) -> None:
                 conn.execute("PRAGMA journal_mode=WAL")
             return
         except _sqlite3().OperationalError as err:
-            # Two connections switching a new file to WAL at once: SQLite answers
-            # "locked" at once instead of waiting, so wait here.
+            # Two connections switching a new file to WAL at once: SQLite answers "locked" at once, so wait here.
             if "locked" not in str(err) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
 
 
 class _Write:
-    """One write call waiting for its group: (kind, sql, params) and, once done, its outcome."""
+    """One write call waiting for its group: (kind, sql, params) and, once `done`, its outcome (result or error)."""
 
-    __slots__ = ("kind", "sql", "params", "waiter", "done", "result", "error")
+    __slots__ = ("kind", "sql", "params", "waiter", "done", "outcome")
 
-    def __init__(self, kind: int, sql: Any, params: Any, waiter: Any = None) -> None:
-        self.kind = kind
-        self.sql = sql
-        self.params = params
-        # An async call's future; a sync call's lock, held until the call has to look again.
-        self.waiter = waiter
+    def __init__(self, kind: int, sql: Any, params: Any, waiter: Any) -> None:
+        self.kind, self.sql, self.params = kind, sql, params
+        self.waiter = waiter  # an async call's future; a sync call's lock, held until the call has to look again
         self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
+        self.outcome: Any = None
 
     def wake(self) -> None:
         """Let a sync caller waiting on its lock look again (the caller holds the group mutex)."""
@@ -1506,59 +1496,47 @@ class _Write:
             self.waiter.release()
 
 
-def _commit_group(
-    conn: Any, group: list[_Write], results: list[Any], reached: list[bool], check: Callable[[], None]
-) -> list[Any]:
-    """Run the writes of `group` as one transaction on `conn`; append each one's result to `results`; return it.
+def _commit_group(conn: Any, group: list[_Write], reached: list[bool], check: Callable[[], None]) -> None:
+    """Run `group` as one transaction on `conn`, setting each write's outcome to its result.
 
-    A write that fails on its own (a value too big, a constraint, an
-    update's function) is undone and its exception is its result; the
-    others commit. `check()` runs just before the commit. On an exception
-    the transaction is rolled back and it propagates; `reached[0]` then
-    tells whether COMMIT was sent, i.e. whether the group was stored.
+    A write that fails on its own (too big, a constraint, an update's function) is undone, its exception its outcome.
+    `check()` runs before COMMIT; on an exception the group is rolled back and `reached[0]` tells if COMMIT was sent.
     """
-    sqlite3 = _sqlite3()
     try:
         if len(group) == 1 and group[0].kind == _COUNT:  # alone: one autocommit statement
             check()
             reached[0] = True
-            results.append(conn.execute(group[0].sql, group[0].params).rowcount)
-            return results
+            group[0].outcome = conn.execute(group[0].sql, group[0].params).rowcount
+            return
         conn.execute("BEGIN IMMEDIATE")
         for write in group:
             steps = write.kind == _MANY  # a failed statement undoes its own changes, and an update writes once
             try:
                 if steps:
                     conn.execute("SAVEPOINT w")
-                if write.kind == _FN:
-                    result = write.sql(conn)
-                else:
-                    run = conn.executemany if write.kind == _MANY else conn.execute
-                    result = run(write.sql, write.params).rowcount
+                run = conn.executemany if steps else conn.execute
+                result = write.sql(conn) if write.kind == _FN else run(write.sql, write.params).rowcount
                 if steps:
                     conn.execute("RELEASE w")
             except Exception as err:
                 # An update's function may raise anything; otherwise not an exception of a signal handler.
-                failed = write.kind == _FN or isinstance(err, (sqlite3.Error, OverflowError))
+                failed = write.kind == _FN or isinstance(err, (_sqlite3().Error, OverflowError))
                 if not failed or not conn.in_transaction:  # SQLite ended the transaction: the group failed
                     raise
                 if steps:
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                 result = err
-            results.append(result)
+            write.outcome = result
         check()
         reached[0] = True
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             reached[0] = False
-            try:
+            with contextlib.suppress(Exception):  # the connection is unusable; the first error is the one to report
                 conn.execute("ROLLBACK")
-            except Exception:  # the connection is unusable; the first error is the one to report
-                pass
         raise
-    return results
 
 
 def _same_file(path: str, file_id: tuple[int, int]) -> None:
@@ -1574,7 +1552,7 @@ def _same_file(path: str, file_id: tuple[int, int]) -> None:
     raise FileNotFoundError(errno.ENOENT, message, path)
 
 
-# Objects inherited through fork() that must never be finalized in the child.
+# Objects inherited through fork() that must never be finalized in the child (a type comment: help() shows no name).
 _ABANDONED = []  # type: list[Any]
 
 
@@ -1585,87 +1563,64 @@ def _abandon(obj: Any) -> None:
 
 
 def _hold_shared_lock(path: str) -> None:
-    """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits.
-
-    A forked child's new connections take no OS lock of their own (SQLite
-    counts the abandoned ones), so another process's last close would delete
-    the WAL file under them; this lock makes that close see this process.
-    Its descriptor is never closed: that would drop SQLite's locks too.
-    """
-    if os.name != "posix":  # pragma: no cover - fork() is POSIX
+    """Hold a read lock on a byte of SQLite's SHARED range of `path` until this process exits."""
+    # A forked child's new connections take no OS lock (SQLite counts the abandoned ones), so another process's last
+    # close would delete the WAL under them; this lock makes it see this one. Closing it would drop SQLite's locks.
+    if fcntl is None:  # pragma: no cover - fork() is POSIX
         return
-    assert fcntl is not None
     fd = os.open(path, os.O_RDONLY)
     fcntl.lockf(fd, fcntl.LOCK_SH, 1, 0x40000000 + 2, os.SEEK_SET)  # PENDING_BYTE + 2: SHARED_FIRST
     _ABANDONED.append(fd)
 
 
 class _Worker:
-    """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order.
-
-    It calls `function(connection)`, then has the loop call `deliver(result,
-    error)`; a queued job runs whole. `pending` and `busy` (the writes for the
-    next group, and whether one runs) belong to the loop; `reader` is the
-    loop's connection for point reads; `closed` is set once both are closed.
-    """
+    """A thread owning one SQLite connection for one event loop: it runs (deliver, function) jobs in order."""
 
     def __init__(self, loop: Any, connect: Callable[[], Any]) -> None:
         self.loop = loop
         self.conn: Any = None
+        self.reader: Any = None  # the loop's connection for point reads
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards `stopped` and `reader`
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
-        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.pending: list[_Write] = []
-        self.busy = False
-        self.reader: Any = None  # the loop thread's own connection for point reads; see read()
-        self.read_lock = threading.Lock()
-        self.check: Callable[[], None] = lambda: None  # raises if the file is no longer at its path
-        self._connect: Callable[[], Any] | None = connect
+        self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()  # set once the thread ends
+        self.pending: list[_Write] = []  # the writes for the next group (on the loop, as `busy`)
+        self.busy = False  # a group is running
+        self._connect = connect  # returns (conn, reader, check): check() raises if the file is no longer at its path
         self.thread = threading.Thread(target=self._main, name="pickledb-sqlite", daemon=True)
         self.thread.start()
 
     def submit(self, deliver: Callable[[Any, BaseException | None], None], function: Callable[[Any], Any]) -> None:
+        """Queue a job, which runs whole: the thread calls function(conn), then the loop deliver(result, error)."""
         with self.lock:
             if self.stopped is not None:
                 raise self.stopped
             self.jobs.put((deliver, function))
 
-    def write(self, write: _Write) -> None:
-        """Queue `write` for the next group; send a group at once if none is running (on the loop)."""
-        self.pending.append(write)
-        if not self.busy:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send every queued write to the thread as one group (on the loop)."""
-        group, self.pending = self.pending, []
-        self.busy = True
+    def write(self, *writes: _Write) -> None:
+        """Queue `writes`, and send the queued ones to the thread as one group unless one is running (on the loop)."""
+        self.pending.extend(writes)
+        if self.busy or not self.pending:
+            return
+        group, self.pending, self.busy = self.pending, [], True
         try:
-            self.submit(functools.partial(self.group_done, group), lambda conn: self.commit(conn, group))
+            self.submit(
+                functools.partial(self.group_done, group),
+                lambda conn: _commit_group(conn, group, [False], self.check),
+            )
         except BaseException as err:
             self.group_done(group, None, err)
 
-    def commit(self, conn: Any, group: list[_Write]) -> list[Any]:
-        return _commit_group(conn, group, [], [False], self.check)
-
-    def group_done(self, group: list[_Write], results: Any, error: BaseException | None) -> None:
+    def group_done(self, group: list[_Write], _: None, error: BaseException | None) -> None:
         self.busy = False
-        for index, write in enumerate(group):
-            _settle(write.waiter, None if error else results[index], error)
-        if self.pending:
-            self.flush()
+        for write in group:
+            _settle(write.waiter, write.outcome, error)
+        self.write()
 
     def read(self, sql: str, params: Any) -> Any:
-        """Run a point read on the loop thread and return its rows; None if it must go to the thread.
-
-        A lookup of one key by primary key costs microseconds, less than the
-        decoding of its value (which runs on the loop anyway) and far less
-        than a round trip through the thread. The reader never waits for a
-        lock (busy timeout 0): whenever SQLite cannot answer at once, or
-        fails, the read goes to the thread, which waits or reports the error.
-        """
-        with self.read_lock:
+        """Run a point read on the loop thread and return its rows; None if it must go to the thread."""
+        # Cheaper than a round trip; the reader never waits (busy timeout 0): what it cannot answer goes to the thread.
+        with self.lock:
             if self.reader is None:
                 return None
             try:
@@ -1681,15 +1636,11 @@ class _Worker:
                 self.jobs.put(None)
 
     def _main(self) -> None:
-        connect, self._connect = self._connect, None
         try:
-            assert connect is not None
-            self.conn, reader, self.check = connect()
-            with self.read_lock:
-                self.reader = reader
+            self.conn, self.reader, self.check = self._connect()
         except BaseException as err:  # every queued and later call gets this error
             self.stop(err)
-        del connect
+        del self._connect  # it holds the store
         while True:
             try:
                 item = self.jobs.get(timeout=1.0)
@@ -1708,7 +1659,7 @@ class _Worker:
                     error = err
             _call_in_loop(self.loop, deliver, result, error)
             del item, deliver, function, result, error
-        with self.read_lock:
+        with self.lock:
             reader, self.reader = self.reader, None
         for conn in (reader, self.conn):
             if conn is not None:
@@ -1729,24 +1680,16 @@ class PickleDBSQLite(PickleDBStore):
 
     PickleDBSQLite(sqlite_path="pickledb.sqlite3", table_name="kv", *, durable=True, timeout=30.0)
 
-    sqlite_path: the SQLite file (str or os.PathLike), created on first use;
-        `~` is expanded and the path is made absolute at once (`location`,
-        also `path`).
-    table_name: the table of this store: letters, digits and underscores,
-        not starting with a digit or "sqlite_" (else ValueError, before any
-        SQL runs). A new table is created WITHOUT ROWID.
-    durable: True commits with synchronous=FULL (a write that returned
-        survives a power loss); False with NORMAL (faster, never corrupt,
-        but the last writes before a power loss may be lost).
-    timeout: seconds a write waits for another connection's lock before
-        sqlite3.OperationalError ("database is locked").
+    sqlite_path: the SQLite file (str or os.PathLike), created on first use; `~` is expanded and the path is made
+        absolute at once (`location`, also `path`).
+    table_name: the table of this store: letters, digits and underscores, not starting with a digit or "sqlite_"
+        (else ValueError, before any SQL runs). A new table is created WITHOUT ROWID.
+    durable: True commits with synchronous=FULL (a write that returned survives a power loss); False with NORMAL
+        (faster, never corrupt, but the last writes before a power loss may be lost).
+    timeout: seconds a write waits for another connection's lock before sqlite3.OperationalError ("database is locked").
 
-    Values are orjson-encoded BLOBs; every write is committed before the
-    call returns, and writes that arrive during a commit share the next one
-    (group commit). Connections open lazily: one for sync calls, and one per
-    event loop, owned by its own thread (awaited point reads run on the loop,
-    through a connection that never waits). Call close(), or use `with`.
-    Every method is awaitable when called from async code.
+    Every write is committed before the call returns (those that arrive during a commit share the next one). Call
+    close(), or use `with`. Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -1773,30 +1716,42 @@ class PickleDBSQLite(PickleDBStore):
         self.table_name = table_name
         self._timeout = min(timeout, 2_147_483)  # SQLite takes milliseconds as a C int, and 0 past that
         self._sql_synchronous = f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}"
-        # The key is the clustered primary key: faster reads and writes, a smaller file. A table
-        # created earlier (with a rowid, by this version or by 1.x) is used as it is.
-        self._sql_create = (
-            f'CREATE TABLE IF NOT EXISTS "{table_name}" (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID'
-        )
         table = f'"{table_name}"'
-        self._sql_set = (
-            f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        # The key is the clustered primary key (faster, a smaller file); an older table with a rowid is used as it is.
+        self._sql_create = (
+            f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
         )
-        self._sql_get = f"SELECT value FROM {table} WHERE key = ?"
-        self._sql_remove = f"DELETE FROM {table} WHERE key = ?"
-        self._sql_add = f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
-        self._sql_purge = f"DELETE FROM {table}"
+        insert = f"INSERT INTO {table} (key, value) VALUES (?, ?) ON CONFLICT (key) DO"
+        self._sql_set = set_ = f"{insert} UPDATE SET value = excluded.value"
+        self._sql_get = get = f"SELECT value FROM {table} WHERE key = ?"
+        add, purge = f"{insert} NOTHING", f"DELETE FROM {table}"
+        remove = f"{purge} WHERE key = ?"
+
+        def select(kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
+            where, params = _key_range(prefix, after, "?")  # the keys with prefix (after `after`): a key range
+            return kind, f"SELECT {what} FROM {table}{where}{end}", (*params, *more)
+
+        # The operations but update, each its (kind, sql, params); none holds the store, so that it can be collected.
+        self._op_set = lambda key, raw: (_COUNT, set_, (key, raw))
+        self._op_get = lambda key: (_ROW, get, (key,))
+        self._op_remove = lambda key: (_COUNT, remove, (key,))
+        self._op_purge = lambda: (_COUNT, purge, ())
+        self._op_set_many = lambda rows: (_MANY, set_, rows)
+        self._op_add = lambda key, raw: (_COUNT, add, (key, raw))
+        self._op_keys = lambda prefix: select(_KEYS, "key", prefix, None, " ORDER BY key")
+        self._op_count = lambda prefix: select(_ONE, "count(*)", prefix, None, "")
+        self._op_page = lambda prefix, after, n: select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", n)
         self._closed = False
-        self._conn: Any = None  # sqlite3.Connection for sync calls
-        self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
-        self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
         self._forked = False  # this is a forked child that inherited open connections
         self._file_id = (0, 0)  # (device, inode) of the file the connections opened
         self._next_check = 0.0  # time.monotonic() after which a read looks at the path again
-        self._fresh_locks()
+        self._fresh_state()
         _fork_aware(self)
 
-    def _fresh_locks(self) -> None:
+    def _fresh_state(self) -> None:
+        self._conn: Any = None  # sqlite3.Connection for sync calls
+        self._aconns: dict[Any, _Worker] = {}  # event loop -> the thread owning its connection
+        self._stopping: list[_Worker] = []  # stopped by close(), perhaps still closing
         self._lock = threading.Lock()  # guards the sync connection
         self._mutex = threading.Lock()  # guards the two below
         self._pending: list[_Write] = []  # sync writes waiting for the next group
@@ -1810,35 +1765,6 @@ class PickleDBSQLite(PickleDBStore):
         """The absolute path of the SQLite file: another name for `location`."""
         return self.location
 
-    # -- the operations: each is its SQL; PickleDBStore runs it --
-
-    def _op_set(self, key: str, raw: bytes) -> Any:
-        return _COUNT, self._sql_set, (key, raw)
-
-    def _op_get(self, key: str) -> Any:
-        return _ROW, self._sql_get, (key,)
-
-    def _op_remove(self, key: str) -> Any:
-        return _COUNT, self._sql_remove, (key,)
-
-    def _op_keys(self, prefix: str | None) -> Any:
-        return self._select(_KEYS, "key", prefix, None, " ORDER BY key")
-
-    def _op_count(self, prefix: str | None) -> Any:
-        return self._select(_ONE, "count(*)", prefix, None, "")
-
-    def _op_page(self, prefix: str | None, after: str | None, limit: int) -> Any:
-        return self._select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", limit)
-
-    def _op_purge(self) -> Any:
-        return _COUNT, self._sql_purge, ()
-
-    def _op_set_many(self, rows: list[tuple[str, bytes]]) -> Any:
-        return _MANY, self._sql_set, rows
-
-    def _op_add(self, key: str, raw: bytes) -> Any:
-        return _COUNT, self._sql_add, (key, raw)
-
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> Any:
         def apply(conn: Any) -> Any:
             row = conn.execute(self._sql_get, (key,)).fetchone()
@@ -1848,17 +1774,12 @@ class PickleDBSQLite(PickleDBStore):
 
         return _FN, apply, None
 
-    def _select(self, kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
-        """A read of `what` from the keys that start with prefix (and follow `after`): a range of the primary key."""
-        where, params = _key_range(prefix, after, "?")
-        return kind, f'SELECT {what} FROM "{self.table_name}"{where}{end}', (*params, *more)
-
     # -- running them: in this thread (a group commit for writes), or in the loop's thread --
 
     def _execute(self, op: Any) -> Any:
         kind, sql, params = op
         if kind >= _COUNT:
-            return self._write(_Write(kind, sql, params))
+            return self._write(_Write(kind, sql, params, threading.Lock()))
         with self._lock:
             conn = self._open_locked()
             if _monotonic() >= self._next_check:
@@ -1867,43 +1788,29 @@ class PickleDBSQLite(PickleDBStore):
         return _shaped(kind, params, rows)
 
     def _write(self, write: _Write) -> Any:
-        """Commit `write` with whatever other threads' writes queue up meanwhile; return its result.
-
-        The first thread to find no commit running commits every queued write;
-        the first of the others still queued then commits the next group. Each
-        lock is taken by C code in one step, so a signal handler's exception
-        cannot leave one held.
-        """
-        sqlite3 = _sqlite3()
+        """Commit `write` with whatever other threads' writes queue up meanwhile; return its result."""
+        # Each lock is taken by C code in one step, so a signal handler's exception cannot leave one held.
         mutex, me = self._mutex, threading.get_ident()
-        write.waiter = threading.Lock()
-        write.waiter.acquire()
         batch: list[_Write] = []
-        results: list[Any] = []
         reached = [False]
         try:
             with mutex:
                 self._pending.append(write)
-                # A commit marked as this thread's own was abandoned by an interruption: take over.
-                if self._committing in (0, me):
-                    self._committing = me
-                    batch, self._pending = self._pending, []
             while not batch and not write.done:  # wait for the outcome, or for this thread's turn
-                write.waiter.acquire()
+                write.waiter.acquire()  # unlocked at first; then locked until wake()
                 with mutex:
-                    if not write.done and self._committing == 0:
+                    # A commit marked as this thread's own was abandoned by an interruption: take over.
+                    if not write.done and self._committing in (0, me):
                         self._committing = me
                         batch, self._pending = self._pending, []
             if batch:
                 with self._lock:
-                    conn = self._open_locked()
-                    check = functools.partial(_same_file, self.location, self._file_id)
-                    _commit_group(conn, batch, results, reached, check)
-                self._finish_group(batch, results, None)
-        except (sqlite3.Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
+                    _commit_group(self._open_locked(), batch, reached, self._check_read)
+                self._finish_group(batch, None)
+        except (_sqlite3().Error, ValueError, FileNotFoundError) as err:  # a failed commit fails the whole group
             if not batch:
                 raise
-            self._finish_group(batch, None, err)
+            self._finish_group(batch, err)
         except BaseException:  # interrupted (a signal handler, KeyboardInterrupt)
             if not batch:  # while waiting: withdraw the write, unless a commit took it already
                 with mutex:
@@ -1912,30 +1819,21 @@ class PickleDBSQLite(PickleDBStore):
                         if self._committing == 0 and self._pending:
                             self._pending[0].wake()  # it may have been this one's turn: pass it on
             elif reached[0]:  # the group was committed: its writes stand
-                self._finish_group(batch, results, None)
+                self._finish_group(batch, None)
             else:  # nothing was stored: the other writes go to the next group
-                self._finish_group([write], None, None, requeue=[w for w in batch if w is not write])
+                self._finish_group([write], None, requeue=[w for w in batch if w is not write])
             raise
-        if write.error is not None:
-            raise write.error
-        return write.result
+        if isinstance(write.outcome, BaseException):
+            raise write.outcome
+        return write.outcome
 
-    def _finish_group(
-        self,
-        batch: list[_Write],
-        results: list[Any] | None,
-        error: BaseException | None,
-        requeue: Iterable[_Write] = (),
-    ) -> None:
-        """Hand each write of `batch` its outcome (skipping those that have one), and pass the turn on."""
+    def _finish_group(self, batch: list[_Write], error: Exception | None, requeue: Iterable[_Write] = ()) -> None:
+        """Mark each write of `batch` done (failed with `error` if one is given), and pass the turn on."""
         with self._mutex:
             self._committing = 0
-            for index, write in enumerate(batch):
+            for write in batch:
                 if not write.done:
-                    result = results[index] if results else None
-                    failed = isinstance(result, BaseException)  # this write failed on its own
-                    write.result = None if failed else result
-                    write.error = result if failed else error
+                    write.outcome = error or write.outcome
                     write.done = True
                     write.wake()
             self._pending[:0] = list(requeue)
@@ -1975,8 +1873,7 @@ class PickleDBSQLite(PickleDBStore):
     def _connect(self) -> Any:
         """Open the sync connection and prepare the file: WAL mode and the table."""
         sqlite3 = _sqlite3()
-        if self._file_id[1]:  # opened before: it must still be there
-            _same_file(self.location, self._file_id)
+        self._check_read()  # opened before: it must still be there
         try:
             conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as err:
@@ -2031,48 +1928,38 @@ class PickleDBSQLite(PickleDBStore):
             conn.execute("ROLLBACK")
         return conn
 
-    def _sync_connection(self) -> Any:
-        with self._lock:
-            return self._open_locked()
-
     def _connect_worker(self) -> Any:
         """Open a connection for a loop's thread (in that thread), once the file is prepared."""
         sqlite3 = _sqlite3()
-        self._sync_connection()
+        with self._lock:
+            self._open_locked()
         _same_file(self.location, self._file_id)
-        conn, reader = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None), None
-        try:
+        with contextlib.ExitStack() as opened:  # closes them on an error
+            conn = sqlite3.connect(self.location, timeout=self._timeout, isolation_level=None)
+            opened.callback(conn.close)
             self._tune(conn)
             reader = sqlite3.connect(self.location, timeout=0, isolation_level=None, check_same_thread=False)
+            opened.callback(reader.close)
             _same_file(self.location, self._file_id)  # both opened the file the store has open
-        except BaseException:
-            for opened in (conn, reader):
-                if opened is not None:
-                    opened.close()
-            raise
+            opened.pop_all()
         return conn, reader, functools.partial(_same_file, self.location, self._file_id)
 
     def _worker(self, loop: Any) -> _Worker:
         """Return the thread that owns this loop's connection, starting it on first use."""
         worker = self._aconns.get(loop)
         if worker is None or worker.stopped is not None:  # first use, or its connecting failed
-            with self._lock:
+            with self._lock:  # only this loop's thread starts its worker, so none started meanwhile
                 if self._closed:
                     raise self._closed_error()
-                worker = self._aconns.get(loop)
-                if worker is None or worker.stopped is not None:
-                    for old in [old for old in self._aconns if old.is_closed()]:
-                        self._aconns.pop(old).stop(self._closed_error())
-                    worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
-                    worker.closed.add_done_callback(functools.partial(_release_idle, weakref.ref(self)))
+                for old in [old for old in self._aconns if old.is_closed()]:
+                    self._aconns.pop(old).stop(self._closed_error())
+                worker = self._aconns[loop] = _Worker(loop, self._connect_worker)
+                worker.closed.add_done_callback(functools.partial(_release_idle, weakref.ref(self)))
         return worker
 
     def _release_idle(self) -> None:
-        """Close the sync connection once every loop's thread has ended, so that SQLite frees their descriptors.
-
-        It keeps them until no connection of this process holds a lock on the
-        file, and an idle one in WAL mode does. The next sync call reopens it.
-        """
+        """Close the sync connection once every loop's thread has ended; the next sync call reopens it."""
+        # SQLite frees their descriptors only once no connection of this process locks the file, as an idle one does.
         with self._lock:
             if not self._closed and all(worker.closed.done() for worker in self._aconns.values()):
                 self._aconns.clear()
@@ -2100,15 +1987,11 @@ class PickleDBSQLite(PickleDBStore):
     def _after_fork(self) -> None:
         """In a forked child: abandon what the parent opened, and start afresh."""
         workers = (*self._aconns.values(), *self._stopping)
-        inherited = [self._conn] + [conn for worker in workers for conn in (worker.conn, worker.reader)]
-        for conn in inherited:
+        for conn in [self._conn] + [conn for worker in workers for conn in (worker.conn, worker.reader)]:
             if conn is not None:
                 _abandon(conn)
                 self._forked = True
-        self._conn = None
-        self._aconns = {}
-        self._stopping = []
-        self._fresh_locks()
+        self._fresh_state()
 
 
 # --- PickleDBRedis ----------------------------------------------------------
