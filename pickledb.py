@@ -2564,10 +2564,11 @@ _POSTGRES_HINT = (
 # Keys sort by code point whatever the database's collation; json keeps each value's text as written
 # (jsonb would rewrite numbers: 1e16 would come back an int).
 _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
-# An operation yields statements, (SQL, parameters, what it is sent back: a kind of _shaped, or for _COUNT and
-# _MANY the rows changed), and returns its result; one in a transaction yields BEGIN and COMMIT itself.
-_PgOp = Generator[tuple[str, Any, int], Any, Any]
-_BEGIN, _COMMIT = ("BEGIN", (), _COUNT), ("COMMIT", (), _COUNT)
+# An operation is a statement, (what it gives: a kind of _shaped, or for _COUNT and _MANY the rows changed, SQL,
+# parameters), as SQLite's are; or it yields statements, is sent what each gives, and returns its result (one in a
+# transaction yields BEGIN and COMMIT itself).
+_PgOp = Generator[tuple[int, str, Any], Any, Any]
+_BEGIN, _COMMIT = (_COUNT, "BEGIN", ()), (_COUNT, "COMMIT", ())
 # (SQLSTATE prefix, the error raised, the fix it names), in order; then a ConnectionError or a RuntimeError.
 _POSTGRES_ERRORS = (
     ("28", PermissionError, "check the user and password"),
@@ -2579,8 +2580,16 @@ _POSTGRES_ERRORS = (
 )
 
 
-def _stmt(sql: str, params: Any, how: int) -> _PgOp:
-    return (yield (sql, params, how))
+def _statement(how: int, sql: str, params: Any) -> _PgOp:
+    return (yield (how, sql, params))
+
+
+def _text_row(key: str, raw: bytes = b"") -> tuple[str, str]:
+    """Return (key, the encoded value as text); TypeError if either holds a NUL, which PostgreSQL text cannot (a
+    json column keeps a \\u0000, but ->> and the other operators then refuse to read that value)."""
+    if "\x00" in key or (b"\\u0000" in raw and b"\\u0000" in raw.replace(b"\\\\", b"")):  # not "\\" + "u0000"
+        raise TypeError(f"cannot store key {_short(key)}: PostgreSQL text cannot hold a NUL character")
+    return key, raw.decode()
 
 
 def _ran(steps: Generator[Any, Any, Any]) -> Any:
@@ -2660,12 +2669,31 @@ class PickleDBPostgres(PickleDBStore):
         self.table_name, self._dsn, self._timeout, self._max = table_name, dsn, float(timeout), max_connections
         t = self._table = f'"{table_name}"'
         upsert = f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
-        self._sql_set, self._sql_add = upsert + "UPDATE SET value = excluded.value", upsert + "NOTHING RETURNING 1"
+        self._sql_set = set_ = upsert + "UPDATE SET value = excluded.value"
+        self._sql_add = add = upsert + "NOTHING RETURNING 1"
         self._sql_incr = upsert + (  # an int in range plus an int; anything else is updated by PickleDBStore's rules
             "UPDATE SET value = to_json(old.value::text::numeric + %s) WHERE old.value::text ~ '^-?[0-9]{1,20}$' AND "
             "old.value::text::numeric + %s BETWEEN -9223372036854775808 AND 9223372036854775807 RETURNING value::text"
         )
-        self._sql_get = f"SELECT value::text FROM {t} WHERE key = %s"
+        self._sql_get = get = f"SELECT value::text FROM {t} WHERE key = %s"
+        remove, purge = f"DELETE FROM {t} WHERE key = %s", f"DELETE FROM {t}"
+
+        def select(how: int, what: str, prefix: str | None, after: str | None, tail: str, *extra: Any) -> Any:
+            # A key range; no key holds a NUL (PostgreSQL text cannot), and psycopg could not send one.
+            where, params = _key_range(prefix, after, "%s") if "\x00" not in (prefix or "") else (" WHERE false", [])
+            return how, f"SELECT {what} FROM {t}{where}{tail}", [*params, *extra]
+
+        # The operations of one statement, as SQLite's: none holds the store, so that it can be collected.
+        self._op_set = lambda key, raw: (_COUNT, set_, _text_row(key, raw))
+        self._op_get = lambda key: (_ROW, get, _text_row(key)[:1])
+        self._op_remove = lambda key: (_COUNT, remove, _text_row(key)[:1])
+        self._op_add = lambda key, raw: (_ROW, add, _text_row(key, raw))
+        self._op_purge = lambda: (_COUNT, purge, ())
+        self._op_keys = lambda prefix: select(_KEYS, "key", prefix, None, " ORDER BY key")
+        self._op_count = lambda prefix: select(_ONE, "count(*)", prefix, None, "")
+        self._op_page = lambda prefix, after, n: select(
+            _PAGE, "key, value::text", prefix, after, " ORDER BY key LIMIT %s", n
+        )
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
@@ -2674,66 +2702,28 @@ class PickleDBPostgres(PickleDBStore):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r}, {self.table_name!r})"
 
-    # -- the operations: each is its statements; PickleDBStore runs them --
-
-    @staticmethod
-    def _row(key: str, raw: bytes = b"") -> tuple[str, str]:
-        """Return (key, the encoded value as text); TypeError if either holds a NUL, which PostgreSQL text cannot
-        (a json column keeps a \\u0000, but ->> and the other operators then refuse to read that value)."""
-        if "\x00" in key or (b"\\u0000" in raw and b"\\u0000" in raw.replace(b"\\\\", b"")):  # not "\\" + "u0000"
-            raise TypeError(f"cannot store key {_short(key)}: PostgreSQL text cannot hold a NUL character")
-        return key, raw.decode()
-
-    def _op_set(self, key: str, raw: bytes) -> _PgOp:
-        return _stmt(self._sql_set, self._row(key, raw), _COUNT)
-
-    def _op_get(self, key: str) -> _PgOp:
-        return _stmt(self._sql_get, self._row(key)[:1], _ROW)
-
-    def _op_remove(self, key: str) -> _PgOp:
-        return _stmt(f"DELETE FROM {self._table} WHERE key = %s", self._row(key)[:1], _COUNT)
-
-    def _op_add(self, key: str, raw: bytes) -> _PgOp:
-        return _stmt(self._sql_add, self._row(key, raw), _ROW)
-
-    def _op_purge(self) -> _PgOp:
-        return _stmt(f"DELETE FROM {self._table}", (), _COUNT)
+    # -- the operations of several statements --
 
     def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
-        texts = [self._row(key, raw) for key, raw in rows]
+        texts = [_text_row(key, raw) for key, raw in rows]
         yield _BEGIN
-        yield (self._sql_set, texts, _MANY)
+        yield (_MANY, self._sql_set, texts)
         yield _COMMIT
-
-    def _select(self, what: str, how: int, prefix: str | None, after: str | None, tail: str, *extra: Any) -> _PgOp:
-        """SELECT `what` of the keys that start with prefix (and sort after `after`), by a range of the key."""
-        # No key holds a NUL (PostgreSQL text cannot), and psycopg could not send one.
-        where, params = _key_range(prefix, after, "%s") if "\x00" not in (prefix or "") else (" WHERE false", [])
-        return _stmt(f"SELECT {what} FROM {self._table}{where}{tail}", [*params, *extra], how)
-
-    def _op_keys(self, prefix: str | None) -> _PgOp:
-        return self._select("key", _KEYS, prefix, None, " ORDER BY key")
-
-    def _op_count(self, prefix: str | None) -> _PgOp:
-        return self._select("count(*)", _ONE, prefix, None, "")
-
-    def _op_page(self, prefix: str | None, after: str | None, limit: int) -> _PgOp:
-        return self._select("key, value::text", _PAGE, prefix, after, " ORDER BY key LIMIT %s", limit)
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:
         yield _BEGIN
         while True:  # a missing key is inserted unless another client inserted it meanwhile: then read it again
-            old = yield (self._sql_get + " FOR UPDATE", self._row(key)[:1], _ROW)
+            old = yield (_ROW, self._sql_get + " FOR UPDATE", _text_row(key)[:1])
             raw, new = change(old)
-            row = self._row(key, raw)
-            update = (f"UPDATE {self._table} SET value = %s WHERE key = %s", row[::-1], _COUNT)
-            if (yield update if old is not None else (self._sql_add, row, _ROW)):
+            row = _text_row(key, raw)
+            update = (_COUNT, f"UPDATE {self._table} SET value = %s WHERE key = %s", row[::-1])
+            if (yield update if old is not None else (_ROW, self._sql_add, row)):
                 yield _COMMIT
                 return new
 
     def _op_incr(self, key: str, by: int | float) -> _PgOp:
         if type(by) is int and -_INT64 <= by < _INT64:  # else, or when the value is no int, by update's rules
-            raw = yield (self._sql_incr, (*self._row(key, orjson.dumps(by)), by, by), _ROW)
+            raw = yield (_ROW, self._sql_incr, (*_text_row(key, orjson.dumps(by)), by, by))
             if raw is not None:
                 return orjson.loads(raw)
         return (yield from super()._op_incr(key, by))
@@ -2741,16 +2731,16 @@ class PickleDBPostgres(PickleDBStore):
     def _prepare(self) -> _PgOp:
         """Create the table if it is missing (once, whoever else starts at once); refuse one of another shape."""
         yield _BEGIN
-        yield ("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pickledb {self.table_name}",), _COUNT)
+        yield (_COUNT, "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pickledb {self.table_name}",))
         found = yield (
+            _ONE,
             "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE attcollation WHEN 950 "
             "THEN ' COLLATE \"C\"' ELSE '' END, ', ' ORDER BY attnum) FROM pg_attribute "  # 950: the C collation
             "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
             (self._table,),
-            _ONE,
         )
         if found is None:
-            yield (f"CREATE TABLE {self._table} ({_POSTGRES_COLUMNS})", (), _COUNT)
+            yield (_COUNT, f"CREATE TABLE {self._table} ({_POSTGRES_COLUMNS})", ())
         elif found != 'key text COLLATE "C", value json':
             raise _other_table(self.location, self.table_name, found, _POSTGRES_COLUMNS)
         yield _COMMIT
@@ -2771,7 +2761,7 @@ class PickleDBPostgres(PickleDBStore):
         except _pg().psycopg.Error as err:
             raise self._error(err, began) from err
 
-    def _steps(self, pool: Any, op: _PgOp, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
+    def _steps(self, pool: Any, op: Any, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
         """A call as steps, each a call of psycopg's whose result (awaited in async code) is sent back.
 
         Without `conn`, it takes one of `pool` that the server has not closed (a restart closes every idle one).
@@ -2791,9 +2781,10 @@ class PickleDBPostgres(PickleDBStore):
                 conn = yield pool.putconn(conn)  # None
         conn.deadline = began + self._timeout
         try:
+            op = _statement(*op) if type(op) is tuple else op
             more, value = _advance(op, None, None)
             while more:
-                sql, params, how = value
+                how, sql, params = value
                 cur = conn.cursor()
                 yield cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
                 reply = cur.rowcount if how >= _COUNT else _shaped(how, params, (yield cur.fetchall()))
