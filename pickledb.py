@@ -1197,6 +1197,7 @@ class PickleDBStore:
     """
 
     location: str
+    table_name: str
     _timeout: float
     _closed = True  # until a subclass's __init__ has run
 
@@ -1344,6 +1345,9 @@ class PickleDBStore:
 
     def _closed_error(self) -> ValueError:
         return ValueError(f"{self!r} is closed; create a new instance to use the store again")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r}, {self.table_name!r})"  # Redis: its hash_name
 
     # -- closing --
 
@@ -1756,9 +1760,6 @@ class PickleDBSQLite(PickleDBStore):
         self._mutex = threading.Lock()  # guards the two below
         self._pending: list[_Write] = []  # sync writes waiting for the next group
         self._committing = 0  # the id of the thread committing a group on the sync connection
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.location!r}, {self.table_name!r})"
 
     @property
     def path(self) -> str:
@@ -2698,9 +2699,6 @@ class PickleDBPostgres(PickleDBStore):
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
         self._closed = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.location!r}, {self.table_name!r})"
 
     # -- the operations of several statements --
 
