@@ -2236,12 +2236,14 @@ def _advance(op: _Steps, reply: Any, error: Exception | None) -> tuple[bool, Any
         return False, done.value
 
 
-def _queued(client: Any, commands: list[Any]) -> Any:
-    """A MULTI/EXEC pipeline of `client` with `commands` queued: its execute() sends them as one transaction."""
+def _sent(client: Any, command: Any) -> Any:
+    """Send one command with `client`, or a list of them as one MULTI/EXEC transaction (awaitable if it is async)."""
+    if type(command) is not list:
+        return client.execute_command(*command)
     pipe = client.pipeline(transaction=True)
-    for command in commands:
-        pipe.execute_command(*command)
-    return pipe
+    for each in command:
+        pipe.execute_command(*each)
+    return pipe.execute()
 
 
 def _redis() -> Any:
@@ -2251,14 +2253,6 @@ def _redis() -> Any:
     except ImportError as err:
         raise ImportError(_REDIS_HINT) from err
     return redis
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
@@ -2274,8 +2268,8 @@ def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *ar
 
 
 def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
-    """Close an asyncio client from outside its loop: another thread's running loop, or an idle one."""
-    if not loop.is_running():  # an idle loop that is still open: run it for this one task
+    """Close an asyncio client from a thread of its own: on its loop running elsewhere, or on its idle one here."""
+    if not loop.is_running():
         loop.run_until_complete(closer.aclose())
         return
     future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
@@ -2289,8 +2283,8 @@ def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> Non
 
 
 def _closed_task(client: Any, done: concurrent.futures.Future[None], task: Any) -> None:
-    """Set `done` once the task closing `client` ended; one stopped partway or never started drops its sockets."""
-    if task.cancelled() or task.exception() is not None:
+    """Set `done` for the task closing `client`; if it did not finish its work (or never will), drop the sockets."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
         _drop_transports(client)
     done.set_result(None)
 
@@ -2300,34 +2294,24 @@ def _masked_url(url: str) -> str:
     if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
         return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     scheme, rest = url.split("://", 1)
-    end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
-    start = rest.rfind("@", 0, end) + 1  # a password may hold a '/'
-    cut = min((i for i in (rest.find(c, start) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, rest = rest[:cut], rest[cut:]
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    at = max(rest.partition("?")[0].partition("#")[0].rfind("@"), 0)  # user:password@ (a password may hold a '/')
+    if (colon := rest.find(":", 0, at)) >= 0:
+        rest = f"{rest[:colon]}:***{rest[at:]}"
     rest, hash_sign, fragment = rest.partition("#")
     path, question, query = rest.partition("?")
-    if query:
-        pairs = [pair.partition("=") for pair in query.split("&")]
-        query = "&".join(
-            f"{name}{equals}***" if urllib.parse.unquote_plus(name).lower() == "password" else f"{name}{equals}{value}"
-            for name, equals, value in pairs
-        )
-    return f"{scheme}://{netloc}{path}{question}{query}{hash_sign}{fragment}"
+    query = "&".join(
+        f"{name}{equals}{'***' if urllib.parse.unquote_plus(name).lower() == 'password' else value}"
+        for name, equals, value in (pair.partition("=") for pair in query.split("&"))
+    )
+    return f"{scheme}://{path}{question}{query}{hash_sign}{fragment}"
 
 
 def _drop_transports(client: Any) -> None:
-    """Close the sockets of an asyncio client that cannot run its own aclose().
+    """Close the sockets of an asyncio client whose loop cannot run its aclose() (closed, or that close cancelled).
 
-    Its event loop is closed, or the task closing it was cancelled. redis-py
-    (7.0 to 8.1) closes connections only through coroutines that need that
-    loop, and asyncio closes a transport's socket only in a later step of its
-    loop, so this one helper reads their private fields: the connections of
-    the client's pools, and each one's transport and its socket. They are
-    closed directly, so that nothing leaks and nothing warns later.
+    redis-py (7.0 to 8.1) closes connections only in coroutines of that loop, and asyncio closes a transport's socket
+    only in a later step of it, so this one helper reads their private fields (the pools' connections, each one's
+    transport and socket) and closes them directly: nothing leaks, nothing warns later.
     """
     if hasattr(client, "get_nodes"):
         connections = [conn for node in client.get_nodes() for conn in getattr(node, "_connections", ())]
@@ -2335,46 +2319,34 @@ def _drop_transports(client: Any) -> None:
         pool = client.connection_pool
         connections = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
     for conn in connections:
-        writer = getattr(conn, "_writer", None)
-        if writer is None:
+        if (writer := getattr(conn, "_writer", None)) is None:
             continue
-        transport = writer.transport
-        try:
-            transport.close()  # on an open loop the socket closes in its next step; on a closed one ...
-        except RuntimeError:  # ... it marks it closing, then fails to schedule the rest
-            pass
-        lost = getattr(transport, "_call_connection_lost", None)  # asyncio's own final step: closes the socket
-        loop = getattr(transport, "_loop", None)
-        if lost is not None and getattr(transport, "_sock", None) is not None and (loop is None or loop.is_closed()):
-            try:
-                lost(None)
-            except Exception:  # pragma: no cover - the socket is closed before this can raise
-                pass
+        transport, loop = writer.transport, getattr(writer.transport, "_loop", None)
+        with contextlib.suppress(RuntimeError):  # on a closed loop it marks it closing, then fails to schedule the rest
+            transport.close()  # on an open loop the socket closes in its next step
+        if getattr(transport, "_sock", None) is not None and (loop is None or loop.is_closed()):
+            with contextlib.suppress(Exception):
+                transport._call_connection_lost(None)  # asyncio's own final step: closes the socket
         conn._reader = conn._writer = None
 
 
 class PickleDBRedis(PickleDBStore):
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
-    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0,
-                  max_connections=100)
+    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0, max_connections=100)
 
-    url: redis://, rediss:// (TLS) or unix://, as redis-py's from_url takes
-        it. The password is shown as *** in repr(), `location` (also `url`)
-        and every error.
-    hash_name: the hash of this store: non-empty text without control
-        characters (else ValueError, before any command is sent).
+    url: redis://, rediss:// (TLS) or unix://, as redis-py's from_url takes it. The password is shown as *** in
+        repr(), `location` (also `url`) and every error.
+    hash_name: the hash of this store: non-empty text without control characters (else ValueError, before any
+        command is sent).
     cluster: True talks to a Redis Cluster, starting from the node in `url`.
-    timeout: seconds for connecting and for every reply (redirections and
-        retries included), then ConnectionError; a write that timed out may
-        have been stored.
-    max_connections: per client (one per event loop, one for sync calls);
-        callers beyond it wait up to `timeout`, then TimeoutError. A
-        ?max_connections= in the URL overrides it.
+    timeout: seconds for connecting and for every reply (redirections and retries included), then ConnectionError;
+        a write that timed out may have been stored.
+    max_connections: per client (one per event loop, one for sync calls); callers beyond it wait up to `timeout`,
+        then TimeoutError. A ?max_connections= in the URL overrides it.
 
-    One hash field per key, the value orjson-encoded; durability is the
-    server's. Clients open lazily. Call close(), or use `with`.
-    Every method is awaitable when called from async code.
+    One hash field per key, the value orjson-encoded; durability is the server's. Clients open lazily. Call close(),
+    or use `with`. Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -2393,7 +2365,8 @@ class PickleDBRedis(PickleDBStore):
                 f"invalid hash_name {hash_name!r}: hash_name must be a str (non-empty Unicode text "
                 f"without control characters), not {type(hash_name).__name__}"
             )
-        if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in hash_name) or not _encodable(hash_name):
+        # a control character, or a lone surrogate (which is not UTF-8 text)
+        if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 or 0xD800 <= ord(c) < 0xE000 for c in hash_name):
             raise ValueError(
                 f"invalid hash_name {_short(hash_name)}: use non-empty Unicode text without control characters"
             )
@@ -2416,7 +2389,7 @@ class PickleDBRedis(PickleDBStore):
         if type(self._max) is not int or self._max < 1:
             where = "?max_connections= in the URL" if "max_connections" in options else "max_connections"
             raise ValueError(f"{where} must be a whole number of at least 1, not {self._max!r}")
-        self._fresh_gate()
+        self._after_fork()  # the gate of the sync calls
         _fork_aware(self)
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
@@ -2529,10 +2502,7 @@ class PickleDBRedis(PickleDBStore):
             began = time.monotonic()
             while True:
                 try:
-                    client = self._client or self._connect()
-                    if type(command) is list:
-                        return _queued(client, command).execute(), None
-                    return client.execute_command(*command), None
+                    return _sent(self._client or self._connect(), command), None
                 except Exception as err:
                     self._retry_or_raise(err, began, command)
                     time.sleep(0.05)
@@ -2545,14 +2515,11 @@ class PickleDBRedis(PickleDBStore):
             if token is not None:
                 self._gate.put(token)
 
-    def _fresh_gate(self) -> None:
-        """A token per connection of the sync calls (also in a forked child: the parent's holders are gone)."""
+    def _after_fork(self) -> None:
+        """A token per connection of the sync calls (made anew in a forked child: the parent's holders are gone)."""
         self._gate: queue.SimpleQueue[bool] = queue.SimpleQueue()
         for _ in range(self._max):
             self._gate.put(True)
-
-    def _after_fork(self) -> None:
-        self._fresh_gate()
 
     async def _send_async(self, command: Any) -> tuple[Any, Exception | None]:
         gate, began = None, time.monotonic()
@@ -2565,9 +2532,7 @@ class PickleDBRedis(PickleDBStore):
                         await (asyncio.wait_for(acquire, self._timeout) if waited.locked() else acquire)
                         gate, began = waited, time.monotonic()
                     # A cluster's call is cut at the deadline: redis-py can wait for a stalled node twice.
-                    many = type(command) is list
-                    sending = _queued(client, command).execute() if many else client.execute_command(*command)
-                    left = began + self._timeout - time.monotonic()
+                    sending, left = _sent(client, command), began + self._timeout - time.monotonic()
                     return await (asyncio.wait_for(sending, left) if self.cluster else sending), None
                 except Exception as err:
                     if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
@@ -2582,10 +2547,8 @@ class PickleDBRedis(PickleDBStore):
                 gate.release()
 
     def _retry_or_raise(self, err: Exception, began: float, command: Any) -> None:
-        """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise.
-
-        It is, during the first fifth of timeout: a last try can take all of it.
-        """
+        """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise: it is
+        during the first fifth of timeout, as a last try can take all of it."""
         exc = _redis().exceptions
         quick = (exc.ClusterError, exc.AskError, exc.TryAgainError, exc.ConnectionError, exc.RedisClusterException)
         if self.cluster and isinstance(err, (*quick, AttributeError)) and time.monotonic() - began < self._timeout / 5:
@@ -2631,12 +2594,8 @@ class PickleDBRedis(PickleDBStore):
         return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
 
     def _drop_idle_connections(self) -> None:
-        """Disconnect the sync client's idle connections.
-
-        A call interrupted between sending its command and reading the reply
-        gives its connection back with that reply (or half a transaction)
-        still pending, where the next call would read it as its own.
-        """
+        """Disconnect the sync client's idle connections: a call interrupted between sending its command and reading
+        the reply gives its connection back with that reply (or half a transaction) pending, for the next to read."""
         client = self._client
         if client is None:
             return
@@ -2704,55 +2663,40 @@ class PickleDBRedis(PickleDBStore):
                 self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Mark the store closed, close the sync client, and start closing each asyncio client.
-
-        A client of the running loop closes in a task on it, and one of
-        another loop from a thread of its own. Return a future per client
-        still closing, earlier closes' included, set once it is closed (not
-        those of the running loop, in sync code: they close when it goes on).
-        """
+        """Close the sync client and start closing each asyncio client: in a task on the running loop, from a thread
+        for another loop. Return a future per client still closing, earlier closes' too (in sync code, not those of
+        the running loop: they close when it goes on)."""
         self._closed = True
-        with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
+        guard = contextlib.nullcontext() if leaked else self._lock  # __del__ may run while the lock is held
+        with guard:
             client, self._client = self._client, None
         if client is not None:
             client.close()
-        entries, self._aclients, self._starting = self._aclients, {}, {}
-        if leaked:  # a client of a running loop closes with that loop
-            for loop, (aclient, *_) in entries.items():
-                if loop.is_closed():
-                    _drop_transports(aclient)
-            return []
+        entries, self._aclients, self._starting, fresh = self._aclients, {}, {}, []
         try:
-            running = asyncio.get_running_loop()
+            running: Any = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         for loop, (aclient, closer, _) in entries.items():
-            task, done = None, concurrent.futures.Future[None]()
-            if running is not None and loop is running:
-                task = loop.create_task(closer.aclose())
-                task.add_done_callback(functools.partial(_closed_task, aclient, done))
-            elif loop.is_closed():
+            if loop.is_closed():  # it ended without shutdown_asyncgens(): nothing closed the client
                 _drop_transports(aclient)
-                done.set_result(None)
-            else:
-                _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
-            with self._lock:
-                self._closing.append((loop, aclient, task, done))
-            done.add_done_callback(self._forget)
-        closing = []
-        for loop, aclient, task, done in list(self._closing):
-            if here is None and task is not None and not loop.is_running() and not done.done():
-                if loop.is_closed():  # an earlier close's task, on a loop that ended before it ran
+            elif not leaked:  # (a leaked client of a loop that goes on closes with it)
+                task, done = None, concurrent.futures.Future[None]()
+                if loop is running:
+                    task = loop.create_task(closer.aclose())
+                    task.add_done_callback(functools.partial(_closed_task, aclient, done))
+                else:
+                    _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
+                fresh.append((loop, aclient, task, done))
+        with guard:
+            self._closing = [entry for entry in self._closing if not entry[3].done()] + fresh
+        for loop, aclient, task, done in self._closing:
+            if here is None and task is not None and not loop.is_running():  # an earlier close's task, not yet run
+                if loop.is_closed():
                     _closed_task(aclient, done, task)
-                else:  # ... on a loop that stopped: run it for that task
+                else:  # on a loop that stopped: run it for that task
                     _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
-            if here is not None or loop is not running:
-                closing.append(done)
-        return closing
-
-    def _forget(self, done: concurrent.futures.Future[None]) -> None:
-        with self._lock:
-            self._closing = [entry for entry in self._closing if entry[3] is not done]
+        return [done for loop, _, _, done in self._closing if here is not None or loop is not running]
 
     def _leaked(self) -> bool:
         return self._client is not None or bool(self._aclients)
