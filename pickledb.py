@@ -2199,8 +2199,7 @@ class PickleDBSQLite(PickleDBStore):
 
 # --- PickleDBRedis ----------------------------------------------------------
 
-# Pairs per HSET inside a set_many transaction: bounds the size of each command.
-_REDIS_CHUNK = 1000
+_REDIS_CHUNK = 1000  # pairs per HSET inside a set_many transaction: bounds the size of each command
 
 # Deletes the store's hash, refusing (like every hash command) a key of another type.
 _REDIS_PURGE = """
@@ -2221,11 +2220,6 @@ return 0
 # Commands that only read: a connection lost while one runs leaves nothing unknown.
 _REDIS_READS = frozenset({"HGET", "HKEYS", "HLEN", "HSCAN"})
 _Steps = Generator[Any, Any, Any]  # an operation: yields commands, is sent their replies, returns its result
-
-
-def _glob(prefix: str) -> str:
-    """The HSCAN MATCH pattern of the fields that start with `prefix`."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
 
 
 def _advance(op: _Steps, reply: Any, error: Exception | None) -> tuple[bool, Any]:
@@ -2272,8 +2266,7 @@ def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> Non
     if not loop.is_running():
         loop.run_until_complete(closer.aclose())
         return
-    future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-    deadline = _monotonic() + timeout
+    future, deadline = asyncio.run_coroutine_threadsafe(closer.aclose(), loop), _monotonic() + timeout
     while not future.done() and not loop.is_closed() and _monotonic() < deadline:
         concurrent.futures.wait([future], 0.05)
     if not future.done():
@@ -2337,8 +2330,7 @@ class PickleDBRedis(PickleDBStore):
 
     url: redis://, rediss:// (TLS) or unix://, as redis-py's from_url takes it. The password is shown as *** in
         repr(), `location` (also `url`) and every error.
-    hash_name: the hash of this store: non-empty text without control characters (else ValueError, before any
-        command is sent).
+    hash_name: this store's hash: non-empty text without control characters (else ValueError, before any command).
     cluster: True talks to a Redis Cluster, starting from the node in `url`.
     timeout: seconds for connecting and for every reply (redirections and retries included), then ConnectionError;
         a write that timed out may have been stored.
@@ -2375,9 +2367,8 @@ class PickleDBRedis(PickleDBStore):
         self.location = _masked_url(url)
         self.hash_name = hash_name
         self.cluster = bool(cluster)
-        redis = _redis()
         try:
-            options = redis.connection.parse_url(url)
+            options = _redis().connection.parse_url(url)
         except ValueError as err:
             raise ValueError(f"invalid Redis URL {self.location!r}: {err}") from None
         db = urllib.parse.unquote(urllib.parse.urlsplit(url).path)[1:] if url[:5].lower() == "redis" else ""
@@ -2394,14 +2385,12 @@ class PickleDBRedis(PickleDBStore):
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
         self._aclients: dict[Any, tuple[Any, Any, Any]] = {}  # event loop -> (asyncio client, its closer, gate)
-        # Asyncio clients being closed: (loop, client, task on that loop or None, future set when closed).
-        self._closing: list[tuple[Any, Any, Any, Any]] = []
+        self._closing: list[tuple[Any, Any, Any, Any]] = []  # (loop, asyncio client, its closing task or None, done)
         self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
         self._closed = False
 
     def __repr__(self) -> str:
-        extra = ", cluster=True" if self.cluster else ""
-        return f"{type(self).__name__}({self.location!r}, {self.hash_name!r}{extra})"
+        return f"{type(self).__name__}({self.location!r}, {self.hash_name!r}{', cluster=True' if self.cluster else ''})"
 
     @property
     def url(self) -> str:
@@ -2422,8 +2411,7 @@ class PickleDBRedis(PickleDBStore):
     def _op_keys(self, prefix: str | None) -> _Steps:
         if not prefix:
             return sorted(map(self._text, (yield ("HKEYS", self.hash_name))))
-        keys: set[str] = set()
-        cursor = None
+        keys, cursor = set[str](), None
         while True:
             page, cursor = yield from self._op_page(prefix, cursor, _PAGE_SIZE)
             keys.update(key for key, _ in page)
@@ -2434,7 +2422,8 @@ class PickleDBRedis(PickleDBStore):
         return (yield ("HLEN", self.hash_name)) if not prefix else len((yield from self._op_keys(prefix)))
 
     def _op_page(self, prefix: str | None, cursor: int | None, limit: int) -> _Steps:
-        match = ("MATCH", _glob(prefix)) if prefix else ()
+        # the fields that start with prefix: a glob with its special characters escaped
+        match = ("MATCH", "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*") if prefix else ()
         cursor, pairs = yield ("HSCAN", self.hash_name, cursor or 0, *match, "COUNT", limit)
         return [(self._text(field), raw) for field, raw in pairs.items()], cursor or None
 
@@ -2494,8 +2483,8 @@ class PickleDBRedis(PickleDBStore):
         token = None
         try:
             try:
-                # get() either raises having taken nothing (Ctrl-C while it waits) or returns a token,
-                # which no signal handler can come between it and `token`: each one taken goes back.
+                # get() raises having taken nothing (Ctrl-C while it waits) or returns a token, which no signal
+                # handler can come between it and `token`: each one taken goes back.
                 token = self._gate.get(timeout=self._timeout)
             except queue.Empty:
                 raise _exhausted(self, self._max) from None
@@ -2554,16 +2543,13 @@ class PickleDBRedis(PickleDBStore):
         if self.cluster and isinstance(err, (*quick, AttributeError)) and time.monotonic() - began < self._timeout / 5:
             if not isinstance(err, (exc.AuthenticationError, exc.MaxConnectionsError)):
                 return
-        problem = self._problem(err, command)
-        if problem is None:
-            raise err
-        raise problem from err
+        raise self._problem(err, command) from err
 
-    def _problem(self, err: Exception, command: Any) -> Exception | None:
-        """The builtin error to raise for redis-py's `err` (the README's table), or None to let it through."""
+    def _problem(self, err: Exception, command: Any) -> Exception:
+        """The builtin error to raise for redis-py's `err` (the README's table); any other `err` is raised as it is."""
         exc = _redis().exceptions
         if not isinstance(err, (exc.RedisError, exc.RedisClusterException, AttributeError)):
-            return None  # not from redis-py (whose asyncio clients can raise AttributeError on a dropped connection)
+            raise err  # not from redis-py (whose asyncio clients can raise AttributeError on a dropped connection)
         _, annotated, reason = str(err).rpartition("caused error: ")  # a pipeline's names the command and its values
         reason = " ".join((reason.strip("(',)") if annotated else reason).split())[:300] or type(err).__name__
         if annotated:
@@ -2596,8 +2582,7 @@ class PickleDBRedis(PickleDBStore):
     def _drop_idle_connections(self) -> None:
         """Disconnect the sync client's idle connections: a call interrupted between sending its command and reading
         the reply gives its connection back with that reply (or half a transaction) pending, for the next to read."""
-        client = self._client
-        if client is None:
+        if (client := self._client) is None:
             return
         if self.cluster:
             pools = [node.redis_connection.connection_pool for node in client.get_nodes() if node.redis_connection]
@@ -2608,10 +2593,12 @@ class PickleDBRedis(PickleDBStore):
 
     # -- clients --
 
-    def _options(self, retry: Any) -> dict[str, Any]:
-        """The client options: redis-py tries each call once; _run and _run_async decide what is tried again."""
+    def _new_client(self, redis: Any) -> Any:
+        """A client from `redis` (redis-py or redis.asyncio) that tries each call once: _send(_async) retries."""
+        kind = redis.cluster.RedisCluster if self.cluster else redis.Redis
         timeouts = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
-        return {**timeouts, "max_connections": self._max, "retry": retry.Retry(_redis().backoff.NoBackoff(), 0)}
+        retry = redis.retry.Retry(_redis().backoff.NoBackoff(), 0)
+        return kind.from_url(self._url, **timeouts, max_connections=self._max, retry=retry)
 
     def _connect(self) -> Any:
         """Create the sync client (the cluster one asks the nodes for the slot map here)."""
@@ -2620,47 +2607,34 @@ class PickleDBRedis(PickleDBStore):
             if self._closed:
                 raise self._closed_error()
             if self._client is None:
-                kind = redis.cluster.RedisCluster if self.cluster else redis.Redis
-                self._client = kind.from_url(self._url, **self._options(redis.retry))
+                self._client = self._new_client(redis)
             return self._client
 
     async def _aclient(self) -> tuple[Any, Any, Any]:
         """Return this loop's (asyncio client, closer, gate); the first call on a loop creates them."""
         loop = asyncio.get_running_loop()
-        entry = self._aclients.get(loop)
-        if entry is not None:
-            if self._starting:
-                await self._started(loop)
-            return entry
-        if self._closed:
-            raise self._closed_error()
-        for old in list(self._aclients):  # loops that ended without their client being closed
-            if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
-                self._starting.pop(old, None)
-                _drop_transports(stale[0])
-        redis = _redis()
-        kind = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
-        client = kind.from_url(self._url, **self._options(redis.asyncio.retry))
-        closer = _close_at_loop_end(client.aclose)
-        self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
-        await closer.asend(None)  # registered with the loop: closed when the loop shuts down
-        if self.cluster:
-            # redis-py's asyncio cluster client can hand a half-made connection to one of several
-            # commands sent at once before it knows the cluster: let it learn the slots first.
-            self._starting[loop] = loop.create_task(client.initialize())
-            await self._started(loop)
+        if (entry := self._aclients.get(loop)) is None:
+            if self._closed:
+                raise self._closed_error()
+            for old in list(self._aclients):  # loops that ended without their client being closed
+                if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
+                    self._starting.pop(old, None)
+                    _drop_transports(stale[0])
+            client = self._new_client(_redis().asyncio)
+            closer = _close_at_loop_end(client.aclose)
+            self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
+            await closer.asend(None)  # registered with the loop: closed when the loop shuts down
+            if self.cluster:
+                # redis-py's asyncio cluster client can hand a half-made connection to one of several
+                # commands sent at once before it knows the cluster: let it learn the slots first.
+                self._starting[loop] = loop.create_task(client.initialize())
+        if self._starting and (task := self._starting.get(loop)) is not None:  # wait until it knows the cluster
+            try:
+                await asyncio.shield(task)  # a cancelled caller must not cancel it for the others
+            finally:
+                if task.done():
+                    self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
         return entry
-
-    async def _started(self, loop: Any) -> None:
-        """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
-        task = self._starting.get(loop)
-        if task is None:
-            return
-        try:
-            await asyncio.shield(task)  # a cancelled caller must not cancel it for the others
-        finally:
-            if task.done():
-                self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
         """Close the sync client and start closing each asyncio client: in a task on the running loop, from a thread
