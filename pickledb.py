@@ -2217,8 +2217,6 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == (ARGV[3] or false) then
 end
 return 0
 """
-# Commands that only read: a connection lost while one runs leaves nothing unknown.
-_REDIS_READS = frozenset({"HGET", "HKEYS", "HLEN", "HSCAN"})
 _Steps = Generator[Any, Any, Any]  # an operation: yields commands, is sent their replies, returns its result
 
 
@@ -2262,17 +2260,13 @@ def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *ar
 
 
 def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
-    """Close an asyncio client from a thread of its own: on its loop running elsewhere, or on its idle one here."""
-    if not loop.is_running():
-        loop.run_until_complete(closer.aclose())
-        return
+    """Close an asyncio client, from a thread of its own, on its loop running in another thread."""
     future, deadline = asyncio.run_coroutine_threadsafe(closer.aclose(), loop), _monotonic() + timeout
     while not future.done() and not loop.is_closed() and _monotonic() < deadline:
         concurrent.futures.wait([future], 0.05)
-    if not future.done():
-        future.cancel()
-        if loop.is_closed():  # it ended before it ran the close
-            _drop_transports(client)
+    future.cancel()  # not run by the deadline: not run later (one that ran stays as it is)
+    if loop.is_closed():  # it ended, maybe before it ran the close
+        _drop_transports(client)
 
 
 def _closed_task(client: Any, done: concurrent.futures.Future[None], task: Any) -> None:
@@ -2302,19 +2296,16 @@ def _masked_url(url: str) -> str:
 def _drop_transports(client: Any) -> None:
     """Close the sockets of an asyncio client whose loop cannot run its aclose() (closed, or that close cancelled).
 
-    redis-py (7.0 to 8.1) closes connections only in coroutines of that loop, and asyncio closes a transport's socket
-    only in a later step of it, so this one helper reads their private fields (the pools' connections, each one's
-    transport and socket) and closes them directly: nothing leaks, nothing warns later.
+    redis-py (7.0 to 8.1) closes connections only in coroutines of that loop, and asyncio a socket only in a later step
+    of it: this one helper reads their private fields (pools' connections, their transports and sockets) to close them.
     """
     if hasattr(client, "get_nodes"):
         connections = [conn for node in client.get_nodes() for conn in getattr(node, "_connections", ())]
     else:
         pool = client.connection_pool
         connections = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
-    for conn in connections:
-        if (writer := getattr(conn, "_writer", None)) is None:
-            continue
-        transport, loop = writer.transport, getattr(writer.transport, "_loop", None)
+    for conn in (conn for conn in connections if getattr(conn, "_writer", None) is not None):
+        transport, loop = conn._writer.transport, getattr(conn._writer.transport, "_loop", None)
         with contextlib.suppress(RuntimeError):  # on a closed loop it marks it closing, then fails to schedule the rest
             transport.close()  # on an open loop the socket closes in its next step
         if getattr(transport, "_sock", None) is not None and (loop is None or loop.is_closed()):
@@ -2574,7 +2565,7 @@ class PickleDBRedis(PickleDBStore):
         if isinstance(err, exc.ResponseError | exc.DataError) and not isinstance(err, exc.ClusterError):
             return RuntimeError(f"{at} refused the command ({reason})")
         sent = isinstance(err, (exc.ConnectionError, exc.TimeoutError)) and "connecting" not in reason
-        unknown = sent and (type(command) is list or command[0] not in _REDIS_READS)
+        unknown = sent and (type(command) is list or command[0] not in {"HGET", "HKEYS", "HLEN", "HSCAN"})  # a write
         lost = "this write's outcome is unknown: it may have been stored; " if unknown else ""
         tls = "is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else ""
         return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
@@ -2602,12 +2593,11 @@ class PickleDBRedis(PickleDBStore):
 
     def _connect(self) -> Any:
         """Create the sync client (the cluster one asks the nodes for the slot map here)."""
-        redis = _redis()
         with self._lock:
             if self._closed:
                 raise self._closed_error()
             if self._client is None:
-                self._client = self._new_client(redis)
+                self._client = self._new_client(_redis())
             return self._client
 
     async def _aclient(self) -> tuple[Any, Any, Any]:
@@ -2637,9 +2627,8 @@ class PickleDBRedis(PickleDBStore):
         return entry
 
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Close the sync client and start closing each asyncio client: in a task on the running loop, from a thread
-        for another loop. Return a future per client still closing, earlier closes' too (in sync code, not those of
-        the running loop: they close when it goes on)."""
+        """Close the sync client, start closing each asyncio client (a task on the running loop, a thread for another);
+        return a future per client still closing, earlier closes' too (in sync code, not the running loop's)."""
         self._closed = True
         guard = contextlib.nullcontext() if leaked else self._lock  # __del__ may run while the lock is held
         with guard:
@@ -2647,10 +2636,9 @@ class PickleDBRedis(PickleDBStore):
         if client is not None:
             client.close()
         entries, self._aclients, self._starting, fresh = self._aclients, {}, {}, []
-        try:
-            running: Any = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running: Any = None
+        with contextlib.suppress(RuntimeError):
+            running = asyncio.get_running_loop()
         for loop, (aclient, closer, _) in entries.items():
             if loop.is_closed():  # it ended without shutdown_asyncgens(): nothing closed the client
                 _drop_transports(aclient)
@@ -2659,8 +2647,10 @@ class PickleDBRedis(PickleDBStore):
                 if loop is running:
                     task = loop.create_task(closer.aclose())
                     task.add_done_callback(functools.partial(_closed_task, aclient, done))
-                else:
+                elif loop.is_running():  # in another thread
                     _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
+                else:  # an idle loop, still open: run it for this one task
+                    _in_thread(done, loop.run_until_complete, closer.aclose())
                 fresh.append((loop, aclient, task, done))
         with guard:
             self._closing = [entry for entry in self._closing if not entry[3].done()] + fresh
