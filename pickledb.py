@@ -2304,7 +2304,7 @@ def _drop_transports(client: Any) -> None:
     else:
         pool = client.connection_pool
         connections = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
-    for conn in (conn for conn in connections if getattr(conn, "_writer", None) is not None):
+    for conn in (c for c in connections if getattr(c, "_writer", None) is not None):
         transport, loop = conn._writer.transport, getattr(conn._writer.transport, "_loop", None)
         with contextlib.suppress(RuntimeError):  # on a closed loop it marks it closing, then fails to schedule the rest
             transport.close()  # on an open loop the socket closes in its next step
@@ -2402,12 +2402,11 @@ class PickleDBRedis(PickleDBStore):
     def _op_keys(self, prefix: str | None) -> _Steps:
         if not prefix:
             return sorted(map(self._text, (yield ("HKEYS", self.hash_name))))
-        keys, cursor = set[str](), None
-        while True:
+        keys, cursor = set[str](), 0
+        while cursor is not None:
             page, cursor = yield from self._op_page(prefix, cursor, _PAGE_SIZE)
             keys.update(key for key, _ in page)
-            if cursor is None:
-                return sorted(keys)
+        return sorted(keys)
 
     def _op_count(self, prefix: str | None) -> _Steps:
         return (yield ("HLEN", self.hash_name)) if not prefix else len((yield from self._op_keys(prefix)))
@@ -2473,12 +2472,9 @@ class PickleDBRedis(PickleDBStore):
         """Send one command, or a list of them as one transaction; return (its reply, None) or (None, the error)."""
         token = None
         try:
-            try:
-                # get() raises having taken nothing (Ctrl-C while it waits) or returns a token, which no signal
-                # handler can come between it and `token`: each one taken goes back.
-                token = self._gate.get(timeout=self._timeout)
-            except queue.Empty:
-                raise _exhausted(self, self._max) from None
+            # get() raises having taken nothing (Ctrl-C while it waits) or returns a token, which no signal handler
+            # can come between it and `token`: each one taken goes back.
+            token = self._gate.get(timeout=self._timeout)
             began = time.monotonic()
             while True:
                 try:
@@ -2489,6 +2485,8 @@ class PickleDBRedis(PickleDBStore):
                 except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
                     self._drop_idle_connections()
                     raise
+        except queue.Empty:
+            return None, _exhausted(self, self._max)
         except Exception as err:
             return None, err
         finally:
@@ -2516,8 +2514,7 @@ class PickleDBRedis(PickleDBStore):
                     return await (asyncio.wait_for(sending, left) if self.cluster else sending), None
                 except Exception as err:
                     if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
-                        no_answer = _redis().exceptions.TimeoutError("no answer")
-                        err = _exhausted(self, self._max) if gate is None else no_answer
+                        err = _redis().exceptions.TimeoutError("no answer") if gate else _exhausted(self, self._max)
                     self._retry_or_raise(err, began, command)
                     await asyncio.sleep(0.05)
         except Exception as err:
@@ -2571,8 +2568,7 @@ class PickleDBRedis(PickleDBStore):
         return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
 
     def _drop_idle_connections(self) -> None:
-        """Disconnect the sync client's idle connections: a call interrupted between sending its command and reading
-        the reply gives its connection back with that reply (or half a transaction) pending, for the next to read."""
+        """Disconnect idle sync connections: an interrupted call gave one back whose reply the next call would take."""
         if (client := self._client) is None:
             return
         if self.cluster:
