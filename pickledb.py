@@ -1997,8 +1997,7 @@ class PickleDBSQLite(PickleDBStore):
 
 # --- PickleDBRedis ----------------------------------------------------------
 
-# Pairs per HSET inside a set_many transaction: bounds the size of each command.
-_REDIS_CHUNK = 1000
+_REDIS_CHUNK = 1000  # pairs per HSET inside a set_many transaction: bounds the size of each command
 
 # Deletes the store's hash, refusing (like every hash command) a key of another type.
 _REDIS_PURGE = """
@@ -2016,14 +2015,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == (ARGV[3] or false) then
 end
 return 0
 """
-# Commands that only read: a connection lost while one runs leaves nothing unknown.
-_REDIS_READS = frozenset({"HGET", "HKEYS", "HLEN", "HSCAN"})
 _Steps = Generator[Any, Any, Any]  # an operation: yields commands, is sent their replies, returns its result
-
-
-def _glob(prefix: str) -> str:
-    """The HSCAN MATCH pattern of the fields that start with `prefix`."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
 
 
 def _advance(op: _Steps, reply: Any, error: Exception | None) -> tuple[bool, Any]:
@@ -2034,12 +2026,14 @@ def _advance(op: _Steps, reply: Any, error: Exception | None) -> tuple[bool, Any
         return False, done.value
 
 
-def _queued(client: Any, commands: list[Any]) -> Any:
-    """A MULTI/EXEC pipeline of `client` with `commands` queued: its execute() sends them as one transaction."""
+def _sent(client: Any, command: Any) -> Any:
+    """Send one command with `client`, or a list of them as one MULTI/EXEC transaction (awaitable if it is async)."""
+    if type(command) is not list:
+        return client.execute_command(*command)
     pipe = client.pipeline(transaction=True)
-    for command in commands:
-        pipe.execute_command(*command)
-    return pipe
+    for each in command:
+        pipe.execute_command(*each)
+    return pipe.execute()
 
 
 def _redis() -> Any:
@@ -2049,14 +2043,6 @@ def _redis() -> Any:
     except ImportError as err:
         raise ImportError(_REDIS_HINT) from err
     return redis
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
@@ -2072,23 +2058,18 @@ def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *ar
 
 
 def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
-    """Close an asyncio client from outside its loop: another thread's running loop, or an idle one."""
-    if not loop.is_running():  # an idle loop that is still open: run it for this one task
-        loop.run_until_complete(closer.aclose())
-        return
-    future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-    deadline = _monotonic() + timeout
+    """Close an asyncio client, from a thread of its own, on its loop running in another thread."""
+    future, deadline = asyncio.run_coroutine_threadsafe(closer.aclose(), loop), _monotonic() + timeout
     while not future.done() and not loop.is_closed() and _monotonic() < deadline:
         concurrent.futures.wait([future], 0.05)
-    if not future.done():
-        future.cancel()
-        if loop.is_closed():  # it ended before it ran the close
-            _drop_transports(client)
+    future.cancel()  # not run by the deadline: not run later (one that ran stays as it is)
+    if loop.is_closed():  # it ended, maybe before it ran the close
+        _drop_transports(client)
 
 
 def _closed_task(client: Any, done: concurrent.futures.Future[None], task: Any) -> None:
-    """Set `done` once the task closing `client` ended; one stopped partway or never started drops its sockets."""
-    if task.cancelled() or task.exception() is not None:
+    """Set `done` for the task closing `client`; if it did not finish its work (or never will), drop the sockets."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
         _drop_transports(client)
     done.set_result(None)
 
@@ -2098,81 +2079,55 @@ def _masked_url(url: str) -> str:
     if "://" not in url:  # not a URL redis-py accepts; whatever precedes an @ may be a password
         return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     scheme, rest = url.split("://", 1)
-    end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
-    start = rest.rfind("@", 0, end) + 1  # a password may hold a '/'
-    cut = min((i for i in (rest.find(c, start) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, rest = rest[:cut], rest[cut:]
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    at = max(rest.partition("?")[0].partition("#")[0].rfind("@"), 0)  # user:password@ (a password may hold a '/')
+    if (colon := rest.find(":", 0, at)) >= 0:
+        rest = f"{rest[:colon]}:***{rest[at:]}"
     rest, hash_sign, fragment = rest.partition("#")
     path, question, query = rest.partition("?")
-    if query:
-        pairs = [pair.partition("=") for pair in query.split("&")]
-        query = "&".join(
-            f"{name}{equals}***" if urllib.parse.unquote_plus(name).lower() == "password" else f"{name}{equals}{value}"
-            for name, equals, value in pairs
-        )
-    return f"{scheme}://{netloc}{path}{question}{query}{hash_sign}{fragment}"
+    query = "&".join(
+        f"{name}{equals}{'***' if urllib.parse.unquote_plus(name).lower() == 'password' else value}"
+        for name, equals, value in (pair.partition("=") for pair in query.split("&"))
+    )
+    return f"{scheme}://{path}{question}{query}{hash_sign}{fragment}"
 
 
 def _drop_transports(client: Any) -> None:
-    """Close the sockets of an asyncio client that cannot run its own aclose().
+    """Close the sockets of an asyncio client whose loop cannot run its aclose() (closed, or that close cancelled).
 
-    Its event loop is closed, or the task closing it was cancelled. redis-py
-    (7.0 to 8.1) closes connections only through coroutines that need that
-    loop, and asyncio closes a transport's socket only in a later step of its
-    loop, so this one helper reads their private fields: the connections of
-    the client's pools, and each one's transport and its socket. They are
-    closed directly, so that nothing leaks and nothing warns later.
+    redis-py (7.0 to 8.1) closes connections only in coroutines of that loop, and asyncio a socket only in a later step
+    of it: this one helper reads their private fields (pools' connections, their transports and sockets) to close them.
     """
     if hasattr(client, "get_nodes"):
         connections = [conn for node in client.get_nodes() for conn in getattr(node, "_connections", ())]
     else:
         pool = client.connection_pool
         connections = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
-    for conn in connections:
-        writer = getattr(conn, "_writer", None)
-        if writer is None:
-            continue
-        transport = writer.transport
-        try:
-            transport.close()  # on an open loop the socket closes in its next step; on a closed one ...
-        except RuntimeError:  # ... it marks it closing, then fails to schedule the rest
-            pass
-        lost = getattr(transport, "_call_connection_lost", None)  # asyncio's own final step: closes the socket
-        loop = getattr(transport, "_loop", None)
-        if lost is not None and getattr(transport, "_sock", None) is not None and (loop is None or loop.is_closed()):
-            try:
-                lost(None)
-            except Exception:  # pragma: no cover - the socket is closed before this can raise
-                pass
+    for conn in (c for c in connections if getattr(c, "_writer", None) is not None):
+        transport, loop = conn._writer.transport, getattr(conn._writer.transport, "_loop", None)
+        with contextlib.suppress(RuntimeError):  # on a closed loop it marks it closing, then fails to schedule the rest
+            transport.close()  # on an open loop the socket closes in its next step
+        if getattr(transport, "_sock", None) is not None and (loop is None or loop.is_closed()):
+            with contextlib.suppress(Exception):
+                transport._call_connection_lost(None)  # asyncio's own final step: closes the socket
         conn._reader = conn._writer = None
 
 
 class PickleDBRedis(PickleDBStore):
     """A key-value store in one Redis hash, shared by every process and host that can reach the server.
 
-    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0,
-                  max_connections=100)
+    PickleDBRedis(url="redis://localhost:6379/0", hash_name="kv", *, cluster=False, timeout=30.0, max_connections=100)
 
-    url: redis://, rediss:// (TLS) or unix://, as redis-py's from_url takes
-        it. The password is shown as *** in repr(), `location` (also `url`)
-        and every error.
-    hash_name: the hash of this store: non-empty text without control
-        characters (else ValueError, before any command is sent).
+    url: redis://, rediss:// (TLS) or unix://, as redis-py's from_url takes it. The password is shown as *** in
+        repr(), `location` (also `url`) and every error.
+    hash_name: this store's hash: non-empty text without control characters (else ValueError, before any command).
     cluster: True talks to a Redis Cluster, starting from the node in `url`.
-    timeout: seconds for connecting and for every reply (redirections and
-        retries included), then ConnectionError; a write that timed out may
-        have been stored.
-    max_connections: per client (one per event loop, one for sync calls);
-        callers beyond it wait up to `timeout`, then TimeoutError. A
-        ?max_connections= in the URL overrides it.
+    timeout: seconds for connecting and for every reply (redirections and retries included), then ConnectionError;
+        a write that timed out may have been stored.
+    max_connections: per client (one per event loop, one for sync calls); callers beyond it wait up to `timeout`,
+        then TimeoutError. A ?max_connections= in the URL overrides it.
 
-    One hash field per key, the value orjson-encoded; durability is the
-    server's. Clients open lazily. Call close(), or use `with`.
-    Every method is awaitable when called from async code.
+    One hash field per key, the value orjson-encoded; durability is the server's. Clients open lazily. Call close(),
+    or use `with`. Every method is awaitable when called from async code.
     """
 
     def __init__(
@@ -2191,7 +2146,8 @@ class PickleDBRedis(PickleDBStore):
                 f"invalid hash_name {hash_name!r}: hash_name must be a str (non-empty Unicode text "
                 f"without control characters), not {type(hash_name).__name__}"
             )
-        if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in hash_name) or not _encodable(hash_name):
+        # a control character, or a lone surrogate (which is not UTF-8 text)
+        if not hash_name or any(ord(c) < 32 or 127 <= ord(c) < 160 or 0xD800 <= ord(c) < 0xE000 for c in hash_name):
             raise ValueError(
                 f"invalid hash_name {_short(hash_name)}: use non-empty Unicode text without control characters"
             )
@@ -2200,9 +2156,8 @@ class PickleDBRedis(PickleDBStore):
         self.location = _masked_url(url)
         self.hash_name = hash_name
         self.cluster = bool(cluster)
-        redis = _redis()
         try:
-            options = redis.connection.parse_url(url)
+            options = _redis().connection.parse_url(url)
         except ValueError as err:
             raise ValueError(f"invalid Redis URL {self.location!r}: {err}") from None
         db = urllib.parse.unquote(urllib.parse.urlsplit(url).path)[1:] if url[:5].lower() == "redis" else ""
@@ -2214,19 +2169,17 @@ class PickleDBRedis(PickleDBStore):
         if type(self._max) is not int or self._max < 1:
             where = "?max_connections= in the URL" if "max_connections" in options else "max_connections"
             raise ValueError(f"{where} must be a whole number of at least 1, not {self._max!r}")
-        self._fresh_gate()
+        self._after_fork()  # the gate of the sync calls
         _fork_aware(self)
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
         self._aclients: dict[Any, tuple[Any, Any, Any]] = {}  # event loop -> (asyncio client, its closer, gate)
-        # Asyncio clients being closed: (loop, client, task on that loop or None, future set when closed).
-        self._closing: list[tuple[Any, Any, Any, Any]] = []
+        self._closing: list[tuple[Any, Any, Any, Any]] = []  # (loop, asyncio client, its closing task or None, done)
         self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
         self._closed = False
 
     def __repr__(self) -> str:
-        extra = ", cluster=True" if self.cluster else ""
-        return f"{type(self).__name__}({self.location!r}, {self.hash_name!r}{extra})"
+        return f"{type(self).__name__}({self.location!r}, {self.hash_name!r}{', cluster=True' if self.cluster else ''})"
 
     @property
     def url(self) -> str:
@@ -2247,19 +2200,18 @@ class PickleDBRedis(PickleDBStore):
     def _op_keys(self, prefix: str | None) -> _Steps:
         if not prefix:
             return sorted(map(self._text, (yield ("HKEYS", self.hash_name))))
-        keys: set[str] = set()
-        cursor = None
-        while True:
+        keys, cursor = set[str](), 0
+        while cursor is not None:
             page, cursor = yield from self._op_page(prefix, cursor, _PAGE_SIZE)
             keys.update(key for key, _ in page)
-            if cursor is None:
-                return sorted(keys)
+        return sorted(keys)
 
     def _op_count(self, prefix: str | None) -> _Steps:
         return (yield ("HLEN", self.hash_name)) if not prefix else len((yield from self._op_keys(prefix)))
 
     def _op_page(self, prefix: str | None, cursor: int | None, limit: int) -> _Steps:
-        match = ("MATCH", _glob(prefix)) if prefix else ()
+        # the fields that start with prefix: a glob with its special characters escaped
+        match = ("MATCH", "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*") if prefix else ()
         cursor, pairs = yield ("HSCAN", self.hash_name, cursor or 0, *match, "COUNT", limit)
         return [(self._text(field), raw) for field, raw in pairs.items()], cursor or None
 
@@ -2318,39 +2270,32 @@ class PickleDBRedis(PickleDBStore):
         """Send one command, or a list of them as one transaction; return (its reply, None) or (None, the error)."""
         token = None
         try:
-            try:
-                # get() either raises having taken nothing (Ctrl-C while it waits) or returns a token,
-                # which no signal handler can come between it and `token`: each one taken goes back.
-                token = self._gate.get(timeout=self._timeout)
-            except queue.Empty:
-                raise _exhausted(self, self._max) from None
+            # get() raises having taken nothing (Ctrl-C while it waits) or returns a token, which no signal handler
+            # can come between it and `token`: each one taken goes back.
+            token = self._gate.get(timeout=self._timeout)
             began = time.monotonic()
             while True:
                 try:
-                    client = self._client or self._connect()
-                    if type(command) is list:
-                        return _queued(client, command).execute(), None
-                    return client.execute_command(*command), None
+                    return _sent(self._client or self._connect(), command), None
                 except Exception as err:
                     self._retry_or_raise(err, began, command)
                     time.sleep(0.05)
                 except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
                     self._drop_idle_connections()
                     raise
+        except queue.Empty:
+            return None, _exhausted(self, self._max)
         except Exception as err:
             return None, err
         finally:
             if token is not None:
                 self._gate.put(token)
 
-    def _fresh_gate(self) -> None:
-        """A token per connection of the sync calls (also in a forked child: the parent's holders are gone)."""
+    def _after_fork(self) -> None:
+        """A token per connection of the sync calls (made anew in a forked child: the parent's holders are gone)."""
         self._gate: queue.SimpleQueue[bool] = queue.SimpleQueue()
         for _ in range(self._max):
             self._gate.put(True)
-
-    def _after_fork(self) -> None:
-        self._fresh_gate()
 
     async def _send_async(self, command: Any) -> tuple[Any, Exception | None]:
         gate, began = None, time.monotonic()
@@ -2363,14 +2308,11 @@ class PickleDBRedis(PickleDBStore):
                         await (asyncio.wait_for(acquire, self._timeout) if waited.locked() else acquire)
                         gate, began = waited, time.monotonic()
                     # A cluster's call is cut at the deadline: redis-py can wait for a stalled node twice.
-                    many = type(command) is list
-                    sending = _queued(client, command).execute() if many else client.execute_command(*command)
-                    left = began + self._timeout - time.monotonic()
+                    sending, left = _sent(client, command), began + self._timeout - time.monotonic()
                     return await (asyncio.wait_for(sending, left) if self.cluster else sending), None
                 except Exception as err:
                     if isinstance(err, asyncio.TimeoutError):  # no connection came, or the cluster deadline passed
-                        no_answer = _redis().exceptions.TimeoutError("no answer")
-                        err = _exhausted(self, self._max) if gate is None else no_answer
+                        err = _redis().exceptions.TimeoutError("no answer") if gate else _exhausted(self, self._max)
                     self._retry_or_raise(err, began, command)
                     await asyncio.sleep(0.05)
         except Exception as err:
@@ -2380,25 +2322,20 @@ class PickleDBRedis(PickleDBStore):
                 gate.release()
 
     def _retry_or_raise(self, err: Exception, began: float, command: Any) -> None:
-        """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise.
-
-        It is, during the first fifth of timeout: a last try can take all of it.
-        """
+        """Return if a cluster call that failed quickly (a moved slot, a failover) is tried again, else raise: it is
+        during the first fifth of timeout, as a last try can take all of it."""
         exc = _redis().exceptions
         quick = (exc.ClusterError, exc.AskError, exc.TryAgainError, exc.ConnectionError, exc.RedisClusterException)
         if self.cluster and isinstance(err, (*quick, AttributeError)) and time.monotonic() - began < self._timeout / 5:
             if not isinstance(err, (exc.AuthenticationError, exc.MaxConnectionsError)):
                 return
-        problem = self._problem(err, command)
-        if problem is None:
-            raise err
-        raise problem from err
+        raise self._problem(err, command) from err
 
-    def _problem(self, err: Exception, command: Any) -> Exception | None:
-        """The builtin error to raise for redis-py's `err` (the README's table), or None to let it through."""
+    def _problem(self, err: Exception, command: Any) -> Exception:
+        """The builtin error to raise for redis-py's `err` (the README's table); any other `err` is raised as it is."""
         exc = _redis().exceptions
         if not isinstance(err, (exc.RedisError, exc.RedisClusterException, AttributeError)):
-            return None  # not from redis-py (whose asyncio clients can raise AttributeError on a dropped connection)
+            raise err  # not from redis-py (whose asyncio clients can raise AttributeError on a dropped connection)
         _, annotated, reason = str(err).rpartition("caused error: ")  # a pipeline's names the command and its values
         reason = " ".join((reason.strip("(',)") if annotated else reason).split())[:300] or type(err).__name__
         if annotated:
@@ -2423,20 +2360,14 @@ class PickleDBRedis(PickleDBStore):
         if isinstance(err, exc.ResponseError | exc.DataError) and not isinstance(err, exc.ClusterError):
             return RuntimeError(f"{at} refused the command ({reason})")
         sent = isinstance(err, (exc.ConnectionError, exc.TimeoutError)) and "connecting" not in reason
-        unknown = sent and (type(command) is list or command[0] not in _REDIS_READS)
+        unknown = sent and (type(command) is list or command[0] not in {"HGET", "HKEYS", "HLEN", "HSCAN"})  # a write
         lost = "this write's outcome is unknown: it may have been stored; " if unknown else ""
         tls = "is the server TLS-enabled? rediss:// needs it; " if self._url[:7].lower() == "rediss:" else ""
         return ConnectionError(f"cannot reach {at} ({reason}); {lost}{tls}check that it runs and that the URL is right")
 
     def _drop_idle_connections(self) -> None:
-        """Disconnect the sync client's idle connections.
-
-        A call interrupted between sending its command and reading the reply
-        gives its connection back with that reply (or half a transaction)
-        still pending, where the next call would read it as its own.
-        """
-        client = self._client
-        if client is None:
+        """Disconnect idle sync connections: an interrupted call gave one back whose reply the next call would take."""
+        if (client := self._client) is None:
             return
         if self.cluster:
             pools = [node.redis_connection.connection_pool for node in client.get_nodes() if node.redis_connection]
@@ -2447,110 +2378,83 @@ class PickleDBRedis(PickleDBStore):
 
     # -- clients --
 
-    def _options(self, retry: Any) -> dict[str, Any]:
-        """The client options: redis-py tries each call once; _run and _run_async decide what is tried again."""
+    def _new_client(self, redis: Any) -> Any:
+        """A client from `redis` (redis-py or redis.asyncio) that tries each call once: _send(_async) retries."""
+        kind = redis.cluster.RedisCluster if self.cluster else redis.Redis
         timeouts = {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
-        return {**timeouts, "max_connections": self._max, "retry": retry.Retry(_redis().backoff.NoBackoff(), 0)}
+        retry = redis.retry.Retry(_redis().backoff.NoBackoff(), 0)
+        return kind.from_url(self._url, **timeouts, max_connections=self._max, retry=retry)
 
     def _connect(self) -> Any:
         """Create the sync client (the cluster one asks the nodes for the slot map here)."""
-        redis = _redis()
         with self._lock:
             if self._closed:
                 raise self._closed_error()
             if self._client is None:
-                kind = redis.cluster.RedisCluster if self.cluster else redis.Redis
-                self._client = kind.from_url(self._url, **self._options(redis.retry))
+                self._client = self._new_client(_redis())
             return self._client
 
     async def _aclient(self) -> tuple[Any, Any, Any]:
         """Return this loop's (asyncio client, closer, gate); the first call on a loop creates them."""
         loop = asyncio.get_running_loop()
-        entry = self._aclients.get(loop)
-        if entry is not None:
-            if self._starting:
-                await self._started(loop)
-            return entry
-        if self._closed:
-            raise self._closed_error()
-        for old in list(self._aclients):  # loops that ended without their client being closed
-            if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
-                self._starting.pop(old, None)
-                _drop_transports(stale[0])
-        redis = _redis()
-        kind = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
-        client = kind.from_url(self._url, **self._options(redis.asyncio.retry))
-        closer = _close_at_loop_end(client.aclose)
-        self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
-        await closer.asend(None)  # registered with the loop: closed when the loop shuts down
-        if self.cluster:
-            # redis-py's asyncio cluster client can hand a half-made connection to one of several
-            # commands sent at once before it knows the cluster: let it learn the slots first.
-            self._starting[loop] = loop.create_task(client.initialize())
-            await self._started(loop)
+        if (entry := self._aclients.get(loop)) is None:
+            if self._closed:
+                raise self._closed_error()
+            for old in list(self._aclients):  # loops that ended without their client being closed
+                if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
+                    self._starting.pop(old, None)
+                    _drop_transports(stale[0])
+            client = self._new_client(_redis().asyncio)
+            closer = _close_at_loop_end(client.aclose)
+            self._aclients[loop] = entry = (client, closer, asyncio.Semaphore(self._max))
+            await closer.asend(None)  # registered with the loop: closed when the loop shuts down
+            if self.cluster:
+                # redis-py's asyncio cluster client can hand a half-made connection to one of several
+                # commands sent at once before it knows the cluster: let it learn the slots first.
+                self._starting[loop] = loop.create_task(client.initialize())
+        if self._starting and (task := self._starting.get(loop)) is not None:  # wait until it knows the cluster
+            try:
+                await asyncio.shield(task)  # a cancelled caller must not cancel it for the others
+            finally:
+                if task.done():
+                    self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
         return entry
 
-    async def _started(self, loop: Any) -> None:
-        """Wait until the cluster client of `loop` knows the cluster (at once when it does)."""
-        task = self._starting.get(loop)
-        if task is None:
-            return
-        try:
-            await asyncio.shield(task)  # a cancelled caller must not cancel it for the others
-        finally:
-            if task.done():
-                self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
-
     def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Mark the store closed, close the sync client, and start closing each asyncio client.
-
-        A client of the running loop closes in a task on it, and one of
-        another loop from a thread of its own. Return a future per client
-        still closing, earlier closes' included, set once it is closed (not
-        those of the running loop, in sync code: they close when it goes on).
-        """
+        """Close the sync client, start closing each asyncio client (a task on the running loop, a thread for another);
+        return a future per client still closing, earlier closes' too (in sync code, not the running loop's)."""
         self._closed = True
-        with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
+        guard = contextlib.nullcontext() if leaked else self._lock  # __del__ may run while the lock is held
+        with guard:
             client, self._client = self._client, None
         if client is not None:
             client.close()
-        entries, self._aclients, self._starting = self._aclients, {}, {}
-        if leaked:  # a client of a running loop closes with that loop
-            for loop, (aclient, *_) in entries.items():
-                if loop.is_closed():
-                    _drop_transports(aclient)
-            return []
-        try:
+        entries, self._aclients, self._starting, fresh = self._aclients, {}, {}, []
+        running: Any = None
+        with contextlib.suppress(RuntimeError):
             running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
         for loop, (aclient, closer, _) in entries.items():
-            task, done = None, concurrent.futures.Future[None]()
-            if running is not None and loop is running:
-                task = loop.create_task(closer.aclose())
-                task.add_done_callback(functools.partial(_closed_task, aclient, done))
-            elif loop.is_closed():
+            if loop.is_closed():  # it ended without shutdown_asyncgens(): nothing closed the client
                 _drop_transports(aclient)
-                done.set_result(None)
-            else:
-                _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
-            with self._lock:
-                self._closing.append((loop, aclient, task, done))
-            done.add_done_callback(self._forget)
-        closing = []
-        for loop, aclient, task, done in list(self._closing):
-            if here is None and task is not None and not loop.is_running() and not done.done():
-                if loop.is_closed():  # an earlier close's task, on a loop that ended before it ran
+            elif not leaked:  # (a leaked client of a loop that goes on closes with it)
+                task, done = None, concurrent.futures.Future[None]()
+                if loop is running:
+                    task = loop.create_task(closer.aclose())
+                    task.add_done_callback(functools.partial(_closed_task, aclient, done))
+                elif loop.is_running():  # in another thread
+                    _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
+                else:  # an idle loop, still open: run it for this one task
+                    _in_thread(done, loop.run_until_complete, closer.aclose())
+                fresh.append((loop, aclient, task, done))
+        with guard:
+            self._closing = [entry for entry in self._closing if not entry[3].done()] + fresh
+        for loop, aclient, task, done in self._closing:
+            if here is None and task is not None and not loop.is_running():  # an earlier close's task, not yet run
+                if loop.is_closed():
                     _closed_task(aclient, done, task)
-                else:  # ... on a loop that stopped: run it for that task
+                else:  # on a loop that stopped: run it for that task
                     _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
-            if here is not None or loop is not running:
-                closing.append(done)
-        return closing
-
-    def _forget(self, done: concurrent.futures.Future[None]) -> None:
-        with self._lock:
-            self._closing = [entry for entry in self._closing if entry[3] is not done]
+        return [done for loop, _, _, done in self._closing if here is not None or loop is not running]
 
     def _leaked(self) -> bool:
         return self._client is not None or bool(self._aclients)
