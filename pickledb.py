@@ -1199,6 +1199,8 @@ class PickleDBStore:
     location: str
     table_name: str
     _timeout: float
+    _lock: Any  # guards the connections of sync calls
+    _closing: list[tuple[Any, Any, Any, concurrent.futures.Future[None]]]  # (loop, drop, its task or None, done)
     _closed = True  # until a subclass's __init__ has run
 
     # What a backend provides. Each _op_* returns an operation, an object of
@@ -1217,7 +1219,10 @@ class PickleDBStore:
     #                                                     gives change(old)[1]; change may raise, then nothing is stored
     _execute: Callable[[Any], Any]
     _execute_async: Callable[[Any], Awaitable[Any]]
-    _shut: Callable[..., list[concurrent.futures.Future[None]]]  # (running loop or None, leaked=False): see close()
+    # A backend with an asyncio client or pool per event loop (closed by _close_at_loop_end) uses _shut below and
+    # provides _detach and _drop; another provides _shut: (running loop or None, leaked=False) -> see close().
+    _detach: Callable[[Any, bool], dict[Any, tuple[Any, Any]]]  # (guard, leaked): close the sync calls' connections
+    #                                         under `guard`; forget and return {event loop: (its client, its closer)}
     _leaked: Callable[[], bool]  # whether anything is open (for __del__)
 
     # -- the operations --
@@ -1364,6 +1369,43 @@ class PickleDBStore:
         concurrent.futures.wait(self._shut(None), self._timeout)
         return None
 
+    def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
+        """Close the sync connections and start closing each loop's client (a task on the running loop, a thread for
+        another); return a future per client still closing, earlier closes' too (in sync code: not the running loop's).
+        """
+        self._closed = True
+        guard = contextlib.nullcontext() if leaked else self._lock  # __del__ may run while the lock is held
+        fresh: list[tuple[Any, Any, Any, concurrent.futures.Future[None]]] = []
+        running: Any = None
+        with contextlib.suppress(RuntimeError):
+            running = asyncio.get_running_loop()
+        for loop, (client, closer) in self._detach(guard, leaked).items():
+            drop = functools.partial(self._drop, client)
+            if loop.is_closed():  # it ended without shutdown_asyncgens(): nothing closed the client
+                drop()
+            elif not leaked:  # (a leaked client of a loop that goes on closes with it)
+                task, done = None, concurrent.futures.Future[None]()
+                if loop is running:
+                    task = loop.create_task(closer.aclose())
+                    task.add_done_callback(functools.partial(_closed_task, drop, done))
+                elif loop.is_running():  # in another thread
+                    _in_thread(done, _close_elsewhere, loop, closer, self._timeout, drop)
+                else:  # an idle loop, still open: run it for this one task
+                    _in_thread(done, loop.run_until_complete, closer.aclose())
+                fresh.append((loop, drop, task, done))
+        with guard:
+            self._closing = [entry for entry in self._closing if not entry[3].done()] + fresh
+        for loop, drop, task, done in self._closing:
+            if here is None and task is not None and not loop.is_running():  # an earlier close's task, not yet run
+                if loop.is_closed():
+                    _closed_task(drop, done, task)
+                else:  # on a loop that stopped: run it for that task
+                    _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
+        return [done for loop, _, _, done in self._closing if here is not None or loop is not running]
+
+    def _drop(self, client: Any) -> None:
+        """Close what an asyncio client holds when its loop cannot run its closer; by default nothing can be."""
+
     def __del__(self) -> None:
         if not getattr(self, "_closed", True) and self._leaked():
             warnings.warn(f"unclosed {self!r}; call close() or use 'with'", ResourceWarning, stacklevel=2)
@@ -1441,6 +1483,60 @@ async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
     """
     for future in futures:
         await asyncio.shield(asyncio.wrap_future(future))
+
+
+def _advance(op: Generator[Any, Any, Any], reply: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """Give `op` the reply (or error) of its last step; return (True, its next step) or (False, its result)."""
+    try:
+        return True, (op.send(reply) if error is None else op.throw(error))
+    except StopIteration as done:
+        return False, done.value
+
+
+def _driven(op: Generator[Any, Any, Any], step: Callable[[Any], tuple[Any, BaseException | None]] | None = None) -> Any:
+    """Run `op`, sending it the outcome of step(each step it yields), (reply, None) or (None, error), or without
+    `step` the step itself; return its result."""
+    more, value = _advance(op, None, None)
+    while more:
+        more, value = _advance(op, *(step(value) if step else (value, None)))
+    return value
+
+
+async def _driven_async(op: Generator[Any, Any, Any], step: Callable[[Any], Awaitable[Any]]) -> Any:
+    """_driven() with a `step` that is awaited."""
+    more, value = _advance(op, None, None)
+    while more:
+        more, value = _advance(op, *(await step(value)))
+    return value
+
+
+def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Run fn(*args) in a new daemon thread, and give its outcome to `done`."""
+
+    def run() -> None:
+        try:
+            done.set_result(fn(*args))
+        except BaseException as err:  # handed to whoever waits for it
+            done.set_exception(err)
+
+    threading.Thread(target=run, name="pickledb-close", daemon=True).start()
+
+
+def _close_elsewhere(loop: Any, closer: Any, timeout: float, drop: Callable[[], None]) -> None:
+    """Close with `closer`, from a thread of its own, on its loop running in another thread."""
+    future, deadline = asyncio.run_coroutine_threadsafe(closer.aclose(), loop), _monotonic() + timeout
+    while not future.done() and not loop.is_closed() and _monotonic() < deadline:
+        concurrent.futures.wait([future], 0.05)
+    future.cancel()  # not run by the deadline: not run later (one that ran stays as it is)
+    if loop.is_closed():  # it ended, maybe before it ran the close
+        drop()
+
+
+def _closed_task(drop: Callable[[], None], done: concurrent.futures.Future[None], task: Any) -> None:
+    """Set `done` for a closing task; if it did not finish its work (or never will), drop() what it was closing."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        drop()
+    done.set_result(None)
 
 
 # --- PickleDBSQLite ---------------------------------------------------------
@@ -2018,14 +2114,6 @@ return 0
 _Steps = Generator[Any, Any, Any]  # an operation: yields commands, is sent their replies, returns its result
 
 
-def _advance(op: _Steps, reply: Any, error: Exception | None) -> tuple[bool, Any]:
-    """Give `op` the reply (or error) of its last command; return (True, its next command) or (False, its result)."""
-    try:
-        return True, (op.send(reply) if error is None else op.throw(error))
-    except StopIteration as done:
-        return False, done.value
-
-
 def _sent(client: Any, command: Any) -> Any:
     """Send one command with `client`, or a list of them as one MULTI/EXEC transaction (awaitable if it is async)."""
     if type(command) is not list:
@@ -2043,35 +2131,6 @@ def _redis() -> Any:
     except ImportError as err:
         raise ImportError(_REDIS_HINT) from err
     return redis
-
-
-def _in_thread(done: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
-    """Run fn(*args) in a new daemon thread, and give its outcome to `done`."""
-
-    def run() -> None:
-        try:
-            done.set_result(fn(*args))
-        except BaseException as err:  # handed to whoever waits for it
-            done.set_exception(err)
-
-    threading.Thread(target=run, name="pickledb-close", daemon=True).start()
-
-
-def _close_elsewhere(loop: Any, client: Any, closer: Any, timeout: float) -> None:
-    """Close an asyncio client, from a thread of its own, on its loop running in another thread."""
-    future, deadline = asyncio.run_coroutine_threadsafe(closer.aclose(), loop), _monotonic() + timeout
-    while not future.done() and not loop.is_closed() and _monotonic() < deadline:
-        concurrent.futures.wait([future], 0.05)
-    future.cancel()  # not run by the deadline: not run later (one that ran stays as it is)
-    if loop.is_closed():  # it ended, maybe before it ran the close
-        _drop_transports(client)
-
-
-def _closed_task(client: Any, done: concurrent.futures.Future[None], task: Any) -> None:
-    """Set `done` for the task closing `client`; if it did not finish its work (or never will), drop the sockets."""
-    if not task.done() or task.cancelled() or task.exception() is not None:
-        _drop_transports(client)
-    done.set_result(None)
 
 
 def _masked_url(url: str) -> str:
@@ -2174,7 +2233,7 @@ class PickleDBRedis(PickleDBStore):
         self._lock = threading.Lock()
         self._client: Any = None  # redis.Redis or redis.cluster.RedisCluster for sync calls
         self._aclients: dict[Any, tuple[Any, Any, Any]] = {}  # event loop -> (asyncio client, its closer, gate)
-        self._closing: list[tuple[Any, Any, Any, Any]] = []  # (loop, asyncio client, its closing task or None, done)
+        self._closing = []  # closes still running: see PickleDBStore._shut
         self._starting: dict[Any, Any] = {}  # event loop -> task that initializes its cluster client
         self._closed = False
 
@@ -2255,16 +2314,10 @@ class PickleDBRedis(PickleDBStore):
     # -- running them: command by command, with a token per connection in sync code --
 
     def _execute(self, op: _Steps) -> Any:
-        more, value = _advance(op, None, None)
-        while more:
-            more, value = _advance(op, *self._send(value))
-        return value
+        return _driven(op, self._send)
 
     async def _execute_async(self, op: _Steps) -> Any:
-        more, value = _advance(op, None, None)
-        while more:
-            more, value = _advance(op, *(await self._send_async(value)))
-        return value
+        return await _driven_async(op, self._send_async)
 
     def _send(self, command: Any) -> tuple[Any, Exception | None]:
         """Send one command, or a list of them as one transaction; return (its reply, None) or (None, the error)."""
@@ -2420,41 +2473,16 @@ class PickleDBRedis(PickleDBStore):
                     self._starting.pop(loop, None)  # after a failure, redis-py tries again on the next command
         return entry
 
-    def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Close the sync client, start closing each asyncio client (a task on the running loop, a thread for another);
-        return a future per client still closing, earlier closes' too (in sync code, not the running loop's)."""
-        self._closed = True
-        guard = contextlib.nullcontext() if leaked else self._lock  # __del__ may run while the lock is held
+    def _detach(self, guard: Any, leaked: bool) -> dict[Any, tuple[Any, Any]]:
         with guard:
             client, self._client = self._client, None
         if client is not None:
             client.close()
-        entries, self._aclients, self._starting, fresh = self._aclients, {}, {}, []
-        running: Any = None
-        with contextlib.suppress(RuntimeError):
-            running = asyncio.get_running_loop()
-        for loop, (aclient, closer, _) in entries.items():
-            if loop.is_closed():  # it ended without shutdown_asyncgens(): nothing closed the client
-                _drop_transports(aclient)
-            elif not leaked:  # (a leaked client of a loop that goes on closes with it)
-                task, done = None, concurrent.futures.Future[None]()
-                if loop is running:
-                    task = loop.create_task(closer.aclose())
-                    task.add_done_callback(functools.partial(_closed_task, aclient, done))
-                elif loop.is_running():  # in another thread
-                    _in_thread(done, _close_elsewhere, loop, aclient, closer, self._timeout)
-                else:  # an idle loop, still open: run it for this one task
-                    _in_thread(done, loop.run_until_complete, closer.aclose())
-                fresh.append((loop, aclient, task, done))
-        with guard:
-            self._closing = [entry for entry in self._closing if not entry[3].done()] + fresh
-        for loop, aclient, task, done in self._closing:
-            if here is None and task is not None and not loop.is_running():  # an earlier close's task, not yet run
-                if loop.is_closed():
-                    _closed_task(aclient, done, task)
-                else:  # on a loop that stopped: run it for that task
-                    _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
-        return [done for loop, _, _, done in self._closing if here is not None or loop is not running]
+        entries, self._aclients, self._starting = self._aclients, {}, {}
+        return {loop: (aclient, closer) for loop, (aclient, closer, _) in entries.items()}
+
+    def _drop(self, client: Any) -> None:
+        _drop_transports(client)
 
     def _leaked(self) -> bool:
         return self._client is not None or bool(self._aclients)
@@ -2497,24 +2525,12 @@ def _text_row(key: str, raw: bytes = b"") -> tuple[str, str]:
     return key, raw.decode()
 
 
-def _ran(steps: Generator[Any, Any, Any]) -> Any:
-    """Run `steps` whose every step is already done: send each its own result back; return the last."""
-    more, value = _advance(steps, None, None)
-    while more:
-        more, value = _advance(steps, value, None)
-    return value
-
-
-async def _awaited(steps: Generator[Any, Any, Any]) -> Any:
-    """Run `steps`, awaiting each step (but None) and sending back its result (or throwing in its error)."""
-    more, value = _advance(steps, None, None)
-    while more:
-        try:
-            reply, error = (None if value is None else await value), None
-        except BaseException as err:  # cancelled too: the steps give their connection back, then raise it
-            reply, error = None, err
-        more, value = _advance(steps, reply, cast(Exception, error))
-    return value
+async def _outcome(step: Any) -> tuple[Any, BaseException | None]:
+    """(what awaiting a step of _steps() gives, None), or (None, its error); a step of None gives (None, None)."""
+    try:
+        return (None if step is None else await step), None
+    except BaseException as err:  # cancelled too: the steps give their connection back, then raise it
+        return None, err
 
 
 @functools.cache
@@ -2602,6 +2618,7 @@ class PickleDBPostgres(PickleDBStore):
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
+        self._closing = []  # closes still running: see PickleDBStore._shut
         self._closed = False
 
     # -- the operations of several statements --
@@ -2652,14 +2669,14 @@ class PickleDBPostgres(PickleDBStore):
     def _execute(self, op: _PgOp) -> Any:
         began = _monotonic()
         try:
-            return _ran(self._steps(self._pool or self._open(), op, began))
+            return _driven(self._steps(self._pool or self._open(), op, began))
         except _pg().psycopg.Error as err:
             raise self._error(err, began) from err
 
     async def _execute_async(self, op: _PgOp) -> Any:
         began = _monotonic()
         try:
-            return await _awaited(self._steps(await self._apool(began), op, began))
+            return await _driven_async(self._steps(await self._apool(began), op, began), _outcome)
         except _pg().psycopg.Error as err:
             raise self._error(err, began) from err
 
@@ -2732,7 +2749,7 @@ class PickleDBPostgres(PickleDBStore):
             if self._closed:
                 raise self._closed_error()
             if self._pool is None:
-                _ran(self._prepared(_pg().conn, _monotonic()))
+                _driven(self._prepared(_pg().conn, _monotonic()))
                 self._pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
                 self._pool.open()
             return self._pool
@@ -2741,7 +2758,7 @@ class PickleDBPostgres(PickleDBStore):
         """Return this event loop's pool, made as _open() makes its own; it is closed when the loop ends."""
         loop = asyncio.get_running_loop()
         if (entry := self._apools.get(loop)) is None:
-            await _awaited(self._prepared(_pg().aconn, began))
+            await _driven_async(self._prepared(_pg().aconn, began), _outcome)
             if self._closed:
                 raise self._closed_error()
             if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
@@ -2763,27 +2780,13 @@ class PickleDBPostgres(PickleDBStore):
                 self._apools[loop] = entry = (pool, closer)
         return entry[0]
 
-    def _shut(self, here: Any, leaked: bool = False) -> list[concurrent.futures.Future[None]]:
-        """Close the pools: each asyncio one in its loop (if that loop still runs, with a future set when it is
-        closed, unless a sync close() runs inside that loop), or in a thread here if that loop is idle."""
-        self._closed = True
-        with contextlib.nullcontext() if leaked else self._lock:  # __del__ may run while the lock is held
+    def _detach(self, guard: Any, leaked: bool) -> dict[Any, tuple[Any, Any]]:
+        with guard:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(1 if leaked else 5)  # seconds for its threads to end
-        entries, self._apools, futures = self._apools, {}, []
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        for loop, (_, closer) in entries.items():
-            if loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-                futures += [] if here is None and loop is running else [future]
-            elif not loop.is_closed() and not leaked:  # an idle loop (a closed one's asyncio.run() closed its pool)
-                futures.append(done := concurrent.futures.Future[None]())
-                _in_thread(done, loop.run_until_complete, closer.aclose())
-        return futures
+        entries, self._apools = self._apools, {}
+        return entries
 
     def _leaked(self) -> bool:
         return self._pool is not None or bool(self._apools)
