@@ -2498,8 +2498,7 @@ _POSTGRES_HINT = (
 # (jsonb would rewrite numbers: 1e16 would come back an int).
 _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
 # An operation is a statement, (what it gives: a kind of _shaped, or for _COUNT and _MANY the rows changed, SQL,
-# parameters), as SQLite's are; or it yields statements, is sent what each gives, and returns its result (one in a
-# transaction yields BEGIN and COMMIT itself).
+# parameters), as SQLite's are; or it yields them, is sent what each gives, and returns its result (BEGIN is its own).
 _PgOp = Generator[tuple[int, str, Any], Any, Any]
 _BEGIN, _COMMIT = (_COUNT, "BEGIN", ()), (_COUNT, "COMMIT", ())
 # (SQLSTATE prefix, the error raised, the fix it names), in order; then a ConnectionError or a RuntimeError.
@@ -2511,10 +2510,6 @@ _POSTGRES_ERRORS = (
     ("531", OSError, "nothing was stored"),
     ("54", RuntimeError, "the statement was refused"),
 )
-
-
-def _statement(how: int, sql: str, params: Any) -> _PgOp:
-    return (yield (how, sql, params))
 
 
 def _text_row(key: str, raw: bytes = b"") -> tuple[str, str]:
@@ -2681,10 +2676,8 @@ class PickleDBPostgres(PickleDBStore):
             raise self._error(err, began) from err
 
     def _steps(self, pool: Any, op: Any, began: float, conn: Any = None) -> Generator[Any, Any, Any]:
-        """A call as steps, each a call of psycopg's whose result (awaited in async code) is sent back.
-
-        Without `conn`, it takes one of `pool` that the server has not closed (a restart closes every idle one).
-        """
+        """A call as steps, psycopg's calls whose results (awaited in async code) are sent back; without `conn`, on
+        one of `pool` that the server has not closed (a restart closes every idle one)."""
         while conn is None:
             try:
                 conn = yield pool.getconn(max(0.0, began + self._timeout - _monotonic()))
@@ -2700,14 +2693,14 @@ class PickleDBPostgres(PickleDBStore):
                 conn = yield pool.putconn(conn)  # None
         conn.deadline = began + self._timeout
         try:
-            op = _statement(*op) if type(op) is tuple else op
-            more, value = _advance(op, None, None)
+            one = type(op) is tuple  # a statement, not steps of statements
+            more, value = (True, op) if one else _advance(op, None, None)
             while more:
                 how, sql, params = value
                 cur = conn.cursor()
                 yield cur.executemany(sql, params) if how == _MANY else cur.execute(sql, params)
                 reply = cur.rowcount if how >= _COUNT else _shaped(how, params, (yield cur.fetchall()))
-                more, value = _advance(op, reply, None)
+                more, value = (False, reply) if one else _advance(op, reply, None)
             return value
         finally:
             if conn.pgconn.transaction_status in (2, 3):  # in a transaction, or a failed one
