@@ -20,7 +20,7 @@ under a `# --- name ---` banner:
 
 # Copyright (c) 2026, the pickledb authors.
 # SPDX-License-Identifier: BSD-3-Clause
-# This file is the whole library: copy it with LICENSE and `pip install orjson aiofiles` (plus redis for PickleDBRedis).
+# This file is the whole library: copy it with LICENSE and `pip install orjson aiofiles` (and redis or psycopg).
 
 from __future__ import annotations
 
@@ -1191,9 +1191,8 @@ def _check_prefix(prefix: Any) -> str | None:
 class PickleDBStore:
     """What the server-backed stores (PickleDBSQLite, PickleDBRedis, ...) share: every operation, written once.
 
-    A backend subclass sets `location`, `_timeout` and `_closed` in its
-    __init__ and provides only its statements and its connections (see the
-    module docstring). Not meant to be created itself.
+    A backend subclass sets `location`, `_timeout`, `_lock`, `_closed` (and a table store `table_name`) in its
+    __init__, and provides only its statements and its connections: the attributes below. Not created itself.
     """
 
     location: str
