@@ -20,7 +20,7 @@ under a `# --- name ---` banner:
 
 # Copyright (c) 2026, the pickledb authors.
 # SPDX-License-Identifier: BSD-3-Clause
-# This file is the whole library: copy it with LICENSE and `pip install orjson aiofiles` (and redis or psycopg).
+# This file is the whole library: copy it with LICENSE and `pip install orjson aiofiles` (+ redis, psycopg[-pool]).
 
 from __future__ import annotations
 
@@ -1191,8 +1191,8 @@ def _check_prefix(prefix: Any) -> str | None:
 class PickleDBStore:
     """What the server-backed stores (PickleDBSQLite, PickleDBRedis, ...) share: every operation, written once.
 
-    A backend subclass sets `location`, `_timeout`, `_lock`, `_closed` (and a table store `table_name`) in its
-    __init__, and provides only its statements and its connections: the attributes below. Not created itself.
+    A backend subclass sets `location`, `_timeout`, `_lock`, `_closed` (a table store `table_name`, one using _shut
+    below `_closing = []`) in its __init__, and provides only its statements and connections: the attributes below.
     """
 
     location: str
@@ -1402,7 +1402,8 @@ class PickleDBStore:
                     _in_thread(concurrent.futures.Future(), loop.run_until_complete, asyncio.wait([task]))
         return [done for loop, _, _, done in self._closing if here is not None or loop is not running]
 
-    def _drop(self, client: Any) -> None:
+    @staticmethod
+    def _drop(client: Any) -> None:
         """Close what an asyncio client holds when its loop cannot run its closer; by default nothing can be."""
 
     def __del__(self) -> None:
@@ -1526,7 +1527,7 @@ def _close_elsewhere(loop: Any, closer: Any, timeout: float, drop: Callable[[], 
     future, deadline = asyncio.run_coroutine_threadsafe(closer.aclose(), loop), _monotonic() + timeout
     while not future.done() and not loop.is_closed() and _monotonic() < deadline:
         concurrent.futures.wait([future], 0.05)
-    future.cancel()  # not run by the deadline: not run later (one that ran stays as it is)
+    future.cancel()  # a close not finished by the deadline is cancelled
     if loop.is_closed():  # it ended, maybe before it ran the close
         drop()
 
@@ -1535,7 +1536,8 @@ def _closed_task(drop: Callable[[], None], done: concurrent.futures.Future[None]
     """Set `done` for a closing task; if it did not finish its work (or never will), drop() what it was closing."""
     if not task.done() or task.cancelled() or task.exception() is not None:
         drop()
-    done.set_result(None)
+    with contextlib.suppress(concurrent.futures.InvalidStateError):  # two close() calls may both get here
+        done.set_result(None)
 
 
 # --- PickleDBSQLite ---------------------------------------------------------
@@ -1680,7 +1682,8 @@ class _Worker:
         self.conn: Any = None
         self.reader: Any = None  # the loop's connection for point reads
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.lock = threading.Lock()  # guards `stopped` and `reader`
+        self.lock = threading.Lock()  # guards `stopped`
+        self.read_lock = threading.Lock()  # guards `reader`: a signal handler's close() may stop() during a read
         self.stopped: BaseException | None = None  # raised to anyone who submits after stop()
         self.closed: concurrent.futures.Future[None] = concurrent.futures.Future()  # set once the thread ends
         self.pending: list[_Write] = []  # the writes for the next group (on the loop, as `busy`)
@@ -1719,7 +1722,7 @@ class _Worker:
     def read(self, sql: str, params: Any) -> Any:
         """Run a point read on the loop thread and return its rows; None if it must go to the thread."""
         # Cheaper than a round trip; the reader never waits (busy timeout 0): what it cannot answer goes to the thread.
-        with self.lock:
+        with self.read_lock:
             if self.reader is None:
                 return None
             try:
@@ -1758,7 +1761,7 @@ class _Worker:
                     error = err
             _call_in_loop(self.loop, deliver, result, error)
             del item, deliver, function, result, error
-        with self.lock:
+        with self.read_lock:
             reader, self.reader = self.reader, None
         for conn in (reader, self.conn):
             if conn is not None:
@@ -1932,6 +1935,8 @@ class PickleDBSQLite(PickleDBStore):
                     write.outcome = error or write.outcome
                     write.done = True
                     write.wake()
+            for write in requeue:  # their outcomes are from a group that was not stored
+                write.outcome = None
             self._pending[:0] = list(requeue)
             if self._pending:
                 self._pending[0].wake()
@@ -2480,8 +2485,7 @@ class PickleDBRedis(PickleDBStore):
         entries, self._aclients, self._starting = self._aclients, {}, {}
         return {loop: (aclient, closer) for loop, (aclient, closer, _) in entries.items()}
 
-    def _drop(self, client: Any) -> None:
-        _drop_transports(client)
+    _drop = staticmethod(_drop_transports)  # a static method: the closes it is kept for hold no reference to the store
 
     def _leaked(self) -> bool:
         return self._client is not None or bool(self._aclients)
@@ -2710,9 +2714,9 @@ class PickleDBPostgres(PickleDBStore):
     def _error(self, err: Any, began: float) -> Exception:
         """The builtin exception for psycopg's `err`, naming the masked address and the fix."""
         reason = " ".join(str(err).split())[:300]
-        state = err.sqlstate or ""
-        if "password" in reason or ("database" in reason and "does not exist" in reason):
-            state = "28" if "password" in reason else "3D000"  # an error of connecting has no SQLSTATE
+        state = "28" if "password" in reason else err.sqlstate or ""  # an error of connecting may have no SQLSTATE
+        if state[:2] != "28" and state != "42501" and "database" in reason and "does not exist" in reason:
+            state = "3D000"
         other: tuple[type[Exception], str] = (RuntimeError, "the statement was refused")
         if isinstance(err, _pg().psycopg.OperationalError):
             late = f"no answer within {self._timeout:g} s; " * (_monotonic() >= began + self._timeout)
