@@ -4680,6 +4680,32 @@ def test_sqlite_sync_and_async_on_one_instance(tmp_path: Path) -> None:
     kv.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+def test_a_store_closed_after_async_use_is_freed_at_once(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    def make() -> Any:
+        if backend == "sqlite":
+            return PickleDBSQLite(tmp_path / "kv.sqlite3")
+        if backend == "redis":
+            return PickleDBRedis(request.getfixturevalue("redis_url"), f"kv-{uuid.uuid4().hex}")
+        return PickleDBPostgres(request.getfixturevalue("postgres_url"), pg_table())
+
+    async def use_and_close() -> Any:
+        db = make()
+        await db.set("k", 1)
+        await db.close()
+        return weakref.ref(db)
+
+    gc.collect()
+    gc.disable()
+    try:
+        gone = asyncio.run(use_and_close())
+        assert gone() is None  # nothing it closed, or is still closing, holds it: no cycle to wait for
+    finally:
+        gc.enable()
+
+
 def test_sqlite_closed_store_refuses_work(tmp_path: Path) -> None:
     kv = PickleDBSQLite(tmp_path / "kv.sqlite3")
     kv.set("a", 1)
