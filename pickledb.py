@@ -1085,10 +1085,8 @@ def _settle(future: Any, result: Any, error: BaseException | None) -> None:
 
 
 def _call_in_loop(loop: Any, fn: Callable[..., Any], *args: Any) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
         loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # that loop is closed: nobody is waiting any more
-        pass
 
 
 # Every store alive that must reset itself in a forked child (its _after_fork()).
@@ -1180,6 +1178,28 @@ def _key_range(prefix: str | None, after: str | None, mark: str) -> tuple[str, l
     bounds.append(("key < ", _prefix_end(prefix) if prefix else None))
     used = [(test + mark, value) for test, value in bounds if value is not None]
     return (" WHERE " + " AND ".join(test for test, _ in used) if used else ""), [value for _, value in used]
+
+
+# An operation of an SQL store (SQLite, PostgreSQL) is (kind, sql, params). Reads: _ROW one key's value by primary
+# key (see _Worker.read), _KEYS a column, _ONE a number, _PAGE a page's pairs. Writes: _COUNT a statement (its row
+# count), _MANY a statement over many rows, _FN (SQLite) a function of the connection, in the write's transaction.
+_ROW, _KEYS, _ONE, _PAGE, _COUNT, _MANY, _FN = range(7)
+
+
+def _range_reads(table: str, mark: str, value: str, no_nul: bool = False) -> tuple[Any, Any, Any]:
+    """The keys, count and page operations of an SQL store, each a read of a range of the primary key of `table`
+    (`mark`: its parameter marker; `value`: how the value column is read; no_nul: a prefix with a NUL matches nothing,
+    as PostgreSQL text holds no NUL and psycopg could not send one)."""
+
+    def select(kind: int, what: str, prefix: str | None, after: str | None, tail: str, *more: Any) -> Any:
+        where, params = (" WHERE false", []) if no_nul and "\x00" in (prefix or "") else _key_range(prefix, after, mark)
+        return kind, f"SELECT {what} FROM {table}{where}{tail}", (*params, *more)
+
+    return (
+        lambda prefix: select(_KEYS, "key", prefix, None, " ORDER BY key"),
+        lambda prefix: select(_ONE, "count(*)", prefix, None, ""),
+        lambda prefix, after, n: select(_PAGE, f"key, {value}", prefix, after, f" ORDER BY key LIMIT {mark}", n),
+    )
 
 
 def _check_prefix(prefix: Any) -> str | None:
@@ -1542,10 +1562,6 @@ def _closed_task(drop: Callable[[], None], done: concurrent.futures.Future[None]
 
 # --- PickleDBSQLite ---------------------------------------------------------
 
-# An operation is (kind, sql, params), run alike in the sync and async paths. Reads: _ROW one key's value by
-# primary key (see _Worker.read), _KEYS a column, _ONE a number, _PAGE a page's pairs. Writes: _COUNT a statement
-# (its row count), _MANY a statement over many rows, _FN a function of the connection (in the write's transaction).
-_ROW, _KEYS, _ONE, _PAGE, _COUNT, _MANY, _FN = range(7)
 _WAL_LIMIT = 4 * 1024 * 1024  # SQLite cuts a -wal file back to this size as it starts it over (no reader holds it)
 
 
@@ -1829,10 +1845,6 @@ class PickleDBSQLite(PickleDBStore):
         add, purge = f"{insert} NOTHING", f"DELETE FROM {table}"
         remove = f"{purge} WHERE key = ?"
 
-        def select(kind: int, what: str, prefix: str | None, after: str | None, end: str, *more: Any) -> Any:
-            where, params = _key_range(prefix, after, "?")  # the keys with prefix (after `after`): a key range
-            return kind, f"SELECT {what} FROM {table}{where}{end}", (*params, *more)
-
         # The operations but update, each its (kind, sql, params); none holds the store, so that it can be collected.
         self._op_set = lambda key, raw: (_COUNT, set_, (key, raw))
         self._op_get = lambda key: (_ROW, get, (key,))
@@ -1840,9 +1852,7 @@ class PickleDBSQLite(PickleDBStore):
         self._op_purge = lambda: (_COUNT, purge, ())
         self._op_set_many = lambda rows: (_MANY, set_, rows)
         self._op_add = lambda key, raw: (_COUNT, add, (key, raw))
-        self._op_keys = lambda prefix: select(_KEYS, "key", prefix, None, " ORDER BY key")
-        self._op_count = lambda prefix: select(_ONE, "count(*)", prefix, None, "")
-        self._op_page = lambda prefix, after, n: select(_PAGE, "key, value", prefix, after, " ORDER BY key LIMIT ?", n)
+        self._op_keys, self._op_count, self._op_page = _range_reads(table, "?", "value")
         self._closed = False
         self._forked = False  # this is a forked child that inherited open connections
         self._file_id = (0, 0)  # (device, inode) of the file the connections opened
@@ -2329,7 +2339,10 @@ class PickleDBRedis(PickleDBStore):
         try:
             # get() raises having taken nothing (Ctrl-C while it waits) or returns a token, which no signal handler
             # can come between it and `token`: each one taken goes back.
-            token = self._gate.get(timeout=self._timeout)
+            try:
+                token = self._gate.get(timeout=self._timeout)
+            except queue.Empty:
+                return None, _exhausted(self, self._max)
             began = time.monotonic()
             while True:
                 try:
@@ -2340,8 +2353,6 @@ class PickleDBRedis(PickleDBStore):
                 except BaseException:  # Ctrl-C or an exception from a signal handler, at any point of the call
                     self._drop_idle_connections()
                     raise
-        except queue.Empty:
-            return None, _exhausted(self, self._max)
         except Exception as err:
             return None, err
         finally:
@@ -2597,22 +2608,13 @@ class PickleDBPostgres(PickleDBStore):
         self._sql_get = get = f"SELECT value::text FROM {t} WHERE key = %s"
         remove, purge = f"DELETE FROM {t} WHERE key = %s", f"DELETE FROM {t}"
 
-        def select(how: int, what: str, prefix: str | None, after: str | None, tail: str, *extra: Any) -> Any:
-            # A key range; no key holds a NUL (PostgreSQL text cannot), and psycopg could not send one.
-            where, params = _key_range(prefix, after, "%s") if "\x00" not in (prefix or "") else (" WHERE false", [])
-            return how, f"SELECT {what} FROM {t}{where}{tail}", [*params, *extra]
-
         # The operations of one statement, as SQLite's: none holds the store, so that it can be collected.
         self._op_set = lambda key, raw: (_COUNT, set_, _text_row(key, raw))
         self._op_get = lambda key: (_ROW, get, _text_row(key)[:1])
         self._op_remove = lambda key: (_COUNT, remove, _text_row(key)[:1])
         self._op_add = lambda key, raw: (_ROW, add, _text_row(key, raw))
         self._op_purge = lambda: (_COUNT, purge, ())
-        self._op_keys = lambda prefix: select(_KEYS, "key", prefix, None, " ORDER BY key")
-        self._op_count = lambda prefix: select(_ONE, "count(*)", prefix, None, "")
-        self._op_page = lambda prefix, after, n: select(
-            _PAGE, "key, value::text", prefix, after, " ORDER BY key LIMIT %s", n
-        )
+        self._op_keys, self._op_count, self._op_page = _range_reads(t, "%s", "value::text", no_nul=True)
         self._lock = threading.Lock()
         self._pool: Any = None  # the pool of sync calls
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
