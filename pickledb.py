@@ -36,6 +36,7 @@ import math
 import os
 import queue
 import secrets
+import select
 import signal
 import stat
 import sys
@@ -1170,10 +1171,8 @@ def _other_table(location: str, table: str, found: str, wanted: str) -> ValueErr
 
 
 def _key_range(prefix: str | None, after: str | None, mark: str) -> tuple[str, list[str]]:
-    """(" WHERE ..." or "", its parameters): the keys that start with prefix and sort after `after`, as a range.
-
-    A range of the primary key is what lets the database read only those keys; `mark` is its parameter marker.
-    """
+    """(" WHERE ..." or "", its parameters): the keys that start with prefix and sort after `after`, as a range of
+    the primary key, which lets the database read only those keys; `mark` is its parameter marker."""
     bounds = [("key >= ", prefix or None if after is None else None), ("key > ", after)]
     bounds.append(("key < ", _prefix_end(prefix) if prefix else None))
     used = [(test + mark, value) for test, value in bounds if value is not None]
@@ -1485,11 +1484,8 @@ class _Walk:
 
 
 async def _close_at_loop_end(close: Callable[[], Awaitable[Any]]) -> Any:
-    """Await close() when this async generator is closed.
-
-    Started once on the loop that owns a backend's asyncio client or pool:
-    asyncio.run() and loop.shutdown_asyncgens() close it while that loop still runs.
-    """
+    """Await close() when this async generator is closed. Started once on the loop that owns a backend's asyncio
+    client or pool: asyncio.run() and loop.shutdown_asyncgens() close it while that loop still runs."""
     try:
         yield
     finally:
@@ -1497,10 +1493,8 @@ async def _close_at_loop_end(close: Callable[[], Awaitable[Any]]) -> Any:
 
 
 async def _wait_all(futures: list[concurrent.futures.Future[Any]]) -> None:
-    """Wait for every one of `futures` (set in other threads); the first failure is raised.
-
-    A cancelled wait leaves them be: the closing goes on.
-    """
+    """Wait for every one of `futures` (set in other threads); the first failure is raised. A cancelled wait leaves
+    them be: the closing goes on."""
     for future in futures:
         await asyncio.shield(asyncio.wrap_future(future))
 
@@ -1522,11 +1516,15 @@ def _driven(op: Generator[Any, Any, Any], step: Callable[[Any], tuple[Any, BaseE
     return value
 
 
-async def _driven_async(op: Generator[Any, Any, Any], step: Callable[[Any], Awaitable[Any]]) -> Any:
-    """_driven() with a `step` that is awaited."""
+async def _driven_async(op: Generator[Any, Any, Any], step: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
+    """_driven() with a `step` that is awaited; without one, each step is an awaitable (or None) awaited itself."""
     more, value = _advance(op, None, None)
     while more:
-        more, value = _advance(op, *(await step(value)))
+        try:
+            outcome = await step(value) if step else ((None if value is None else await value), None)
+        except BaseException as err:  # cancelled too: op can let go of what it holds, then raise it
+            outcome = None, err
+        more, value = _advance(op, *outcome)
     return value
 
 
@@ -2504,13 +2502,14 @@ class PickleDBRedis(PickleDBStore):
 
 # --- PickleDBPostgres -------------------------------------------------------
 
-_POSTGRES_HINT = (
-    'PickleDBPostgres needs psycopg 3: pip install "psycopg[binary]" psycopg-pool '
-    '(with pickledb installed: pip install "pickledb[postgres]")'
-)
 # Keys sort by code point whatever the database's collation; json keeps each value's text as written
 # (jsonb would rewrite numbers: 1e16 would come back an int).
 _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
+_POSTGRES_SHAPE = (  # a table's columns, as _POSTGRES_COLUMNS writes them
+    "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE attcollation WHEN 950 "
+    "THEN ' COLLATE \"C\"' ELSE '' END, ', ' ORDER BY attnum) FROM pg_attribute "  # 950: the C collation
+    "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped"
+)
 # An operation is a statement, (what it gives: a kind of _shaped, or for _COUNT and _MANY the rows changed, SQL,
 # parameters), as SQLite's are; or it yields them, is sent what each gives, and returns its result (BEGIN is its own).
 _PgOp = Generator[tuple[int, str, Any], Any, Any]
@@ -2527,19 +2526,10 @@ _POSTGRES_ERRORS = (
 
 
 def _text_row(key: str, raw: bytes = b"") -> tuple[str, str]:
-    """Return (key, the encoded value as text); TypeError if either holds a NUL, which PostgreSQL text cannot (a
-    json column keeps a \\u0000, but ->> and the other operators then refuse to read that value)."""
+    """(key, the value as text); TypeError for a NUL, which text cannot hold (json can, but ->> then fails on it)."""
     if "\x00" in key or (b"\\u0000" in raw and b"\\u0000" in raw.replace(b"\\\\", b"")):  # not "\\" + "u0000"
         raise TypeError(f"cannot store key {_short(key)}: PostgreSQL text cannot hold a NUL character")
     return key, raw.decode()
-
-
-async def _outcome(step: Any) -> tuple[Any, BaseException | None]:
-    """(what awaiting a step of _steps() gives, None), or (None, its error); a step of None gives (None, None)."""
-    try:
-        return (None if step is None else await step), None
-    except BaseException as err:  # cancelled too: the steps give their connection back, then raise it
-        return None, err
 
 
 @functools.cache
@@ -2549,13 +2539,17 @@ def _pg() -> Any:
         import psycopg
         import psycopg_pool
     except ImportError as err:
-        raise ImportError(_POSTGRES_HINT) from err
+        hint = 'PickleDBPostgres needs psycopg 3: pip install "psycopg[binary]" psycopg-pool (with pickledb installed: '
+        raise ImportError(hint + 'pip install "pickledb[postgres]")') from err
 
+    # Every wait of a call ends at its deadline, even when the server is stopped (SIGSTOP) and its socket open.
     def wait(self: Any, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         return cast(Any, type(self).__mro__[1]).wait(self, gen, interval, max(0.0, self.deadline - _monotonic()))
 
-    # Every wait of a call ends at its deadline, even when the server is stopped (SIGSTOP) and its socket open.
-    body = {"deadline": math.inf, "wait": wait}
+    def usable(self: Any, ask: bool = True) -> bool:  # open, idle, and (ask) sent nothing: a restart sends a goodbye
+        return bool(self.pgconn.transaction_status == 0 and not (ask and select.select([self.fileno()], [], [], 0)[0]))
+
+    body = {"deadline": math.inf, "wait": wait, "usable": usable}
     conn, aconn = (type(kind.__name__, (kind,), body) for kind in (psycopg.Connection, psycopg.AsyncConnection))
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, conn=conn, aconn=aconn)
 
@@ -2607,7 +2601,6 @@ class PickleDBPostgres(PickleDBStore):
         )
         self._sql_get = get = f"SELECT value::text FROM {t} WHERE key = %s"
         remove, purge = f"DELETE FROM {t} WHERE key = %s", f"DELETE FROM {t}"
-
         # The operations of one statement, as SQLite's: none holds the store, so that it can be collected.
         self._op_set = lambda key, raw: (_COUNT, set_, _text_row(key, raw))
         self._op_get = lambda key: (_ROW, get, _text_row(key)[:1])
@@ -2615,18 +2608,16 @@ class PickleDBPostgres(PickleDBStore):
         self._op_add = lambda key, raw: (_ROW, add, _text_row(key, raw))
         self._op_purge = lambda: (_COUNT, purge, ())
         self._op_keys, self._op_count, self._op_page = _range_reads(t, "%s", "value::text", no_nul=True)
-        self._lock = threading.Lock()
-        self._pool: Any = None  # the pool of sync calls
+        self._lock, self._own = threading.Lock(), threading.Lock()  # the second: whose self._conn is (see _execute)
+        self._pool = self._conn = cast(Any, None)  # the pool of sync calls, and a connection kept outside it
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
-        self._closing = []  # closes still running: see PickleDBStore._shut
-        self._closed = False
+        self._closing, self._closed = [], False  # _closing: closes still running (see PickleDBStore._shut)
 
     # -- the operations of several statements --
 
     def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
-        texts = [_text_row(key, raw) for key, raw in rows]
         yield _BEGIN
-        yield (_MANY, self._sql_set, texts)
+        yield (_MANY, self._sql_set, [_text_row(key, raw) for key, raw in rows])
         yield _COMMIT
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:
@@ -2635,8 +2626,7 @@ class PickleDBPostgres(PickleDBStore):
             old = yield (_ROW, self._sql_get + " FOR UPDATE", _text_row(key)[:1])
             raw, new = change(old)
             row = _text_row(key, raw)
-            update = (_COUNT, f"UPDATE {self._table} SET value = %s WHERE key = %s", row[::-1])
-            if (yield update if old is not None else (_ROW, self._sql_add, row)):
+            if (yield (_COUNT, self._sql_set, row) if old is not None else (_ROW, self._sql_add, row)):
                 yield _COMMIT
                 return new
 
@@ -2651,32 +2641,46 @@ class PickleDBPostgres(PickleDBStore):
         """Create the table if it is missing (once, whoever else starts at once); refuse one of another shape."""
         yield _BEGIN
         yield (_COUNT, "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pickledb {self.table_name}",))
-        found = yield (
-            _ONE,
-            "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE attcollation WHEN 950 "
-            "THEN ' COLLATE \"C\"' ELSE '' END, ', ' ORDER BY attnum) FROM pg_attribute "  # 950: the C collation
-            "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-            (self._table,),
-        )
+        found = yield (_ONE, _POSTGRES_SHAPE, (self._table,))
         if found is None:
             yield (_COUNT, f"CREATE TABLE {self._table} ({_POSTGRES_COLUMNS})", ())
         elif found != 'key text COLLATE "C", value json':
             raise _other_table(self.location, self.table_name, found, _POSTGRES_COLUMNS)
         yield _COMMIT
 
-    # -- running them: on a connection of the pool of sync calls, or of this event loop's pool --
+    # -- running them: on the connection kept for sync calls or one of a pool; the first of each prepares the table --
 
-    def _execute(self, op: _PgOp) -> Any:
-        began = _monotonic()
+    def _execute(self, op: Any) -> Any:
+        began, alone = _monotonic(), self._max > 1 and self._own.acquire(False)
         try:
-            return _driven(self._steps(self._pool or self._open(), op, began))
+            if not alone:  # another sync call has the connection kept below (or max_connections is 1)
+                return _driven(self._steps(self._pool or self._open(), op, began))
+            # One sync call at a time keeps a connection outside the pool, where a statement costs what a plain psycopg
+            # call does. A read goes without asking if the server closed it (a syscall): if it fails at once, again.
+            for retry in (type(op) is tuple and op[0] < _COUNT, False):
+                if self._conn is None or not self._conn.usable(not retry):
+                    self._conn = self._conn and self._conn.close() or _driven(self._prepared(_pg().conn, began))
+                if type(op) is not tuple:
+                    return _driven(self._steps(None, op, began, self._conn))
+                self._conn.deadline = began + self._timeout
+                try:
+                    cur = self._conn.execute(op[1], op[2])
+                    return cur.rowcount if op[0] >= _COUNT else _shaped(op[0], op[2], cur.fetchall())
+                except _pg().psycopg.OperationalError:
+                    if not retry or _monotonic() >= began + self._timeout:  # no answer in time: not again
+                        raise
         except _pg().psycopg.Error as err:
             raise self._error(err, began) from err
+        finally:
+            if alone:
+                self._own.release()
+                if self._closed:
+                    self._let_go()
 
     async def _execute_async(self, op: _PgOp) -> Any:
         began = _monotonic()
         try:
-            return await _driven_async(self._steps(await self._apool(began), op, began), _outcome)
+            return await _driven_async(self._steps(await self._apool(began), op, began))
         except _pg().psycopg.Error as err:
             raise self._error(err, began) from err
 
@@ -2687,13 +2691,11 @@ class PickleDBPostgres(PickleDBStore):
             try:
                 conn = yield pool.getconn(max(0.0, began + self._timeout - _monotonic()))
             except _pg().pool.PoolTimeout:  # every connection stayed busy, or none could be made
-                if pool.get_stats().get("pool_size", 0) >= self._max:
+                if pool.get_stats().get("pool_size", 0) >= pool.max_size:
                     raise _exhausted(self, self._max) from None
                 at, within = f"the PostgreSQL server at {self.location}", f"no connection within {self._timeout:g} s"
                 raise ConnectionError(f"cannot reach {at}: {within}; check that it runs") from None
-            with contextlib.suppress(Exception):
-                conn.pgconn.consume_input()  # reads what the server sent an idle connection: nothing, or its goodbye
-            if conn.closed or conn.pgconn.status != 0 or conn.pgconn.transaction_status != 0:
+            if not conn.usable():
                 yield conn.close()
                 conn = yield pool.putconn(conn)  # None
         conn.deadline = began + self._timeout
@@ -2716,30 +2718,28 @@ class PickleDBPostgres(PickleDBStore):
     def _error(self, err: Any, began: float) -> Exception:
         """The builtin exception for psycopg's `err`, naming the masked address and the fix."""
         reason = " ".join(str(err).split())[:300]
-        state = "28" if "password" in reason else err.sqlstate or ""  # an error of connecting may have no SQLSTATE
-        if state[:2] != "28" and state != "42501" and "database" in reason and "does not exist" in reason:
-            state = "3D000"
-        other: tuple[type[Exception], str] = (RuntimeError, "the statement was refused")
-        if isinstance(err, _pg().psycopg.OperationalError):
-            late = f"no answer within {self._timeout:g} s; " * (_monotonic() >= began + self._timeout)
-            other = (ConnectionError, f"{late}cannot reach it; a write may have been stored: check that it runs")
+        missing = "3D000" if "database" in reason and "does not exist" in reason else ""  # connecting: no SQLSTATE
+        state = "28" if "password" in reason else err.sqlstate or missing
+        late = f"no answer within {self._timeout:g} s; " * (_monotonic() >= began + self._timeout)
+        lost = (ConnectionError, f"{late}cannot reach it; a write may have been stored: check that it runs")
+        other = lost if isinstance(err, _pg().psycopg.OperationalError) else (RuntimeError, "the statement was refused")
         kind, fix = next(((kind, fix) for prefix, kind, fix in _POSTGRES_ERRORS if state.startswith(prefix)), other)
         return kind(f"the PostgreSQL server at {self.location} (table {self.table_name!r}): {reason}; {fix}")
 
-    # -- pools: one for sync calls, one per event loop; the first connection of each prepares the table --
-
     def _options(self, kind: Any) -> dict[str, Any]:
         connection = {"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout))}
-        pool = {"min_size": 0, "max_size": self._max, "timeout": self._timeout, "open": False}
-        return {"conninfo": self._dsn, "connection_class": kind, "kwargs": connection, **pool}
+        size = {"min_size": 0, "max_size": self._max - (self._max > 1 and kind is _pg().conn), "open": False}
+        return {"conninfo": self._dsn, "connection_class": kind, "kwargs": connection, "timeout": self._timeout, **size}
 
-    def _prepared(self, kind: Any, began: float) -> Generator[Any, Any, None]:
-        """Steps that prepare the table on a first connection of `kind` (whose errors come at once; a pool's do not)."""
+    def _prepared(self, kind: Any, began: float) -> Generator[Any, Any, Any]:
+        """Steps that return a new connection of `kind`, the table ready (its errors come at once; a pool's do not)."""
         conn = yield kind.connect(self._dsn, **self._options(kind)["kwargs"])
         try:
             yield from self._steps(None, self._prepare(), began, conn)
-        finally:
+        except BaseException:
             yield conn.close()
+            raise
+        return conn
 
     def _open(self) -> Any:
         """Return the pool of sync calls, made once the table is prepared."""
@@ -2747,7 +2747,7 @@ class PickleDBPostgres(PickleDBStore):
             if self._closed:
                 raise self._closed_error()
             if self._pool is None:
-                _driven(self._prepared(_pg().conn, _monotonic()))
+                _driven(self._prepared(_pg().conn, _monotonic())).close()
                 self._pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
                 self._pool.open()
             return self._pool
@@ -2756,7 +2756,7 @@ class PickleDBPostgres(PickleDBStore):
         """Return this event loop's pool, made as _open() makes its own; it is closed when the loop ends."""
         loop = asyncio.get_running_loop()
         if (entry := self._apools.get(loop)) is None:
-            await _driven_async(self._prepared(_pg().aconn, began), _outcome)
+            await (await _driven_async(self._prepared(_pg().aconn, began))).close()
             if self._closed:
                 raise self._closed_error()
             if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
@@ -2781,13 +2781,20 @@ class PickleDBPostgres(PickleDBStore):
     def _detach(self, guard: Any, leaked: bool) -> dict[Any, tuple[Any, Any]]:
         with guard:
             pool, self._pool = self._pool, None
+        self._let_go()
         if pool is not None:
             pool.close(1 if leaked else 5)  # seconds for its threads to end
         entries, self._apools = self._apools, {}
         return entries
 
+    def _let_go(self) -> None:
+        """Close the connection kept for one sync call, unless a call is using it: that call does when it ends."""
+        if self._own.acquire(False):
+            self._conn = self._conn and self._conn.close()  # None
+            self._own.release()
+
     def _leaked(self) -> bool:
-        return self._pool is not None or bool(self._apools)
+        return self._pool is not None or self._conn is not None or bool(self._apools)
 
 
 # --- command line -------------------------------------------------------------

@@ -9441,6 +9441,53 @@ def test_postgres_server_restart_under_load_loses_no_acknowledged_write(own_post
         assert run_async(await_method, db, "set", "after", 1) == "after"
 
 
+def test_postgres_restart_fails_no_call_made_after_it(own_postgres: PostgresServer) -> None:
+    async def get_across_a_restart(db: PickleDBPostgres) -> list[Any]:
+        got = [await db.get("k")]  # this loop's pool keeps an idle connection
+        own_postgres.stop()
+        own_postgres.start()
+        return [*got, await db.get("k")]
+
+    with PickleDBPostgres(own_postgres.url(), pg_table(), timeout=10) as db:
+        db.set("k", 1)
+        for call in (lambda: db.get("k"), lambda: db.set("k", 1), lambda: db.update("k", lambda v: v)):
+            assert db.get("k") == 1  # the connection kept for sync calls is idle, and open
+            own_postgres.stop()  # the server closes every connection; each call below is made after it is back
+            own_postgres.start()
+            assert call() in (1, "k")  # a read is sent again on a new connection, a write checks first
+        assert run_async(get_across_a_restart, db) == [1, 1]
+
+
+def test_postgres_close_during_a_sync_call_closes_its_connection_when_the_call_ends(
+    postgres_server: PostgresServer,
+) -> None:
+    name = f"pickledb_close_{uuid.uuid4().hex[:8]}"
+    ours = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+    started = threading.Event()
+
+    def slow(value: int) -> int:
+        started.set()
+        time.sleep(0.5)
+        return value + 1
+
+    db = PickleDBPostgres(f"{postgres_server.url()}?application_name={name}", pg_table())
+    db.set("n", 0)
+    with thread_errors() as errors:
+        worker = threading.Thread(target=db.update, args=("n", slow))
+        worker.start()
+        assert started.wait(10)
+        db.close()  # the update goes on: its connection is closed when it ends
+        assert postgres_server.sql(ours) == [(1,)]
+        worker.join(30)
+    assert errors == []
+    deadline = time.monotonic() + 10
+    while postgres_server.sql(ours) != [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert postgres_server.sql(ours) == [(0,)]
+    with PickleDBPostgres(postgres_server.url(), db.table_name) as again:
+        assert again.get("n") == 1
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the server's processes in /proc")
 def test_postgres_stopped_server_calls_raise_within_timeout(own_postgres: PostgresServer) -> None:
     timeout = 2.0
