@@ -2612,6 +2612,7 @@ class PickleDBPostgres(PickleDBStore):
         self._pool = self._conn = cast(Any, None)  # the pool of sync calls, and a connection kept outside it
         self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
         self._closing, self._closed = [], False  # _closing: closes still running (see PickleDBStore._shut)
+        _fork_aware(self)
 
     # -- the operations of several statements --
 
@@ -2655,8 +2656,8 @@ class PickleDBPostgres(PickleDBStore):
         try:
             if not alone:  # another sync call has the connection kept below (or max_connections is 1)
                 return _driven(self._steps(self._pool or self._open(), op, began))
-            # One sync call at a time keeps a connection outside the pool, where a statement costs what a plain psycopg
-            # call does. A read goes without asking if the server closed it (a syscall): if it fails at once, again.
+            # One sync call at a time uses a connection kept outside the pool, where a statement costs what a plain
+            # psycopg call does; a read skips asking if the server closed it (a syscall), and goes again if it fails.
             for retry in (type(op) is tuple and op[0] < _COUNT, False):
                 if self._conn is None or not self._conn.usable(not retry):
                     self._conn = self._conn and self._conn.close() or _driven(self._prepared(_pg().conn, began))
@@ -2744,9 +2745,7 @@ class PickleDBPostgres(PickleDBStore):
     def _open(self) -> Any:
         """Return the pool of sync calls, made once the table is prepared."""
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            if self._pool is None:
+            if self._checked(self._pool) is None:
                 _driven(self._prepared(_pg().conn, _monotonic())).close()
                 self._pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
                 self._pool.open()
@@ -2757,9 +2756,7 @@ class PickleDBPostgres(PickleDBStore):
         loop = asyncio.get_running_loop()
         if (entry := self._apools.get(loop)) is None:
             await (await _driven_async(self._prepared(_pg().aconn, began))).close()
-            if self._closed:
-                raise self._closed_error()
-            if (entry := self._apools.get(loop)) is None:  # no other task made one meanwhile
+            if (entry := self._checked(self._apools).get(loop)) is None:  # no other task made one meanwhile
                 made: weakref.WeakSet[Any] = weakref.WeakSet()
 
                 async def track(conn: Any) -> None:
@@ -2795,6 +2792,11 @@ class PickleDBPostgres(PickleDBStore):
 
     def _leaked(self) -> bool:
         return self._pool is not None or self._conn is not None or bool(self._apools)
+
+    def _after_fork(self) -> None:
+        """In a forked child: leave the parent its connections, untouched (a close here would end its sessions)."""
+        _abandon((self._conn, self._pool, self._apools))
+        self._lock, self._own, self._conn, self._pool, self._apools = threading.Lock(), threading.Lock(), None, None, {}
 
 
 # --- command line -------------------------------------------------------------

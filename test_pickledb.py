@@ -3406,6 +3406,38 @@ _POSTGRES_INCR_CHILD = textwrap.dedent(
 )
 
 
+# Parent and forked child read and write at once, each through the instance it has (the child's inherited one).
+_POSTGRES_FORK = textwrap.dedent(
+    """
+    import os
+    import sys
+    import pickledb
+
+    db = pickledb.PickleDBPostgres(sys.argv[1], sys.argv[2])
+    db.set_many((f"k{n}", n) for n in range(300))
+    assert db.get("k0") == 0  # the connection kept for sync calls is open
+    pid = os.fork()
+    who = "child" if pid == 0 else "parent"
+    try:
+        for n in range(300):
+            assert db.get(f"k{n}") == n, (who, n)
+            db.set(f"{who}{n}", n)
+        if pid == 0:
+            db.close()
+    except BaseException as err:
+        print(who, type(err).__name__, err, file=sys.stderr, flush=True)
+        os._exit(1)
+    if pid == 0:
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "the child failed"
+    assert db.count("child") == db.count("parent") == 300
+    db.set("after", 1)
+    db.close()
+    print("ok", flush=True)
+    """
+)
+
+
 def pickledb_cli(
     *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
@@ -9444,8 +9476,8 @@ def test_postgres_server_restart_under_load_loses_no_acknowledged_write(own_post
 def test_postgres_restart_fails_no_call_made_after_it(own_postgres: PostgresServer) -> None:
     async def get_across_a_restart(db: PickleDBPostgres) -> list[Any]:
         got = [await db.get("k")]  # this loop's pool keeps an idle connection
-        own_postgres.stop()
-        own_postgres.start()
+        await asyncio.to_thread(own_postgres.stop)
+        await asyncio.to_thread(own_postgres.start)
         return [*got, await db.get("k")]
 
     with PickleDBPostgres(own_postgres.url(), pg_table(), timeout=10) as db:
@@ -9456,6 +9488,19 @@ def test_postgres_restart_fails_no_call_made_after_it(own_postgres: PostgresServ
             own_postgres.start()
             assert call() in (1, "k")  # a read is sent again on a new connection, a write checks first
         assert run_async(get_across_a_restart, db) == [1, 1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_postgres_forked_child_makes_connections_of_its_own(postgres_url: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _POSTGRES_FORK, postgres_url, pg_table()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(HERE)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
 
 
 def test_postgres_close_during_a_sync_call_closes_its_connection_when_the_call_ends(
