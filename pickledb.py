@@ -1672,7 +1672,7 @@ _ABANDONED = []  # type: list[Any]
 
 
 def _abandon(obj: Any) -> None:
-    """Keep an inherited SQLite connection open forever in a forked child: closing it would delete the WAL."""
+    """Keep what a forked child inherited alive forever: closing it would harm the parent (SQLite: delete the WAL)."""
     _ABANDONED.append(obj)
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
@@ -2729,6 +2729,7 @@ class PickleDBPostgres(PickleDBStore):
 
     def _options(self, kind: Any) -> dict[str, Any]:
         connection = {"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout))}
+        # Sync calls also keep one connection outside their pool (see _execute), within max_connections.
         size = {"min_size": 0, "max_size": self._max - (self._max > 1 and kind is _pg().conn), "open": False}
         return {"conninfo": self._dsn, "connection_class": kind, "kwargs": connection, "timeout": self._timeout, **size}
 
