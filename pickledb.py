@@ -2502,8 +2502,7 @@ class PickleDBRedis(PickleDBStore):
 
 # --- PickleDBPostgres -------------------------------------------------------
 
-# Keys sort by code point whatever the database's collation; json keeps each value's text as written
-# (jsonb would rewrite numbers: 1e16 would come back an int).
+# Keys sort by code point whatever the collation; json keeps each value's text as written (jsonb: 1e16 becomes an int).
 _POSTGRES_COLUMNS = 'key text COLLATE "C" PRIMARY KEY, value json NOT NULL'
 _POSTGRES_SHAPE = (  # a table's columns, as _POSTGRES_COLUMNS writes them
     "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE attcollation WHEN 950 "
@@ -2562,7 +2561,7 @@ class PickleDBPostgres(PickleDBStore):
     dsn: a postgresql:// URL or "host=... dbname=..." (its password shows as ***). table_name: as
     PickleDBSQLite's, created if missing; one of another shape raises ValueError. timeout: seconds for each
     call, waiting for a connection included: an unreachable or stopped server raises ConnectionError within it
-    (a write may then have been stored), callers beyond max_connections (per pool: one for sync calls, one per
+    (a write may then have been stored), callers beyond max_connections (as many for sync calls, and for each
     event loop) TimeoutError. SQL reads the values: SELECT value->>'name' FROM kv. NUL characters are refused.
     """
 
@@ -2591,6 +2590,7 @@ class PickleDBPostgres(PickleDBStore):
             raise ValueError(f"invalid PostgreSQL address {shown}; write postgresql://USER:PASS@HOST/DB") from None
         self.location = _masked_url(dsn) if "://" in dsn else conninfo.make_conninfo(**masked)
         self.table_name, self._dsn, self._timeout, self._max = table_name, dsn, float(timeout), max_connections
+        self._kwargs = {"autocommit": True, "connect_timeout": max(2, math.ceil(timeout))}  # of every connection
         t = self._table = f'"{table_name}"'
         upsert = f"INSERT INTO {t} AS old (key, value) VALUES (%s, %s) ON CONFLICT (key) DO "
         self._sql_set = set_ = upsert + "UPDATE SET value = excluded.value"
@@ -2610,7 +2610,7 @@ class PickleDBPostgres(PickleDBStore):
         self._op_keys, self._op_count, self._op_page = _range_reads(t, "%s", "value::text", no_nul=True)
         self._lock, self._own = threading.Lock(), threading.Lock()  # the second: whose self._conn is (see _execute)
         self._pool = self._conn = cast(Any, None)  # the pool of sync calls, and a connection kept outside it
-        self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> (its pool, the closer of that pool)
+        self._apools: dict[Any, tuple[Any, Any]] = {}  # event loop -> ((idle connections, semaphore), their closer)
         self._closing, self._closed = [], False  # _closing: closes still running (see PickleDBStore._shut)
         _fork_aware(self)
 
@@ -2649,15 +2649,14 @@ class PickleDBPostgres(PickleDBStore):
             raise _other_table(self.location, self.table_name, found, _POSTGRES_COLUMNS)
         yield _COMMIT
 
-    # -- running them: on the connection kept for sync calls or one of a pool; the first of each prepares the table --
+    # -- running them: sync on a kept connection or a pool's, async on its loop's own; a new one prepares the table --
 
     def _execute(self, op: Any) -> Any:
         began, alone = _monotonic(), self._max > 1 and self._own.acquire(False)
         try:
             if not alone:  # another sync call has the connection kept below (or max_connections is 1)
                 return _driven(self._steps(self._pool or self._open(), op, began))
-            # One sync call at a time uses a connection kept outside the pool, where a statement costs what a plain
-            # psycopg call does; a read skips asking if the server closed it (a syscall), and goes again if it fails.
+            # One call at a time: a kept connection, no pool; a read skips asking if it is closed, and retries once.
             for retry in (type(op) is tuple and op[0] < _COUNT, False):
                 if self._conn is None or not self._conn.usable(not retry):
                     self._conn = self._conn and self._conn.close() or _driven(self._prepared(_pg().conn, began))
@@ -2681,7 +2680,22 @@ class PickleDBPostgres(PickleDBStore):
     async def _execute_async(self, op: _PgOp) -> Any:
         began = _monotonic()
         try:
-            return await _driven_async(self._steps(await self._apool(began), op, began))
+            idle, slots = await self._apool()
+            taken = slots.acquire()  # a call beyond max_connections waits; wait_for (which makes a task) only then
+            try:
+                await (asyncio.wait_for(taken, began + self._timeout - _monotonic()) if slots.locked() else taken)
+            except asyncio.TimeoutError:
+                raise _exhausted(self, self._max) from None
+            try:
+                while idle and not idle[-1].usable():  # the server closed it (a restart closes every idle one)
+                    await idle.pop().close()
+                conn = idle.pop() if idle else await _driven_async(self._prepared(_pg().aconn, began))
+                try:
+                    return await _driven_async(self._steps(None, op, began, conn))
+                finally:
+                    await conn.close() if self._closed else idle.append(conn)
+            finally:
+                slots.release()
         except _pg().psycopg.Error as err:
             raise self._error(err, began) from err
 
@@ -2727,15 +2741,10 @@ class PickleDBPostgres(PickleDBStore):
         kind, fix = next(((kind, fix) for prefix, kind, fix in _POSTGRES_ERRORS if state.startswith(prefix)), other)
         return kind(f"the PostgreSQL server at {self.location} (table {self.table_name!r}): {reason}; {fix}")
 
-    def _options(self, kind: Any) -> dict[str, Any]:
-        connection = {"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout))}
-        # Sync calls also keep one connection outside their pool (see _execute), within max_connections.
-        size = {"min_size": 0, "max_size": self._max - (self._max > 1 and kind is _pg().conn), "open": False}
-        return {"conninfo": self._dsn, "connection_class": kind, "kwargs": connection, "timeout": self._timeout, **size}
-
     def _prepared(self, kind: Any, began: float) -> Generator[Any, Any, Any]:
         """Steps that return a new connection of `kind`, the table ready (its errors come at once; a pool's do not)."""
-        conn = yield kind.connect(self._dsn, **self._options(kind)["kwargs"])
+        left = max(2, math.ceil(began + self._timeout - _monotonic()))  # libpq gives up after 2 s at the earliest
+        conn = yield kind.connect(self._dsn, **{**self._kwargs, "connect_timeout": left})
         try:
             yield from self._steps(None, self._prepare(), began, conn)
         except BaseException:
@@ -2748,32 +2757,23 @@ class PickleDBPostgres(PickleDBStore):
         with self._lock:
             if self._checked(self._pool) is None:
                 _driven(self._prepared(_pg().conn, _monotonic())).close()
-                self._pool = _pg().pool.ConnectionPool(**self._options(_pg().conn))
-                self._pool.open()
+                options = {"connection_class": _pg().conn, "kwargs": self._kwargs, "open": True}  # max_size: _execute
+                self._pool = _pg().pool.ConnectionPool(self._dsn, min_size=0, max_size=max(1, self._max - 1), **options)
             return self._pool
 
-    async def _apool(self, began: float) -> Any:
-        """Return this event loop's pool, made as _open() makes its own; it is closed when the loop ends."""
+    async def _apool(self) -> tuple[list[Any], asyncio.Semaphore]:
+        """Return this event loop's idle connections (the latest last, closed when it ends) and its call semaphore."""
         loop = asyncio.get_running_loop()
-        if (entry := self._apools.get(loop)) is None:
-            await (await _driven_async(self._prepared(_pg().aconn, began))).close()
-            if (entry := self._checked(self._apools).get(loop)) is None:  # no other task made one meanwhile
-                made: weakref.WeakSet[Any] = weakref.WeakSet()
+        if (entry := self._checked(self._apools).get(loop)) is None:
+            idle: list[Any] = []
 
-                async def track(conn: Any) -> None:
-                    made.add(conn)
+            async def close() -> None:
+                while idle:
+                    await idle.pop().close()
 
-                async def close() -> None:
-                    with contextlib.suppress(asyncio.CancelledError):  # asyncio.run() cancelled the pool's tasks: ...
-                        await pool.close()
-                    for conn in list(made):  # ... it stops before closing its connections
-                        await conn.close()
-
-                pool = _pg().pool.AsyncConnectionPool(**self._options(_pg().aconn), configure=track)
-                await pool.open()
-                closer = _close_at_loop_end(close)
-                await closer.asend(None)
-                self._apools[loop] = entry = (pool, closer)
+            closer = _close_at_loop_end(close)
+            await closer.asend(None)  # runs to its first yield, without a pause: no other task comes in between
+            self._apools[loop] = entry = ((idle, asyncio.Semaphore(self._max)), closer)
         return entry[0]
 
     def _detach(self, guard: Any, leaked: bool) -> dict[Any, tuple[Any, Any]]:

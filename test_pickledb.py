@@ -40,7 +40,7 @@ import uuid
 import warnings
 import weakref
 import zipfile
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -9293,7 +9293,10 @@ def test_redis_cluster_master_killed_under_load_loses_no_acknowledged_write(redi
 # restarted under load loses no acknowledged write and the same instance goes on
 # [`test_postgres_server_restart_under_load_loses_no_acknowledged_write`]; a stopped server (`SIGSTOP`) makes calls
 # raise `ConnectionError` within `timeout`, sync and async [`test_postgres_stopped_server_calls_raise_within_timeout`];
-# callers beyond the pool wait, then get `TimeoutError` [`test_postgres_callers_beyond_the_pool_wait_then_time_out`].
+# callers beyond the pool wait, then get `TimeoutError` [`test_postgres_callers_beyond_the_pool_wait_then_time_out`],
+# and so do async callers beyond `max_connections`, whose event loop keeps connections of its own, no pool
+# [`test_postgres_async_callers_beyond_max_connections_wait_then_time_out`]; a task cancelled mid-statement costs
+# only its connection [`test_postgres_async_calls_stay_within_max_connections_and_outlive_a_cancelled_one`].
 # Wrong passwords, missing databases and unreachable servers raise builtin errors that never show the password
 # [`test_postgres_errors_are_builtin_and_never_show_the_password`]; table names follow SQLite's rules and a table of
 # another shape is refused naming its columns [`test_postgres_table_names_and_a_table_of_another_shape`].
@@ -9490,6 +9493,34 @@ def test_postgres_restart_fails_no_call_made_after_it(own_postgres: PostgresServ
         assert run_async(get_across_a_restart, db) == [1, 1]
 
 
+@pytest.mark.parametrize("most", [1, 2])
+def test_postgres_async_calls_stay_within_max_connections_and_outlive_a_cancelled_one(
+    postgres_server: PostgresServer, most: int
+) -> None:
+    import psycopg
+
+    name = f"pickledb_cancel_{uuid.uuid4().hex[:8]}"
+    ours = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+    table = pg_table()
+
+    async def scenario(db: PickleDBPostgres) -> list[Any]:
+        await db.set("k", 1)
+        with psycopg.connect(postgres_server.url()) as locker:  # holds the row: the set waits, and is cancelled
+            locker.execute(f'SELECT * FROM "{table}" WHERE key = %s FOR UPDATE', ("k",))
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(db.set("k", 2), 0.5)
+            locker.rollback()
+        await asyncio.gather(*(db.incr("n") for _ in range(16)))  # the connection left mid-statement is not reused
+        deadline = time.monotonic() + 10
+        while postgres_server.sql(ours)[0][0] > most and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the server ends the cancelled statement's session once it sees the close
+        return [await db.get("k"), await db.get("n"), postgres_server.sql(ours)[0][0]]
+
+    with PickleDBPostgres(f"{postgres_server.url()}?application_name={name}", table, max_connections=most) as db:
+        k, n, connections = run_async(scenario, db)
+    assert k in (1, 2) and n == 16 and connections <= most
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_postgres_forked_child_makes_connections_of_its_own(postgres_url: str) -> None:
     proc = subprocess.run(
@@ -9583,6 +9614,47 @@ def test_postgres_callers_beyond_the_pool_wait_then_time_out(postgres_url: str) 
         for thread in holders:
             thread.join(30)
         assert db.get("n") == 8
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the server's processes in /proc")
+def test_postgres_async_callers_beyond_max_connections_wait_then_time_out(own_postgres: PostgresServer) -> None:
+    import psycopg
+
+    table = pg_table()
+
+    async def timed(call: Awaitable[Any]) -> tuple[Any, float]:
+        began = time.monotonic()
+        try:
+            return await call, time.monotonic() - began
+        except Exception as err:  # the test looks at which one, and when
+            return err, time.monotonic() - began
+
+    async def scenario(db: PickleDBPostgres) -> list[tuple[Any, float]]:
+        await db.set("k", 1)
+        with psycopg.connect(own_postgres.url()) as locker:  # holds the row: the one connection stays busy
+            locker.execute(f'SELECT * FROM "{table}" WHERE key = %s FOR UPDATE', ("k",))
+            holder = asyncio.ensure_future(timed(db.set("k", 2)))
+            waiter = asyncio.ensure_future(timed(db.get("other", 0)))
+            await asyncio.sleep(0.5)
+            locker.rollback()
+        return [await holder, await waiter]
+
+    async def stopped(db: PickleDBPostgres) -> list[tuple[Any, float]]:
+        # A new loop has no connection yet, and making one takes libpq 2 s to give up: longer than the timeout.
+        connecting = asyncio.ensure_future(timed(db.get("k")))
+        await asyncio.sleep(0.1)
+        return [await timed(db.get("k")), await connecting]
+
+    with PickleDBPostgres(own_postgres.url(), table, timeout=1.0, max_connections=1) as db:
+        (stored, _), (other, waited) = run_async(scenario, db)
+        own_postgres.signal_all(signal.SIGSTOP)
+        try:
+            (refused, within), (lost, _) = run_async(stopped, db)
+        finally:
+            own_postgres.signal_all(signal.SIGCONT)
+    assert stored == "k" and other == 0 and waited > 0.3  # the second caller waited for the first one's connection
+    assert isinstance(refused, TimeoutError) and "all 1 connections stayed busy" in str(refused)
+    assert 0.8 < within < 1.2 and isinstance(lost, ConnectionError)
 
 
 def test_postgres_errors_are_builtin_and_never_show_the_password(postgres_server: PostgresServer) -> None:
