@@ -9726,7 +9726,7 @@ def test_import_pickledb_does_not_import_psycopg_and_a_missing_driver_names_the_
     assert 'pip install "psycopg[binary]" psycopg-pool' in result.stdout and "pickledb[postgres]" in result.stdout
 
 
-def test_postgres_closes_every_pool_whatever_loop_opened_it(postgres_server: PostgresServer) -> None:
+def test_postgres_closes_every_connection_whatever_loop_opened_it(postgres_server: PostgresServer) -> None:
     def sessions(expected: int) -> int:
         """The server's client sessions besides the one asking, once they are `expected` (or after 5 s)."""
         query = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
@@ -9738,11 +9738,11 @@ def test_postgres_closes_every_pool_whatever_loop_opened_it(postgres_server: Pos
     start, before = threading.active_count(), sessions(0)
     db = PickleDBPostgres(postgres_server.url(), pg_table())
     db.set("sync", 0)
-    for n in range(2):  # asyncio.run ends its loop: that loop's pool closes with it
+    for n in range(2):  # asyncio.run ends its loop: that loop's connections close with it
         run_async(await_method, db, "set", f"k{n}", n)
     with private_loop() as idle:
         idle.run_until_complete(await_method(db, "set", "idle", 1))
-        assert sessions(before + 2) == before + 2  # the sync pool's and the idle loop's
+        assert sessions(before + 2) == before + 2  # the sync calls' and the idle loop's
         db.close()
     assert sessions(before) == before and wait_for_threads(start) == start
     with pytest.raises(ValueError, match="is closed"):
