@@ -1162,6 +1162,15 @@ def _exhausted(store: PickleDBStore, size: int) -> TimeoutError:
     )
 
 
+async def _take_slot(slots: asyncio.Semaphore, store: PickleDBStore, size: int, seconds: float) -> None:
+    """Take one of an event loop's `size` connection `slots` within `seconds` (else _exhausted's TimeoutError)."""
+    taken = slots.acquire()  # wait_for makes a task: only when every slot is taken
+    try:
+        await (asyncio.wait_for(taken, seconds) if slots.locked() else taken)
+    except asyncio.TimeoutError:
+        raise _exhausted(store, size) from None
+
+
 def _other_table(location: str, table: str, found: str, wanted: str) -> ValueError:
     """The error for a table that exists with the columns `found`, not `wanted`; nothing was changed."""
     return ValueError(
@@ -2030,9 +2039,7 @@ class PickleDBSQLite(PickleDBStore):
 
     def _open_locked(self) -> Any:
         """Return the sync connection, opening it if needed; the caller holds the lock."""
-        if self._closed:
-            raise self._closed_error()
-        conn = self._conn or self._connect()
+        conn = self._checked(self._conn) or self._connect()
         if conn.in_transaction:  # left open by an interrupted call: end it before anything else
             conn.execute("ROLLBACK")
         return conn
@@ -2370,8 +2377,7 @@ class PickleDBRedis(PickleDBStore):
                 try:
                     client, _, waited = await self._aclient()
                     if gate is None:  # one of this loop's connections, waiting for it up to timeout
-                        acquire = waited.acquire()
-                        await (asyncio.wait_for(acquire, self._timeout) if waited.locked() else acquire)
+                        await _take_slot(waited, self, self._max, self._timeout)
                         gate, began = waited, time.monotonic()
                     # A cluster's call is cut at the deadline: redis-py can wait for a stalled node twice.
                     sending, left = _sent(client, command), began + self._timeout - time.monotonic()
@@ -2454,18 +2460,14 @@ class PickleDBRedis(PickleDBStore):
     def _connect(self) -> Any:
         """Create the sync client (the cluster one asks the nodes for the slot map here)."""
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            if self._client is None:
+            if self._checked(self._client) is None:
                 self._client = self._new_client(_redis())
             return self._client
 
     async def _aclient(self) -> tuple[Any, Any, Any]:
         """Return this loop's (asyncio client, closer, gate); the first call on a loop creates them."""
         loop = asyncio.get_running_loop()
-        if (entry := self._aclients.get(loop)) is None:
-            if self._closed:
-                raise self._closed_error()
+        if (entry := self._checked(self._aclients).get(loop)) is None:
             for old in list(self._aclients):  # loops that ended without their client being closed
                 if old.is_closed() and (stale := self._aclients.pop(old, None)) is not None:
                     self._starting.pop(old, None)
@@ -2681,11 +2683,7 @@ class PickleDBPostgres(PickleDBStore):
         began = _monotonic()
         try:
             idle, slots = await self._apool()
-            taken = slots.acquire()  # a call beyond max_connections waits; wait_for (which makes a task) only then
-            try:
-                await (asyncio.wait_for(taken, began + self._timeout - _monotonic()) if slots.locked() else taken)
-            except asyncio.TimeoutError:
-                raise _exhausted(self, self._max) from None
+            await _take_slot(slots, self, self._max, began + self._timeout - _monotonic())
             try:
                 while idle and not idle[-1].usable():  # the server closed it (a restart closes every idle one)
                     await idle.pop().close()
