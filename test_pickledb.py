@@ -1087,8 +1087,11 @@ _INTERRUPT_STORM = textwrap.dedent(
     class Interrupted(Exception):
         pass
 
+    armed = False  # Python runs a handler at its next check, which may come after the timer was stopped
+
     def on_alarm(signum, frame):
-        raise Interrupted
+        if armed:
+            raise Interrupted
 
     path, wanted = sys.argv[1], int(sys.argv[2])
     db = pickledb.PickleDB(path)
@@ -1102,15 +1105,19 @@ _INTERRUPT_STORM = textwrap.dedent(
         db.set("n", interrupted + done)
         try:
             try:
+                armed = True
                 signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.002))
                 db.save()
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                armed = False
                 done += 1
             except Interrupted:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                armed = False
                 interrupted += 1
         except Interrupted:  # the alarm went off between the two handlers
             signal.setitimer(signal.ITIMER_REAL, 0)
+            armed = False
             interrupted += 1
     signal.setitimer(signal.ITIMER_REAL, 0)
     gc.collect()
