@@ -2620,8 +2620,10 @@ class PickleDBPostgres(PickleDBStore):
     # -- the operations of several statements --
 
     def _op_set_many(self, rows: list[tuple[str, bytes]]) -> _PgOp:
+        nul = "\x00" in "".join([key for key, _ in rows]) or b"\\u0000" in b"".join([raw for _, raw in rows])
+        text = [_text_row(key, raw) if nul else (key, raw.decode()) for key, raw in rows]  # one by one if any may
         yield _BEGIN
-        yield (_MANY, self._sql_set, [_text_row(key, raw) for key, raw in rows])
+        yield (_MANY, self._sql_set, text)
         yield _COMMIT
 
     def _op_update(self, key: str, change: Callable[[bytes | None], tuple[bytes, Any]]) -> _PgOp:

@@ -9337,12 +9337,15 @@ def test_postgres_values_round_trip_exactly_and_sql_reads_them(postgres_server: 
             lambda: db.set("nul", {"x": ["a\x00"]}),
             lambda: db.add("nul", "\x00"),
             lambda: db.set_many([("ok", 1), ("nul", "\\\x00")]),
+            lambda: db.set_many([("ok", 1), ("a\x00", 1)]),
             lambda: db.update("edge", lambda value: "\x00", default=None),
             lambda: run_async(await_method, db, "set", "nul", "\x00"),
         ):
             with pytest.raises(TypeError, match="NUL character"):
                 call()
         assert "nul" not in db.all() and "ok" not in db.all() and same_json(db.get("edge"), edge)
+        db.set_many([("ok", 1), ("escaped", "\\u0000")])  # a backslash, then u0000: no NUL
+        assert db.get("escaped") == "\\u0000"
         assert db.all(prefix="a\x00") == [] and db.count("a\x00") == 0
 
 
