@@ -2550,7 +2550,7 @@ def _pg() -> Any:
     def usable(self: Any, ask: bool = True) -> bool:  # open, idle, and (ask) sent nothing: a restart sends a goodbye
         return bool(self.pgconn.transaction_status == 0 and not (ask and select.select([self.fileno()], [], [], 0)[0]))
 
-    cur = functools.cached_property(lambda conn: conn.cursor())  # made once: a new one per statement costs ~15 us
+    cur = functools.cached_property(lambda conn: conn.cursor())  # made once: a new one per statement costs ~15 µs
     body = {"deadline": math.inf, "wait": wait, "usable": usable, "cur": cur}
     conn, aconn = (type(kind.__name__, (kind,), body) for kind in (psycopg.Connection, psycopg.AsyncConnection))
     return types.SimpleNamespace(psycopg=psycopg, pool=psycopg_pool, conn=conn, aconn=aconn)
